@@ -1,0 +1,1 @@
+//! `ferroserve-core` owns the vocabulary every other crate shares.
