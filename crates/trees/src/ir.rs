@@ -14,11 +14,12 @@
 
 /// How a comparison between the feature value `x` and the node's threshold `t` is made.
 /// The branch taken when the comparison is true is always `left`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Cmp {
     /// `x < t` (XGBoost numerical splits, ONNX `BRANCH_LT`).
     Lt,
     /// `x <= t` (LightGBM, scikit-learn, ONNX `BRANCH_LEQ`).
+    #[default]
     Le,
     /// `x > t` (ONNX `BRANCH_GT`).
     Gt,
@@ -84,12 +85,6 @@ pub struct Tree {
 impl Default for LeafKind {
     fn default() -> Self {
         LeafKind::Scalar { output: 0 }
-    }
-}
-
-impl Default for Cmp {
-    fn default() -> Self {
-        Cmp::Le
     }
 }
 

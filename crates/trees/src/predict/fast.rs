@@ -1,22 +1,461 @@
 //! The fast batch predictor.
-use super::Predictions;
-use crate::Forest;
+//!
+//! At load time ([`CompiledForest::new`]) every tree is flattened into one array of 12-byte nodes
+//! whose two children sit side by side, and every ordinary split is rewritten as `x < t` on
+//! `f32` (thresholds rounded in the direction that keeps each decision identical to the `f64`
+//! comparison of the IR; `>`/`>=` splits swap their children). Missing values cost one extra
+//! compare, folded into the decision without a branch. The rare splits that do not fit (category
+//! sets, `==`/`!=`, LightGBM's zero band) are flagged and decided by the reference code.
+//!
+//! Rows are walked in blocks: for each tree, every row of the block in turn, so the tree's
+//! nodes stay in cache while the block's rows do too. Large batches are split across threads
+//! (`std::thread::scope`), each writing its own rows of the output. Nothing is allocated per row.
 
-/// A forest compiled for fast prediction.
+use super::{aggregate_end, aggregate_end_f32, aggregate_start, aggregate_start_f32, finish};
+use super::{reference, Predictions};
+use crate::ir::{Accumulate, Aggregate, Cmp, Forest, LeafKind, Missing};
+
+const LEAF: u32 = 1 << 31;
+const DEFAULT_LEFT: u32 = 1 << 30;
+const COMPLEX: u32 = 1 << 29;
+const FEATURE_MASK: u32 = (1 << 29) - 1;
+
+/// Rows walked together through one tree.
+const BLOCK_ROWS: usize = 64;
+
+/// Below this many rows a batch is never split across threads: a thread costs more than it
+/// saves.
+pub const PARALLEL_MIN_ROWS: usize = 2048;
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+struct Node {
+    /// Split: go left when `x < threshold`. Complex split: `f32::from_bits(index)` into
+    /// `CompiledForest::complex`.
+    threshold: f32,
+    /// Feature index and flags.
+    meta: u32,
+    /// Split: index of the left child (the right child follows it). Leaf: index of its first
+    /// value in `CompiledForest::leaf_values`.
+    child: u32,
+}
+
+/// A split decided by the reference code: (tree, node in the IR tree).
+#[derive(Clone, Copy, Debug)]
+struct Complex {
+    tree: u32,
+    node: u32,
+}
+
+/// A forest compiled for fast prediction. Immutable; share it behind an `Arc`.
 pub struct CompiledForest {
     forest: Forest,
+    nodes: Vec<Node>,
+    /// Index of each tree's root in `nodes`.
+    roots: Vec<u32>,
+    /// The output column of each scalar tree; `u32::MAX` for vector trees.
+    tree_output: Vec<u32>,
+    leaf_values: Vec<f64>,
+    leaf_values_f32: Vec<f32>,
+    complex: Vec<Complex>,
+    threads: usize,
+}
+
+/// Largest `f32` that is `<= t` (for finite `t`).
+fn f32_round_down(t: f64) -> f32 {
+    let f = t as f32;
+    if (f as f64) > t {
+        f.next_down()
+    } else {
+        f
+    }
+}
+
+/// Smallest `f32` that is `>= t` (for finite `t`).
+fn f32_round_up(t: f64) -> f32 {
+    let f = t as f32;
+    if (f as f64) < t {
+        f.next_up()
+    } else {
+        f
+    }
+}
+
+/// For an input `x: f32`, the threshold `u` such that `x < u` is exactly `(x as f64) < t`
+/// (`strict`) or `(x as f64) <= t` (not strict). `None` when no such `f32` exists.
+fn strict_threshold(t: f64, strict: bool) -> Option<f32> {
+    if t.is_nan() {
+        return None;
+    }
+    let u = if strict {
+        // x < t  <=>  x < (smallest f32 >= t)
+        f32_round_up(t)
+    } else {
+        // x <= t  <=>  x <= (largest f32 <= t)  <=>  x < next_up(that)
+        let d = f32_round_down(t);
+        if d == f32::INFINITY {
+            return None;
+        }
+        d.next_up()
+    };
+    Some(u)
 }
 
 impl CompiledForest {
+    /// Compiles `forest`. The forest must have passed [`Forest::validate`] (every loader does
+    /// this).
     pub fn new(forest: Forest) -> Self {
-        CompiledForest { forest }
+        let mut nodes = Vec::new();
+        let mut roots = Vec::with_capacity(forest.trees.len());
+        let mut tree_output = Vec::with_capacity(forest.trees.len());
+        let mut leaf_values = Vec::new();
+        let mut complex = Vec::new();
+        for (ti, tree) in forest.trees.iter().enumerate() {
+            let width = forest.leaf_width(tree);
+            tree_output.push(match tree.leaf_kind {
+                LeafKind::Scalar { output } => output,
+                LeafKind::Vector => u32::MAX,
+            });
+            roots.push(nodes.len() as u32);
+            // Breadth-first, so that each split's children can be placed side by side.
+            // `queue` holds (IR node, slot in `nodes` reserved for it).
+            nodes.push(Node {
+                threshold: 0.0,
+                meta: 0,
+                child: 0,
+            });
+            let mut queue = std::collections::VecDeque::from([(0usize, nodes.len() - 1)]);
+            while let Some((i, slot)) = queue.pop_front() {
+                if tree.is_leaf[i] {
+                    let at = leaf_values.len() as u32;
+                    leaf_values.extend_from_slice(&tree.values[i * width..(i + 1) * width]);
+                    nodes[slot] = Node {
+                        threshold: 0.0,
+                        meta: LEAF,
+                        child: at,
+                    };
+                    continue;
+                }
+                let (mut left, mut right) = (tree.left[i] as usize, tree.right[i] as usize);
+                let mut default_left = tree.default_left[i];
+                let t = tree.threshold[i];
+                // Rewrite as `x < u` with the children in the right order, or flag as complex.
+                let simple = match (tree.missing[i], tree.cmp[i]) {
+                    (Missing::ZeroOrNan, _) | (_, Cmp::Eq | Cmp::Ne | Cmp::InSet(_)) => None,
+                    (missing, cmp) => {
+                        let (strict, swap) = match cmp {
+                            Cmp::Lt => (true, false),
+                            Cmp::Le => (false, false),
+                            // x > t  <=>  !(x <= t);  x >= t  <=>  !(x < t)
+                            Cmp::Gt => (false, true),
+                            Cmp::Ge => (true, true),
+                            Cmp::Eq | Cmp::Ne | Cmp::InSet(_) => unreachable!("matched above"),
+                        };
+                        if missing == Missing::AsZero {
+                            // NaN is compared as 0.0: it goes where 0.0 goes.
+                            default_left = reference::goes_left(tree, i, 0.0);
+                        }
+                        strict_threshold(t, strict).map(|u| (u, swap))
+                    }
+                };
+                let feature = tree.feature[i];
+                assert!(feature <= FEATURE_MASK, "feature index too large");
+                let base = nodes.len() as u32;
+                let node = match simple {
+                    Some((u, swap)) => {
+                        if swap {
+                            std::mem::swap(&mut left, &mut right);
+                            default_left = !default_left;
+                        }
+                        Node {
+                            threshold: u,
+                            meta: feature | if default_left { DEFAULT_LEFT } else { 0 },
+                            child: base,
+                        }
+                    }
+                    None => {
+                        complex.push(Complex {
+                            tree: ti as u32,
+                            node: i as u32,
+                        });
+                        Node {
+                            threshold: f32::from_bits(complex.len() as u32 - 1),
+                            meta: feature | COMPLEX,
+                            child: base,
+                        }
+                    }
+                };
+                nodes[slot] = node;
+                nodes.push(node); // placeholders, overwritten when popped
+                nodes.push(node);
+                queue.push_back((left, base as usize));
+                queue.push_back((right, base as usize + 1));
+            }
+        }
+        let leaf_values_f32 = leaf_values.iter().map(|&v| v as f32).collect();
+        CompiledForest {
+            forest,
+            nodes,
+            roots,
+            tree_output,
+            leaf_values,
+            leaf_values_f32,
+            complex,
+            threads: 1,
+        }
+    }
+
+    /// Sets how many threads a large batch may use (at least 1; default 1).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     pub fn forest(&self) -> &Forest {
         &self.forest
     }
 
+    /// Predicts `rows` (row-major, `n_features` values per row, NaN for missing).
+    ///
+    /// # Panics
+    /// If `rows.len()` is not a multiple of the number of features; callers validate shapes.
     pub fn predict(&self, rows: &[f32]) -> Predictions {
-        super::reference::predict_reference(&self.forest, rows)
+        let nf = self.forest.n_features;
+        assert!(rows.len().is_multiple_of(nf), "rows must be whole rows");
+        let n_rows = rows.len() / nf;
+        let n_out = self.forest.n_outputs;
+        let mut raw = vec![0.0f64; n_rows * n_out];
+        self.predict_raw_into(rows, &mut raw);
+        let mut p = Predictions {
+            n_rows,
+            n_outputs: n_out,
+            raw,
+            n_scores: 0,
+            scores: Vec::new(),
+            labels: None,
+        };
+        finish(&self.forest, &mut p);
+        p
+    }
+
+    /// Writes the raw scores (aggregated leaves plus base score) of `rows` into `out`
+    /// (`n_rows * n_outputs`), using up to the configured number of threads.
+    pub fn predict_raw_into(&self, rows: &[f32], out: &mut [f64]) {
+        let nf = self.forest.n_features;
+        let n_out = self.forest.n_outputs;
+        let n_rows = rows.len() / nf;
+        assert_eq!(out.len(), n_rows * n_out, "output size");
+        let threads = self.threads.min(n_rows / (PARALLEL_MIN_ROWS / 2)).max(1);
+        if threads <= 1 || n_rows < PARALLEL_MIN_ROWS {
+            self.raw_serial(rows, out);
+            return;
+        }
+        // Whole blocks per thread.
+        let per = n_rows.div_ceil(threads).div_ceil(BLOCK_ROWS) * BLOCK_ROWS;
+        std::thread::scope(|s| {
+            for (r, o) in rows.chunks(per * nf).zip(out.chunks_mut(per * n_out)) {
+                s.spawn(move || self.raw_serial(r, o));
+            }
+        });
+    }
+
+    fn raw_serial(&self, rows: &[f32], out: &mut [f64]) {
+        let nf = self.forest.n_features;
+        let n_out = self.forest.n_outputs;
+        for (r, o) in rows
+            .chunks(BLOCK_ROWS * nf)
+            .zip(out.chunks_mut(BLOCK_ROWS * n_out))
+        {
+            match (self.forest.accumulate, self.forest.aggregate) {
+                (Accumulate::F64, Aggregate::Sum | Aggregate::Average) => {
+                    self.block::<f64, ADD>(r, o)
+                }
+                (Accumulate::F64, Aggregate::Min) => self.block::<f64, MIN>(r, o),
+                (Accumulate::F64, Aggregate::Max) => self.block::<f64, MAX>(r, o),
+                (Accumulate::F32, Aggregate::Sum | Aggregate::Average) => {
+                    self.block::<f32, ADD>(r, o)
+                }
+                (Accumulate::F32, Aggregate::Min) => self.block::<f32, MIN>(r, o),
+                (Accumulate::F32, Aggregate::Max) => self.block::<f32, MAX>(r, o),
+            }
+        }
+    }
+
+    /// One block of at most [`BLOCK_ROWS`] rows.
+    fn block<A: Acc, const OP: u8>(&self, rows: &[f32], out: &mut [f64]) {
+        let f = &self.forest;
+        let nf = f.n_features;
+        let n_out = f.n_outputs;
+        let n = rows.len() / nf;
+        let mut acc = [A::ZERO; BLOCK_ROWS * 4];
+        let mut big;
+        let acc: &mut [A] = if n * n_out <= acc.len() {
+            &mut acc[..n * n_out]
+        } else {
+            big = vec![A::ZERO; n * n_out];
+            &mut big
+        };
+        for r in 0..n {
+            for o in 0..n_out {
+                acc[r * n_out + o] = A::start(f.aggregate, f.base_score[o]);
+            }
+        }
+        let leaves = A::leaves(self);
+        for (t, &root) in self.roots.iter().enumerate() {
+            let output = self.tree_output[t];
+            if output != u32::MAX {
+                let o = output as usize;
+                for r in 0..n {
+                    let leaf = self.walk(root, &rows[r * nf..(r + 1) * nf]);
+                    let a = &mut acc[r * n_out + o];
+                    *a = A::step::<OP>(*a, leaves[leaf]);
+                }
+            } else {
+                for r in 0..n {
+                    let leaf = self.walk(root, &rows[r * nf..(r + 1) * nf]);
+                    let a = &mut acc[r * n_out..(r + 1) * n_out];
+                    for (a, &v) in a.iter_mut().zip(&leaves[leaf..leaf + n_out]) {
+                        *a = A::step::<OP>(*a, v);
+                    }
+                }
+            }
+        }
+        let n_trees = self.roots.len();
+        for r in 0..n {
+            for o in 0..n_out {
+                out[r * n_out + o] =
+                    A::end(f.aggregate, acc[r * n_out + o], n_trees, f.base_score[o]);
+            }
+        }
+    }
+
+    /// Walks one tree from `root` for one row; returns the leaf's first value index.
+    #[inline(always)]
+    fn walk(&self, root: u32, row: &[f32]) -> usize {
+        let nodes = &self.nodes[..];
+        let mut i = root as usize;
+        loop {
+            let n = nodes[i];
+            if n.meta & LEAF != 0 {
+                return n.child as usize;
+            }
+            let x = row[(n.meta & FEATURE_MASK) as usize];
+            let left = if n.meta & COMPLEX == 0 {
+                (x < n.threshold) | (x.is_nan() & (n.meta & DEFAULT_LEFT != 0))
+            } else {
+                let c = self.complex[n.threshold.to_bits() as usize];
+                reference::goes_left(&self.forest.trees[c.tree as usize], c.node as usize, x)
+            };
+            i = n.child as usize + usize::from(!left);
+        }
+    }
+}
+
+const ADD: u8 = 0;
+const MIN: u8 = 1;
+const MAX: u8 = 2;
+
+/// The running-sum precision (see [`Accumulate`]).
+trait Acc: Copy {
+    const ZERO: Self;
+    fn start(agg: Aggregate, base: f64) -> Self;
+    fn step<const OP: u8>(acc: Self, v: Self) -> Self;
+    fn end(agg: Aggregate, acc: Self, n_trees: usize, base: f64) -> f64;
+    fn leaves(f: &CompiledForest) -> &[Self];
+}
+
+impl Acc for f64 {
+    const ZERO: Self = 0.0;
+    fn start(agg: Aggregate, _base: f64) -> Self {
+        aggregate_start(agg)
+    }
+    #[inline(always)]
+    fn step<const OP: u8>(acc: Self, v: Self) -> Self {
+        match OP {
+            ADD => acc + v,
+            MIN => acc.min(v),
+            _ => acc.max(v),
+        }
+    }
+    fn end(agg: Aggregate, acc: Self, n_trees: usize, base: f64) -> f64 {
+        aggregate_end(agg, acc, n_trees, base)
+    }
+    fn leaves(f: &CompiledForest) -> &[Self] {
+        &f.leaf_values
+    }
+}
+
+impl Acc for f32 {
+    const ZERO: Self = 0.0;
+    fn start(agg: Aggregate, base: f64) -> Self {
+        aggregate_start_f32(agg, base)
+    }
+    #[inline(always)]
+    fn step<const OP: u8>(acc: Self, v: Self) -> Self {
+        match OP {
+            ADD => acc + v,
+            MIN => acc.min(v),
+            _ => acc.max(v),
+        }
+    }
+    fn end(agg: Aggregate, acc: Self, n_trees: usize, base: f64) -> f64 {
+        aggregate_end_f32(agg, acc, n_trees, base as f32) as f64
+    }
+    fn leaves(f: &CompiledForest) -> &[Self] {
+        &f.leaf_values_f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_keep_every_decision() {
+        let ts = [
+            0.1f64,
+            -0.1,
+            1.0,
+            0.0,
+            -0.0,
+            1e-40,
+            3.4028234663852886e38,
+            1e39,
+            -1e39,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.30000001192092896,
+        ];
+        for &t in &ts {
+            let d = t as f32;
+            let candidates = [
+                d,
+                d.next_up(),
+                d.next_down(),
+                0.0,
+                -0.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::MAX,
+                f32::MIN,
+            ];
+            for strict in [true, false] {
+                let Some(u) = strict_threshold(t, strict) else {
+                    continue;
+                };
+                for &x in &candidates {
+                    let want = if strict {
+                        (x as f64) < t
+                    } else {
+                        (x as f64) <= t
+                    };
+                    assert_eq!(x < u, want, "t={t} strict={strict} x={x} u={u}");
+                }
+            }
+        }
     }
 }

@@ -65,7 +65,7 @@ pub fn leaf_of(tree: &Tree, row: &[f32]) -> usize {
 /// Predicts `rows` (row-major, `forest.n_features` values per row; NaN is missing).
 pub fn predict_reference(forest: &Forest, rows: &[f32]) -> Predictions {
     let nf = forest.n_features;
-    assert!(nf > 0 && rows.len() % nf == 0, "rows must be whole rows");
+    assert!(nf > 0 && rows.len().is_multiple_of(nf), "rows must be whole rows");
     let n_rows = rows.len() / nf;
     let n_out = forest.n_outputs;
     let n_trees = forest.trees.len();
@@ -86,17 +86,16 @@ pub fn predict_reference(forest: &Forest, rows: &[f32]) -> Predictions {
             });
             raw[r * n_out + o] = match forest.accumulate {
                 Accumulate::F64 => {
-                    let acc = contributions
-                        .fold(aggregate_start(forest.aggregate), |acc, v| {
-                            aggregate_step(forest.aggregate, acc, v)
-                        });
+                    let acc = contributions.fold(aggregate_start(forest.aggregate), |acc, v| {
+                        aggregate_step(forest.aggregate, acc, v)
+                    });
                     aggregate_end(forest.aggregate, acc, n_trees, base)
                 }
                 Accumulate::F32 => {
-                    let acc = contributions.fold(
-                        aggregate_start_f32(forest.aggregate, base),
-                        |acc, v| aggregate_step_f32(forest.aggregate, acc, v as f32),
-                    );
+                    let acc = contributions
+                        .fold(aggregate_start_f32(forest.aggregate, base), |acc, v| {
+                            aggregate_step_f32(forest.aggregate, acc, v as f32)
+                        });
                     aggregate_end_f32(forest.aggregate, acc, n_trees, base as f32) as f64
                 }
             };
