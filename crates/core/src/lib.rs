@@ -1,1 +1,18 @@
-//! `ferroserve-core` owns the vocabulary every other crate shares.
+//! `ferroserve-core` owns the vocabulary every other crate shares: the v2 data types and
+//! tensors, inference requests and responses, model metadata and configuration (`model.toml`),
+//! the [`Backend`] and [`LoadedModel`] traits backends implement, and the transport-neutral
+//! [`ErrorKind`] that HTTP and gRPC each map exactly once. It has no async runtime and no HTTP.
+
+pub mod config;
+pub mod datatype;
+pub mod error;
+pub mod model;
+pub mod tensor;
+
+pub use config::ModelConfig;
+pub use datatype::DataType;
+pub use error::{BackendError, ErrorKind, InferError};
+pub use model::{Backend, LoadedModel, ModelMetadata, TensorMeta};
+pub use tensor::{
+    InferRequest, InferResponse, Param, Parameters, RequestedOutput, Tensor, TensorData,
+};
