@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""Trains the bundled example repository (`examples/models/`) and writes the ready-made
+request bodies (`examples/requests/`).
+
+Every model is trained by its own library with fixed seeds, so running this again writes the same
+models, the same `expected.json` and the same request files:
+
+    iris/1/model.onnx            scikit-learn RandomForestClassifier (100 trees), exported by skl2onnx
+    wine/1/model.onnx            scikit-learn RandomForestClassifier (50 trees, depth 8), skl2onnx
+    breast_cancer/1/model.json   XGBoost binary:logistic (depth 2, 30 rounds), feature names stored
+    diabetes/1/model.txt         LightGBM regression (50 trees), feature names stored
+
+`expected.json` holds, for each model, sample rows (the first rows of its dataset) and the training
+library's own predictions for them, plus the predictions for every request file. Before anything is
+written, each artifact is loaded back with the library that reads it (ONNX Runtime, xgboost.Booster,
+lightgbm.Booster) and its answers are checked against the training library's.
+
+    pip install scikit-learn xgboost lightgbm skl2onnx onnx onnxruntime numpy pandas
+    python3 examples/models/train.py
+"""
+import json
+import os
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import xgboost as xgb
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import train_test_split
+
+SEED = 0
+TOL = 1e-5
+N_SAMPLES = 5
+# ONNX graphs use the classic TreeEnsembleClassifier (ai.onnx.ml opset 3).
+ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
+
+MODELS = Path(__file__).resolve().parent
+REQUESTS = MODELS.parent / "requests"
+
+IRIS_LABELS = ["setosa", "versicolor", "virginica"]
+BREAST_CANCER_LABELS = ["malignant", "benign"]
+
+# The three rows of the Cortex batch-runner tutorial (its `test.py`).
+CORTEX_IRIS_ROWS = [
+    {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.5, "petal_width": 0.3},
+    {"sepal_length": 7.1, "sepal_width": 3.3, "petal_length": 4.8, "petal_width": 1.5},
+    {"sepal_length": 6.4, "sepal_width": 3.4, "petal_length": 6.1, "petal_width": 2.6},
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing files
+
+
+def _dumps(obj, indent=0):
+    """JSON with lists of numbers (and short lists of strings) kept on one line."""
+    pad = "  " * indent
+    inner = "  " * (indent + 1)
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f"{inner}{json.dumps(k)}: {_dumps(v, indent + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(obj, list):
+        if all(not isinstance(x, (dict, list)) for x in obj):
+            return json.dumps(obj)
+        items = [inner + _dumps(x, indent + 1) for x in obj]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+    return json.dumps(obj)
+
+
+def write_json(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_dumps(obj) + "\n")
+
+
+def write_text(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def toml_str(s):
+    return json.dumps(s)  # a TOML basic string is a JSON string for this text
+
+
+def toml_list(items):
+    return "[" + ", ".join(toml_str(s) for s in items) + "]"
+
+
+def write_model_toml(name, lines):
+    write_text(MODELS / name / "model.toml", "\n".join(lines) + "\n")
+
+
+def rows(X, idx):
+    """Plain Python floats (float64, the dataset's own values)."""
+    return [[float(v) for v in X[i]] for i in idx]
+
+
+def floats(a):
+    return [float(v) for v in np.asarray(a).ravel()]
+
+
+def matrix(a):
+    return [[float(v) for v in r] for r in np.asarray(a)]
+
+
+def v2_body(X, datatype="FP32", request_id=None, outputs=None):
+    X = [list(r) for r in X]
+    body = {}
+    if request_id is not None:
+        body["id"] = request_id
+    body["inputs"] = [
+        {"name": "input", "shape": [len(X), len(X[0])], "datatype": datatype,
+         "data": [v for r in X for v in r]}
+    ]
+    if outputs:
+        body["outputs"] = [{"name": o} for o in outputs]
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+
+
+def check_close(what, got, want, tol=TOL):
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    diff = float(np.max(np.abs(got - want))) if got.size else 0.0
+    assert diff <= tol, f"{what}: max difference {diff:g} > {tol:g}"
+    return diff
+
+
+def check_no_ties(what, proba):
+    """The arg-max must not depend on float32 rounding of the leaf weights."""
+    s = np.sort(np.asarray(proba), axis=1)
+    gap = float(np.min(s[:, -1] - s[:, -2]))
+    assert gap > TOL, f"{what}: two classes within {TOL:g} of each other (gap {gap:g})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def export_forest(clf, n_features, path):
+    onx = convert_sklearn(
+        clf,
+        initial_types=[("input", FloatTensorType([None, n_features]))],
+        target_opset=ONNX_OPSET,
+        options={id(clf): {"zipmap": False}},
+    )
+    # skl2onnx names the graph with a random UUID and lists the default domain twice; a fixed
+    # name and one import per domain make the file byte-for-byte reproducible and tidy.
+    onx.graph.name = path.parent.parent.name
+    seen = {}
+    for imp in onx.opset_import:
+        seen[imp.domain] = max(seen.get(imp.domain, 0), imp.version)
+    del onx.opset_import[:]
+    for domain, version in sorted(seen.items()):
+        onx.opset_import.add(domain=domain, version=version)
+    onnx.checker.check_model(onx, full_check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(onx.SerializeToString())
+
+
+def onnx_predict(path, X):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    assert inp.name == "input" and inp.type == "tensor(float)", (inp.name, inp.type)
+    label, proba = sess.run(None, {"input": np.asarray(X, dtype=np.float32)})
+    return np.asarray(label), np.asarray(proba, dtype=np.float64)
+
+
+def forest_entry(name, clf, X, path, feature_names, class_labels, requests):
+    """Checks the ONNX file against scikit-learn on the whole dataset, then records the library's
+    predictions for the sample rows and for each request file's rows."""
+    label, proba = onnx_predict(path, X)
+    skl_proba = clf.predict_proba(X)
+    skl_label = clf.predict(X)
+    diff = check_close(f"{name}: ONNX Runtime vs scikit-learn probabilities", proba, skl_proba)
+    s = np.sort(skl_proba, axis=1)
+    clear = (s[:, -1] - s[:, -2]) > TOL
+    assert np.array_equal(label[clear], skl_label[clear]), f"{name}: ONNX labels differ"
+
+    def answer(idx):
+        p = skl_proba[idx]
+        check_no_ties(name, p)
+        out = {"label": [int(v) for v in skl_label[idx]]}
+        if class_labels:
+            out["label_names"] = [class_labels[int(v)] for v in skl_label[idx]]
+        out["probabilities"] = matrix(p)
+        return out
+
+    sample = list(range(N_SAMPLES))
+    entry = {
+        "file": str(path.relative_to(MODELS)),
+        "library": "scikit-learn predict / predict_proba",
+        "kind": "classifier",
+        "input": "input",
+        "feature_names": list(feature_names),
+        "rows": rows(X, sample),
+    }
+    entry.update(answer(sample))
+    entry["requests"] = {f: answer(idx) for f, idx in requests.items()}
+    print(f"{name}: {path.name} {path.stat().st_size} bytes; ONNX Runtime vs scikit-learn "
+          f"max |diff| {diff:.2e} over {len(X)} rows ({int((~clear).sum())} near-tie rows)")
+    return entry
+
+
+def train_iris():
+    ds = load_iris()
+    X, y = ds.data, ds.target
+    clf = RandomForestClassifier(n_estimators=100, random_state=SEED, n_jobs=1)
+    clf.fit(X, y)
+    assert list(clf.classes_) == [0, 1, 2]
+    path = MODELS / "iris" / "1" / "model.onnx"
+    export_forest(clf, 4, path)
+    write_model_toml("iris", [
+        'description = "Iris species from four flower measurements: scikit-learn '
+        'RandomForestClassifier (100 trees) on load_iris, exported to ONNX by skl2onnx."',
+        f"feature_names = {toml_list(ds.feature_names)}",
+        f"class_labels = {toml_list(IRIS_LABELS)}",
+    ])
+
+    # Request rows: one per class for the batch, five spread over the dataset for the CSV.
+    batch_idx = [0, 50, 100]
+    csv_idx = [int(i) for i in np.linspace(0, len(X) - 1, 5)]
+    write_json(REQUESTS / "iris_v2.json", v2_body(rows(X, [0])))
+    write_json(REQUESTS / "iris_v2_batch.json", v2_body(
+        rows(X, batch_idx), request_id="iris-batch-1", outputs=["label", "probabilities"]))
+    write_text(REQUESTS / "iris.csv", "".join(
+        ",".join(repr(v) for v in r) + "\n" for r in rows(X, csv_idx)))
+    write_json(REQUESTS / "iris_records.json", CORTEX_IRIS_ROWS)
+
+    cortex = np.array([[r["sepal_length"], r["sepal_width"], r["petal_length"], r["petal_width"]]
+                       for r in CORTEX_IRIS_ROWS])
+    # The Cortex rows are not dataset rows: append them so one code path answers everything.
+    X_all = np.vstack([X, cortex])
+    n = len(X)
+    entry = forest_entry("iris", clf, X_all, path, ds.feature_names, IRIS_LABELS, {
+        "iris_v2.json": [0],
+        "iris_v2_batch.json": batch_idx,
+        "iris.csv": csv_idx,
+        "iris_records.json": [n, n + 1, n + 2],
+    })
+    return entry
+
+
+def train_wine():
+    ds = load_wine()
+    X, y = ds.data, ds.target
+    clf = RandomForestClassifier(n_estimators=50, max_depth=8, random_state=SEED, n_jobs=1)
+    clf.fit(X, y)
+    assert list(clf.classes_) == [0, 1, 2]
+    path = MODELS / "wine" / "1" / "model.onnx"
+    export_forest(clf, 13, path)
+    write_model_toml("wine", [
+        'description = "Wine cultivar (class 0, 1 or 2) from 13 chemical measurements: '
+        'scikit-learn RandomForestClassifier (50 trees, max_depth 8) on load_wine, exported to '
+        'ONNX by skl2onnx (the FastAPI wine tutorial\'s model)."',
+        f"feature_names = {toml_list(ds.feature_names)}",
+    ])
+
+    # 32 rows spread evenly over the dataset, so every class appears in the batch.
+    batch_idx = [int(i) for i in np.linspace(0, len(X) - 1, 32)]
+    write_json(REQUESTS / "wine_v2.json", v2_body(rows(X, [0])))
+    write_json(REQUESTS / "wine_batch_1.json", {"batches": rows(X, batch_idx)})
+    return forest_entry("wine", clf, X, path, ds.feature_names, None, {
+        "wine_v2.json": [0],
+        "wine_batch_1.json": batch_idx,
+    })
+
+
+def train_breast_cancer():
+    ds = load_breast_cancer()
+    names = [str(n) for n in ds.feature_names]
+    df = pd.DataFrame(ds.data, columns=names)
+    y = ds.target
+    # As in the Ray Serve tutorial: a 70/30 split, depth-2 trees, binary:logistic.
+    train_df, test_df, y_train, y_test = train_test_split(
+        df, y, test_size=0.3, random_state=SEED)
+    dtrain = xgb.DMatrix(train_df, label=y_train, feature_names=names)
+    dvalid = xgb.DMatrix(test_df, label=y_test, feature_names=names)
+    params = {
+        "objective": "binary:logistic",
+        "eval_metric": ["logloss", "error"],
+        "tree_method": "approx",
+        "max_depth": 2,
+        "eta": 0.3,
+        "seed": SEED,
+        "nthread": 1,
+    }
+    booster = xgb.train(params, dtrain, num_boost_round=30,
+                        evals=[(dvalid, "valid")], verbose_eval=False)
+    assert booster.feature_names == names
+    path = MODELS / "breast_cancer" / "1" / "model.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(path))
+    write_model_toml("breast_cancer", [
+        'description = "Breast tumour diagnosis from 30 cell-nucleus measurements: XGBoost '
+        'binary:logistic (30 rounds of depth-2 trees) on load_breast_cancer (the Ray Serve '
+        'tutorial\'s model); the probability is that of class 1, benign."',
+        f"class_labels = {toml_list(BREAST_CANCER_LABELS)}",
+    ])
+
+    # The Ray tutorial posts the first row of its test set as a pandas record.
+    record_pos = int(np.flatnonzero(df.index == test_df.index[0])[0])
+    write_json(REQUESTS / "breast_cancer_records.json",
+               [dict(zip(names, rows(ds.data, [record_pos])[0]))])
+    write_json(REQUESTS / "breast_cancer_v2.json", v2_body(rows(ds.data, [0])))
+
+    # The saved file, read back by XGBoost, is the oracle's source.
+    loaded = xgb.Booster(model_file=str(path))
+    assert loaded.feature_names == names, loaded.feature_names
+    X = ds.data
+    p1 = loaded.predict(xgb.DMatrix(pd.DataFrame(X, columns=names)))
+    p1_mem = booster.predict(xgb.DMatrix(pd.DataFrame(X, columns=names)))
+    diff = check_close("breast_cancer: saved vs in-memory booster", p1, p1_mem, tol=0.0)
+    # Without feature names (a plain float32 matrix, as the server sees it): same answers.
+    check_close("breast_cancer: unnamed float32 input", loaded.predict(
+        xgb.DMatrix(X.astype(np.float32)), validate_features=False), p1, tol=0.0)
+    proba = np.column_stack([1.0 - p1, p1])
+
+    def answer(idx):
+        p = proba[idx]
+        lab = (p1[idx] > 0.5).astype(int)
+        assert np.all(np.abs(p1[idx] - 0.5) > TOL), "breast_cancer: a row sits on 0.5"
+        return {"label": [int(v) for v in lab],
+                "label_names": [BREAST_CANCER_LABELS[int(v)] for v in lab],
+                "probabilities": matrix(p)}
+
+    sample = list(range(N_SAMPLES))
+    entry = {
+        "file": str(path.relative_to(MODELS)),
+        "library": "xgboost Booster.predict (probability of class 1; probabilities = [1-p, p])",
+        "kind": "classifier",
+        "input": "input",
+        "feature_names": names,
+        "rows": rows(X, sample),
+    }
+    entry.update(answer(sample))
+    entry["requests"] = {
+        "breast_cancer_v2.json": answer([0]),
+        "breast_cancer_records.json": answer([record_pos]),
+    }
+    acc = float(np.mean((booster.predict(dvalid) > 0.5) == y_test))
+    print(f"breast_cancer: {path.name} {path.stat().st_size} bytes; test accuracy {acc:.3f}; "
+          f"saved vs in-memory max |diff| {diff:.1e}")
+    return entry
+
+
+def train_diabetes():
+    ds = load_diabetes()
+    names = list(ds.feature_names)
+    df = pd.DataFrame(ds.data, columns=names)
+    reg = lgb.LGBMRegressor(
+        objective="regression", n_estimators=50, random_state=SEED, n_jobs=1,
+        deterministic=True, force_row_wise=True, verbose=-1)
+    reg.fit(df, ds.target)
+    path = MODELS / "diabetes" / "1" / "model.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    reg.booster_.save_model(str(path))
+    write_model_toml("diabetes", [
+        'description = "Diabetes progression one year after baseline, from 10 standardised '
+        'measurements: LightGBM regression (50 trees) on load_diabetes."',
+        'output_datatype = "FP64"',
+    ])
+    write_json(REQUESTS / "diabetes_v2.json", v2_body(rows(ds.data, [0])))
+
+    loaded = lgb.Booster(model_file=str(path))
+    assert loaded.feature_name() == names, loaded.feature_name()
+    X = ds.data
+    value = loaded.predict(X)
+    diff = check_close("diabetes: saved vs in-memory model", value, reg.predict(df), tol=1e-9)
+    # Requests carry FP32 data: rounding the inputs to float32 must not change any answer.
+    check_close("diabetes: float32-rounded inputs",
+                loaded.predict(X.astype(np.float32).astype(np.float64)), value, tol=1e-9)
+
+    sample = list(range(N_SAMPLES))
+    entry = {
+        "file": str(path.relative_to(MODELS)),
+        "library": "lightgbm Booster.predict",
+        "kind": "regressor",
+        "input": "input",
+        "feature_names": names,
+        "rows": rows(X, sample),
+        "value": floats(value[sample]),
+        "requests": {"diabetes_v2.json": {"value": floats(value[[0]])}},
+    }
+    print(f"diabetes: {path.name} {path.stat().st_size} bytes; saved vs in-memory max |diff| "
+          f"{diff:.1e}")
+    return entry
+
+
+def main():
+    np.random.seed(SEED)
+    expected = {
+        "about": "Sample rows (the first rows of each dataset) and the training library's own "
+                 "predictions for them, plus the predictions for each file in examples/requests/ "
+                 "(in row order). Written by examples/models/train.py; compare with tolerance.",
+        "tolerance": TOL,
+        "iris": train_iris(),
+        "wine": train_wine(),
+        "breast_cancer": train_breast_cancer(),
+        "diabetes": train_diabetes(),
+    }
+    write_json(MODELS / "expected.json", expected)
+    for p in sorted(REQUESTS.iterdir()):
+        print(f"requests/{p.name}: {p.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
