@@ -1,0 +1,204 @@
+//! The `ferroserve` binary: `ferroserve serve` runs the HTTP server over a model repository (by
+//! default the bundled `examples/models`) or a single model file (`--model`, `MODEL_FILE`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferroserve_runtime::{HandleConfig, Runtime};
+use ferroserve_server::{AppState, Limits, RequestLog};
+
+#[derive(Parser)]
+#[command(
+    name = "ferroserve",
+    version,
+    about = "Serve XGBoost, LightGBM, scikit-learn and ONNX models over the Open Inference Protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a model repository (default: the bundled examples/models) or one model file.
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RequestLogArg {
+    Off,
+    Debug,
+    Info,
+}
+
+/// Everything `serve` is configured with.
+#[derive(Args)]
+struct ServeArgs {
+    /// Model repository: <dir>/<model>/model.toml plus numeric version folders.
+    #[arg(long, env = "FERROSERVE_REPOSITORY", conflicts_with = "model")]
+    repository: Option<PathBuf>,
+    /// Serve a single model file (XGBoost .json/.ubj, LightGBM .txt, ONNX .onnx) instead.
+    #[arg(long, env = "MODEL_FILE")]
+    model: Option<PathBuf>,
+    /// Name of the single model served with --model (default: the file's stem).
+    #[arg(long, env = "FERROSERVE_MODEL_NAME")]
+    model_name: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "FERROSERVE_HOST", default_value = "0.0.0.0")]
+    host: String,
+    /// HTTP port (0 picks a free port, printed at start).
+    #[arg(long, env = "FERROSERVE_HTTP_PORT", default_value_t = 8000)]
+    http_port: u16,
+    /// Largest request body in bytes.
+    #[arg(long, env = "FERROSERVE_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Compute threads per model version.
+    #[arg(long, env = "FERROSERVE_INSTANCES", default_value_t = 1)]
+    instances: usize,
+    /// Requests queued per model version before new ones are refused with 429.
+    #[arg(long, env = "FERROSERVE_MAX_QUEUE_SIZE", default_value_t = 1024)]
+    max_queue_size: usize,
+    /// Report ready only when every model is ready (default: when at least one is).
+    #[arg(long, env = "FERROSERVE_STRICT_READINESS")]
+    strict_readiness: bool,
+    /// Log filter (tracing syntax, e.g. "info" or "ferroserve=debug").
+    #[arg(long, env = "FERROSERVE_LOG", default_value = "info")]
+    log: String,
+    /// Log format.
+    #[arg(
+        long,
+        env = "FERROSERVE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// Level of the one line logged per request.
+    #[arg(
+        long,
+        env = "FERROSERVE_REQUEST_LOG",
+        value_enum,
+        default_value = "info"
+    )]
+    request_log: RequestLogArg,
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+/// The bundled example repository: ./examples/models, else the one beside the sources.
+fn default_repository() -> Option<PathBuf> {
+    let here = Path::new("examples/models");
+    if here.is_dir() {
+        return Some(here.to_path_buf());
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
+    built.is_dir().then_some(built)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let found = match (&args.model, &args.repository) {
+        (Some(file), _) => {
+            if !file.is_file() {
+                bail!("model file {} does not exist", file.display());
+            }
+            let m = ferroserve_runtime::single_model(file, args.model_name.as_deref());
+            if let Some(Err(reason)) = m.versions.first().map(|v| v.result.as_ref().map(|_| ())) {
+                bail!("cannot serve {}: {reason}", file.display());
+            }
+            vec![m]
+        }
+        (None, Some(repo)) => {
+            ferroserve_runtime::scan_repository(repo).map_err(anyhow::Error::msg)?
+        }
+        (None, None) => {
+            let repo = default_repository().context(
+                "no --repository or --model given and the bundled examples/models was not found",
+            )?;
+            tracing::info!(repository = %repo.display(), "serving the bundled example models");
+            ferroserve_runtime::scan_repository(&repo).map_err(anyhow::Error::msg)?
+        }
+    };
+    let runtime = Arc::new(Runtime::start(
+        found,
+        &HandleConfig {
+            instances: args.instances.max(1),
+            max_queue_size: args.max_queue_size.max(1),
+        },
+    ));
+    let state = Arc::new(AppState {
+        runtime,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+        },
+        strict_readiness: args.strict_readiness,
+        request_log: match args.request_log {
+            RequestLogArg::Off => RequestLog::Off,
+            RequestLogArg::Debug => RequestLog::Debug,
+            RequestLogArg::Info => RequestLog::Info,
+        },
+    });
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.http_port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, ready = state.is_ready(), startup_ms = started.elapsed().as_secs_f64() * 1e3, "HTTP listening");
+    println!("ferroserve: HTTP listening on {addr}");
+    ferroserve_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(&args.log, args.log_format);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(serve(args))
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The `trees` backend: serves a [`ferroserve_trees::CompiledForest`] as a [`LoadedModel`].
+//!
+//! One input, FP32 `[-1, n_features]` (any numeric type is accepted and converted); outputs
+//! `label` (INT64 class labels, or BYTES when the labels are strings) and `probabilities`
+//! (`[-1, n_classes]`) for classifiers, `value` (`[-1]`, or `[-1, n_targets]`) for regressors.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ferroserve_core::model::Batch;
+use ferroserve_core::{
+    Backend, BackendError, DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor, TensorData,
+    TensorMeta,
+};
+use ferroserve_trees::ir::{ClassLabels, Task};
+use ferroserve_trees::{CompiledForest, Forest};
+
+/// Name of the single input of a tree model.
+pub const INPUT: &str = "input";
+pub const LABEL: &str = "label";
+pub const PROBABILITIES: &str = "probabilities";
+pub const VALUE: &str = "value";
+
+pub struct TreesBackend;
+
+impl Backend for TreesBackend {
+    fn name(&self) -> &'static str {
+        "trees"
+    }
+
+    fn load(&self, cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, BackendError> {
+        let forest =
+            ferroserve_trees::load_path(file).map_err(|e| BackendError::Load(e.to_string()))?;
+        Ok(Arc::new(TreesModel::new(cfg, forest)?))
+    }
+}
+
+enum Labels {
+    Int(Vec<i64>),
+    Str(Vec<String>),
+}
+
+/// A loaded tree ensemble.
+pub struct TreesModel {
+    engine: CompiledForest,
+    meta: ModelMetadata,
+    labels: Option<Labels>,
+    out_dtype: DataType,
+}
+
+impl TreesModel {
+    pub fn new(cfg: &ModelConfig, forest: Forest) -> Result<Self, BackendError> {
+        let nf = forest.n_features;
+        let feature_names = match &cfg.feature_names {
+            Some(names) if names.len() != nf => {
+                return Err(BackendError::Load(format!(
+                    "model.toml feature_names has {} names but the model reads {nf} features",
+                    names.len()
+                )))
+            }
+            Some(names) => Some(names.clone()),
+            None => forest.feature_names.clone(),
+        };
+        let labels = match (forest.n_classes(), &cfg.class_labels) {
+            (None, Some(_)) => {
+                return Err(BackendError::Load(
+                    "model.toml sets class_labels but the model is a regressor".into(),
+                ))
+            }
+            (None, None) => None,
+            (Some(n), Some(l)) if l.len() != n => {
+                return Err(BackendError::Load(format!(
+                    "model.toml class_labels has {} labels but the model has {n} classes",
+                    l.len()
+                )))
+            }
+            (Some(_), Some(l)) => Some(Labels::Str(l.clone())),
+            (Some(n), None) => Some(match &forest.class_labels {
+                Some(ClassLabels::Int(v)) => Labels::Int(v.clone()),
+                Some(ClassLabels::Str(v)) => Labels::Str(v.clone()),
+                None => Labels::Int((0..n as i64).collect()),
+            }),
+        };
+        let out_dtype = cfg.output_datatype();
+        let inputs = vec![TensorMeta {
+            name: INPUT.into(),
+            datatype: DataType::Fp32,
+            shape: vec![-1, nf as i64],
+        }];
+        let outputs = match forest.task {
+            Task::Classification { n_classes, .. } => vec![
+                TensorMeta {
+                    name: LABEL.into(),
+                    datatype: match labels {
+                        Some(Labels::Str(_)) => DataType::Bytes,
+                        _ => DataType::Int64,
+                    },
+                    shape: vec![-1],
+                },
+                TensorMeta {
+                    name: PROBABILITIES.into(),
+                    datatype: out_dtype,
+                    shape: vec![-1, n_classes as i64],
+                },
+            ],
+            Task::Regression => vec![TensorMeta {
+                name: VALUE.into(),
+                datatype: out_dtype,
+                shape: if forest.n_outputs == 1 {
+                    vec![-1]
+                } else {
+                    vec![-1, forest.n_outputs as i64]
+                },
+            }],
+        };
+        let description = format!(
+            "{} tree ensemble: {} trees, {} features, {}",
+            forest.source.as_str(),
+            forest.trees.len(),
+            nf,
+            match forest.n_classes() {
+                Some(n) => format!("{n} classes"),
+                None => format!("{} regression output(s)", forest.n_outputs),
+            }
+        );
+        let class_labels = labels.as_ref().map(|l| match l {
+            Labels::Int(v) => v.iter().map(|x| x.to_string()).collect(),
+            Labels::Str(v) => v.clone(),
+        });
+        let meta = ModelMetadata {
+            platform: "ferroserve_trees".into(),
+            inputs,
+            outputs,
+            feature_names,
+            class_labels,
+            description: cfg.description.clone().unwrap_or(description),
+        };
+        let engine = CompiledForest::new(forest).with_threads(cfg.threads.unwrap_or(1));
+        Ok(TreesModel {
+            engine,
+            meta,
+            labels,
+            out_dtype,
+        })
+    }
+
+    pub fn forest(&self) -> &Forest {
+        self.engine.forest()
+    }
+
+    fn scores_tensor(&self, name: &str, shape: Vec<i64>, v: Vec<f64>) -> Tensor {
+        let data = match self.out_dtype {
+            DataType::Fp64 => TensorData::Fp64(v),
+            _ => TensorData::Fp32(v.into_iter().map(|x| x as f32).collect()),
+        };
+        Tensor::new(name, shape, data)
+    }
+}
+
+impl LoadedModel for TreesModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+
+    fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
+        let nf = self.engine.forest().n_features;
+        let input = match batch.inputs.as_slice() {
+            [one] => one,
+            other => {
+                return Err(BackendError::Input(format!(
+                    "expected 1 input tensor, got {}",
+                    other.len()
+                )))
+            }
+        };
+        let rows = batch.rows;
+        if input.data.len() != rows * nf {
+            return Err(BackendError::Input(format!(
+                "input '{}' has {} values; {rows} rows of {nf} features need {}",
+                input.name,
+                input.data.len(),
+                rows * nf
+            )));
+        }
+        let converted;
+        let x: &[f32] = match &input.data {
+            TensorData::Fp32(v) => v,
+            other => {
+                converted = other
+                    .clone()
+                    .into_f32()
+                    .map_err(|e| BackendError::Input(e.message))?;
+                &converted
+            }
+        };
+        let p = self.engine.predict(x);
+        let wants =
+            |name: &str| batch.outputs.is_empty() || batch.outputs.iter().any(|o| o == name);
+        let mut out = Vec::with_capacity(2);
+        let r = rows as i64;
+        match &self.labels {
+            Some(labels) => {
+                if wants(LABEL) {
+                    let idx = p.labels.as_deref().unwrap_or(&[]);
+                    let data = match labels {
+                        Labels::Int(l) => {
+                            TensorData::Int64(idx.iter().map(|&i| l[i as usize]).collect())
+                        }
+                        Labels::Str(l) => TensorData::Bytes(
+                            idx.iter()
+                                .map(|&i| l[i as usize].as_bytes().to_vec())
+                                .collect(),
+                        ),
+                    };
+                    out.push(Tensor::new(LABEL, vec![r], data));
+                }
+                if wants(PROBABILITIES) {
+                    let shape = vec![r, p.n_scores as i64];
+                    out.push(self.scores_tensor(PROBABILITIES, shape, p.scores));
+                }
+            }
+            None => {
+                if wants(VALUE) {
+                    let shape = if p.n_scores == 1 {
+                        vec![r]
+                    } else {
+                        vec![r, p.n_scores as i64]
+                    };
+                    out.push(self.scores_tensor(VALUE, shape, p.scores));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

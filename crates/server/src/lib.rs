@@ -1,0 +1,155 @@
+//! `ferroserve-server` owns the HTTP front: the Open Inference Protocol (v2) REST routes
+//! ([`v2`]), request bodies with their limits ([`body`]), the single mapping from error kinds
+//! to HTTP statuses and the v2 error body ([`error`]), request logging, and serving with
+//! graceful shutdown. Routes are built by [`app`] so tests can drive them without a socket.
+
+pub mod body;
+pub mod error;
+pub mod v2;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use ferroserve_runtime::Runtime;
+
+use crate::error::ApiError;
+
+/// Limits on what a request may carry.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The level of the one log line written per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestLog {
+    Off,
+    Debug,
+    Info,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub runtime: Arc<Runtime>,
+    pub limits: Limits,
+    /// Ready only when every model has a ready version (otherwise: when at least one has).
+    pub strict_readiness: bool,
+    pub request_log: RequestLog,
+}
+
+impl AppState {
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        AppState {
+            runtime,
+            limits: Limits::default(),
+            strict_readiness: false,
+            request_log: RequestLog::Info,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        if self.strict_readiness {
+            self.runtime.all_ready()
+        } else {
+            self.runtime.any_ready()
+        }
+    }
+}
+
+/// All routes.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
+        .route("/v2/repository/index", post(v2::repository_index))
+        .route("/v2/models/{model}", get(v2::model_metadata))
+        .route("/v2/models/{model}/ready", get(v2::model_ready))
+        .route("/v2/models/{model}/infer", post(v2::infer))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(v2::version_metadata),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(v2::version_ready),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(v2::infer_version),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log_request,
+        ))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    let mut r =
+        ApiError::invalid(format!("{method} is not allowed on {}", uri.path())).into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// One structured line per request: method, path, status, latency.
+async fn log_request(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if st.request_log == RequestLog::Off {
+        return next.run(req).await;
+    }
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    match st.request_log {
+        RequestLog::Info => {
+            tracing::info!(target: "ferroserve::request", %method, %path, status, micros)
+        }
+        RequestLog::Debug => {
+            tracing::debug!(target: "ferroserve::request", %method, %path, status, micros)
+        }
+        RequestLog::Off => {}
+    }
+    resp
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, lets requests
+/// in flight finish, and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The address a listener is bound to (for logs and tests).
+pub fn local_addr(l: &tokio::net::TcpListener) -> Option<SocketAddr> {
+    l.local_addr().ok()
+}

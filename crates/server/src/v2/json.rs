@@ -1,0 +1,589 @@
+//! The v2 JSON wire format, parsed straight into typed buffers (no `serde_json::Value` trees
+//! for tensor data) and written without intermediate documents.
+
+use std::fmt;
+
+use ferroserve_core::{
+    DataType, InferError, InferRequest, InferResponse, Param, Parameters, RequestedOutput, Tensor,
+    TensorData,
+};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+
+/// Tensor `data` as it came: flattened, in the narrowest type that holds it so far.
+#[derive(Debug, Default, PartialEq)]
+pub enum Flat {
+    #[default]
+    Empty,
+    /// Integers only so far (exact).
+    Int(Vec<i64>),
+    /// At least one non-integer (or null, read as NaN, or an integer beyond i64).
+    Float(Vec<f64>),
+    Bool(Vec<bool>),
+    Str(Vec<Vec<u8>>),
+}
+
+impl Flat {
+    fn kind(&self) -> &'static str {
+        match self {
+            Flat::Empty => "nothing",
+            Flat::Int(_) | Flat::Float(_) => "numbers",
+            Flat::Bool(_) => "booleans",
+            Flat::Str(_) => "strings",
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Flat::Empty => 0,
+            Flat::Int(v) => v.len(),
+            Flat::Float(v) => v.len(),
+            Flat::Bool(v) => v.len(),
+            Flat::Str(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push_f64(&mut self, x: f64) -> Result<(), &'static str> {
+        match self {
+            Flat::Empty => *self = Flat::Float(vec![x]),
+            Flat::Float(v) => v.push(x),
+            Flat::Int(v) => {
+                let mut f: Vec<f64> = v.iter().map(|&i| i as f64).collect();
+                f.push(x);
+                *self = Flat::Float(f);
+            }
+            _ => return Err(self.kind()),
+        }
+        Ok(())
+    }
+
+    fn push_i64(&mut self, x: i64) -> Result<(), &'static str> {
+        match self {
+            Flat::Empty => *self = Flat::Int(vec![x]),
+            Flat::Int(v) => v.push(x),
+            Flat::Float(v) => v.push(x as f64),
+            _ => return Err(self.kind()),
+        }
+        Ok(())
+    }
+
+    fn push_bool(&mut self, x: bool) -> Result<(), &'static str> {
+        match self {
+            Flat::Empty => *self = Flat::Bool(vec![x]),
+            Flat::Bool(v) => v.push(x),
+            _ => return Err(self.kind()),
+        }
+        Ok(())
+    }
+
+    fn push_str(&mut self, x: &str) -> Result<(), &'static str> {
+        match self {
+            Flat::Empty => *self = Flat::Str(vec![x.as_bytes().to_vec()]),
+            Flat::Str(v) => v.push(x.as_bytes().to_vec()),
+            _ => return Err(self.kind()),
+        }
+        Ok(())
+    }
+}
+
+/// Collects (possibly nested) JSON arrays of scalars into a [`Flat`].
+struct Collect<'a>(&'a mut Flat);
+
+impl<'de> DeserializeSeed<'de> for Collect<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+fn mixed<E: de::Error>(had: &str, got: &str) -> E {
+    E::custom(format!("tensor data mixes {had} and {got}"))
+}
+
+impl<'de> Visitor<'de> for Collect<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of numbers, booleans or strings (flat or nested)")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Collect(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.0.push_f64(v).map_err(|k| mixed(k, "numbers"))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.0.push_i64(v).map_err(|k| mixed(k, "numbers"))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        match i64::try_from(v) {
+            Ok(i) => self.visit_i64(i),
+            Err(_) => self.visit_f64(v as f64),
+        }
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        // null stands for a missing value (NaN) in float tensors.
+        self.0.push_f64(f64::NAN).map_err(|k| mixed(k, "null"))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.0.push_bool(v).map_err(|k| mixed(k, "booleans"))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.push_str(v).map_err(|k| mixed(k, "strings"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(
+            "tensor data must be an array of values, not an object",
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Flat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut f = Flat::Empty;
+        Collect(&mut f).deserialize(d)?;
+        Ok(f)
+    }
+}
+
+/// v2 parameters: an object of strings, numbers and booleans.
+#[derive(Debug, Default)]
+pub struct JsonParams(pub Parameters);
+
+impl<'de> Deserialize<'de> for JsonParams {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JsonParams;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of parameters")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<JsonParams, E> {
+                Ok(JsonParams::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonParams, A::Error> {
+                let mut p = Parameters::default();
+                while let Some(k) = map.next_key::<String>()? {
+                    let v: serde_json::Value = map.next_value()?;
+                    let v = match v {
+                        serde_json::Value::Bool(b) => Param::Bool(b),
+                        serde_json::Value::Number(n) => match n.as_i64() {
+                            Some(i) => Param::Int(i),
+                            None => Param::Float(n.as_f64().unwrap_or(f64::NAN)),
+                        },
+                        serde_json::Value::String(s) => Param::Str(s),
+                        other => Param::Str(other.to_string()),
+                    };
+                    p.insert(k, v);
+                }
+                Ok(JsonParams(p))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonInput {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: JsonParams,
+    #[serde(default)]
+    data: Option<Flat>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonOutput {
+    name: String,
+    #[serde(default)]
+    parameters: JsonParams,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRequest {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: JsonParams,
+    inputs: Vec<JsonInput>,
+    #[serde(default)]
+    outputs: Option<Vec<JsonOutput>>,
+}
+
+fn range_err(name: &str, dt: DataType, x: impl fmt::Display) -> InferError {
+    InferError::invalid(format!(
+        "input '{name}': value {x} is out of range for {dt}"
+    ))
+}
+
+/// Converts parsed JSON data to the declared data type, checking ranges and kinds.
+pub fn flat_to_tensor_data(name: &str, dt: DataType, flat: Flat) -> Result<TensorData, InferError> {
+    macro_rules! ints {
+        ($var:ident, $t:ty) => {{
+            match flat {
+                Flat::Empty => TensorData::$var(vec![]),
+                Flat::Int(v) => TensorData::$var(
+                    v.into_iter()
+                        .map(|x| <$t>::try_from(x).map_err(|_| range_err(name, dt, x)))
+                        .collect::<Result<_, _>>()?,
+                ),
+                Flat::Float(v) => TensorData::$var(
+                    v.into_iter()
+                        .map(|x| {
+                            if x.fract() == 0.0 && x >= <$t>::MIN as f64 && x <= <$t>::MAX as f64 {
+                                Ok(x as $t)
+                            } else {
+                                Err(InferError::invalid(format!(
+                                    "input '{name}': {x} is not a valid {dt} value"
+                                )))
+                            }
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                other => return Err(kind_err(name, dt, &other)),
+            }
+        }};
+    }
+    fn kind_err(name: &str, dt: DataType, f: &Flat) -> InferError {
+        InferError::invalid(format!(
+            "input '{name}': datatype {dt} expects {}, but data holds {}",
+            match dt {
+                DataType::Bool => "booleans",
+                DataType::Bytes => "strings",
+                _ => "numbers",
+            },
+            f.kind()
+        ))
+    }
+    let floats = |flat: Flat| -> Result<Vec<f64>, InferError> {
+        match flat {
+            Flat::Empty => Ok(vec![]),
+            Flat::Int(v) => Ok(v.into_iter().map(|x| x as f64).collect()),
+            Flat::Float(v) => Ok(v),
+            other => Err(kind_err(name, dt, &other)),
+        }
+    };
+    Ok(match dt {
+        DataType::Bool => match flat {
+            Flat::Empty => TensorData::Bool(vec![]),
+            Flat::Bool(v) => TensorData::Bool(v),
+            other => return Err(kind_err(name, dt, &other)),
+        },
+        DataType::Bytes => match flat {
+            Flat::Empty => TensorData::Bytes(vec![]),
+            Flat::Str(v) => TensorData::Bytes(v),
+            other => return Err(kind_err(name, dt, &other)),
+        },
+        DataType::Uint8 => ints!(Uint8, u8),
+        DataType::Uint16 => ints!(Uint16, u16),
+        DataType::Uint32 => ints!(Uint32, u32),
+        DataType::Uint64 => ints!(Uint64, u64),
+        DataType::Int8 => ints!(Int8, i8),
+        DataType::Int16 => ints!(Int16, i16),
+        DataType::Int32 => ints!(Int32, i32),
+        DataType::Int64 => ints!(Int64, i64),
+        DataType::Fp16 => TensorData::Fp16(
+            floats(flat)?
+                .into_iter()
+                .map(|x| ferroserve_core::tensor::f32_to_f16(x as f32))
+                .collect(),
+        ),
+        DataType::Bf16 => TensorData::Bf16(
+            floats(flat)?
+                .into_iter()
+                .map(|x| ferroserve_core::tensor::f32_to_bf16(x as f32))
+                .collect(),
+        ),
+        DataType::Fp32 => TensorData::Fp32(floats(flat)?.into_iter().map(|x| x as f32).collect()),
+        DataType::Fp64 => TensorData::Fp64(floats(flat)?),
+    })
+}
+
+/// Turns the JSON error into a message naming where it happened.
+fn json_error(e: serde_json::Error) -> InferError {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "the JSON body ends early",
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Data => "invalid inference request",
+        serde_json::error::Category::Io => "could not read the body",
+    };
+    InferError::invalid(format!("{what}: {e}"))
+}
+
+/// Parses a v2 JSON inference request. Tensors with `binary_data_size` in their parameters
+/// are left without data for the binary extension to fill.
+pub fn parse_request(body: &[u8]) -> Result<(InferRequest, Vec<bool>), InferError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(InferError::invalid(
+            "empty request body: expected a JSON inference request with \"inputs\"",
+        ));
+    }
+    let req: JsonRequest = serde_json::from_slice(body).map_err(json_error)?;
+    let mut inputs = Vec::with_capacity(req.inputs.len());
+    let mut has_data = Vec::with_capacity(req.inputs.len());
+    for inp in req.inputs {
+        let dt = DataType::parse(&inp.datatype).ok_or_else(|| {
+            InferError::invalid(format!(
+                "input '{}': unknown datatype '{}' (expected one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES)",
+                inp.name, inp.datatype
+            ))
+        })?;
+        let n = Tensor::element_count(&inp.shape)
+            .map_err(|e| InferError::invalid(format!("input '{}': {}", inp.name, e.message)))?;
+        let binary = inp.parameters.0.get("binary_data_size").is_some();
+        let data = match (inp.data, binary) {
+            (Some(_), true) => {
+                return Err(InferError::invalid(format!(
+                    "input '{}' has both \"data\" and binary_data_size",
+                    inp.name
+                )))
+            }
+            (None, true) => TensorData::empty(dt),
+            (None, false) => {
+                return Err(InferError::invalid(format!(
+                    "input '{}' has no \"data\"",
+                    inp.name
+                )))
+            }
+            (Some(flat), false) => {
+                if flat.len() != n {
+                    return Err(InferError::invalid(format!(
+                        "input '{}': shape {:?} needs {n} values but data has {}",
+                        inp.name,
+                        inp.shape,
+                        flat.len()
+                    )));
+                }
+                flat_to_tensor_data(&inp.name, dt, flat)?
+            }
+        };
+        has_data.push(!binary);
+        inputs.push(Tensor {
+            name: inp.name,
+            shape: inp.shape,
+            data,
+            parameters: inp.parameters.0,
+        });
+    }
+    let outputs = req
+        .outputs
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| RequestedOutput {
+            name: o.name,
+            parameters: o.parameters.0,
+        })
+        .collect();
+    Ok((
+        InferRequest {
+            id: req.id,
+            inputs,
+            outputs,
+            parameters: req.parameters.0,
+        },
+        has_data,
+    ))
+}
+
+/// Serializes tensor contents as a flat JSON array (`BYTES` as UTF-8 strings, lossy).
+pub struct DataJson<'a>(pub &'a TensorData);
+
+impl Serialize for DataJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        macro_rules! seq {
+            ($v:expr, $f:expr) => {{
+                let mut q = s.serialize_seq(Some($v.len()))?;
+                for x in $v.iter() {
+                    q.serialize_element(&$f(x))?;
+                }
+                q.end()
+            }};
+        }
+        match self.0 {
+            TensorData::Bool(v) => seq!(v, |x: &bool| *x),
+            TensorData::Uint8(v) => seq!(v, |x: &u8| *x),
+            TensorData::Uint16(v) => seq!(v, |x: &u16| *x),
+            TensorData::Uint32(v) => seq!(v, |x: &u32| *x),
+            TensorData::Uint64(v) => seq!(v, |x: &u64| *x),
+            TensorData::Int8(v) => seq!(v, |x: &i8| *x),
+            TensorData::Int16(v) => seq!(v, |x: &i16| *x),
+            TensorData::Int32(v) => seq!(v, |x: &i32| *x),
+            TensorData::Int64(v) => seq!(v, |x: &i64| *x),
+            TensorData::Fp16(v) => seq!(v, |x: &u16| ferroserve_core::tensor::f16_to_f32(*x)),
+            TensorData::Bf16(v) => seq!(v, |x: &u16| ferroserve_core::tensor::bf16_to_f32(*x)),
+            TensorData::Fp32(v) => seq!(v, |x: &f32| *x),
+            TensorData::Fp64(v) => seq!(v, |x: &f64| *x),
+            TensorData::Bytes(v) => seq!(v, |x: &Vec<u8>| String::from_utf8_lossy(x).into_owned()),
+        }
+    }
+}
+
+/// Serializes parameters as a JSON object.
+pub struct ParamsJson<'a>(pub &'a Parameters);
+
+impl Serialize for ParamsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0 .0.len()))?;
+        for (k, v) in &self.0 .0 {
+            match v {
+                Param::Bool(b) => m.serialize_entry(k, b)?,
+                Param::Int(i) => m.serialize_entry(k, i)?,
+                Param::Float(f) => m.serialize_entry(k, f)?,
+                Param::Str(x) => m.serialize_entry(k, x)?,
+            }
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct OutJson<'a> {
+    name: &'a str,
+    datatype: &'a str,
+    shape: &'a [i64],
+    #[serde(
+        skip_serializing_if = "Parameters::is_empty",
+        serialize_with = "ser_params"
+    )]
+    parameters: &'a Parameters,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<DataJson<'a>>,
+}
+
+fn ser_params<S: Serializer>(p: &&Parameters, s: S) -> Result<S::Ok, S::Error> {
+    ParamsJson(p).serialize(s)
+}
+
+#[derive(Serialize)]
+struct ResponseJson<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(
+        skip_serializing_if = "Parameters::is_empty",
+        serialize_with = "ser_params"
+    )]
+    parameters: &'a Parameters,
+    outputs: Vec<OutJson<'a>>,
+}
+
+/// Writes a v2 JSON response. Outputs whose index is in `binary` are written without `data`
+/// (their bytes follow the JSON in the binary extension).
+pub fn write_response(resp: &InferResponse, binary: &[bool]) -> Vec<u8> {
+    let doc = ResponseJson {
+        model_name: &resp.model_name,
+        model_version: &resp.model_version,
+        id: resp.id.as_deref(),
+        parameters: &resp.parameters,
+        outputs: resp
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| OutJson {
+                name: &t.name,
+                datatype: t.datatype().as_str(),
+                shape: &t.shape,
+                parameters: &t.parameters,
+                data: if binary.get(i).copied().unwrap_or(false) {
+                    None
+                } else {
+                    Some(DataJson(&t.data))
+                },
+            })
+            .collect(),
+    };
+    let mut out = Vec::with_capacity(256);
+    serde_json::to_writer(&mut out, &doc).expect("serializing to memory cannot fail");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_and_flat_data_parse_the_same() {
+        let a =
+            br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3.5,4]]}]}"#;
+        let b = br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3.5,4]}]}"#;
+        let (ra, _) = parse_request(a).unwrap();
+        let (rb, _) = parse_request(b).unwrap();
+        assert_eq!(ra, rb);
+        assert_eq!(
+            ra.inputs[0].data,
+            TensorData::Fp32(vec![1.0, 2.0, 3.5, 4.0])
+        );
+    }
+
+    #[test]
+    fn every_numeric_type_converts_with_range_checks() {
+        let body = |dt: &str, data: &str| {
+            format!(r#"{{"inputs":[{{"name":"x","shape":[2],"datatype":"{dt}","data":{data}}}]}}"#)
+        };
+        for dt in DataType::ALL {
+            let data = match dt {
+                DataType::Bool => "[true,false]",
+                DataType::Bytes => "[\"a\",\"b\"]",
+                _ => "[1,2]",
+            };
+            let (r, _) = parse_request(body(dt.as_str(), data).as_bytes()).unwrap();
+            assert_eq!(r.inputs[0].data.datatype(), dt);
+        }
+        let e = parse_request(body("UINT8", "[1,300]").as_bytes()).unwrap_err();
+        assert!(e.message.contains("out of range"), "{}", e.message);
+        let e = parse_request(body("INT32", "[1,2.5]").as_bytes()).unwrap_err();
+        assert!(e.message.contains("not a valid INT32"), "{}", e.message);
+        let e = parse_request(body("FP32", "[1,\"a\"]").as_bytes()).unwrap_err();
+        assert!(e.message.contains("mixes"), "{}", e.message);
+        let e = parse_request(body("BOOL", "[1,2]").as_bytes()).unwrap_err();
+        assert!(e.message.contains("expects booleans"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_requests_name_the_problem() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty"),
+            (b"{", "ends early"),
+            (b"{\"inputs\": 3}", "invalid inference request"),
+            (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[3],\"datatype\":\"FP32\",\"data\":[1,2]}]}", "needs 3 values"),
+            (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[-1],\"datatype\":\"FP32\",\"data\":[1]}]}", "negative"),
+            (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP33\",\"data\":[1]}]}", "unknown datatype"),
+            (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\"}]}", "no \"data\""),
+            (b"{\"inputs\":[],\"bogus\":1}", "bogus"),
+        ];
+        for (body, want) in cases {
+            let e = parse_request(body).unwrap_err();
+            assert!(
+                e.message.contains(want),
+                "{:?}: {}",
+                String::from_utf8_lossy(body),
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn null_is_nan_and_big_integers_survive() {
+        let (r, _) = parse_request(
+            br#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP64","data":[null,1]}]}"#,
+        )
+        .unwrap();
+        match &r.inputs[0].data {
+            TensorData::Fp64(v) => assert!(v[0].is_nan() && v[1] == 1.0),
+            d => panic!("{d:?}"),
+        }
+        let (r, _) = parse_request(br#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT64","data":[9007199254740993]}]}"#).unwrap();
+        assert_eq!(r.inputs[0].data, TensorData::Int64(vec![9007199254740993]));
+    }
+}

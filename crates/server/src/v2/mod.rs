@@ -1,0 +1,327 @@
+//! The Open Inference Protocol (v2) REST routes.
+
+pub mod json;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ferroserve_core::model::Batch;
+use ferroserve_core::{
+    InferError, InferRequest, InferResponse, LoadedModel, RequestedOutput, Tensor, TensorData,
+};
+use ferroserve_runtime::ServedVersion;
+use serde_json::json;
+
+use crate::body::{body_kind, read_body, BodyKind};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The protocol extensions this server implements (and no others).
+pub const EXTENSIONS: &[&str] = &[];
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn ok_json(v: serde_json::Value) -> Response {
+    json_response(StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default())
+}
+
+pub async fn server_metadata() -> Response {
+    ok_json(json!({
+        "name": "ferroserve",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": EXTENSIONS,
+    }))
+}
+
+pub async fn live() -> Response {
+    ok_json(json!({ "live": true }))
+}
+
+pub async fn ready(State(st): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    if st.is_ready() {
+        Ok(ok_json(json!({ "ready": true })))
+    } else {
+        let reasons: Vec<String> = st
+            .runtime
+            .models()
+            .filter_map(|m| m.reason().map(|r| format!("{}: {r}", m.name)))
+            .collect();
+        Err(ApiError(InferError::unavailable(format!(
+            "server is not ready: {}",
+            if reasons.is_empty() {
+                "no models".into()
+            } else {
+                reasons.join("; ")
+            }
+        ))))
+    }
+}
+
+fn tensor_meta_json(t: &ferroserve_core::TensorMeta) -> serde_json::Value {
+    json!({ "name": t.name, "datatype": t.datatype.as_str(), "shape": t.shape })
+}
+
+fn model_metadata_json(st: &AppState, v: &ServedVersion) -> serde_json::Value {
+    let m = v.model.metadata();
+    let entry = st.runtime.model(&v.name).ok();
+    let versions: Vec<String> = entry
+        .map(|e| e.versions.keys().map(|k| k.to_string()).collect())
+        .unwrap_or_default();
+    let mut params = serde_json::Map::new();
+    if let Some(names) = &m.feature_names {
+        params.insert("feature_names".into(), json!(names));
+    }
+    if let Some(labels) = &m.class_labels {
+        params.insert("class_labels".into(), json!(labels));
+    }
+    params.insert("description".into(), json!(m.description));
+    json!({
+        "name": v.name,
+        "versions": versions,
+        "platform": m.platform,
+        "inputs": m.inputs.iter().map(tensor_meta_json).collect::<Vec<_>>(),
+        "outputs": m.outputs.iter().map(tensor_meta_json).collect::<Vec<_>>(),
+        "parameters": params,
+    })
+}
+
+pub async fn model_metadata(
+    State(st): State<Arc<AppState>>,
+    Path(model): Path<String>,
+) -> Result<Response, ApiError> {
+    let v = st.runtime.version(&model, None)?;
+    Ok(ok_json(model_metadata_json(&st, &v)))
+}
+
+pub async fn version_metadata(
+    State(st): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let v = st.runtime.version(&model, Some(&version))?;
+    Ok(ok_json(model_metadata_json(&st, &v)))
+}
+
+pub async fn model_ready(
+    State(st): State<Arc<AppState>>,
+    Path(model): Path<String>,
+) -> Result<Response, ApiError> {
+    let v = st.runtime.version(&model, None)?;
+    Ok(ok_json(
+        json!({ "name": v.name, "version": v.version.to_string(), "ready": true }),
+    ))
+}
+
+pub async fn version_ready(
+    State(st): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let v = st.runtime.version(&model, Some(&version))?;
+    Ok(ok_json(
+        json!({ "name": v.name, "version": v.version.to_string(), "ready": true }),
+    ))
+}
+
+pub async fn repository_index(
+    State(st): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // The body may hold {"ready": true} to list ready models only.
+    let bytes = read_body(body, &HeaderMap::new(), 64 * 1024).await?;
+    let ready_only = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        false
+    } else {
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))?;
+        v.get("ready").and_then(|r| r.as_bool()).unwrap_or(false)
+    };
+    let rows: Vec<serde_json::Value> = st
+        .runtime
+        .index()
+        .into_iter()
+        .filter(|e| !ready_only || e.ready)
+        .map(|e| {
+            let mut o = json!({
+                "name": e.name,
+                "state": if e.ready { "READY" } else { "UNAVAILABLE" },
+                "reason": e.reason.unwrap_or_default(),
+            });
+            if let Some(v) = e.version {
+                o["version"] = json!(v.to_string());
+            }
+            o
+        })
+        .collect();
+    Ok(ok_json(serde_json::Value::Array(rows)))
+}
+
+pub async fn infer(
+    State(st): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    infer_inner(st, model, None, headers, body).await
+}
+
+pub async fn infer_version(
+    State(st): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    infer_inner(st, model, Some(version), headers, body).await
+}
+
+async fn infer_inner(
+    st: Arc<AppState>,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // Find the model first: an unknown model is a 404 whatever the body holds.
+    let served = st.runtime.version(&model, version.as_deref())?;
+    let kind = body_kind(&headers, false)?;
+    debug_assert_eq!(kind, BodyKind::Json);
+    let bytes = read_body(body, &headers, st.limits.max_body_bytes).await?;
+    let (req, _has_data) = json::parse_request(&bytes)?;
+    let resp = run(&served, req).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json::write_response(&resp, &[]),
+    ))
+}
+
+/// Validates a request against the model, runs it and assembles the response.
+pub async fn run(
+    served: &ServedVersion,
+    mut req: InferRequest,
+) -> Result<InferResponse, InferError> {
+    let inputs = std::mem::take(&mut req.inputs);
+    let batch = to_batch(
+        served.model.as_ref(),
+        inputs,
+        &req.outputs,
+        served.config.max_request_rows(),
+    )?;
+    let outputs = served.handle.submit(batch).await?;
+    Ok(InferResponse {
+        model_name: served.name.clone(),
+        model_version: served.version.to_string(),
+        id: req.id,
+        outputs,
+        parameters: Default::default(),
+    })
+}
+
+/// Checks inputs and requested outputs against the model's metadata and builds the batch.
+pub fn to_batch(
+    model: &dyn LoadedModel,
+    mut given: Vec<Tensor>,
+    requested: &[RequestedOutput],
+    max_rows: usize,
+) -> Result<Batch, InferError> {
+    let meta = model.metadata();
+    if given.len() != meta.inputs.len() {
+        let names: Vec<&str> = meta.inputs.iter().map(|i| i.name.as_str()).collect();
+        return Err(InferError::invalid(format!(
+            "expected {} input(s) ({}), got {}",
+            meta.inputs.len(),
+            names.join(", "),
+            given.len()
+        )));
+    }
+    let mut inputs = Vec::with_capacity(given.len());
+    let mut rows = None;
+    for want in &meta.inputs {
+        // With a single input any name is accepted; with several, names must match.
+        let at = if meta.inputs.len() == 1 {
+            0
+        } else {
+            given
+                .iter()
+                .position(|t| t.name == want.name)
+                .ok_or_else(|| InferError::invalid(format!("missing input '{}'", want.name)))?
+        };
+        let t = &mut given[at];
+        let mut shape = t.shape.clone();
+        // A single row may be sent without its batch dimension.
+        if shape.len() + 1 == want.shape.len() && want.shape[0] == -1 {
+            shape.insert(0, 1);
+        }
+        if shape.len() != want.shape.len() {
+            return Err(InferError::invalid(format!(
+                "input '{}': shape {:?} does not match the model's {:?}",
+                t.name, t.shape, want.shape
+            )));
+        }
+        for (d, (&got, &exp)) in shape.iter().zip(&want.shape).enumerate() {
+            if exp >= 0 && got != exp {
+                return Err(InferError::invalid(format!(
+                    "input '{}': dimension {d} is {got}, the model expects {exp} (shape {:?})",
+                    t.name, want.shape
+                )));
+            }
+        }
+        let n = shape[0] as usize;
+        if n > max_rows {
+            return Err(InferError::new(
+                ferroserve_core::ErrorKind::TooLarge,
+                format!("input '{}' has {n} rows; this model accepts at most {max_rows} per request (max_request_rows)", t.name),
+            ));
+        }
+        match rows {
+            None => rows = Some(n),
+            Some(r) if r != n => {
+                return Err(InferError::invalid(format!(
+                    "inputs disagree on the number of rows ({r} and {n})"
+                )))
+            }
+            _ => {}
+        }
+        if t.data.datatype() == ferroserve_core::DataType::Bytes
+            && want.datatype != ferroserve_core::DataType::Bytes
+        {
+            return Err(InferError::invalid(format!(
+                "input '{}': BYTES data for a {} input",
+                t.name, want.datatype
+            )));
+        }
+        inputs.push(Tensor {
+            name: want.name.clone(),
+            shape,
+            data: std::mem::replace(&mut t.data, TensorData::empty(want.datatype)),
+            parameters: Default::default(),
+        });
+    }
+    let mut outputs = Vec::with_capacity(requested.len());
+    for o in requested {
+        if !meta.outputs.iter().any(|m| m.name == o.name) {
+            let names: Vec<&str> = meta.outputs.iter().map(|m| m.name.as_str()).collect();
+            return Err(InferError::invalid(format!(
+                "unknown output '{}'; this model's outputs are: {}",
+                o.name,
+                names.join(", ")
+            )));
+        }
+        outputs.push(o.name.clone());
+    }
+    Ok(Batch {
+        inputs,
+        rows: rows.unwrap_or(0),
+        outputs,
+    })
+}
