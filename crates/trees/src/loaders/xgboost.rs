@@ -47,7 +47,8 @@ const MAX_CATEGORY: i64 = 1 << 24;
 
 /// Reads a model saved as JSON text.
 pub fn from_json_bytes(bytes: &[u8]) -> Result<Forest, TreeError> {
-    let doc: Value = serde_json::from_slice(bytes)
+    let text = quote_non_finite(bytes);
+    let doc: Value = serde_json::from_slice(&text)
         .map_err(|e| TreeError::parse(FORMAT, format!("not valid JSON: {e}")))?;
     from_document(&doc, SourceFormat::XgboostJson)
 }
@@ -57,6 +58,58 @@ pub fn from_ubjson_bytes(bytes: &[u8]) -> Result<Forest, TreeError> {
     let doc = ubjson::decode(bytes)
         .map_err(|e| TreeError::parse(FORMAT, format!("not valid UBJSON: {e}")))?;
     from_document(&doc, SourceFormat::XgboostUbjson)
+}
+
+/// XGBoost writes non-finite floats as the bare tokens `NaN`, `Infinity` and `-Infinity`
+/// (2.x does so for the unused `split_conditions` of categorical splits), which JSON does not
+/// allow. Outside strings they are turned into the strings `"NaN"`, ... that [`At::floats`]
+/// reads back, the same representation the UBJSON decoder gives them.
+fn quote_non_finite(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const TOKENS: [&[u8]; 3] = [b"NaN", b"Infinity", b"-Infinity"];
+    let mut out: Option<Vec<u8>> = None;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'N' || b == b'I' || b == b'-' {
+            if let Some(t) = TOKENS.iter().find(|t| bytes[i..].starts_with(t)) {
+                let o = out.get_or_insert_with(|| Vec::with_capacity(bytes.len() + 64));
+                o.extend_from_slice(&bytes[copied..i]);
+                o.push(b'"');
+                o.extend_from_slice(t);
+                o.push(b'"');
+                i += t.len();
+                copied = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    match out {
+        Some(mut o) => {
+            o.extend_from_slice(&bytes[copied..]);
+            std::borrow::Cow::Owned(o)
+        }
+        None => std::borrow::Cow::Borrowed(bytes),
+    }
 }
 
 /// The objectives the engine serves, grouped by how predictions are formed.
@@ -241,15 +294,25 @@ impl<'a> At<'a> {
         Ok(out)
     }
 
+    /// Floats, including the non-finite values XGBoost writes as `NaN`, `Infinity`,
+    /// `-Infinity` (see [`quote_non_finite`]).
     fn floats(&self) -> Result<Vec<f32>, TreeError> {
         let a = self.array()?;
         let mut out = Vec::with_capacity(a.len());
         for (i, v) in a.iter().enumerate() {
-            match v.as_f64() {
-                Some(x) => out.push(x as f32),
-                None => {
-                    return self.err(format!("[{i}]: expected a finite number, found {v}"));
-                }
+            let x = match v {
+                Value::Number(n) => n.as_f64().map(|x| x as f32),
+                Value::String(s) => match s.as_str() {
+                    "NaN" => Some(f32::NAN),
+                    "Infinity" => Some(f32::INFINITY),
+                    "-Infinity" => Some(f32::NEG_INFINITY),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match x {
+                Some(x) => out.push(x),
+                None => return self.err(format!("[{i}]: expected a number, found {v}")),
             }
         }
         Ok(out)
@@ -914,6 +977,31 @@ mod tests {
         for (got, want) in cases {
             assert!(got.contains(want), "expected {want:?} in {got:?}");
         }
+    }
+
+    #[test]
+    fn non_finite_tokens_of_xgboost_2_are_read() {
+        let q = quote_non_finite(br#"{"a NaN": [NaN, -Infinity, 1E0, Infinity], "b": "x\"NaN"}"#);
+        let v: Value = serde_json::from_slice(&q).unwrap();
+        assert_eq!(
+            v,
+            json!({"a NaN": ["NaN", "-Infinity", 1.0, "Infinity"], "b": "x\"NaN"})
+        );
+        // XGBoost 2.x writes NaN as the (unused) condition of a categorical split.
+        let mut t = stump();
+        t["split_type"] = json!([1, 0, 0]);
+        t["categories"] = json!([1]);
+        t["categories_nodes"] = json!([0]);
+        t["categories_segments"] = json!([0]);
+        t["categories_sizes"] = json!([1]);
+        let doc = model("reg:squarederror", gbtree(vec![t]), 0, "5E-1");
+        let text = serde_json::to_string(&doc)
+            .unwrap()
+            .replace("[0.5,-1.0,2.0]", "[NaN,-1.0,2.0]");
+        assert!(text.contains("NaN"));
+        let f = from_json_bytes(text.as_bytes()).unwrap();
+        assert_eq!(f.trees[0].cmp[0], Cmp::InSet(0));
+        assert_eq!(f.base_score, vec![0.5]);
     }
 
     #[test]

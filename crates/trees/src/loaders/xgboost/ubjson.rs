@@ -275,10 +275,24 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A float as JSON; NaN and infinities, which JSON cannot hold, become null (no field the
-/// XGBoost loader reads may hold them, so reading one there is an error).
+/// A float as JSON. NaN and infinities, which JSON numbers cannot hold, become the strings
+/// `"NaN"`, `"Infinity"` and `"-Infinity"`, the tokens XGBoost writes for them in JSON text.
 fn float(x: f64) -> Result<Value, UbjsonError> {
-    Ok(Number::from_f64(x).map_or(Value::Null, Value::Number))
+    Ok(match Number::from_f64(x) {
+        Some(n) => Value::Number(n),
+        None => Value::String(non_finite_name(x).to_owned()),
+    })
+}
+
+/// The name XGBoost's JSON writer gives a non-finite float.
+pub fn non_finite_name(x: f64) -> &'static str {
+    if x.is_nan() {
+        "NaN"
+    } else if x > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    }
 }
 
 fn show(marker: u8) -> String {
@@ -302,6 +316,9 @@ mod tests {
         doc.extend_from_slice(&1.5f32.to_be_bytes());
         doc.extend_from_slice(&(-2.0f32).to_be_bytes());
         doc.extend_from_slice(b"i\x01c[#U\x03Ti\xffZ");
+        doc.extend_from_slice(b"i\x01n[$d#i\x02");
+        doc.extend_from_slice(&f32::NAN.to_be_bytes());
+        doc.extend_from_slice(&f32::NEG_INFINITY.to_be_bytes());
         doc.extend_from_slice(b"i\x01d[l\x00\x00\x01\x00NI\x01\x00]");
         doc.extend_from_slice(b"i\x01eHi\x05-2.25");
         doc.extend_from_slice(b"i\x01fCx");
@@ -310,7 +327,7 @@ mod tests {
         let v = decode(&doc).unwrap();
         assert_eq!(
             v,
-            json!({"a": "hi", "b": [1.5, -2.0], "c": [true, -1, null], "d": [256, 256],
+            json!({"a": "hi", "b": [1.5, -2.0], "c": [true, -1, null], "n": ["NaN", "-Infinity"], "d": [256, 256],
                    "e": -2.25, "f": "x", "g": {"z": i64::MAX}})
         );
     }
