@@ -31,7 +31,8 @@ pub enum Cmp {
     Ne,
     /// `x` is a category in the node's category set (the index into [`Tree::cat_sets`]).
     /// A value is truncated toward zero; negative values and values past the set's range are
-    /// not in the set.
+    /// not in the set. Whether a value in `(-1, 0)` counts as negative (the default, XGBoost)
+    /// or truncates to category 0 (LightGBM) is set per tree by [`Tree::cat_truncate_first`].
     InSet(u32),
 }
 
@@ -43,13 +44,16 @@ pub enum Missing {
     Default,
     /// NaN is replaced by 0.0, then compared like any value (LightGBM `missing_type=None`).
     AsZero,
-    /// NaN and values in LightGBM's zero band `(-1e-35, 1e-35]` go to the default child
-    /// (LightGBM `missing_type=Zero`).
+    /// NaN and values in LightGBM's zero band `[-ZERO_THRESHOLD, ZERO_THRESHOLD]` go to the
+    /// default child (LightGBM `missing_type=Zero`).
     ZeroOrNan,
 }
 
-/// LightGBM's `kZeroThreshold`: values in `(-ZERO_THRESHOLD, ZERO_THRESHOLD]` count as zero.
-pub const ZERO_THRESHOLD: f64 = 1e-35;
+/// LightGBM's `kZeroThreshold`: values in `[-ZERO_THRESHOLD, ZERO_THRESHOLD]` count as zero
+/// (both ends included, as in LightGBM's `Tree::IsZero`). The C++ constant is the `float`
+/// literal `1e-35f` stored in a `double`, so it is `1.0000000180025095e-35`, not `1e-35`: an
+/// `f32` input can equal it exactly.
+pub const ZERO_THRESHOLD: f64 = 1e-35_f32 as f64;
 
 /// Which output columns a tree's leaves add to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +83,10 @@ pub struct Tree {
     pub values: Vec<f64>,
     /// Category sets referenced by [`Cmp::InSet`]: sorted, deduplicated category values.
     pub cat_sets: Vec<Vec<u32>>,
+    /// For [`Cmp::InSet`] splits: truncate the value toward zero *before* the sign test, so
+    /// that a value in `(-1, 0)` is category 0 (LightGBM's `static_cast<int>`). When unset,
+    /// every value below zero is in no set.
+    pub cat_truncate_first: bool,
     pub leaf_kind: LeafKind,
 }
 

@@ -22,7 +22,7 @@ pub fn goes_left(tree: &Tree, i: usize, x: f32) -> bool {
             }
         }
         Missing::ZeroOrNan => {
-            if x.is_nan() || (x > -ZERO_THRESHOLD && x <= ZERO_THRESHOLD) {
+            if x.is_nan() || (-ZERO_THRESHOLD..=ZERO_THRESHOLD).contains(&x) {
                 return tree.default_left[i];
             }
         }
@@ -35,7 +35,13 @@ pub fn goes_left(tree: &Tree, i: usize, x: f32) -> bool {
         Cmp::Ge => x >= t,
         Cmp::Eq => x == t,
         Cmp::Ne => x != t,
-        Cmp::InSet(s) => in_category_set(&tree.cat_sets[s as usize], x),
+        Cmp::InSet(s) => {
+            if tree.cat_truncate_first {
+                // LightGBM truncates first: (-1, 0) is category 0 there.
+                x = x.trunc();
+            }
+            in_category_set(&tree.cat_sets[s as usize], x)
+        }
     }
 }
 
