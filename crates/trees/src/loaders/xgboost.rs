@@ -45,6 +45,9 @@ const FORMAT: &str = "xgboost";
 /// Category values XGBoost can match: it treats `x >= 2^24` as an invalid category.
 const MAX_CATEGORY: i64 = 1 << 24;
 
+/// More classes or targets than this is taken for a corrupt file rather than allocated.
+const MAX_OUTPUTS: usize = 1 << 20;
+
 /// Reads a model saved as JSON text.
 pub fn from_json_bytes(bytes: &[u8]) -> Result<Forest, TreeError> {
     let text = quote_non_finite(bytes);
@@ -363,8 +366,15 @@ fn from_document(doc: &Value, source: SourceFormat) -> Result<Forest, TreeError>
         Some(t) => t.count()?,
         None => 1,
     };
-    if n_features == 0 {
-        return params.get("num_feature")?.err("model reads no features");
+    if n_features == 0 || n_features > u32::MAX as usize {
+        return params
+            .get("num_feature")?
+            .err(format!("{n_features} features"));
+    }
+    if num_class > MAX_OUTPUTS || num_target > MAX_OUTPUTS {
+        return params.err(format!(
+            "{num_class} classes and {num_target} targets (at most {MAX_OUTPUTS} outputs)"
+        ));
     }
 
     let booster = learner.get("gradient_booster")?;
@@ -521,7 +531,7 @@ fn from_document(doc: &Value, source: SourceFormat) -> Result<Forest, TreeError>
         trees.push(read_tree(&at, t, output as u32, weight, n_features)?);
     }
 
-    Ok(Forest {
+    let forest = Forest {
         n_features,
         feature_names,
         categorical_features,
@@ -535,7 +545,9 @@ fn from_document(doc: &Value, source: SourceFormat) -> Result<Forest, TreeError>
         trees,
         predicts_label_only: objective == Objective::Softmax,
         source,
-    })
+    };
+    forest.validate()?;
+    Ok(forest)
 }
 
 /// Reads one scalar-leaf tree; `weight` is the dart weight of the tree.
@@ -1002,6 +1014,42 @@ mod tests {
         let f = from_json_bytes(text.as_bytes()).unwrap();
         assert_eq!(f.trees[0].cmp[0], Cmp::InSet(0));
         assert_eq!(f.base_score, vec![0.5]);
+    }
+
+    #[test]
+    fn corrupted_bytes_never_panic() {
+        let mut t = stump();
+        t["split_type"] = json!([1, 0, 0]);
+        t["categories"] = json!([1, 4]);
+        t["categories_nodes"] = json!([0]);
+        t["categories_segments"] = json!([0]);
+        t["categories_sizes"] = json!([2]);
+        let doc = model(
+            "multi:softprob",
+            gbtree(vec![t.clone(), t.clone(), t]),
+            3,
+            "[0E0]",
+        );
+        let mut doc = doc;
+        doc["learner"]["gradient_booster"]["model"]["tree_info"] = json!([0, 1, 2]);
+        let mut ub = Vec::new();
+        to_ubjson(&doc, &mut ub);
+        assert!(from_ubjson_bytes(&ub).is_ok());
+        for i in 0..ub.len() {
+            for b in [0u8, 1, 0x7f, 0x80, 0xff, b'[', b'{', b'L', b'$', b'#'] {
+                let mut m = ub.clone();
+                m[i] = b;
+                let _ = from_ubjson_bytes(&m);
+            }
+            let _ = from_ubjson_bytes(&ub[..i]);
+        }
+        let text = serde_json::to_vec(&doc).unwrap();
+        for i in 0..text.len() {
+            let _ = from_json_bytes(&text[..i]);
+            let mut m = text.clone();
+            m[i] = b'9';
+            let _ = from_json_bytes(&m);
+        }
     }
 
     #[test]
