@@ -220,7 +220,10 @@ pub enum Task {
     Regression,
     /// Classification. `n_classes` probabilities per row are produced from the transformed
     /// scores as described by `binary`.
-    Classification { n_classes: usize, binary: BinaryScores },
+    Classification {
+        n_classes: usize,
+        binary: BinaryScores,
+    },
 }
 
 /// How a classifier turns its output columns into `n_classes` probabilities.
@@ -308,6 +311,23 @@ impl Forest {
             Task::Classification { n_classes, .. } => Some(n_classes),
             Task::Regression => None,
         }
+    }
+
+    /// How many trees add to each output column (the divisor of [`Aggregate::Average`]):
+    /// vector trees add to every column, scalar trees to theirs.
+    pub fn trees_per_output(&self) -> Vec<usize> {
+        let mut n = vec![0usize; self.n_outputs];
+        for t in &self.trees {
+            match t.leaf_kind {
+                LeafKind::Scalar { output } => {
+                    if let Some(c) = n.get_mut(output as usize) {
+                        *c += 1;
+                    }
+                }
+                LeafKind::Vector => n.iter_mut().for_each(|c| *c += 1),
+            }
+        }
+        n
     }
 
     /// Width of the transformed score row: `n_classes` for classifiers, `n_outputs` otherwise.
@@ -401,7 +421,9 @@ impl Forest {
             while let Some(i) = stack.pop() {
                 let i = i as usize;
                 if i >= n || seen[i] {
-                    return Err(Invalid(format!("tree {t}: node {i} out of range or shared")));
+                    return Err(Invalid(format!(
+                        "tree {t}: node {i} out of range or shared"
+                    )));
                 }
                 seen[i] = true;
                 if tree.is_leaf[i] {

@@ -620,13 +620,6 @@ pub fn from_str(text: &str) -> Result<Forest, TreeError> {
         }
     }
     let average = header.get("average_output").is_some();
-    if average && per_iteration > 1 {
-        // The IR divides an average by the number of trees in the forest, LightGBM by the
-        // number of iterations: they differ as soon as an iteration holds several trees.
-        return Err(unsupported(format!(
-            "average_output (random-forest mode) with {per_iteration} trees per iteration"
-        )));
-    }
 
     if trees.is_empty() {
         return Err(parse_err("the model has no trees"));
@@ -1010,7 +1003,7 @@ pandas_categorical:null
         let rf = model().replace("feature_names", "average_output\nfeature_names");
         assert_eq!(load(&rf).unwrap().aggregate, Aggregate::Average);
         let mc_rf = mc.replace("feature_names", "average_output\nfeature_names");
-        assert_unsupported(&mc_rf, &["average_output", "2 trees per iteration"]);
+        assert_eq!(load(&mc_rf).unwrap().aggregate, Aggregate::Average);
         let three = mc
             .replace("num_class=2", "num_class=3")
             .replace("num_tree_per_iteration=2", "num_tree_per_iteration=3")

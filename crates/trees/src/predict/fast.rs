@@ -58,6 +58,8 @@ pub struct CompiledForest {
     leaf_values: Vec<f64>,
     leaf_values_f32: Vec<f32>,
     complex: Vec<Complex>,
+    /// Divisor of averages, per output column.
+    trees_per_output: Vec<usize>,
     threads: usize,
 }
 
@@ -193,7 +195,9 @@ impl CompiledForest {
             }
         }
         let leaf_values_f32 = leaf_values.iter().map(|&v| v as f32).collect();
+        let trees_per_output = forest.trees_per_output();
         CompiledForest {
+            trees_per_output,
             forest,
             nodes,
             roots,
@@ -324,11 +328,14 @@ impl CompiledForest {
                 }
             }
         }
-        let n_trees = self.roots.len();
         for r in 0..n {
             for o in 0..n_out {
-                out[r * n_out + o] =
-                    A::end(f.aggregate, acc[r * n_out + o], n_trees, f.base_score[o]);
+                out[r * n_out + o] = A::end(
+                    f.aggregate,
+                    acc[r * n_out + o],
+                    self.trees_per_output[o],
+                    f.base_score[o],
+                );
             }
         }
     }

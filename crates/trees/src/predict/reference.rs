@@ -71,15 +71,19 @@ pub fn leaf_of(tree: &Tree, row: &[f32]) -> usize {
 /// Predicts `rows` (row-major, `forest.n_features` values per row; NaN is missing).
 pub fn predict_reference(forest: &Forest, rows: &[f32]) -> Predictions {
     let nf = forest.n_features;
-    assert!(nf > 0 && rows.len().is_multiple_of(nf), "rows must be whole rows");
+    assert!(
+        nf > 0 && rows.len().is_multiple_of(nf),
+        "rows must be whole rows"
+    );
     let n_rows = rows.len() / nf;
     let n_out = forest.n_outputs;
-    let n_trees = forest.trees.len();
+    let per_output = forest.trees_per_output();
     let mut raw = vec![0.0f64; n_rows * n_out];
     for r in 0..n_rows {
         let row = &rows[r * nf..(r + 1) * nf];
         for o in 0..n_out {
             let base = forest.base_score[o];
+            let n_trees = per_output[o];
             // Each tree contributes to column `o` either through a scalar leaf aimed at it or
             // through column `o` of a vector leaf.
             let contributions = forest.trees.iter().filter_map(|tree| {
