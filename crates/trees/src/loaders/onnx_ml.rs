@@ -12,9 +12,9 @@
 //! - a node whose `nodes_missing_value_tracks_true` is set sends NaN to its true branch; other
 //!   nodes let NaN follow the comparison's IEEE result (false for every mode but `BRANCH_NEQ`).
 //!   Both become [`Missing::Default`] with the right `default_left`;
-//! - binary classifiers with a single score column follow ONNX Runtime's rules (see
-//!   [`binary_layout`]), including the "all weights positive" rule that yields `[1 - s, s]`
-//!   without any transform;
+//! - binary classifiers follow ONNX Runtime's rules (see [`binary_layout`]), including the
+//!   "all weights positive" rule that yields `[1 - s, s]` untransformed for `NONE` and
+//!   `SOFTMAX`, and `[-s, s]` when some weight is negative;
 //! - a single-target regressor ignores every post-transform but `PROBIT` in ONNX Runtime; the
 //!   loader refuses those ambiguous models rather than guess.
 //!
@@ -1025,26 +1025,31 @@ struct BinaryLayout {
     transform: PostTransform,
 }
 
-/// ONNX Runtime's rules for a `TreeEnsembleClassifier` with two class labels
-/// (`TreeAggregatorClassifier::FinalizeScores` and `write_scores`), as facts about the model:
+/// ONNX Runtime's answer for a `TreeEnsembleClassifier` with two class labels, as observed on
+/// ONNX Runtime 1.31 (its `TreeAggregatorClassifier` and `write_scores`) and expressed with the
+/// IR. Write `s0`, `s1` for the sums of the class-0 and class-1 weights reached by a row, and
+/// `b` for `base_values`. A base value is added to a class's score only on rows where some
+/// reached leaf carries a weight for that class; otherwise the score is 0.
 ///
-/// - `single`: ONNX Runtime keeps one score `s` (class-0 weights plus `base_values[0]`) when no
-///   weight is for class 1 and there are fewer than two base values. Then, if the weights name a
-///   single class ("binary case"):
-///   - all weights `>= 0`: the answer is `[1 - s, s]`, with **no** post-transform at all;
-///   - some weight negative: `[-s, s]`, through the logistic function when the post-transform
-///     is `LOGISTIC`, and untransformed for `NONE`, `SOFTMAX`, `SOFTMAX_ZERO`;
-///   - `PROBIT` writes a single column: refused.
-/// - Otherwise both columns are kept, `[s0 + b0, s1 + b1]` (a base value missing counts as 0),
-///   and the post-transform applies to both: an ordinary two-class model. With two base values
-///   and class-1 weights, ONNX Runtime replaces the class-1 score by `b1 + s0` and class 0 by
-///   its negation, dropping the class-1 weights: refused, as is a model where class 1 has
-///   weights on some leaves only (ONNX Runtime's layout would then change from row to row).
+/// - No weight anywhere is for class 1 and `b` has at most one value: one score
+///   `s = s0 + b[0]`. Then
+///   - `LOGISTIC`: `[1 - sigmoid(s), sigmoid(s)]`;
+///   - `NONE`, `SOFTMAX`, `SOFTMAX_ZERO`: `[1 - s, s]` when no weight is negative ("all
+///     positive", e.g. a random forest's averaged probabilities), `[-s, s]` otherwise, with no
+///     transform at all;
+///   - `PROBIT` writes one meaningful column only: refused.
+/// - No class-1 weight and two base values: `[s0 + b[0], 0]` (`b[1]` is dropped), then the
+///   post-transform over both columns.
+/// - Class-1 weights on every row, at most one base value: `[s0 + b[0], s1]`, then the
+///   post-transform over both columns. With two base values ONNX Runtime drops the class-1
+///   weights: refused.
+/// - Class-1 weights on some rows only: the layout changes from row to row: refused. So is a
+///   non-zero base value for a class whose weights reach some rows only.
 fn binary_layout(
     post: Post,
     base: &[f64],
+    class0: Coverage,
     class1: Coverage,
-    n_distinct_ids: usize,
     all_positive: bool,
 ) -> Result<BinaryLayout, TreeError> {
     if base.len() > 2 {
@@ -1053,49 +1058,56 @@ fn binary_layout(
             base.len()
         )));
     }
-    match class1 {
-        Coverage::Sometimes => Err(unsupported(
+    let b0 = base.first().copied().unwrap_or(0.0);
+    let b0 =
+        match class0 {
+            Coverage::Always => b0,
+            Coverage::Never => 0.0,
+            Coverage::Sometimes if b0 == 0.0 => 0.0,
+            Coverage::Sometimes => return Err(unsupported(
+                "binary classifier with a non-zero base value for class 0, whose weights are on \
+                 some leaves only: ONNX Runtime adds it on some rows only",
+            )),
+        };
+    let two_columns = |base: Vec<f64>| BinaryLayout {
+        n_cols: 2,
+        binary: BinaryScores::PerClass,
+        base,
+        transform: post.to_ir(),
+    };
+    match (class1, base.len()) {
+        (Coverage::Sometimes, _) => Err(unsupported(
             "binary classifier whose class-1 weights are on some leaves only: ONNX Runtime's \
              output layout would depend on the row",
         )),
-        Coverage::Always if base.len() == 2 => Err(unsupported(
+        (Coverage::Always, 2) => Err(unsupported(
             "binary classifier with two base_values and class-1 weights: ONNX Runtime drops \
              the class-1 weights in this layout",
         )),
-        Coverage::Always => Ok(BinaryLayout {
-            n_cols: 2,
-            binary: BinaryScores::PerClass,
-            base: vec![base.first().copied().unwrap_or(0.0), 0.0],
-            transform: post.to_ir(),
-        }),
-        Coverage::Never if base.len() == 2 => Ok(BinaryLayout {
-            n_cols: 2,
-            binary: BinaryScores::PerClass,
-            base: base.to_vec(),
-            transform: post.to_ir(),
-        }),
-        Coverage::Never => {
-            if n_distinct_ids != 1 {
+        (Coverage::Always, _) | (Coverage::Never, 2) => Ok(two_columns(vec![b0, 0.0])),
+        (Coverage::Never, _) => {
+            if class0 == Coverage::Never {
                 return Err(parse_err("binary classifier without any class weight"));
             }
-            let base = vec![base.first().copied().unwrap_or(0.0)];
-            let (binary, transform) = match (all_positive, post) {
-                (_, Post::Probit) => {
+            let (binary, transform) = match post {
+                Post::Probit => {
                     return Err(unsupported(
                         "binary classifier with one score column and post_transform PROBIT: \
-                         ONNX Runtime writes a single probability column",
+                         ONNX Runtime writes a single meaningful column",
                     ))
                 }
-                (true, _) => (BinaryScores::OneMinus, PostTransform::Identity),
-                (false, Post::Logistic) => (BinaryScores::NegatePositive, PostTransform::Logistic),
-                (false, Post::None | Post::Softmax | Post::SoftmaxZero) => {
+                Post::Logistic => (BinaryScores::OneMinus, PostTransform::Logistic),
+                Post::None | Post::Softmax | Post::SoftmaxZero if all_positive => {
+                    (BinaryScores::OneMinus, PostTransform::Identity)
+                }
+                Post::None | Post::Softmax | Post::SoftmaxZero => {
                     (BinaryScores::NegatePositive, PostTransform::Identity)
                 }
             };
             Ok(BinaryLayout {
                 n_cols: 1,
                 binary,
-                base,
+                base: vec![b0],
                 transform,
             })
         }
@@ -1152,13 +1164,12 @@ fn classifier(attrs: &Attrs<'_>, declared: Option<usize>) -> Result<Forest, Tree
         };
         (n_classes, BinaryScores::PerClass, base, post.to_ir())
     } else {
-        let distinct: HashSet<i64> = weights.ids.iter().copied().collect();
         let all_positive = !weights.weights.iter().any(|&w| w < 0.0);
         let layout = binary_layout(
             post,
             &base,
+            coverage(&source, &nodes, 0),
             coverage(&source, &nodes, 1),
-            distinct.len(),
             all_positive,
         )?;
         (layout.n_cols, layout.binary, layout.base, layout.transform)
@@ -1500,57 +1511,97 @@ mod tests {
         );
     }
 
+    /// Two-class layouts against answers recorded from ONNX Runtime 1.31 on the same stump
+    /// (row 0 reaches node 20, row 1 node 30).
     #[test]
     fn binary_rules_follow_onnx_runtime() {
-        let two = |mut a: Vec<AttributeProto>| {
-            a = replace(a, ints("classlabels_int64s", &[0, 1]));
-            a
-        };
-        // All weights positive, one column: [1 - s, s] with no transform, even for LOGISTIC.
-        let attrs = two(stump_attrs("BRANCH_LEQ", &[(20, 0, 0.25), (30, 0, 0.75)]));
-        let attrs = replace(attrs, string("post_transform", "LOGISTIC"));
-        let f = load(&classifier_model(attrs)).unwrap();
-        assert_eq!(
-            f.task,
-            Task::Classification {
-                n_classes: 2,
-                binary: BinaryScores::OneMinus
+        const POS: &[(i64, i64, f32)] = &[(20, 0, 0.25), (30, 0, 0.75)];
+        const MIX: &[(i64, i64, f32)] = &[(20, 0, -1.0), (30, 0, 2.0)];
+        const C1: &[(i64, i64, f32)] = &[(20, 1, 0.25), (30, 1, 0.75)];
+        const BOTH: &[(i64, i64, f32)] = &[(20, 0, 0.4), (20, 1, 0.6), (30, 0, 0.9), (30, 1, 0.1)];
+        const PART: &[(i64, i64, f32)] = &[(20, 0, 0.25)];
+        #[allow(clippy::type_complexity)]
+        let cases: &[(&[(i64, i64, f32)], &str, &[f32], [[f64; 2]; 2])] = &[
+            (POS, "NONE", &[], [[0.75, 0.25], [0.25, 0.75]]),
+            (POS, "NONE", &[0.5], [[0.25, 0.75], [-0.25, 1.25]]),
+            (POS, "NONE", &[0.1, 0.2], [[0.35, 0.0], [0.85, 0.0]]),
+            (MIX, "NONE", &[], [[1.0, -1.0], [-2.0, 2.0]]),
+            (MIX, "NONE", &[0.5], [[0.5, -0.5], [-2.5, 2.5]]),
+            (
+                POS,
+                "LOGISTIC",
+                &[],
+                [[0.43782, 0.56218], [0.32082, 0.67918]],
+            ),
+            (
+                MIX,
+                "LOGISTIC",
+                &[0.5],
+                [[0.62246, 0.37754], [0.07586, 0.92414]],
+            ),
+            (
+                POS,
+                "LOGISTIC",
+                &[0.1, 0.2],
+                [[0.58662, 0.5], [0.70057, 0.5]],
+            ),
+            (
+                POS,
+                "SOFTMAX",
+                &[0.1, 0.2],
+                [[0.58662, 0.41338], [0.70057, 0.29943]],
+            ),
+            (POS, "SOFTMAX", &[0.5], [[0.25, 0.75], [-0.25, 1.25]]),
+            (MIX, "SOFTMAX", &[], [[1.0, -1.0], [-2.0, 2.0]]),
+            (MIX, "SOFTMAX_ZERO", &[0.1, 0.2], [[1.0, 0.0], [1.0, 0.0]]),
+            (C1, "NONE", &[], [[0.0, 0.25], [0.0, 0.75]]),
+            (C1, "NONE", &[0.5], [[0.0, 0.25], [0.0, 0.75]]),
+            (C1, "LOGISTIC", &[], [[0.5, 0.56218], [0.5, 0.67918]]),
+            (BOTH, "NONE", &[0.5], [[0.9, 0.6], [1.4, 0.1]]),
+            (PART, "LOGISTIC", &[], [[0.43782, 0.56218], [0.5, 0.5]]),
+        ];
+        for (weights, post, base, want) in cases {
+            let mut attrs = stump_attrs("BRANCH_LEQ", weights);
+            attrs = replace(attrs, ints("classlabels_int64s", &[0, 1]));
+            attrs = replace(attrs, string("post_transform", post));
+            if !base.is_empty() {
+                attrs = replace(attrs, floats("base_values", base));
             }
+            let f = load(&classifier_model(attrs)).unwrap();
+            let p = predict_reference(&f, &[0.0, 0.0, 0.0, 1.0]);
+            for (r, want_row) in want.iter().enumerate() {
+                for (c, want_cell) in want_row.iter().enumerate() {
+                    let got = p.scores_row(r)[c];
+                    assert!(
+                        (got - want_cell).abs() < 1e-5,
+                        "{post} {base:?} {weights:?}: row {r} = {:?}, want {:?}",
+                        p.scores_row(r),
+                        want_row
+                    );
+                }
+            }
+        }
+        let two = |w: &[(i64, i64, f32)], post: &str, base: &[f32]| {
+            let mut attrs = stump_attrs("BRANCH_LEQ", w);
+            attrs = replace(attrs, ints("classlabels_int64s", &[0, 1]));
+            attrs = replace(attrs, string("post_transform", post));
+            if !base.is_empty() {
+                attrs = replace(attrs, floats("base_values", base));
+            }
+            load(&classifier_model(attrs))
+        };
+        // PROBIT with one column: ONNX Runtime writes NaN in the second one.
+        expect_err(two(POS, "PROBIT", &[]), false, &["PROBIT"]);
+        // Class-1 weights on one leaf only: the layout would change from row to row.
+        expect_err(
+            two(&[(20, 0, 0.25), (30, 1, 0.75)], "NONE", &[]),
+            false,
+            &["some leaves"],
         );
-        assert_eq!(f.post_transform, PostTransform::Identity);
-        assert_eq!(
-            predict_reference(&f, &[0.0, 0.0]).scores_row(0),
-            &[0.75, 0.25]
-        );
-        // Mixed signs with LOGISTIC: [sigmoid(-s), sigmoid(s)], base value added first.
-        let attrs = two(stump_attrs("BRANCH_LEQ", &[(20, 0, -1.0), (30, 0, 2.0)]));
-        let attrs = replace(attrs, string("post_transform", "LOGISTIC"));
-        let attrs = replace(attrs, floats("base_values", &[0.5]));
-        let f = load(&classifier_model(attrs)).unwrap();
-        let p = predict_reference(&f, &[0.0, 0.0]);
-        let s: f64 = 1.0 / (1.0 + 0.5f64.exp());
-        assert!((p.scores_row(0)[1] - s).abs() < 1e-12);
-        assert!((p.scores_row(0)[0] - (1.0 - s)).abs() < 1e-12);
-        // Mixed signs with SOFTMAX: ONNX Runtime writes [-s, s] untransformed.
-        let attrs = two(stump_attrs("BRANCH_LEQ", &[(20, 0, -1.0), (30, 0, 2.0)]));
-        let attrs = replace(attrs, string("post_transform", "SOFTMAX"));
-        let f = load(&classifier_model(attrs)).unwrap();
-        assert_eq!(
-            predict_reference(&f, &[0.0, 0.0]).scores_row(0),
-            &[1.0, -1.0]
-        );
-        // PROBIT with one column: refused.
-        let attrs = two(stump_attrs("BRANCH_LEQ", &[(20, 0, 0.25), (30, 0, 0.75)]));
-        let attrs = replace(attrs, string("post_transform", "PROBIT"));
-        expect_err(load(&classifier_model(attrs)), false, &["PROBIT"]);
-        // Class-1 weights on one leaf only: the layout would depend on the row.
-        let attrs = two(stump_attrs("BRANCH_LEQ", &[(20, 0, 0.25), (30, 1, 0.75)]));
-        expect_err(load(&classifier_model(attrs)), false, &["some leaves"]);
-        // Both classes everywhere: an ordinary two-column model.
-        let w = [(20, 0, 0.4), (20, 1, 0.6), (30, 0, 0.9), (30, 1, 0.1)];
-        let f = load(&classifier_model(two(stump_attrs("BRANCH_LEQ", &w)))).unwrap();
-        assert_eq!(f.n_outputs, 2);
-        assert_eq!(predict_reference(&f, &[0.0, 1.0]).labels.unwrap(), vec![0]);
+        // Two base values with class-1 weights: ONNX Runtime drops those weights.
+        expect_err(two(BOTH, "NONE", &[0.1, 0.2]), false, &["drops"]);
+        // A base value that ONNX Runtime adds on some rows only.
+        expect_err(two(PART, "NONE", &[0.5]), false, &["some rows"]);
     }
 
     #[test]
