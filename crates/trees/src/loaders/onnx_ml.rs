@@ -842,12 +842,15 @@ fn coverage(trees: &[SourceTree], nodes: &Nodes, col: usize) -> Coverage {
 }
 
 /// Builds the IR trees. `n_cols` is the number of output columns; `min_max` asks for the
-/// stricter leaf checks a MIN / MAX aggregate needs.
+/// stricter leaf checks a MIN / MAX aggregate needs; `every_column` makes every tree of a
+/// several-column model a vector tree, so that it counts for every column (ONNX Runtime's
+/// AVERAGE divides each column by the number of all trees, MIN / MAX compare all trees).
 fn build_trees(
     source: &[SourceTree],
     nodes: &Nodes,
     n_cols: usize,
     min_max: bool,
+    every_column: bool,
 ) -> Result<(Vec<Tree>, usize), TreeError> {
     let mut max_feature: Option<u32> = None;
     let mut trees = Vec::with_capacity(source.len());
@@ -897,7 +900,7 @@ fn build_trees(
             .collect();
         let leaf_kind = if n_cols == 1 {
             LeafKind::Scalar { output: 0 }
-        } else if min_max {
+        } else if every_column {
             LeafKind::Vector
         } else {
             match cols.len() {
@@ -1175,7 +1178,7 @@ fn classifier(attrs: &Attrs<'_>, declared: Option<usize>) -> Result<Forest, Tree
         (layout.n_cols, layout.binary, layout.base, layout.transform)
     };
 
-    let (trees, used) = build_trees(&source, &nodes, n_cols, false)?;
+    let (trees, used) = build_trees(&source, &nodes, n_cols, false, false)?;
     let any_split = nodes.modes.iter().any(|m| *m != Mode::Leaf);
     let n_features = resolve_features(declared, used, any_split)?;
     Ok(Forest {
@@ -1267,7 +1270,8 @@ fn regressor(attrs: &Attrs<'_>, declared: Option<usize>) -> Result<Forest, TreeE
             }
         }
     }
-    let (trees, used) = build_trees(&source, &nodes, n_targets, min_max)?;
+    let every_column = min_max || aggregate == Aggregate::Average;
+    let (trees, used) = build_trees(&source, &nodes, n_targets, min_max, every_column)?;
     let any_split = nodes.modes.iter().any(|m| *m != Mode::Leaf);
     let n_features = resolve_features(declared, used, any_split)?;
     Ok(Forest {
@@ -1883,6 +1887,20 @@ mod tests {
             true,
             &["nodes_values"],
         );
+    }
+
+    /// ONNX Runtime 1.31 divides every target of an AVERAGE by the number of all trees, even
+    /// trees that carry no weight for it: `[[0.5, 5.0], [1.0, 5.0]]` here.
+    #[test]
+    fn average_divides_by_all_trees() {
+        let m = regressor_model(vec![
+            int("n_targets", 2),
+            ints("target_ids", &[0, 0, 1]),
+            string("aggregate_function", "AVERAGE"),
+        ]);
+        let f = load(&m).unwrap();
+        let p = predict_reference(&f, &[1.0, 2.0]);
+        assert_eq!(p.scores, vec![0.5, 5.0, 1.0, 5.0]);
     }
 
     /// Corrupting any single byte of a valid model gives a model or an error, never a panic.
