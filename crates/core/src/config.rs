@@ -1,6 +1,6 @@
 //! `model.toml`: the per-model configuration. Every field is optional; without a file the
-//! configuration is inferred from the artifact. The doc comment on each field is its reference
-//! (`docs/configuration.md` is generated from the same text).
+//! configuration is inferred from the artifact. The doc comment on each field is its reference;
+//! `docs/configuration.md` repeats it, and a test checks that every field is documented there.
 
 use serde::Deserialize;
 
@@ -141,6 +141,44 @@ mod tests {
         assert_eq!(all.version_policy, VersionPolicy::All);
         let sp = ModelConfig::from_toml("version_policy = { specific = [1, 3] }").unwrap();
         assert_eq!(sp.version_policy, VersionPolicy::Specific(vec![1, 3]));
+    }
+
+    #[test]
+    fn every_field_is_documented() {
+        // Destructuring without `..` stops compiling when a field is added: add it here and to
+        // docs/configuration.md.
+        let ModelConfig {
+            name: _,
+            backend: _,
+            file: _,
+            version_policy: _,
+            feature_names: _,
+            class_labels: _,
+            output_datatype: _,
+            threads: _,
+            max_request_rows: _,
+            description: _,
+        } = ModelConfig::default();
+        let fields = [
+            "name",
+            "backend",
+            "file",
+            "version_policy",
+            "feature_names",
+            "class_labels",
+            "output_datatype",
+            "threads",
+            "max_request_rows",
+            "description",
+        ];
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .unwrap();
+        for f in fields {
+            assert!(doc.contains(&format!("| `{f}` |")), "{f} is not documented");
+        }
     }
 
     #[test]

@@ -1,0 +1,109 @@
+//! Starts the real `ferroserve` binary on 127.0.0.1 port 0 and stops it (by its PID) when
+//! dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn examples() -> PathBuf {
+    repo_root().join("examples/models")
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `ferroserve serve <args>` and waits (at most 20 s) for its listening line.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferroserve"));
+        cmd.arg("serve")
+            .args(["--host", "127.0.0.1", "--http-port", "0"])
+            .args(args)
+            .env_remove("MODEL_FILE")
+            .env_remove("FERROSERVE_REPOSITORY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .current_dir(repo_root());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start ferroserve");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("ferroserve: HTTP listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let logs: Vec<String> = erx.try_iter().collect();
+                panic!("ferroserve did not start:\n{}", logs.join("\n"));
+            }
+        };
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            stderr: erx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..100 {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("ferroserve did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
