@@ -234,8 +234,8 @@ pub enum BinaryScores {
     /// One column `p` holds the positive class: probabilities are `[1 - p, p]`
     /// (XGBoost `binary:logistic`, LightGBM `binary`).
     OneMinus,
-    /// ONNX Runtime's binary rule for a single score `s` whose post-transform is not `Identity`:
-    /// the scores are `[-s, s]` before the transform.
+    /// ONNX Runtime's binary rule for a single score `s` (see the ONNX-ML loader for when it
+    /// applies): the scores are `[-s, s]`, then the post-transform.
     NegatePositive,
 }
 

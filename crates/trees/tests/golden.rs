@@ -20,7 +20,10 @@ fn matrix(v: &Value) -> Vec<Vec<f64>> {
         .expect("matrix")
         .iter()
         .map(|r| match r {
-            Value::Array(cells) => cells.iter().map(|c| c.as_f64().unwrap_or(f64::NAN)).collect(),
+            Value::Array(cells) => cells
+                .iter()
+                .map(|c| c.as_f64().unwrap_or(f64::NAN))
+                .collect(),
             c => vec![c.as_f64().unwrap_or(f64::NAN)],
         })
         .collect()
@@ -180,5 +183,9 @@ fn every_fixture_matches_its_library() {
         files.len(),
         problems.join("\n")
     );
-    eprintln!("{} golden fixtures checked in {}", files.len(), dir.display());
+    eprintln!(
+        "{} golden fixtures checked in {}",
+        files.len(),
+        dir.display()
+    );
 }

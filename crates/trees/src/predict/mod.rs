@@ -170,20 +170,21 @@ pub fn transform(t: PostTransform, v: &mut [f64]) {
             }
         }
         PostTransform::SoftmaxZero => {
-            // ONNX Runtime: entries that are (nearly) zero stay (nearly) zero.
+            // ONNX Runtime: entries that are (nearly) zero stay (nearly) zero and are left out
+            // of the sum; an all-zero row divides by zero there too.
             let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let exp_neg_max = (-max).exp();
             let mut sum = 0.0;
             for x in v.iter_mut() {
                 if *x > 1e-7 || *x < -1e-7 {
                     *x = (*x - max).exp();
+                    sum += *x;
                 } else {
                     *x *= exp_neg_max;
                 }
-                sum += *x;
             }
             for x in v.iter_mut() {
-                *x = if sum == 0.0 { 0.5 } else { *x / sum };
+                *x /= sum;
             }
         }
         PostTransform::Probit => {
