@@ -93,6 +93,15 @@ fn split_spec() -> impl Strategy<Value = SplitSpec> {
         )
 }
 
+/// How a random tree is grown.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// Only `<`, `<=`, `>`, `>=` splits without LightGBM's zero band: no complex splits.
+    simple: bool,
+    /// 0: every leaf at the full depth; higher: more leaves higher up.
+    early: u8,
+}
+
 /// A random tree of the given depth, grown from a flat list of split specs and leaf values.
 fn build_tree(
     splits: &[SplitSpec],
@@ -100,6 +109,7 @@ fn build_tree(
     depth: usize,
     width: usize,
     kind: LeafKind,
+    shape: Shape,
 ) -> Tree {
     let mut tree = Tree {
         leaf_kind: kind,
@@ -107,6 +117,7 @@ fn build_tree(
     };
     let mut si = 0;
     let mut li = 0;
+    #[allow(clippy::too_many_arguments)]
     fn grow(
         tree: &mut Tree,
         splits: &[SplitSpec],
@@ -115,8 +126,11 @@ fn build_tree(
         li: &mut usize,
         depth: usize,
         width: usize,
+        shape: Shape,
     ) -> u32 {
-        if depth == 0 || *si >= splits.len() {
+        // Some leaves above the bottom level, so that trees are unbalanced.
+        let early = (*si * 7 + depth) % 5 < shape.early as usize;
+        if depth == 0 || *si >= splits.len() || (*si > 0 && early) {
             let vals: Vec<f64> = (0..width)
                 .map(|k| leaves[(*li + k) % leaves.len()])
                 .collect();
@@ -125,7 +139,7 @@ fn build_tree(
         }
         let s = splits[*si].clone();
         *si += 1;
-        let cmp = match s.cmp {
+        let cmp = match if shape.simple { s.cmp % 4 } else { s.cmp } {
             0 => Cmp::Lt,
             1 => Cmp::Le,
             2 => Cmp::Gt,
@@ -137,30 +151,36 @@ fn build_tree(
                 Cmp::InSet(tree.cat_sets.len() as u32 - 1)
             }
         };
+        let missing = match s.missing {
+            Missing::ZeroOrNan if shape.simple => Missing::Default,
+            m => m,
+        };
         let id = tree.push_split(
             s.feature,
             cmp,
             s.threshold,
-            s.missing,
+            missing,
             s.default_left,
             0,
             0,
             width,
         );
-        let l = grow(tree, splits, leaves, si, li, depth - 1, width);
-        let r = grow(tree, splits, leaves, si, li, depth - 1, width);
+        let l = grow(tree, splits, leaves, si, li, depth - 1, width, shape);
+        let r = grow(tree, splits, leaves, si, li, depth - 1, width, shape);
         tree.set_children(id, l, r);
         id
     }
-    grow(&mut tree, splits, leaves, &mut si, &mut li, depth, width);
+    grow(
+        &mut tree, splits, leaves, &mut si, &mut li, depth, width, shape,
+    );
     tree
 }
 
 fn forest_strategy() -> impl Strategy<Value = Forest> {
     (
-        1usize..4, // n_outputs
-        1usize..6, // trees
-        0usize..5, // depth
+        1usize..4,  // n_outputs
+        1usize..20, // trees (past one lockstep group of 8)
+        0usize..5,  // depth
         proptest::collection::vec(split_spec(), 40),
         proptest::collection::vec(-2.0f64..2.0, 1..20),
         prop_oneof![
@@ -172,9 +192,23 @@ fn forest_strategy() -> impl Strategy<Value = Forest> {
         prop_oneof![Just(Accumulate::F32), Just(Accumulate::F64)],
         any::<bool>(), // vector leaves
         proptest::collection::vec(-1.0f64..1.0, 3),
+        any::<bool>(), // only splits the fast predictor decides itself
+        0u8..3,        // how often a leaf comes early
     )
         .prop_map(
-            |(n_out, n_trees, depth, splits, leaves, aggregate, accumulate, vector, base)| {
+            |(
+                n_out,
+                n_trees,
+                depth,
+                splits,
+                leaves,
+                aggregate,
+                accumulate,
+                vector,
+                base,
+                simple,
+                early,
+            )| {
                 let trees = (0..n_trees)
                     .map(|t| {
                         let (kind, width) = if vector {
@@ -190,7 +224,8 @@ fn forest_strategy() -> impl Strategy<Value = Forest> {
                         let off = (t * 7) % splits.len();
                         let mut rotated = splits[off..].to_vec();
                         rotated.extend_from_slice(&splits[..off]);
-                        build_tree(&rotated, &leaves, depth, width, kind)
+                        let shape = Shape { simple, early };
+                        build_tree(&rotated, &leaves, (depth + t) % 6, width, kind, shape)
                     })
                     .collect();
                 Forest {
@@ -234,7 +269,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
 
     #[test]
-    fn fast_equals_reference(forest in forest_strategy(), picks in proptest::collection::vec(0usize..1000, N_FEATURES * 70)) {
+    fn fast_equals_reference(forest in forest_strategy(), picks in (1usize..80).prop_flat_map(|n| proptest::collection::vec(0usize..1000, N_FEATURES * n))) {
         forest.validate().unwrap();
         let pool = value_pool();
         let rows: Vec<f32> = picks.iter().map(|&i| pool[i % pool.len()]).collect();

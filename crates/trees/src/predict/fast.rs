@@ -23,6 +23,13 @@ const FEATURE_MASK: u32 = (1 << 29) - 1;
 /// Rows walked together through one tree.
 const BLOCK_ROWS: usize = 64;
 
+/// Rows walked through a tree in lockstep, one level at a time: their node loads are independent,
+/// so the processor overlaps them instead of waiting on one chain of loads.
+const LANES: usize = 8;
+
+/// `tree_depth` of a tree holding a complex split.
+const COMPLEX_TREE: u32 = u32::MAX;
+
 /// Below this many rows a batch is never split across threads: a thread costs more than it
 /// saves.
 pub const PARALLEL_MIN_ROWS: usize = 2048;
@@ -35,8 +42,9 @@ struct Node {
     threshold: f32,
     /// Feature index and flags.
     meta: u32,
-    /// Split: index of the left child (the right child follows it). Leaf: index of its first
-    /// value in `CompiledForest::leaf_values`.
+    /// Split: index of the left child (the right child follows it). Leaf: its own index minus
+    /// one (wrapping), so that a leaf, whose threshold is NaN and so always "goes right", is its
+    /// own right child: walking past a leaf stays on it.
     child: u32,
 }
 
@@ -55,6 +63,14 @@ pub struct CompiledForest {
     roots: Vec<u32>,
     /// The output column of each scalar tree; `u32::MAX` for vector trees.
     tree_output: Vec<u32>,
+    /// Depth of each tree (its deepest leaf), or [`COMPLEX_TREE`] for trees holding a complex
+    /// split, which are walked row by row.
+    tree_depth: Vec<u32>,
+    /// For each whole group of `LANES` consecutive trees, the deepest of their depths, or
+    /// [`COMPLEX_TREE`] when one of them holds a complex split.
+    group_depth: Vec<u32>,
+    /// For each leaf in `nodes`, the index of its first value in `leaf_values` (0 for splits).
+    leaf_at: Vec<u32>,
     leaf_values: Vec<f64>,
     leaf_values_f32: Vec<f32>,
     complex: Vec<Complex>,
@@ -111,6 +127,8 @@ impl CompiledForest {
         let mut roots = Vec::with_capacity(forest.trees.len());
         let mut tree_output = Vec::with_capacity(forest.trees.len());
         let mut leaf_values = Vec::new();
+        let mut leaf_at = Vec::new();
+        let mut tree_depth = Vec::with_capacity(forest.trees.len());
         let mut complex = Vec::new();
         for (ti, tree) in forest.trees.iter().enumerate() {
             let width = forest.leaf_width(tree);
@@ -118,7 +136,8 @@ impl CompiledForest {
                 LeafKind::Scalar { output } => output,
                 LeafKind::Vector => u32::MAX,
             });
-            roots.push(nodes.len() as u32);
+            let root = nodes.len();
+            roots.push(root as u32);
             // Breadth-first, so that each split's children can be placed side by side.
             // `queue` holds (IR node, slot in `nodes` reserved for it).
             nodes.push(Node {
@@ -126,15 +145,22 @@ impl CompiledForest {
                 meta: 0,
                 child: 0,
             });
-            let mut queue = std::collections::VecDeque::from([(0usize, nodes.len() - 1)]);
+            leaf_at.push(0);
+            // Depth of each slot of this tree, by slot - root.
+            let mut depth_of = vec![0u32];
+            let (mut depth, mut has_complex) = (0u32, false);
+            let mut queue = std::collections::VecDeque::from([(0usize, root)]);
             while let Some((i, slot)) = queue.pop_front() {
+                let d = depth_of[slot - root];
+                depth = depth.max(d);
                 if tree.is_leaf[i] {
                     let at = leaf_values.len() as u32;
                     leaf_values.extend_from_slice(&tree.values[i * width..(i + 1) * width]);
+                    leaf_at[slot] = at;
                     nodes[slot] = Node {
-                        threshold: 0.0,
+                        threshold: f32::NAN,
                         meta: LEAF,
-                        child: at,
+                        child: (slot as u32).wrapping_sub(1),
                     };
                     continue;
                 }
@@ -176,6 +202,7 @@ impl CompiledForest {
                         }
                     }
                     None => {
+                        has_complex = true;
                         complex.push(Complex {
                             tree: ti as u32,
                             node: i as u32,
@@ -190,18 +217,28 @@ impl CompiledForest {
                 nodes[slot] = node;
                 nodes.push(node); // placeholders, overwritten when popped
                 nodes.push(node);
+                leaf_at.extend([0, 0]);
+                depth_of.extend([d + 1, d + 1]);
                 queue.push_back((left, base as usize));
                 queue.push_back((right, base as usize + 1));
             }
+            tree_depth.push(if has_complex { COMPLEX_TREE } else { depth });
         }
         let leaf_values_f32 = leaf_values.iter().map(|&v| v as f32).collect();
         let trees_per_output = forest.trees_per_output();
+        let group_depth = tree_depth
+            .chunks_exact(LANES)
+            .map(|g| g.iter().copied().max().unwrap_or(0))
+            .collect();
         CompiledForest {
+            group_depth,
             trees_per_output,
             forest,
             nodes,
             roots,
             tree_output,
+            tree_depth,
+            leaf_at,
             leaf_values,
             leaf_values_f32,
             complex,
@@ -309,23 +346,50 @@ impl CompiledForest {
             }
         }
         let leaves = A::leaves(self);
+        // Whole groups of `LANES` rows: tree by tree, the rows of a group in lockstep.
+        let full = n / LANES * LANES;
         for (t, &root) in self.roots.iter().enumerate() {
             let output = self.tree_output[t];
-            if output != u32::MAX {
-                let o = output as usize;
-                for r in 0..n {
+            let depth = self.tree_depth[t];
+            if depth == COMPLEX_TREE {
+                for r in 0..full {
                     let leaf = self.walk(root, &rows[r * nf..(r + 1) * nf]);
-                    let a = &mut acc[r * n_out + o];
-                    *a = A::step::<OP>(*a, leaves[leaf]);
+                    add_leaf::<A, OP>(&mut acc[r * n_out..(r + 1) * n_out], output, leaves, leaf);
                 }
-            } else {
-                for r in 0..n {
-                    let leaf = self.walk(root, &rows[r * nf..(r + 1) * nf]);
-                    let a = &mut acc[r * n_out..(r + 1) * n_out];
-                    for (a, &v) in a.iter_mut().zip(&leaves[leaf..leaf + n_out]) {
-                        *a = A::step::<OP>(*a, v);
+                continue;
+            }
+            for r in (0..full).step_by(LANES) {
+                let ends = self.walk_lanes::<LANES>(root, depth, &rows[r * nf..(r + LANES) * nf]);
+                for (k, &end) in ends.iter().enumerate() {
+                    let a = &mut acc[(r + k) * n_out..(r + k + 1) * n_out];
+                    add_leaf::<A, OP>(a, output, leaves, self.leaf_at[end as usize] as usize);
+                }
+            }
+        }
+        // The last few rows (all of them for a single row): row by row, `LANES` trees at a time
+        // in lockstep, so that one row still gets independent chains of loads.
+        for r in full..n {
+            let row = &rows[r * nf..(r + 1) * nf];
+            let a = &mut acc[r * n_out..(r + 1) * n_out];
+            let mut t = 0;
+            for &depth in &self.group_depth {
+                let roots: &[u32; LANES] = self.roots[t..t + LANES].try_into().expect("group");
+                if depth == COMPLEX_TREE {
+                    for (k, &root) in roots.iter().enumerate() {
+                        let leaf = self.walk(root, row);
+                        add_leaf::<A, OP>(a, self.tree_output[t + k], leaves, leaf);
+                    }
+                } else {
+                    let ends = self.walk_trees(roots, depth, row);
+                    for (k, &end) in ends.iter().enumerate() {
+                        let leaf = self.leaf_at[end as usize] as usize;
+                        add_leaf::<A, OP>(a, self.tree_output[t + k], leaves, leaf);
                     }
                 }
+                t += LANES;
+            }
+            for (t, &root) in self.roots.iter().enumerate().skip(t) {
+                add_leaf::<A, OP>(a, self.tree_output[t], leaves, self.walk(root, row));
             }
         }
         for r in 0..n {
@@ -340,15 +404,51 @@ impl CompiledForest {
         }
     }
 
-    /// Walks one tree from `root` for one row; returns the leaf's first value index.
+    /// Walks `K` rows (`rows` holds exactly `K` rows) through a tree without complex splits,
+    /// `depth` levels in lockstep, without a branch: a row that reaches a leaf early stays on it.
+    /// Returns the leaf node of each row.
     #[inline(always)]
+    fn walk_lanes<const K: usize>(&self, root: u32, depth: u32, rows: &[f32]) -> [u32; K] {
+        let nodes = &self.nodes[..];
+        let nf = rows.len() / K;
+        let mut at = [root; K];
+        for _ in 0..depth {
+            for (k, i) in at.iter_mut().enumerate() {
+                let n = nodes[*i as usize];
+                let x = rows[k * nf + (n.meta & FEATURE_MASK) as usize];
+                let left = (x < n.threshold) | (x.is_nan() & (n.meta & DEFAULT_LEFT != 0));
+                *i = n.child.wrapping_add(u32::from(!left));
+            }
+        }
+        at
+    }
+
+    /// Walks one row through `K` trees without complex splits, `depth` levels (the deepest of
+    /// the trees) in lockstep, without a branch. Returns the leaf node reached in each tree.
+    #[inline(always)]
+    fn walk_trees<const K: usize>(&self, roots: &[u32; K], depth: u32, row: &[f32]) -> [u32; K] {
+        let nodes = &self.nodes[..];
+        let mut at = *roots;
+        for _ in 0..depth {
+            for i in at.iter_mut() {
+                let n = nodes[*i as usize];
+                let x = row[(n.meta & FEATURE_MASK) as usize];
+                let left = (x < n.threshold) | (x.is_nan() & (n.meta & DEFAULT_LEFT != 0));
+                *i = n.child.wrapping_add(u32::from(!left));
+            }
+        }
+        at
+    }
+
+    /// Walks one tree from `root` for one row, deciding complex splits with the reference code;
+    /// returns the leaf's first value index.
     fn walk(&self, root: u32, row: &[f32]) -> usize {
         let nodes = &self.nodes[..];
         let mut i = root as usize;
         loop {
             let n = nodes[i];
             if n.meta & LEAF != 0 {
-                return n.child as usize;
+                return self.leaf_at[i] as usize;
             }
             let x = row[(n.meta & FEATURE_MASK) as usize];
             let left = if n.meta & COMPLEX == 0 {
@@ -358,6 +458,20 @@ impl CompiledForest {
                 reference::goes_left(&self.forest.trees[c.tree as usize], c.node as usize, x)
             };
             i = n.child as usize + usize::from(!left);
+        }
+    }
+}
+
+/// Adds a tree's leaf (its first value at `leaf`) to one row's running aggregates `acc`: to
+/// column `output` for a scalar tree, to every column for a vector tree (`output == u32::MAX`).
+#[inline(always)]
+fn add_leaf<A: Acc, const OP: u8>(acc: &mut [A], output: u32, leaves: &[A], leaf: usize) {
+    if output != u32::MAX {
+        let a = &mut acc[output as usize];
+        *a = A::step::<OP>(*a, leaves[leaf]);
+    } else {
+        for (a, &v) in acc.iter_mut().zip(&leaves[leaf..]) {
+            *a = A::step::<OP>(*a, v);
         }
     }
 }
