@@ -46,6 +46,7 @@ fn thresholds() -> impl Strategy<Value = f64> {
         Just(0.1f32 as f64), // exactly an f32
         Just(1e39),          // beyond f32
         Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
         -3.0f64..3.0,
     ]
 }

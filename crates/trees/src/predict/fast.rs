@@ -15,8 +15,9 @@ use super::{aggregate_end, aggregate_end_f32, aggregate_start, aggregate_start_f
 use super::{reference, Predictions};
 use crate::ir::{Accumulate, Aggregate, Cmp, Forest, LeafKind, Missing};
 
-const LEAF: u32 = 1 << 31;
-const DEFAULT_LEFT: u32 = 1 << 30;
+/// The split compares `-x` rather than `x` (the sign bit of an `f32`, so flipping it is one XOR).
+const NEGATE: u32 = 1 << 31;
+const LEAF: u32 = 1 << 30;
 const COMPLEX: u32 = 1 << 29;
 const FEATURE_MASK: u32 = (1 << 29) - 1;
 
@@ -183,7 +184,10 @@ impl CompiledForest {
                             // NaN is compared as 0.0: it goes where 0.0 goes.
                             default_left = reference::goes_left(tree, i, 0.0);
                         }
-                        strict_threshold(t, strict).map(|u| (u, swap))
+                        // NaN going left is decided on `-x`, which needs `-u` below +inf.
+                        strict_threshold(t, strict)
+                            .filter(|&u| !(u == f32::NEG_INFINITY && default_left != swap))
+                            .map(|u| (u, swap))
                     }
                 };
                 let feature = tree.feature[i];
@@ -201,9 +205,17 @@ impl CompiledForest {
                             std::mem::swap(&mut left, &mut right);
                             default_left = !default_left;
                         }
+                        // Now: left when `x < u`, NaN to the default side. The step goes to
+                        // the second child unless `y < u'`, so NaN always takes the second.
+                        // NaN right: `y = x`, `u' = u`, children (left, right).
+                        // NaN left: `y = -x`, `-x < u'` exactly when `x >= u`, children
+                        // (right, left).
+                        if default_left {
+                            std::mem::swap(&mut left, &mut right);
+                        }
                         Node {
-                            threshold: u,
-                            meta: feature | if default_left { DEFAULT_LEFT } else { 0 },
+                            threshold: if default_left { (-u).next_up() } else { u },
+                            meta: feature | if default_left { NEGATE } else { 0 },
                             child: base,
                         }
                     }
@@ -455,13 +467,13 @@ impl CompiledForest {
                 return self.leaf_at[i] as usize;
             }
             let x = row[(n.meta & FEATURE_MASK) as usize];
-            let left = if n.meta & COMPLEX == 0 {
-                (x < n.threshold) | (x.is_nan() & (n.meta & DEFAULT_LEFT != 0))
+            let second = if n.meta & COMPLEX == 0 {
+                goes_second(n, x)
             } else {
                 let c = self.complex[n.threshold.to_bits() as usize];
-                reference::goes_left(&self.forest.trees[c.tree as usize], c.node as usize, x)
+                !reference::goes_left(&self.forest.trees[c.tree as usize], c.node as usize, x)
             };
-            i = n.child as usize + usize::from(!left);
+            i = n.child as usize + usize::from(second);
         }
     }
 }
@@ -483,8 +495,16 @@ fn step(nodes: &[Node], row: &[f32], i: u32) -> u32 {
     let f = (n.meta & FEATURE_MASK) as usize;
     debug_assert!(f < row.len());
     let x = unsafe { *row.get_unchecked(f) };
-    let left = (x < n.threshold) | (x.is_nan() & (n.meta & DEFAULT_LEFT != 0));
-    n.child.wrapping_add(u32::from(!left))
+    n.child.wrapping_add(u32::from(goes_second(n, x)))
+}
+
+/// Whether `x` goes to the second child of a simple split (a leaf is its own second child).
+/// NaN always does: that is why the comparison is negated rather than flipped.
+#[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn goes_second(n: Node, x: f32) -> bool {
+    let y = f32::from_bits(x.to_bits() ^ (n.meta & NEGATE));
+    !(y < n.threshold)
 }
 
 /// Adds a tree's leaf (its first value at `leaf`) to one row's running aggregates `acc`: to
