@@ -1,15 +1,21 @@
 //! The fast batch predictor.
 //!
 //! At load time ([`CompiledForest::new`]) every tree is flattened into one array of 12-byte nodes
-//! whose two children sit side by side, and every ordinary split is rewritten as `x < t` on
-//! `f32` (thresholds rounded in the direction that keeps each decision identical to the `f64`
-//! comparison of the IR; `>`/`>=` splits swap their children). Missing values cost one extra
-//! compare, folded into the decision without a branch. The rare splits that do not fit (category
-//! sets, `==`/`!=`, LightGBM's zero band) are flagged and decided by the reference code.
+//! whose two children sit side by side, and every ordinary split is rewritten as "second child
+//! unless `y < u`" on `f32`, where `y` is `x`, or `-x` when missing values go left (thresholds
+//! rounded in the direction that keeps each decision identical to the `f64` comparison of the
+//! IR, children swapped to match). NaN fails every compare, so it takes the second child: missing
+//! values cost nothing. A leaf has a NaN threshold and points at itself as second child, so a
+//! walk can run a fixed number of levels without asking whether it has arrived. The rare splits
+//! that do not fit (category sets, `==`/`!=`, LightGBM's zero band) are flagged, and trees holding
+//! one are walked row by row with those splits decided by the reference code.
 //!
-//! Rows are walked in blocks: for each tree, every row of the block in turn, so the tree's
-//! nodes stay in cache while the block's rows do too. Large batches are split across threads
-//! (`std::thread::scope`), each writing its own rows of the output. Nothing is allocated per row.
+//! Rows are walked in blocks: for each tree, the block's rows eight at a time in lockstep (one
+//! level for all eight, then the next), so the processor overlaps eight independent chains of
+//! loads and no branch depends on the data. The last rows of a batch (a single row, say) go the
+//! other way: one row through eight trees in lockstep. Tree order per row is kept, so sums are
+//! bit-for-bit the reference's. Large batches are split across threads (`std::thread::scope`),
+//! each writing its own rows of the output. Nothing is allocated per row.
 
 use super::{aggregate_end, aggregate_end_f32, aggregate_start, aggregate_start_f32, finish};
 use super::{reference, Predictions};
