@@ -439,8 +439,8 @@ impl CompiledForest {
         let lanes: [&[f32]; K] = std::array::from_fn(|k| &rows[k * nf..(k + 1) * nf]);
         let mut at = [root; K];
         for _ in 0..depth {
-            for (i, row) in at.iter_mut().zip(lanes) {
-                *i = step(nodes, row, *i);
+            for k in 0..K {
+                at[k] = step(nodes, lanes[k], at[k]);
             }
         }
         at
@@ -521,9 +521,27 @@ fn add_leaf<A: Acc, const OP: u8>(acc: &mut [A], output: u32, leaves: &[A], leaf
         let a = &mut acc[output as usize];
         *a = A::step::<OP>(*a, leaves[leaf]);
     } else {
-        for (a, &v) in acc.iter_mut().zip(&leaves[leaf..]) {
-            *a = A::step::<OP>(*a, v);
+        // Random forests: few columns, known at compile time for the common widths.
+        match acc.len() {
+            2 => add_vector::<A, OP, 2>(acc, leaves, leaf),
+            3 => add_vector::<A, OP, 3>(acc, leaves, leaf),
+            4 => add_vector::<A, OP, 4>(acc, leaves, leaf),
+            _ => {
+                for (a, &v) in acc.iter_mut().zip(&leaves[leaf..]) {
+                    *a = A::step::<OP>(*a, v);
+                }
+            }
         }
+    }
+}
+
+/// [`add_leaf`] for a vector leaf of `W` values.
+#[inline(always)]
+fn add_vector<A: Acc, const OP: u8, const W: usize>(acc: &mut [A], leaves: &[A], leaf: usize) {
+    let acc: &mut [A; W] = acc.try_into().expect("row width");
+    let v: &[A; W] = leaves[leaf..leaf + W].try_into().expect("leaf width");
+    for j in 0..W {
+        acc[j] = A::step::<OP>(acc[j], v[j]);
     }
 }
 
