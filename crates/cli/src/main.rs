@@ -92,8 +92,15 @@ struct ServeArgs {
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // ONNX Runtime reports every session option at info level; keep its warnings only unless
+    // the filter asks about it (`--log ort=info`).
+    if !filter.to_string().contains("ort") {
+        if let Ok(d) = "ort=warn".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -164,6 +171,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &HandleConfig {
             instances: args.instances.max(1),
             max_queue_size: args.max_queue_size.max(1),
+            ..HandleConfig::default()
         },
     ));
     let state = Arc::new(AppState {

@@ -1,26 +1,33 @@
-//! A model's handle: admission control in front of its instances.
+//! A model version's handle: admission control in front of its batcher and instances.
 //!
-//! Callers clone a [`ModelHandle`] and `submit` a batch; admission takes a permit from one
-//! semaphore (the only place backpressure is decided: no permit means the queue is full and the
-//! caller is answered at once); the job goes on a channel that the model's instance threads
-//! read; the answer comes back on a oneshot. Compute never runs on the async runtime. A job whose
-//! caller has gone away (client disconnected) is skipped, not computed. A panic inside a model
-//! is caught, answered as an internal error, and the instance keeps serving.
+//! Callers clone a [`ModelHandle`] and `submit` a batch. Admission takes one permit from one
+//! semaphore per version — the only place backpressure is decided: no permit means the queue is
+//! full and the caller is answered at once (429). The request goes to the version's batcher
+//! task ([`crate::batcher`]), split into chunks of at most `max_batch_size` rows when larger;
+//! the batcher groups queued requests into batches for the instance threads, which compute
+//! (never on the async runtime), split the outputs back and answer each request on its oneshot.
+//! A panic inside a model is caught, answered as an internal error, and the instance keeps
+//! serving.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use ferroserve_core::config::BatchingConfig;
 use ferroserve_core::model::Batch;
 use ferroserve_core::{ErrorKind, InferError, LoadedModel, Tensor};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// How a model's instances are set up.
+use crate::batcher::{self, Entry, Job, Policy};
+use crate::stats::VersionStats;
+
+/// How a version's instances and queue are set up.
 #[derive(Debug, Clone)]
 pub struct HandleConfig {
     /// Compute threads running this model.
     pub instances: usize,
     /// Requests admitted (queued or running) at once; more are refused with `Overloaded`.
     pub max_queue_size: usize,
+    pub batching: BatchingConfig,
 }
 
 impl Default for HandleConfig {
@@ -28,81 +35,183 @@ impl Default for HandleConfig {
         HandleConfig {
             instances: 1,
             max_queue_size: 1024,
+            batching: BatchingConfig::default(),
         }
     }
 }
 
-struct Job {
-    batch: Batch,
-    reply: oneshot::Sender<Result<Vec<Tensor>, InferError>>,
-    _permit: OwnedSemaphorePermit,
-}
-
-/// A cloneable handle to a running model.
+/// A cloneable handle to a running model version.
 #[derive(Clone)]
 pub struct ModelHandle {
-    tx: crossbeam_channel::Sender<Job>,
-    permits: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<Entry>,
+    admission: Arc<Semaphore>,
     max_queue_size: usize,
+    max_batch_size: usize,
+    default_timeout: Option<Duration>,
+    stats: Arc<VersionStats>,
 }
 
 impl ModelHandle {
-    /// Starts `cfg.instances` threads running `model`. They stop when every handle is dropped.
-    pub fn start(name: &str, model: Arc<dyn LoadedModel>, cfg: &HandleConfig) -> ModelHandle {
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        for i in 0..cfg.instances.max(1) {
-            let rx = rx.clone();
+    /// Starts the batcher task (on the current tokio runtime) and `cfg.instances` compute
+    /// threads for `model`. They stop when every handle is dropped and the queue is empty.
+    pub fn start(
+        name: &str,
+        model: Arc<dyn LoadedModel>,
+        cfg: &HandleConfig,
+        stats: Arc<VersionStats>,
+    ) -> ModelHandle {
+        let instances = cfg.instances.max(1);
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..instances {
+            let rx = jobs_rx.clone();
             let model = model.clone();
             std::thread::Builder::new()
                 .name(format!("fs-{name}-{i}"))
                 .spawn(move || instance_loop(model, rx))
                 .expect("spawn instance thread");
         }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(batcher::run(
+            Policy::from_config(&cfg.batching),
+            rx,
+            Arc::new(Semaphore::new(instances)),
+            jobs_tx,
+            stats.clone(),
+        ));
         ModelHandle {
             tx,
-            permits: Arc::new(Semaphore::new(cfg.max_queue_size)),
-            max_queue_size: cfg.max_queue_size,
+            admission: Arc::new(Semaphore::new(cfg.max_queue_size.max(1))),
+            max_queue_size: cfg.max_queue_size.max(1),
+            max_batch_size: cfg.batching.max_batch_size.max(1),
+            default_timeout: cfg.batching.default_timeout(),
+            stats,
         }
     }
 
-    /// Requests queued or running now.
+    /// Requests admitted and not yet answered (queued or running).
     pub fn queue_depth(&self) -> usize {
-        self.max_queue_size - self.permits.available_permits()
+        self.max_queue_size - self.admission.available_permits()
     }
 
-    /// Runs `batch` on one of the model's instances.
-    pub async fn submit(&self, batch: Batch) -> Result<Vec<Tensor>, InferError> {
-        let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
+    pub fn stats(&self) -> &Arc<VersionStats> {
+        &self.stats
+    }
+
+    /// The model's default request timeout, if configured.
+    pub fn default_timeout(&self) -> Option<Duration> {
+        self.default_timeout
+    }
+
+    /// Runs `batch`, answering within `timeout` (or the model's default) if given.
+    pub async fn submit(
+        &self,
+        batch: Batch,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Tensor>, InferError> {
+        let _permit = self.admission.clone().try_acquire_owned().map_err(|_| {
             InferError::new(
                 ErrorKind::Overloaded,
                 format!(
-                    "model queue is full ({} requests waiting); retry later",
+                    "model queue is full ({} requests admitted); retry later",
                     self.max_queue_size
                 ),
             )
         })?;
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job {
-                batch,
-                reply,
-                _permit: permit,
-            })
-            .map_err(|_| InferError::unavailable("model is shutting down"))?;
-        rx.await
-            .map_err(|_| InferError::internal("model instance stopped before answering"))?
+        let now = batcher::clock();
+        let deadline = timeout.or(self.default_timeout).map(|t| now + t);
+        let outputs: Arc<[String]> = Arc::from(batch.outputs);
+        let mut replies = Vec::new();
+        let eager = batch.rows > self.max_batch_size;
+        for (inputs, rows) in chunks(batch.inputs, batch.rows, self.max_batch_size) {
+            let (reply, rx) = oneshot::channel();
+            self.tx
+                .send(Entry {
+                    inputs,
+                    rows,
+                    outputs: outputs.clone(),
+                    enqueued: now,
+                    deadline,
+                    eager,
+                    reply,
+                })
+                .map_err(|_| InferError::unavailable("model is shutting down"))?;
+            replies.push(rx);
+        }
+        let mut joined: Option<Vec<Tensor>> = None;
+        for rx in replies {
+            let answer = match deadline {
+                Some(d) => match tokio::time::timeout_at(d.into(), rx).await {
+                    Ok(a) => a,
+                    Err(_) => {
+                        return Err(InferError::new(
+                            ErrorKind::DeadlineExceeded,
+                            "the request's timeout passed before it was answered",
+                        ))
+                    }
+                },
+                None => rx.await,
+            };
+            let part = answer
+                .map_err(|_| InferError::internal("model instance stopped before answering"))??;
+            joined = Some(match joined {
+                None => part,
+                Some(mut acc) => {
+                    for (dst, src) in acc.iter_mut().zip(part) {
+                        dst.data.extend(&src.data)?;
+                        if let (Some(a), Some(b)) = (dst.shape.first_mut(), src.shape.first()) {
+                            *a += *b;
+                        }
+                    }
+                    acc
+                }
+            });
+        }
+        Ok(joined.unwrap_or_default())
     }
+}
+
+/// Splits inputs with `rows` rows into chunks of at most `max` rows.
+fn chunks(inputs: Vec<Tensor>, rows: usize, max: usize) -> Vec<(Vec<Tensor>, usize)> {
+    if rows <= max {
+        return vec![(inputs, rows)];
+    }
+    let mut out = Vec::with_capacity(rows.div_ceil(max));
+    let mut start = 0;
+    while start < rows {
+        let end = (start + max).min(rows);
+        let part = inputs
+            .iter()
+            .map(|t| {
+                let inner: usize = t.shape.iter().skip(1).map(|&d| d.max(0) as usize).product();
+                let mut shape = t.shape.clone();
+                if let Some(d0) = shape.first_mut() {
+                    *d0 = (end - start) as i64;
+                }
+                Tensor {
+                    name: t.name.clone(),
+                    shape,
+                    data: t.data.slice(start * inner, end * inner),
+                    parameters: t.parameters.clone(),
+                }
+            })
+            .collect();
+        out.push((part, end - start));
+        start = end;
+    }
+    out
 }
 
 fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Job>) {
     while let Ok(job) = rx.recv() {
-        if job.reply.is_closed() {
-            tracing::debug!("request dropped before compute: client went away");
+        if job.parts.iter().all(|p| p.reply.is_closed()) {
+            tracing::debug!("batch dropped before compute: every client went away");
             continue;
         }
         let started = Instant::now();
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.infer(&job.batch)));
+        let took = started.elapsed();
+        job.stats.batch_done(job.batch.rows, took);
         let result = match result {
             Ok(r) => r.map_err(InferError::from),
             Err(panic) => {
@@ -115,10 +224,17 @@ fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Jo
                 Err(InferError::internal(format!("model failed: {msg}")))
             }
         };
-        tracing::trace!(
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "batch computed"
-        );
-        let _ = job.reply.send(result);
+        match result.and_then(|outs| batcher::split(outs, &job.parts)) {
+            Ok(split) => {
+                for (part, outs) in job.parts.into_iter().zip(split) {
+                    let _ = part.reply.send(Ok(outs));
+                }
+            }
+            Err(e) => {
+                for part in job.parts {
+                    let _ = part.reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }

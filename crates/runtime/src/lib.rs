@@ -4,8 +4,10 @@
 //! request goes to ([`Runtime`]). It uses tokio only for the oneshot replies and the admission
 //! semaphore; compute runs on the instances' own threads.
 
+pub mod batcher;
 pub mod handle;
 pub mod repository;
+pub mod stats;
 pub mod trees_backend;
 
 use std::collections::BTreeMap;
@@ -15,6 +17,7 @@ use ferroserve_core::{InferError, LoadedModel, ModelConfig};
 
 pub use handle::{HandleConfig, ModelHandle};
 pub use repository::{scan_repository, single_model, FoundModel};
+pub use stats::{Outcome, VersionStats};
 
 /// A version that is loaded and serving.
 pub struct ServedVersion {
@@ -23,6 +26,7 @@ pub struct ServedVersion {
     pub model: Arc<dyn LoadedModel>,
     pub handle: ModelHandle,
     pub config: ModelConfig,
+    pub stats: Arc<VersionStats>,
 }
 
 /// The state of one version.
@@ -75,22 +79,39 @@ pub struct IndexEntry {
 /// Every model the server runs. Built once at start-up and shared (`Arc`).
 pub struct Runtime {
     models: BTreeMap<String, ModelEntry>,
+    load_failures: u64,
 }
 
 impl Runtime {
-    /// Starts instances for every loaded version found.
-    pub fn start(found: Vec<FoundModel>, handle_cfg: &HandleConfig) -> Runtime {
+    /// Starts the batcher and instances of every loaded version found (on the current tokio
+    /// runtime). `defaults` holds the server-wide instance count and queue size, which a model's
+    /// `model.toml` may override.
+    pub fn start(found: Vec<FoundModel>, defaults: &HandleConfig) -> Runtime {
         let mut models = BTreeMap::new();
+        let mut load_failures = 0;
         for f in found {
             let mut versions = BTreeMap::new();
             let config = f.config.clone().unwrap_or_default();
+            let handle_cfg = HandleConfig {
+                instances: config.instances.unwrap_or(defaults.instances),
+                max_queue_size: config
+                    .batching
+                    .max_queue_size
+                    .unwrap_or(defaults.max_queue_size),
+                batching: config.batching.clone(),
+            };
+            if f.problem.is_some() {
+                load_failures += 1;
+            }
             for v in f.versions {
                 let state = match v.result {
                     Ok(model) => {
+                        let stats = Arc::new(VersionStats::default());
                         let handle = ModelHandle::start(
                             &format!("{}-{}", f.name, v.version),
                             model.clone(),
-                            handle_cfg,
+                            &handle_cfg,
+                            stats.clone(),
                         );
                         tracing::info!(model = %f.name, version = v.version, "{}", model.metadata().description);
                         VersionState::Ready(Arc::new(ServedVersion {
@@ -99,9 +120,11 @@ impl Runtime {
                             model,
                             handle,
                             config: config.clone(),
+                            stats,
                         }))
                     }
                     Err(reason) => {
+                        load_failures += 1;
                         tracing::warn!(model = %f.name, version = v.version, %reason, "model version not ready");
                         VersionState::Unavailable(reason)
                     }
@@ -120,7 +143,15 @@ impl Runtime {
                 },
             );
         }
-        Runtime { models }
+        Runtime {
+            models,
+            load_failures,
+        }
+    }
+
+    /// Models or versions that failed to load at start-up.
+    pub fn load_failures(&self) -> u64 {
+        self.load_failures
     }
 
     pub fn models(&self) -> impl Iterator<Item = &ModelEntry> {

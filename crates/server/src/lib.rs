@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod error;
+pub mod metrics;
 pub mod v2;
 
 use std::net::SocketAddr;
@@ -79,6 +80,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .route("/v2/repository/index", post(v2::repository_index))
+        .route("/metrics", get(metrics_route))
+        .route("/v2/models/stats", get(v2::all_stats))
+        .route("/v2/models/{model}/stats", get(v2::model_stats))
+        .route(
+            "/v2/models/{model}/versions/{version}/stats",
+            get(v2::version_stats),
+        )
         .route("/v2/models/{model}", get(v2::model_metadata))
         .route("/v2/models/{model}/ready", get(v2::model_ready))
         .route("/v2/models/{model}/infer", post(v2::infer))
@@ -101,6 +109,17 @@ pub fn app(state: Arc<AppState>) -> Router {
             log_request,
         ))
         .with_state(state)
+}
+
+async fn metrics_route(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(&st.runtime),
+    )
+        .into_response()
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -3,6 +3,7 @@
 pub mod json;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -12,7 +13,7 @@ use ferroserve_core::model::Batch;
 use ferroserve_core::{
     InferError, InferRequest, InferResponse, LoadedModel, RequestedOutput, Tensor, TensorData,
 };
-use ferroserve_runtime::ServedVersion;
+use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
 use serde_json::json;
 
 use crate::body::{body_kind, read_body, BodyKind};
@@ -20,7 +21,7 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// The protocol extensions this server implements (and no others).
-pub const EXTENSIONS: &[&str] = &[];
+pub const EXTENSIONS: &[&str] = &["statistics"];
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (
@@ -194,22 +195,68 @@ async fn infer_inner(
 ) -> Result<Response, ApiError> {
     // Find the model first: an unknown model is a 404 whatever the body holds.
     let served = st.runtime.version(&model, version.as_deref())?;
-    let kind = body_kind(&headers, false)?;
-    debug_assert_eq!(kind, BodyKind::Json);
-    let bytes = read_body(body, &headers, st.limits.max_body_bytes).await?;
-    let (req, _has_data) = json::parse_request(&bytes)?;
-    let resp = run(&served, req).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        json::write_response(&resp, &[]),
-    ))
+    let started = Instant::now();
+    let result = async {
+        let kind = body_kind(&headers, false)?;
+        debug_assert_eq!(kind, BodyKind::Json);
+        let bytes = read_body(body, &headers, st.limits.max_body_bytes).await?;
+        let (req, _has_data) = json::parse_request(&bytes)?;
+        let timeout = request_timeout(&req, &headers)?;
+        let (resp, rows) = run(&served, req, timeout).await?;
+        Ok::<_, ApiError>((json::write_response(&resp, &[]), rows))
+    }
+    .await;
+    match result {
+        Ok((body, rows)) => {
+            served
+                .stats
+                .request_done(Outcome::Success, rows, started.elapsed());
+            Ok(json_response(StatusCode::OK, body))
+        }
+        Err(e) => {
+            served
+                .stats
+                .request_done(Outcome::of(e.0.kind), 0, started.elapsed());
+            Err(e)
+        }
+    }
 }
 
-/// Validates a request against the model, runs it and assembles the response.
+/// The request's deadline: its `timeout` parameter (microseconds, as Triton) or the
+/// `X-Request-Timeout-Ms` header.
+pub fn request_timeout(
+    req: &InferRequest,
+    headers: &HeaderMap,
+) -> Result<Option<Duration>, ApiError> {
+    if let Some(p) = req.parameters.get("timeout") {
+        let us = p.as_i64().filter(|&v| v > 0).ok_or_else(|| {
+            ApiError::invalid("parameter 'timeout' must be a positive number of microseconds")
+        })?;
+        return Ok(Some(Duration::from_micros(us as u64)));
+    }
+    if let Some(h) = headers.get("x-request-timeout-ms") {
+        let ms: f64 = h
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|v: &f64| *v > 0.0 && v.is_finite())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "header X-Request-Timeout-Ms must be a positive number of milliseconds",
+                )
+            })?;
+        return Ok(Some(Duration::from_secs_f64(ms / 1e3)));
+    }
+    Ok(None)
+}
+
+/// Validates a request against the model, runs it and assembles the response; returns it with
+/// the number of rows answered.
 pub async fn run(
     served: &ServedVersion,
     mut req: InferRequest,
-) -> Result<InferResponse, InferError> {
+    timeout: Option<Duration>,
+) -> Result<(InferResponse, usize), InferError> {
     let inputs = std::mem::take(&mut req.inputs);
     let batch = to_batch(
         served.model.as_ref(),
@@ -217,14 +264,18 @@ pub async fn run(
         &req.outputs,
         served.config.max_request_rows(),
     )?;
-    let outputs = served.handle.submit(batch).await?;
-    Ok(InferResponse {
-        model_name: served.name.clone(),
-        model_version: served.version.to_string(),
-        id: req.id,
-        outputs,
-        parameters: Default::default(),
-    })
+    let rows = batch.rows;
+    let outputs = served.handle.submit(batch, timeout).await?;
+    Ok((
+        InferResponse {
+            model_name: served.name.clone(),
+            model_version: served.version.to_string(),
+            id: req.id,
+            outputs,
+            parameters: Default::default(),
+        },
+        rows,
+    ))
 }
 
 /// Checks inputs and requested outputs against the model's metadata and builds the batch.
@@ -324,4 +375,87 @@ pub fn to_batch(
         rows: rows.unwrap_or(0),
         outputs,
     })
+}
+
+/// `GET /v2/models/stats`, `/v2/models/{m}/stats`, `/v2/models/{m}/versions/{v}/stats`: the
+/// statistics extension, in Triton's shape.
+fn stats_json(v: &ServedVersion) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &v.stats;
+    let d = |x: &ferroserve_runtime::stats::Duration2| {
+        let (count, ns) = x.get();
+        json!({ "count": count, "ns": ns })
+    };
+    let zero = json!({ "count": 0, "ns": 0 });
+    let batches: Vec<serde_json::Value> = s
+        .by_batch_size
+        .lock()
+        .map(|m| {
+            m.iter()
+                .map(|(size, (count, ns))| {
+                    json!({
+                        "batch_size": size,
+                        "compute_input": { "count": count, "ns": 0 },
+                        "compute_infer": { "count": count, "ns": ns },
+                        "compute_output": { "count": count, "ns": 0 },
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "name": v.name,
+        "version": v.version.to_string(),
+        "last_inference": s.last_inference_ms.load(Relaxed),
+        "inference_count": s.inference_count.load(Relaxed),
+        "execution_count": s.execution_count.load(Relaxed),
+        "inference_stats": {
+            "success": d(&s.success),
+            "fail": d(&s.fail),
+            "queue": d(&s.queue),
+            "compute_input": zero,
+            "compute_infer": d(&s.compute_infer),
+            "compute_output": zero,
+            "cache_hit": zero,
+            "cache_miss": zero,
+        },
+        "batch_stats": batches,
+    })
+}
+
+pub async fn all_stats(State(st): State<Arc<AppState>>) -> Response {
+    let rows: Vec<serde_json::Value> = st
+        .runtime
+        .models()
+        .flat_map(|m| m.versions.values())
+        .filter_map(|v| match v {
+            VersionState::Ready(s) => Some(stats_json(s)),
+            VersionState::Unavailable(_) => None,
+        })
+        .collect();
+    ok_json(json!({ "model_stats": rows }))
+}
+
+pub async fn model_stats(
+    State(st): State<Arc<AppState>>,
+    Path(model): Path<String>,
+) -> Result<Response, ApiError> {
+    let entry = st.runtime.model(&model)?;
+    let rows: Vec<serde_json::Value> = entry
+        .versions
+        .values()
+        .filter_map(|v| match v {
+            VersionState::Ready(s) => Some(stats_json(s)),
+            VersionState::Unavailable(_) => None,
+        })
+        .collect();
+    Ok(ok_json(json!({ "model_stats": rows })))
+}
+
+pub async fn version_stats(
+    State(st): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let v = st.runtime.version(&model, Some(&version))?;
+    Ok(ok_json(json!({ "model_stats": [stats_json(&v)] })))
 }

@@ -1,0 +1,223 @@
+//! End-to-end: `/metrics` (Prometheus text) and the v2 statistics extension count what the
+//! server did; request timeouts are validated.
+
+mod common;
+
+use common::{client, Server};
+use serde_json::{json, Value};
+
+fn iris_body(rows: usize) -> Value {
+    let data: Vec<f32> = (0..rows).flat_map(|_| [5.1, 3.5, 1.4, 0.2]).collect();
+    json!({"inputs": [{"name": "input", "shape": [rows, 4], "datatype": "FP32", "data": data}]})
+}
+
+fn metric(text: &str, line_prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .unwrap_or_else(|| panic!("no metric line starting with {line_prefix}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_statistics_count_requests_rows_and_batches() {
+    let s = Server::start(&[], &[]);
+    let c = client();
+    for rows in [1, 3, 200] {
+        let r = c
+            .post(s.url("/v2/models/iris/infer"))
+            .json(&iris_body(rows))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let bad = c
+        .post(s.url("/v2/models/iris/infer"))
+        .json(&json!({"inputs": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let r = c.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    let l = "model=\"iris\",version=\"1\"";
+    assert_eq!(
+        metric(
+            &text,
+            &format!("ferroserve_requests_total{{{l},outcome=\"success\"}}")
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("ferroserve_requests_total{{{l},outcome=\"invalid_input\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, &format!("ferroserve_inference_rows_total{{{l}}}")),
+        204.0
+    );
+    // 200 rows are split into batches of at most 64 (the default max_batch_size).
+    assert!(metric(&text, &format!("ferroserve_batches_total{{{l}}}")) >= 6.0);
+    assert_eq!(
+        metric(
+            &text,
+            &format!("ferroserve_request_duration_seconds_count{{{l}}}")
+        ),
+        4.0
+    );
+    assert!(
+        metric(
+            &text,
+            &format!("ferroserve_batch_rows_bucket{{{l},le=\"64\"}}")
+        ) >= 6.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("ferroserve_batch_rows_bucket{{{l},le=\"+Inf\"}}")
+        ),
+        metric(&text, &format!("ferroserve_batch_rows_count{{{l}}}"))
+    );
+    assert_eq!(
+        metric(&text, &format!("ferroserve_queue_depth{{{l}}}")),
+        0.0
+    );
+    assert_eq!(
+        metric(&text, &format!("ferroserve_model_ready{{{l}}}")),
+        1.0
+    );
+    assert_eq!(metric(&text, "ferroserve_model_load_failures_total"), 0.0);
+    assert!(text.contains("# TYPE ferroserve_compute_duration_seconds histogram"));
+    assert!(text.contains("# TYPE ferroserve_instance_busy_seconds_total counter"));
+
+    let stats: Value = c
+        .get(s.url("/v2/models/iris/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let m = &stats["model_stats"][0];
+    assert_eq!(m["name"], "iris");
+    assert_eq!(m["version"], "1");
+    assert_eq!(m["inference_count"], 204);
+    assert_eq!(m["inference_stats"]["success"]["count"], 3);
+    assert_eq!(m["inference_stats"]["fail"]["count"], 1);
+    assert!(m["execution_count"].as_u64().unwrap() >= 6);
+    assert!(m["last_inference"].as_u64().unwrap() > 0);
+    let sizes: Vec<u64> = m["batch_stats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["batch_size"].as_u64().unwrap())
+        .collect();
+    assert!(sizes.contains(&64), "{sizes:?}");
+    let all: Value = c
+        .get(s.url("/v2/models/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let index: Value = c
+        .post(s.url("/v2/repository/index"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ready = index
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "READY")
+        .count();
+    assert_eq!(all["model_stats"].as_array().unwrap().len(), ready);
+    let v: Value = c
+        .get(s.url("/v2/models/iris/versions/1/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["model_stats"][0]["inference_count"], 204);
+    assert_eq!(
+        c.get(s.url("/v2/models/nope/stats"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let meta: Value = c
+        .get(s.url("/v2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(meta["extensions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("statistics")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeouts_are_validated_and_generous_ones_succeed() {
+    let s = Server::start(&[], &[]);
+    let c = client();
+    let mut body = iris_body(1);
+    body["parameters"] = json!({"timeout": 5_000_000});
+    assert_eq!(
+        c.post(s.url("/v2/models/iris/infer"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    body["parameters"] = json!({"timeout": -3});
+    let r = c
+        .post(s.url("/v2/models/iris/infer"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("timeout"));
+    let r = c
+        .post(s.url("/v2/models/iris/infer"))
+        .header("X-Request-Timeout-Ms", "soon")
+        .json(&iris_body(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(s.url("/v2/models/iris/infer"))
+        .header("X-Request-Timeout-Ms", "2000")
+        .json(&iris_body(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

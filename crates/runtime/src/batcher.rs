@@ -1,0 +1,507 @@
+//! Dynamic batching: the policy (a pure function of the queue and a clock you pass in) and the
+//! task that owns a model version's queue.
+//!
+//! The task waits for an idle instance, then asks the policy what to do with the queue: send a
+//! batch of the first `n` requests, wait a while for more, or nothing. While every instance is
+//! busy, requests keep queueing, so batches grow with load on their own; `max_queue_delay` only
+//! adds waiting when an instance is idle. Expired requests and requests whose caller has gone
+//! (client disconnected) are removed before each decision and never computed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferroserve_core::config::BatchingConfig;
+use ferroserve_core::model::Batch;
+use ferroserve_core::{ErrorKind, InferError, Tensor};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::stats::VersionStats;
+
+/// What the batcher should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the first `n` queued requests as one batch.
+    Dispatch { n: usize },
+    /// Nothing to send yet; decide again after this long (or when a request arrives).
+    Wait(Duration),
+    /// The queue is empty.
+    Idle,
+}
+
+/// One queued request as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued {
+    pub rows: usize,
+    pub enqueued: Instant,
+    /// A chunk of a request larger than one batch: it never waits for company (the client
+    /// already sent a batch; waiting would only add latency).
+    pub eager: bool,
+}
+
+/// The batching policy of one model version.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub enabled: bool,
+    pub max_batch_size: usize,
+    pub max_queue_delay: Duration,
+    /// Sorted, largest first.
+    pub preferred: Vec<usize>,
+}
+
+impl Policy {
+    pub fn from_config(c: &BatchingConfig) -> Policy {
+        let mut preferred = c.preferred_batch_sizes.clone();
+        preferred.sort_unstable_by(|a, b| b.cmp(a));
+        preferred.dedup();
+        Policy {
+            enabled: c.enabled,
+            max_batch_size: c.max_batch_size.max(1),
+            max_queue_delay: c.max_queue_delay(),
+            preferred,
+        }
+    }
+
+    /// Decides, for a queue in arrival order (each request at most `max_batch_size` rows), what
+    /// to do at time `now`, given that an instance is free.
+    pub fn decide(&self, queue: &[Queued], now: Instant) -> Decision {
+        let Some(first) = queue.first() else {
+            return Decision::Idle;
+        };
+        if !self.enabled {
+            return Decision::Dispatch { n: 1 };
+        }
+        // The longest prefix that fits in one batch (the first request always fits).
+        let mut rows = 0;
+        let mut fit = 0;
+        for q in queue {
+            if rows + q.rows > self.max_batch_size && fit > 0 {
+                break;
+            }
+            rows += q.rows;
+            fit += 1;
+        }
+        if fit < queue.len() || rows >= self.max_batch_size || first.eager {
+            return Decision::Dispatch { n: fit };
+        }
+        // A preferred size that a prefix reaches exactly goes at once.
+        if !self.preferred.is_empty() {
+            let mut sum = 0;
+            let mut best: Option<(usize, usize)> = None;
+            for (i, q) in queue[..fit].iter().enumerate() {
+                sum += q.rows;
+                if self.preferred.contains(&sum) && best.is_none_or(|(s, _)| sum > s) {
+                    best = Some((sum, i + 1));
+                }
+            }
+            if let Some((_, n)) = best {
+                return Decision::Dispatch { n };
+            }
+        }
+        let waited = now.saturating_duration_since(first.enqueued);
+        if waited >= self.max_queue_delay {
+            Decision::Dispatch { n: fit }
+        } else {
+            Decision::Wait(self.max_queue_delay - waited)
+        }
+    }
+}
+
+/// The answer to one queued request: its outputs, or why not.
+pub type Reply = Result<Vec<Tensor>, InferError>;
+
+/// A request (or one chunk of a large request) waiting in the queue.
+pub struct Entry {
+    pub inputs: Vec<Tensor>,
+    pub rows: usize,
+    /// Outputs to compute; empty means all.
+    pub outputs: Arc<[String]>,
+    pub enqueued: Instant,
+    pub deadline: Option<Instant>,
+    /// Part of a request split at `max_batch_size` (see [`Queued::eager`]).
+    pub eager: bool,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// A batch ready for an instance, with where each part of the answer goes.
+pub struct Job {
+    pub batch: Batch,
+    pub parts: Vec<Part>,
+    pub stats: Arc<VersionStats>,
+    /// Held while the instance works: the batcher waits for a free one before deciding.
+    pub _instance: OwnedSemaphorePermit,
+}
+
+/// One request's share of a batch.
+pub struct Part {
+    pub rows: usize,
+    pub outputs: Arc<[String]>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Joins the inputs of `entries` along the first dimension into one batch.
+pub fn assemble(entries: Vec<Entry>) -> Result<(Batch, Vec<Part>), (InferError, Vec<Part>)> {
+    let mut parts = Vec::with_capacity(entries.len());
+    let mut inputs: Vec<Tensor> = Vec::new();
+    let mut rows = 0;
+    let mut all_outputs = false;
+    let mut outputs: Vec<String> = Vec::new();
+    let mut error = None;
+    for (k, e) in entries.into_iter().enumerate() {
+        if error.is_none() {
+            if k == 0 {
+                inputs = e.inputs;
+            } else {
+                for (dst, src) in inputs.iter_mut().zip(&e.inputs) {
+                    if let Err(err) = dst.data.extend(&src.data) {
+                        error = Some(err);
+                        break;
+                    }
+                    if let Some(d0) = dst.shape.first_mut() {
+                        *d0 += e.rows as i64;
+                    }
+                }
+            }
+        }
+        rows += e.rows;
+        if e.outputs.is_empty() {
+            all_outputs = true;
+        } else {
+            for o in e.outputs.iter() {
+                if !outputs.contains(o) {
+                    outputs.push(o.clone());
+                }
+            }
+        }
+        parts.push(Part {
+            rows: e.rows,
+            outputs: e.outputs,
+            reply: e.reply,
+        });
+    }
+    if let Some(err) = error {
+        return Err((err, parts));
+    }
+    if all_outputs {
+        outputs.clear();
+    }
+    Ok((
+        Batch {
+            inputs,
+            rows,
+            outputs,
+        },
+        parts,
+    ))
+}
+
+/// Splits a batch's outputs back to its parts, in order, each part keeping the outputs it
+/// asked for.
+pub fn split(outputs: Vec<Tensor>, parts: &[Part]) -> Result<Vec<Vec<Tensor>>, InferError> {
+    if parts.len() == 1 {
+        let want = &parts[0].outputs;
+        return Ok(vec![outputs
+            .into_iter()
+            .filter(|t| want.is_empty() || want.contains(&t.name))
+            .collect()]);
+    }
+    let total: usize = parts.iter().map(|p| p.rows).sum();
+    let mut out: Vec<Vec<Tensor>> = parts.iter().map(|_| Vec::new()).collect();
+    for t in outputs {
+        let inner: usize = t.shape.iter().skip(1).map(|&d| d.max(0) as usize).product();
+        if t.shape.first().copied() != Some(total as i64) || t.data.len() != total * inner {
+            return Err(InferError::internal(format!(
+                "output '{}' has shape {:?}, expected {total} rows",
+                t.name, t.shape
+            )));
+        }
+        let mut start = 0;
+        for (p, dst) in parts.iter().zip(out.iter_mut()) {
+            let end = start + p.rows;
+            if p.outputs.is_empty() || p.outputs.contains(&t.name) {
+                let mut shape = t.shape.clone();
+                shape[0] = p.rows as i64;
+                dst.push(Tensor {
+                    name: t.name.clone(),
+                    shape,
+                    data: t.data.slice(start * inner, end * inner),
+                    parameters: t.parameters.clone(),
+                });
+            }
+            start = end;
+        }
+    }
+    Ok(out)
+}
+
+/// Removes entries whose caller is gone (never computed) or whose deadline passed (answered
+/// with a timeout, never computed).
+fn prune(queue: &mut VecDeque<Entry>, now: Instant) {
+    queue.retain_mut(|e| {
+        if e.reply.is_closed() {
+            tracing::debug!("request dropped before compute: the client went away");
+            return false;
+        }
+        if e.deadline.is_some_and(|d| now >= d) {
+            let (tx, _) = oneshot::channel();
+            let reply = std::mem::replace(&mut e.reply, tx);
+            let _ = reply.send(Err(InferError::new(
+                ErrorKind::DeadlineExceeded,
+                "the request's timeout passed while it was queued; it was not computed",
+            )));
+            return false;
+        }
+        true
+    });
+}
+
+/// The batcher's clock: tokio's, so that tests can pause and advance it.
+pub fn clock() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<Entry>, queue: &mut VecDeque<Entry>) {
+    while let Ok(e) = rx.try_recv() {
+        queue.push_back(e);
+    }
+}
+
+/// The task owning one model version's queue. Ends when every sender is dropped and the queue
+/// is empty.
+pub async fn run(
+    policy: Policy,
+    mut rx: mpsc::UnboundedReceiver<Entry>,
+    instances: Arc<Semaphore>,
+    jobs: crossbeam_channel::Sender<Job>,
+    stats: Arc<VersionStats>,
+) {
+    let mut queue: VecDeque<Entry> = VecDeque::new();
+    let mut open = true;
+    let mut view: Vec<Queued> = Vec::new();
+    loop {
+        if queue.is_empty() {
+            if !open {
+                return;
+            }
+            match rx.recv().await {
+                Some(e) => queue.push_back(e),
+                None => return,
+            }
+        }
+        drain(&mut rx, &mut queue);
+        prune(&mut queue, clock());
+        if queue.is_empty() {
+            continue;
+        }
+        // An idle instance first; requests keep arriving meanwhile.
+        let permit = loop {
+            tokio::select! {
+                biased;
+                p = instances.clone().acquire_owned() => match p {
+                    Ok(p) => break Some(p),
+                    Err(_) => break None,
+                },
+                m = rx.recv(), if open => match m {
+                    Some(e) => queue.push_back(e),
+                    None => open = false,
+                },
+            }
+        };
+        let Some(permit) = permit else { return };
+        loop {
+            drain(&mut rx, &mut queue);
+            let now = clock();
+            prune(&mut queue, now);
+            view.clear();
+            view.extend(queue.iter().map(|e| Queued {
+                rows: e.rows,
+                enqueued: e.enqueued,
+                eager: e.eager,
+            }));
+            match policy.decide(&view, now) {
+                Decision::Idle => break,
+                Decision::Wait(d) => {
+                    tokio::select! {
+                        m = rx.recv(), if open => match m {
+                            Some(e) => queue.push_back(e),
+                            None => open = false,
+                        },
+                        _ = tokio::time::sleep(d) => {}
+                    }
+                }
+                Decision::Dispatch { n } => {
+                    let taken: Vec<Entry> = queue.drain(..n).collect();
+                    for e in &taken {
+                        stats.dequeued(now.saturating_duration_since(e.enqueued));
+                    }
+                    match assemble(taken) {
+                        Ok((batch, parts)) => {
+                            let job = Job {
+                                batch,
+                                parts,
+                                stats: stats.clone(),
+                                _instance: permit,
+                            };
+                            if let Err(crossbeam_channel::SendError(job)) = jobs.send(job) {
+                                for p in job.parts {
+                                    let _ = p.reply.send(Err(InferError::unavailable(
+                                        "model is shutting down",
+                                    )));
+                                }
+                            }
+                        }
+                        Err((err, parts)) => {
+                            for p in parts {
+                                let _ = p.reply.send(Err(err.clone()));
+                            }
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(max: usize, delay_ms: u64, preferred: &[usize]) -> Policy {
+        let mut p = preferred.to_vec();
+        p.sort_unstable_by(|a, b| b.cmp(a));
+        Policy {
+            enabled: true,
+            max_batch_size: max,
+            max_queue_delay: Duration::from_millis(delay_ms),
+            preferred: p,
+        }
+    }
+
+    fn q(t0: Instant, rows: &[(usize, u64)]) -> Vec<Queued> {
+        rows.iter()
+            .map(|&(rows, ms)| Queued {
+                rows,
+                enqueued: t0 + Duration::from_millis(ms),
+                eager: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn empty_queue_is_idle() {
+        let t0 = Instant::now();
+        assert_eq!(policy(8, 2, &[]).decide(&[], t0), Decision::Idle);
+    }
+
+    #[test]
+    fn waits_out_the_delay_for_the_oldest_then_sends_all() {
+        let t0 = Instant::now();
+        let p = policy(8, 2, &[]);
+        let queue = q(t0, &[(1, 0), (1, 1)]);
+        assert_eq!(
+            p.decide(&queue, t0 + Duration::from_micros(500)),
+            Decision::Wait(Duration::from_micros(1500))
+        );
+        assert_eq!(
+            p.decide(&queue, t0 + Duration::from_millis(2)),
+            Decision::Dispatch { n: 2 }
+        );
+        assert_eq!(
+            p.decide(&queue, t0 + Duration::from_millis(9)),
+            Decision::Dispatch { n: 2 }
+        );
+    }
+
+    #[test]
+    fn zero_delay_sends_at_once() {
+        let t0 = Instant::now();
+        assert_eq!(
+            policy(8, 0, &[]).decide(&q(t0, &[(3, 0)]), t0),
+            Decision::Dispatch { n: 1 }
+        );
+    }
+
+    #[test]
+    fn a_full_batch_goes_without_waiting() {
+        let t0 = Instant::now();
+        let p = policy(4, 100, &[]);
+        assert_eq!(
+            p.decide(&q(t0, &[(2, 0), (2, 0)]), t0),
+            Decision::Dispatch { n: 2 }
+        );
+        // More than fits: the prefix that fits goes now.
+        assert_eq!(
+            p.decide(&q(t0, &[(2, 0), (1, 0), (2, 0)]), t0),
+            Decision::Dispatch { n: 2 }
+        );
+    }
+
+    #[test]
+    fn preferred_sizes_go_early_largest_first() {
+        let t0 = Instant::now();
+        let p = policy(16, 100, &[2, 4]);
+        assert_eq!(
+            p.decide(&q(t0, &[(1, 0), (1, 0), (2, 0), (1, 0)]), t0),
+            Decision::Dispatch { n: 3 }
+        );
+        assert_eq!(
+            p.decide(&q(t0, &[(1, 0), (1, 0)]), t0),
+            Decision::Dispatch { n: 2 }
+        );
+        assert!(matches!(p.decide(&q(t0, &[(3, 0)]), t0), Decision::Wait(_)));
+    }
+
+    #[test]
+    fn chunks_of_a_split_request_never_wait() {
+        let t0 = Instant::now();
+        let p = policy(4, 100, &[]);
+        let mut queue = q(t0, &[(2, 0)]);
+        queue[0].eager = true;
+        assert_eq!(p.decide(&queue, t0), Decision::Dispatch { n: 1 });
+    }
+
+    #[test]
+    fn disabled_sends_one_request_at_a_time() {
+        let t0 = Instant::now();
+        let mut p = policy(16, 100, &[]);
+        p.enabled = false;
+        assert_eq!(
+            p.decide(&q(t0, &[(1, 0), (1, 0)]), t0),
+            Decision::Dispatch { n: 1 }
+        );
+    }
+
+    #[test]
+    fn split_returns_each_part_its_rows_and_outputs() {
+        use ferroserve_core::TensorData;
+        let (tx1, _r1) = oneshot::channel();
+        let (tx2, _r2) = oneshot::channel();
+        let parts = vec![
+            Part {
+                rows: 1,
+                outputs: Arc::from(vec![]),
+                reply: tx1,
+            },
+            Part {
+                rows: 2,
+                outputs: Arc::from(vec!["p".to_string()]),
+                reply: tx2,
+            },
+        ];
+        let outs = vec![
+            Tensor::new("l", vec![3], TensorData::Int64(vec![0, 1, 2])),
+            Tensor::new(
+                "p",
+                vec![3, 2],
+                TensorData::Fp32(vec![0., 1., 2., 3., 4., 5.]),
+            ),
+        ];
+        let s = split(outs, &parts).unwrap();
+        assert_eq!(s[0].len(), 2);
+        assert_eq!(s[0][1].data, TensorData::Fp32(vec![0., 1.]));
+        assert_eq!(s[1].len(), 1);
+        assert_eq!(s[1][0].shape, vec![2, 2]);
+        assert_eq!(s[1][0].data, TensorData::Fp32(vec![2., 3., 4., 5.]));
+    }
+}

@@ -1,0 +1,328 @@
+//! The batcher and handle, end to end inside the runtime: batches form under concurrency and
+//! after the queue delay, large requests are split and reassembled in order, expired and
+//! abandoned requests are never computed, a full queue refuses at once — and batched answers
+//! equal one-by-one answers on a real forest (property test).
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use ferroserve_core::config::BatchingConfig;
+use ferroserve_core::model::Batch;
+use ferroserve_core::{
+    Backend, BackendError, DataType, ErrorKind, LoadedModel, ModelConfig, ModelMetadata, Tensor,
+    TensorData, TensorMeta,
+};
+use ferroserve_runtime::handle::{HandleConfig, ModelHandle};
+use ferroserve_runtime::VersionStats;
+
+/// A test model: `y = 2x` for a `[-1, 2]` FP32 input, and `n` = the size of the batch each row
+/// was computed in. It records batch sizes and can be held shut by a gate.
+struct Doubler {
+    meta: ModelMetadata,
+    batches: Mutex<Vec<usize>>,
+    gate: (Mutex<bool>, Condvar),
+}
+
+impl Doubler {
+    fn new() -> Arc<Doubler> {
+        Arc::new(Doubler {
+            meta: ModelMetadata {
+                platform: "test".into(),
+                inputs: vec![TensorMeta {
+                    name: "x".into(),
+                    datatype: DataType::Fp32,
+                    shape: vec![-1, 2],
+                }],
+                outputs: vec![
+                    TensorMeta {
+                        name: "y".into(),
+                        datatype: DataType::Fp32,
+                        shape: vec![-1, 2],
+                    },
+                    TensorMeta {
+                        name: "n".into(),
+                        datatype: DataType::Int64,
+                        shape: vec![-1],
+                    },
+                ],
+                ..Default::default()
+            },
+            batches: Mutex::new(Vec::new()),
+            gate: (Mutex::new(true), Condvar::new()),
+        })
+    }
+
+    fn close_gate(&self) {
+        *self.gate.0.lock().unwrap() = false;
+    }
+
+    fn open_gate(&self) {
+        *self.gate.0.lock().unwrap() = true;
+        self.gate.1.notify_all();
+    }
+
+    fn batches(&self) -> Vec<usize> {
+        self.batches.lock().unwrap().clone()
+    }
+}
+
+impl LoadedModel for Doubler {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.meta
+    }
+
+    fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
+        let mut open = self.gate.0.lock().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !*open && std::time::Instant::now() < deadline {
+            open = self
+                .gate
+                .1
+                .wait_timeout(open, Duration::from_millis(50))
+                .unwrap()
+                .0;
+        }
+        drop(open);
+        self.batches.lock().unwrap().push(batch.rows);
+        let TensorData::Fp32(x) = &batch.inputs[0].data else {
+            return Err(BackendError::Input("FP32 expected".into()));
+        };
+        let r = batch.rows as i64;
+        Ok(vec![
+            Tensor::new(
+                "y",
+                vec![r, 2],
+                TensorData::Fp32(x.iter().map(|v| v * 2.0).collect()),
+            ),
+            Tensor::new("n", vec![r], TensorData::Int64(vec![r; batch.rows])),
+        ])
+    }
+}
+
+fn cfg(max_batch: usize, delay: &str, max_queue: usize) -> HandleConfig {
+    HandleConfig {
+        instances: 1,
+        max_queue_size: max_queue,
+        batching: BatchingConfig {
+            max_batch_size: max_batch,
+            max_queue_delay: delay.into(),
+            ..BatchingConfig::default()
+        },
+    }
+}
+
+fn rows(values: &[f32]) -> Batch {
+    let n = values.len() / 2;
+    Batch {
+        inputs: vec![Tensor::new(
+            "x",
+            vec![n as i64, 2],
+            TensorData::Fp32(values.to_vec()),
+        )],
+        rows: n,
+        outputs: vec![],
+    }
+}
+
+fn start(model: &Arc<Doubler>, c: &HandleConfig) -> ModelHandle {
+    ModelHandle::start("t", model.clone(), c, Arc::new(VersionStats::default()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_arriving_within_the_delay_share_one_batch() {
+    let m = Doubler::new();
+    let h = start(&m, &cfg(16, "10ms", 64));
+    let t0 = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            h.submit(rows(&[i as f32, 1.0]), None).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for i in 3..5 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            h.submit(rows(&[i as f32, 1.0]), None).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let out = t.await.unwrap().unwrap();
+        assert_eq!(out[0].data, TensorData::Fp32(vec![2.0 * i as f32, 2.0]));
+        assert_eq!(
+            out[1].data,
+            TensorData::Int64(vec![5]),
+            "row {i} should be in the batch of 5"
+        );
+    }
+    assert_eq!(m.batches(), vec![5]);
+    // The first request waited out the 10 ms delay, not more.
+    assert_eq!(t0.elapsed(), Duration::from_millis(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_request_waits_exactly_the_delay_and_zero_delay_adds_nothing() {
+    let m = Doubler::new();
+    let h = start(&m, &cfg(16, "3ms", 64));
+    let t0 = tokio::time::Instant::now();
+    h.submit(rows(&[1.0, 2.0]), None).await.unwrap();
+    assert_eq!(t0.elapsed(), Duration::from_millis(3));
+    let h0 = start(&m, &cfg(16, "0ms", 64));
+    let t1 = tokio::time::Instant::now();
+    h0.submit(rows(&[1.0, 2.0]), None).await.unwrap();
+    assert_eq!(t1.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_goes_without_waiting_and_large_requests_are_split_in_order() {
+    let m = Doubler::new();
+    let h = start(&m, &cfg(4, "10s", 64));
+    let x: Vec<f32> = (0..20).map(|v| v as f32).collect();
+    let out = tokio::time::timeout(Duration::from_secs(5), h.submit(rows(&x), None))
+        .await
+        .expect("a request of several full batches must not wait out the delay")
+        .unwrap();
+    assert_eq!(out[0].shape, vec![10, 2]);
+    assert_eq!(
+        out[0].data,
+        TensorData::Fp32(x.iter().map(|v| v * 2.0).collect())
+    );
+    assert_eq!(out[1].shape, vec![10]);
+    // Chunks of 4, 4 and 2 rows, none waiting out the 10 s delay.
+    assert_eq!(m.batches(), vec![4, 4, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_abandoned_requests_are_never_computed() {
+    let m = Doubler::new();
+    let h = start(&m, &cfg(1, "0ms", 64));
+    m.close_gate();
+    // A occupies the only instance until the gate opens.
+    let ha = h.clone();
+    let a = tokio::spawn(async move { ha.submit(rows(&[1.0, 1.0]), None).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // B times out while queued.
+    let hb = h.clone();
+    let b = tokio::spawn(async move {
+        hb.submit(rows(&[2.0, 2.0]), Some(Duration::from_millis(20)))
+            .await
+    });
+    // C's client goes away while queued.
+    let hc = h.clone();
+    let c = tokio::spawn(async move { hc.submit(rows(&[3.0, 3.0]), None).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.abort();
+    let err = b.await.unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
+    assert!(h.queue_depth() >= 1);
+    m.open_gate();
+    a.await.unwrap().unwrap();
+    // D, after the gate opened, is computed; B and C never were.
+    h.submit(rows(&[4.0, 4.0]), None).await.unwrap();
+    assert_eq!(m.batches(), vec![1, 1], "only A and D may be computed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_at_once() {
+    let m = Doubler::new();
+    let h = start(&m, &cfg(1, "0ms", 2));
+    m.close_gate();
+    let mut admitted = Vec::new();
+    for i in 0..2 {
+        let h = h.clone();
+        admitted.push(tokio::spawn(async move {
+            h.submit(rows(&[i as f32, 0.0]), None).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.queue_depth(), 2);
+    let err = tokio::time::timeout(Duration::from_secs(1), h.submit(rows(&[9.0, 9.0]), None))
+        .await
+        .expect("refusal must be immediate")
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Overloaded);
+    m.open_gate();
+    for t in admitted {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(h.queue_depth(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_batching_computes_each_request_alone() {
+    let m = Doubler::new();
+    let mut c = cfg(16, "0ms", 64);
+    c.batching.enabled = false;
+    let h = start(&m, &c);
+    m.close_gate();
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            h.submit(rows(&[i as f32, 0.0, 1.0, 1.0]), None).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    m.open_gate();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(m.batches(), vec![2, 2, 2, 2]);
+}
+
+mod property {
+    use super::*;
+    use ferroserve_runtime::trees_backend::TreesBackend;
+    use proptest::prelude::*;
+
+    fn forest() -> Arc<dyn LoadedModel> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../trees/tests/fixtures/lgb_multiclass.txt");
+        TreesBackend
+            .load(&ModelConfig::default(), &path)
+            .expect("fixture loads")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+        /// Requests of random sizes, sent concurrently through a batcher with a random
+        /// configuration, get exactly the answers they get alone.
+        #[test]
+        fn batched_answers_equal_one_by_one_answers(
+            sizes in proptest::collection::vec(1usize..12, 1..24),
+            max_batch in 1usize..20,
+            delay_us in 0u64..1500,
+            instances in 1usize..3,
+            seed in any::<u64>(),
+        ) {
+            let model = forest();
+            let nf = model.metadata().inputs[0].shape[1] as usize;
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+                if state % 10 == 0 { f32::NAN } else { (state % 2000) as f32 / 100.0 - 5.0 }
+            };
+            let requests: Vec<Batch> = sizes.iter().map(|&n| Batch {
+                inputs: vec![Tensor::new("input", vec![n as i64, nf as i64], TensorData::Fp32((0..n * nf).map(|_| next()).collect()))],
+                rows: n,
+                outputs: vec![],
+            }).collect();
+            let alone: Vec<Vec<Tensor>> = requests.iter().map(|b| model.infer(b).unwrap()).collect();
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let batched: Vec<Vec<Tensor>> = rt.block_on(async {
+                let h = ModelHandle::start("p", model.clone(), &HandleConfig {
+                    instances,
+                    max_queue_size: 1024,
+                    batching: BatchingConfig { max_batch_size: max_batch, max_queue_delay: format!("{delay_us}us"), ..BatchingConfig::default() },
+                }, Arc::new(VersionStats::default()));
+                let tasks: Vec<_> = requests.into_iter().map(|b| { let h = h.clone(); tokio::spawn(async move { h.submit(b, None).await }) }).collect();
+                let mut out = Vec::new();
+                for t in tasks { out.push(t.await.unwrap().unwrap()); }
+                out
+            });
+            prop_assert_eq!(batched, alone);
+        }
+    }
+}
