@@ -9,6 +9,10 @@ models, the same `expected.json` and the same request files:
     wine/1/model.onnx            scikit-learn RandomForestClassifier (50 trees, depth 8), skl2onnx
     breast_cancer/1/model.json   XGBoost binary:logistic (depth 2, 30 rounds), feature names stored
     diabetes/1/model.txt         LightGBM regression (50 trees), feature names stored
+    wine_pipeline/1/model.onnx   scikit-learn Pipeline(StandardScaler, LogisticRegression), skl2onnx
+                                 (runs on ONNX Runtime: not a tree ensemble)
+    iris_mlp/1/model.onnx        scikit-learn Pipeline(StandardScaler, MLPClassifier(16, 8)), skl2onnx
+                                 (runs on ONNX Runtime)
 
 `expected.json` holds, for each model, sample rows (the first rows of its dataset) and the training
 library's own predictions for them, plus the predictions for every request file. Before anything is
@@ -32,7 +36,11 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 SEED = 0
 TOL = 1e-5
@@ -149,6 +157,11 @@ def check_no_ties(what, proba):
 
 
 def export_forest(clf, n_features, path):
+    export_onnx(clf, n_features, path)
+
+
+def export_onnx(clf, n_features, path):
+    """skl2onnx export with `input` FP32 [-1, n] and outputs `label` and `probabilities`."""
     onx = convert_sklearn(
         clf,
         initial_types=[("input", FloatTensorType([None, n_features]))],
@@ -398,6 +411,90 @@ def train_diabetes():
     return entry
 
 
+def onnx_entry(name, clf, X, path, feature_names, class_labels, requests, tol):
+    """Like `forest_entry`, for a graph that runs on ONNX Runtime (float32 arithmetic): the ONNX
+    answers must stay within `tol` of scikit-learn's over the whole dataset, and the recorded
+    answers are scikit-learn's; `onnxruntime` keeps ONNX Runtime's own for the sample rows."""
+    label, proba = onnx_predict(path, X)
+    skl_proba = clf.predict_proba(X)
+    skl_label = clf.predict(X)
+    diff = check_close(f"{name}: ONNX Runtime vs scikit-learn probabilities", proba, skl_proba,
+                       tol=tol)
+    s = np.sort(skl_proba, axis=1)
+    clear = (s[:, -1] - s[:, -2]) > tol
+    assert np.array_equal(label[clear], skl_label[clear]), f"{name}: ONNX labels differ"
+
+    def answer(idx):
+        p = skl_proba[idx]
+        s = np.sort(p, axis=1)
+        assert float(np.min(s[:, -1] - s[:, -2])) > tol, f"{name}: a near tie in the sample"
+        out = {"label": [int(v) for v in skl_label[idx]]}
+        if class_labels:
+            out["label_names"] = [class_labels[int(v)] for v in skl_label[idx]]
+        out["probabilities"] = matrix(p)
+        return out
+
+    sample = list(range(N_SAMPLES))
+    entry = {
+        "file": str(path.relative_to(MODELS)),
+        "library": "scikit-learn predict / predict_proba",
+        "kind": "classifier",
+        "backend": "onnx",
+        "tolerance": tol,
+        "input": "input",
+        "feature_names": list(feature_names),
+        "rows": rows(X, sample),
+    }
+    entry.update(answer(sample))
+    entry["onnxruntime"] = {
+        "label": [int(v) for v in label[sample]],
+        "probabilities": matrix(proba[sample]),
+    }
+    entry["requests"] = {f: answer(idx) for f, idx in requests.items()}
+    print(f"{name}: {path.name} {path.stat().st_size} bytes; ONNX Runtime vs scikit-learn "
+          f"max |diff| {diff:.2e} over {len(X)} rows")
+    return entry
+
+
+def train_wine_pipeline():
+    """The FastAPI wine tutorial's kind of model: scaling plus a linear classifier."""
+    ds = load_wine()
+    X, y = ds.data, ds.target
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=SEED))
+    clf.fit(X, y)
+    path = MODELS / "wine_pipeline" / "1" / "model.onnx"
+    export_onnx(clf, 13, path)
+    write_model_toml("wine_pipeline", [
+        'description = "Wine cultivar (class 0, 1 or 2) from 13 chemical measurements: '
+        'scikit-learn Pipeline(StandardScaler, LogisticRegression) on load_wine, exported to '
+        'ONNX by skl2onnx; runs on ONNX Runtime."',
+        f"feature_names = {toml_list(ds.feature_names)}",
+    ])
+    write_json(REQUESTS / "wine_pipeline_v2.json", v2_body(rows(X, [0, 70, 150])))
+    return onnx_entry("wine_pipeline", clf, X, path, ds.feature_names, None, {
+        "wine_pipeline_v2.json": [0, 70, 150],
+    }, tol=1e-4)
+
+
+def train_iris_mlp():
+    """A small neural network: two hidden layers on standardised measurements."""
+    ds = load_iris()
+    X, y = ds.data, ds.target
+    clf = make_pipeline(StandardScaler(), MLPClassifier(
+        hidden_layer_sizes=(16, 8), max_iter=2000, random_state=SEED))
+    clf.fit(X, y)
+    path = MODELS / "iris_mlp" / "1" / "model.onnx"
+    export_onnx(clf, 4, path)
+    write_model_toml("iris_mlp", [
+        'description = "Iris species from four flower measurements: scikit-learn '
+        'Pipeline(StandardScaler, MLPClassifier(16, 8)) on load_iris, exported to ONNX by '
+        'skl2onnx; runs on ONNX Runtime."',
+        f"feature_names = {toml_list(ds.feature_names)}",
+        f"class_labels = {toml_list(IRIS_LABELS)}",
+    ])
+    return onnx_entry("iris_mlp", clf, X, path, ds.feature_names, IRIS_LABELS, {}, tol=1e-4)
+
+
 def main():
     np.random.seed(SEED)
     expected = {
@@ -409,6 +506,8 @@ def main():
         "wine": train_wine(),
         "breast_cancer": train_breast_cancer(),
         "diabetes": train_diabetes(),
+        "wine_pipeline": train_wine_pipeline(),
+        "iris_mlp": train_iris_mlp(),
     }
     write_json(MODELS / "expected.json", expected)
     for p in sorted(REQUESTS.iterdir()):

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use ferroserve_core::config::{BackendKind, VersionPolicy};
 use ferroserve_core::{Backend, LoadedModel, ModelConfig};
 
-use crate::trees_backend::TreesBackend;
+use ferroserve_onnx::OnnxBackend;
+use ferroserve_trees::TreeError;
+
+use crate::trees_backend::{TreesBackend, TreesModel};
 
 /// Extensions of files the server can serve.
 pub const MODEL_EXTENSIONS: [&str; 6] = ["json", "ubj", "txt", "lgb", "onnx", "model"];
@@ -94,34 +97,43 @@ fn find_artifact(dir: &Path, cfg: &ModelConfig) -> Result<PathBuf, String> {
     }
 }
 
-/// Loads one artifact with the right backend.
+/// Loads one artifact with the right backend: `backend` in model.toml when set; otherwise
+/// XGBoost and LightGBM files and ONNX graphs that are only a tree ensemble go to the native
+/// engine, and every other ONNX graph goes to ONNX Runtime.
 pub fn load_artifact(cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, String> {
     let ext = extension(file);
     if PICKLE_EXTENSIONS.contains(&ext.as_str()) {
         return Err(pickle_help(file));
     }
+    let on_onnx = |why: Option<String>| {
+        OnnxBackend.load(cfg, file).map_err(|e| match why {
+            Some(why) => format!(
+                "{}: {e} (it needs ONNX Runtime because {why})",
+                file.display()
+            ),
+            None => format!("{}: {e}", file.display()),
+        })
+    };
     match cfg.backend {
-        Some(BackendKind::Onnx) => Err(onnx_unavailable(file)),
-        Some(BackendKind::Trees) | None => match TreesBackend.load(cfg, file) {
-            Ok(m) => Ok(m),
-            // An ONNX graph that is not a pure tree ensemble belongs to ONNX Runtime.
-            Err(e)
-                if ext == "onnx"
-                    && cfg.backend.is_none()
-                    && e.to_string().contains("unsupported") =>
-            {
-                Err(format!("{}; {}", e, onnx_unavailable(file)))
+        Some(BackendKind::Onnx) => on_onnx(None),
+        Some(BackendKind::Trees) => TreesBackend
+            .load(cfg, file)
+            .map_err(|e| format!("{}: {e}", file.display())),
+        None if ext == "onnx" => match ferroserve_trees::load_path(file) {
+            Ok(forest) => TreesModel::new(cfg, forest)
+                .map(|m| Arc::new(m) as Arc<dyn LoadedModel>)
+                .map_err(|e| format!("{}: {e}", file.display())),
+            // Not (only) a tree ensemble: ONNX Runtime runs it.
+            Err(e @ TreeError::Unsupported { .. }) => {
+                tracing::debug!(file = %file.display(), reason = %e, "not a pure tree ensemble: ONNX Runtime");
+                on_onnx(Some(e.to_string()))
             }
             Err(e) => Err(format!("{}: {e}", file.display())),
         },
+        None => TreesBackend
+            .load(cfg, file)
+            .map_err(|e| format!("{}: {e}", file.display())),
     }
-}
-
-fn onnx_unavailable(file: &Path) -> String {
-    format!(
-        "{} needs the ONNX Runtime backend, which this build does not include yet",
-        file.display()
-    )
 }
 
 /// Reads `<dir>/model.toml` if present.

@@ -107,3 +107,41 @@ pub fn client() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// Whether ONNX Runtime can be found (`ORT_DYLIB_PATH` or the `onnxruntime` Python wheel). Where
+/// it cannot, tests that need it print why and skip, except under `CI=true`, where CI installs
+/// it (`requirements-dev.txt`) and a missing library is a failure.
+pub fn onnx_runtime_available(what: &str) -> bool {
+    match ferroserve_onnx::find_library() {
+        Ok(_) => true,
+        Err(reason) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but ONNX Runtime is missing, so {what} cannot be tested: {reason}");
+            }
+            eprintln!("SKIPPED (ONNX Runtime not installed) {what}: {reason}");
+            false
+        }
+    }
+}
+
+/// Whether `python3` can import every module named. Where it cannot, tests that need them print
+/// why and skip, except under `CI=true`, where a missing module is a failure.
+pub fn python_has(modules: &[&str], what: &str) -> bool {
+    let python = std::env::var("FERROSERVE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let code = format!("import {}", modules.join(", "));
+    let ok = Command::new(&python)
+        .args(["-c", &code])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let reason =
+            format!("`{python} -c \"{code}\"` failed (pip install -r requirements-dev.txt)");
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but {what} cannot be tested: {reason}");
+        }
+        eprintln!("SKIPPED {what}: {reason}");
+    }
+    ok
+}

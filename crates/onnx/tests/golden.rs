@@ -1,0 +1,360 @@
+//! Differential tests of the ONNX Runtime backend: every graph in `tests/fixtures` (ZipMap with
+//! integer and string classes, one input per column with a string column, FP64 in and out,
+//! string in and out) and the two ONNX Runtime examples in `examples/models` answer what ONNX
+//! Runtime's Python API and scikit-learn answered (`fixtures/golden.json`,
+//! `examples/models/expected.json`, written by `make_fixtures.py` and `train.py`). Also:
+//! metadata, session options, bad inputs, and concurrent `infer` from several threads.
+//!
+//! Without ONNX Runtime these tests print why and pass, except under `CI=true`, where CI
+//! installs it and its absence fails them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferroserve_core::config::OptimizationLevel;
+use ferroserve_core::model::Batch;
+use ferroserve_core::{DataType, ModelConfig, Tensor, TensorData};
+use ferroserve_onnx::{OnnxError, OnnxModel};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn have_ort(what: &str) -> bool {
+    match ferroserve_onnx::find_library() {
+        Ok(_) => true,
+        Err(reason) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but ONNX Runtime is missing, so {what} cannot run: {reason}");
+            }
+            eprintln!("SKIPPED (ONNX Runtime not installed) {what}: {reason}");
+            false
+        }
+    }
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn load(file: &Path, cfg: &ModelConfig) -> OnnxModel {
+    OnnxModel::load(cfg, file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// A request tensor from `{"name", "datatype", "shape", "data"}`.
+fn tensor(v: &Value) -> Tensor {
+    let shape: Vec<i64> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_i64().unwrap())
+        .collect();
+    let data = v["data"].as_array().unwrap();
+    let data = match DataType::parse(v["datatype"].as_str().unwrap()).unwrap() {
+        DataType::Fp32 => {
+            TensorData::Fp32(data.iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        }
+        DataType::Fp64 => TensorData::Fp64(data.iter().map(|x| x.as_f64().unwrap()).collect()),
+        DataType::Bytes => TensorData::Bytes(
+            data.iter()
+                .map(|x| x.as_str().unwrap().as_bytes().to_vec())
+                .collect(),
+        ),
+        other => panic!("no fixture uses {other}"),
+    };
+    Tensor::new(v["name"].as_str().unwrap(), shape, data)
+}
+
+fn batch(inputs: Vec<Tensor>) -> Batch {
+    let rows = inputs[0].shape[0] as usize;
+    Batch {
+        inputs,
+        rows,
+        outputs: vec![],
+    }
+}
+
+fn numbers(d: &TensorData) -> Vec<f64> {
+    (0..d.len()).map(|i| d.get_f64(i).unwrap()).collect()
+}
+
+fn json_numbers(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|x| match x {
+            Value::Array(r) => r.iter().map(|y| y.as_f64().unwrap()).collect(),
+            y => vec![y.as_f64().unwrap()],
+        })
+        .collect()
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn output<'a>(out: &'a [Tensor], name: &str) -> &'a Tensor {
+    out.iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no output {name}"))
+}
+
+#[test]
+fn fixtures_answer_what_onnxruntime_and_sklearn_answer() {
+    if !have_ort("the ONNX fixture differential test") {
+        return;
+    }
+    let golden = read_json(&fixtures().join("golden.json"));
+    let mut checked = 0;
+    for (name, case) in golden.as_object().unwrap() {
+        if !case.is_object() {
+            continue;
+        }
+        let model = load(
+            &fixtures().join(format!("{name}.onnx")),
+            &ModelConfig::default(),
+        );
+        let inputs: Vec<Tensor> = case["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(tensor)
+            .collect();
+        let out = model.run(&batch(inputs)).unwrap();
+        for (oname, want) in case["outputs"].as_object().unwrap() {
+            let got = output(&out, oname);
+            let shape: Vec<i64> = serde_json::from_value(want["shape"].clone()).unwrap();
+            assert_eq!(got.shape, shape, "{name}/{oname} shape");
+            match &got.data {
+                TensorData::Bytes(b) => {
+                    let got: Vec<String> = b
+                        .iter()
+                        .map(|s| String::from_utf8(s.clone()).unwrap())
+                        .collect();
+                    let want: Vec<String> = serde_json::from_value(want["data"].clone()).unwrap();
+                    assert_eq!(got, want, "{name}/{oname}");
+                }
+                d => {
+                    let diff = max_diff(&numbers(d), &json_numbers(&want["data"]));
+                    assert!(
+                        diff <= 1e-6,
+                        "{name}/{oname}: max |diff| {diff} vs onnxruntime"
+                    );
+                }
+            }
+        }
+        if let Some(sk) = case.get("sklearn") {
+            for (oname, want) in sk.as_object().unwrap() {
+                let diff = max_diff(&numbers(&output(&out, oname).data), &json_numbers(want));
+                assert!(
+                    diff <= 1e-4,
+                    "{name}/{oname}: max |diff| {diff} vs scikit-learn"
+                );
+            }
+        }
+        if let Some(labels) = case.get("class_labels") {
+            let want: Vec<String> = serde_json::from_value(labels.clone()).unwrap();
+            assert_eq!(model_labels(&model), Some(want), "{name} class labels");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 5);
+}
+
+fn model_labels(m: &OnnxModel) -> Option<Vec<String>> {
+    use ferroserve_core::LoadedModel;
+    m.metadata().class_labels.clone()
+}
+
+#[test]
+fn metadata_comes_from_the_graph() {
+    if !have_ort("the ONNX metadata test") {
+        return;
+    }
+    use ferroserve_core::LoadedModel;
+    let m = load(&fixtures().join("zipmap_str.onnx"), &ModelConfig::default());
+    let meta = m.metadata();
+    assert_eq!(meta.platform, "onnxruntime_onnx");
+    assert_eq!(meta.inputs.len(), 1);
+    assert_eq!(meta.inputs[0].name, "input");
+    assert_eq!(meta.inputs[0].datatype, DataType::Fp32);
+    assert_eq!(meta.inputs[0].shape, vec![-1, 4]);
+    let outs: Vec<(&str, DataType, Vec<i64>)> = meta
+        .outputs
+        .iter()
+        .map(|o| (o.name.as_str(), o.datatype, o.shape.clone()))
+        .collect();
+    assert_eq!(
+        outs,
+        vec![
+            ("output_label", DataType::Bytes, vec![-1]),
+            ("output_probability", DataType::Fp32, vec![-1, 3]),
+        ]
+    );
+    assert!(meta.description.contains("ZipMap"), "{}", meta.description);
+
+    let cols = load(&fixtures().join("columns.onnx"), &ModelConfig::default());
+    let meta = cols.metadata();
+    let ins: Vec<(&str, DataType, Vec<i64>)> = meta
+        .inputs
+        .iter()
+        .map(|o| (o.name.as_str(), o.datatype, o.shape.clone()))
+        .collect();
+    assert_eq!(
+        ins,
+        vec![
+            ("color", DataType::Bytes, vec![-1, 1]),
+            ("size", DataType::Fp32, vec![-1, 1]),
+            ("weight", DataType::Fp32, vec![-1, 1]),
+        ]
+    );
+    assert_eq!(
+        meta.feature_names,
+        Some(vec!["color".into(), "size".into(), "weight".into()])
+    );
+
+    // model.toml labels override the graph's; a wrong count is refused.
+    let cfg = ModelConfig::from_toml(r#"class_labels = ["a", "b", "c"]"#).unwrap();
+    let m = load(&fixtures().join("zipmap_int.onnx"), &cfg);
+    assert_eq!(
+        model_labels(&m),
+        Some(vec!["a".into(), "b".into(), "c".into()])
+    );
+    let cfg = ModelConfig::from_toml(r#"class_labels = ["a", "b"]"#).unwrap();
+    let e = OnnxModel::load(&cfg, &fixtures().join("zipmap_int.onnx"))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("class_labels"), "{e}");
+    let cfg = ModelConfig::from_toml(r#"feature_names = ["a", "b"]"#).unwrap();
+    let e = OnnxModel::load(&cfg, &fixtures().join("zipmap_int.onnx"))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("feature_names"), "{e}");
+}
+
+/// The two bundled ONNX Runtime examples answer what scikit-learn and onnxruntime answered.
+#[test]
+fn bundled_examples_match_sklearn_and_onnxruntime() {
+    if !have_ort("the bundled ONNX example test") {
+        return;
+    }
+    let exp = read_json(&root().join("examples/models/expected.json"));
+    for name in ["wine_pipeline", "iris_mlp"] {
+        let e = &exp[name];
+        for level in [None, Some(OptimizationLevel::Disable)] {
+            let cfg = ModelConfig {
+                intra_op_threads: Some(2),
+                optimization_level: level,
+                ..ModelConfig::default()
+            };
+            let m = load(
+                &root()
+                    .join("examples/models")
+                    .join(e["file"].as_str().unwrap()),
+                &cfg,
+            );
+            let rows = json_numbers(&e["rows"]);
+            let n = e["rows"].as_array().unwrap().len();
+            let x = Tensor::new(
+                "input",
+                vec![n as i64, (rows.len() / n) as i64],
+                TensorData::Fp32(rows.iter().map(|&v| v as f32).collect()),
+            );
+            let out = m.run(&batch(vec![x])).unwrap();
+            let label = numbers(&output(&out, "label").data);
+            assert_eq!(label, json_numbers(&e["label"]), "{name} labels");
+            let p = numbers(&output(&out, "probabilities").data);
+            let tol = e["tolerance"].as_f64().unwrap();
+            let d = max_diff(&p, &json_numbers(&e["probabilities"]));
+            assert!(d <= tol, "{name}: max |diff| {d} vs scikit-learn");
+            let d = max_diff(&p, &json_numbers(&e["onnxruntime"]["probabilities"]));
+            assert!(d <= 1e-6, "{name}: max |diff| {d} vs onnxruntime");
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_are_the_clients_fault() {
+    if !have_ort("the ONNX bad-input test") {
+        return;
+    }
+    let m = load(&fixtures().join("zipmap_int.onnx"), &ModelConfig::default());
+    let strings = Tensor::new(
+        "input",
+        vec![1, 4],
+        TensorData::Bytes(vec![b"x".to_vec(); 4]),
+    );
+    let e = m.run(&batch(vec![strings])).unwrap_err();
+    assert!(matches!(e, OnnxError::Input(_)), "{e:?}");
+    let narrow = Tensor::new("input", vec![1, 3], TensorData::Fp32(vec![1.0; 3]));
+    let e = m.run(&batch(vec![narrow])).unwrap_err();
+    assert!(matches!(e, OnnxError::Input(_)), "{e:?}");
+    // Other numeric types are converted to the graph's.
+    let ints = Tensor::new("input", vec![1, 4], TensorData::Int64(vec![5, 3, 1, 0]));
+    let out = m.run(&batch(vec![ints])).unwrap();
+    assert_eq!(output(&out, "output_probability").shape, vec![1, 3]);
+    // The model keeps serving after errors.
+    let ok = Tensor::new(
+        "input",
+        vec![1, 4],
+        TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2]),
+    );
+    assert!(m.run(&batch(vec![ok])).is_ok());
+    // Outputs selection.
+    let ok = Tensor::new(
+        "input",
+        vec![1, 4],
+        TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2]),
+    );
+    let mut b = batch(vec![ok]);
+    b.outputs = vec!["output_label".into()];
+    let out = m.run(&b).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].name, "output_label");
+}
+
+#[test]
+fn concurrent_infer_from_several_threads_is_safe_and_identical() {
+    if !have_ort("the ONNX concurrency test") {
+        return;
+    }
+    let m = Arc::new(load(
+        &root().join("examples/models/iris_mlp/1/model.onnx"),
+        &ModelConfig::default(),
+    ));
+    let rows: Vec<f32> = (0..64 * 4).map(|i| (i % 17) as f32 * 0.5).collect();
+    let make = || {
+        batch(vec![Tensor::new(
+            "input",
+            vec![64, 4],
+            TensorData::Fp32(rows.clone()),
+        )])
+    };
+    let want = m.run(&make()).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let m = m.clone();
+            let b = make();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    assert_eq!(m.run(&b).unwrap(), m.run(&b).unwrap());
+                }
+                m.run(&b).unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), want);
+    }
+    let n = m.sessions();
+    assert!((1..=4).contains(&n), "{n} sessions for 4 threads");
+}
