@@ -1,6 +1,6 @@
 //! The fast batch predictor.
 //!
-//! At load time ([`CompiledForest::new`]) every tree is flattened into one array of 12-byte nodes
+//! At load time ([`CompiledForest::new`]) every tree is flattened into one array of 16-byte nodes
 //! whose two children sit side by side, and every ordinary split is rewritten as "second child
 //! unless `y < u`" on `f32`, where `y` is `x`, or `-x` when missing values go left (thresholds
 //! rounded in the direction that keeps each decision identical to the `f64` comparison of the
@@ -25,7 +25,6 @@ use crate::ir::{Accumulate, Aggregate, Cmp, Forest, LeafKind, Missing};
 const NEGATE: u32 = 1 << 31;
 const LEAF: u32 = 1 << 30;
 const COMPLEX: u32 = 1 << 29;
-const FEATURE_MASK: u32 = (1 << 29) - 1;
 
 /// Rows walked together through one tree.
 const BLOCK_ROWS: usize = 64;
@@ -44,10 +43,13 @@ pub const PARALLEL_MIN_ROWS: usize = 2048;
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 struct Node {
-    /// Split: go left when `x < threshold`. Complex split: `f32::from_bits(index)` into
-    /// `CompiledForest::complex`.
+    /// Simple split: take the first child when `y < threshold` (see [`goes_second`]). Leaf:
+    /// NaN. Complex split: `f32::from_bits(index)` into `CompiledForest::complex`.
     threshold: f32,
-    /// Feature index and flags.
+    /// The feature a split reads (0 for leaves).
+    feature: u32,
+    /// Flags: [`NEGATE`] for simple splits, which the walk XORs straight into the input's bits
+    /// (so no other flag may be set on them), [`LEAF`], [`COMPLEX`].
     meta: u32,
     /// Split: index of the left child (the right child follows it). Leaf: its own index minus
     /// one (wrapping), so that a leaf, whose threshold is NaN and so always "goes right", is its
@@ -149,6 +151,7 @@ impl CompiledForest {
             // `queue` holds (IR node, slot in `nodes` reserved for it).
             nodes.push(Node {
                 threshold: 0.0,
+                feature: 0,
                 meta: 0,
                 child: 0,
             });
@@ -166,6 +169,7 @@ impl CompiledForest {
                     leaf_at[slot] = at;
                     nodes[slot] = Node {
                         threshold: f32::NAN,
+                        feature: 0,
                         meta: LEAF,
                         child: (slot as u32).wrapping_sub(1),
                     };
@@ -197,7 +201,6 @@ impl CompiledForest {
                     }
                 };
                 let feature = tree.feature[i];
-                assert!(feature <= FEATURE_MASK, "feature index too large");
                 // The lockstep walk reads features without bounds checks (see `step`).
                 assert!(
                     (feature as usize) < forest.n_features,
@@ -221,7 +224,8 @@ impl CompiledForest {
                         }
                         Node {
                             threshold: if default_left { (-u).next_up() } else { u },
-                            meta: feature | if default_left { NEGATE } else { 0 },
+                            feature,
+                            meta: if default_left { NEGATE } else { 0 },
                             child: base,
                         }
                     }
@@ -233,7 +237,8 @@ impl CompiledForest {
                         });
                         Node {
                             threshold: f32::from_bits(complex.len() as u32 - 1),
-                            meta: feature | COMPLEX,
+                            feature,
+                            meta: COMPLEX,
                             child: base,
                         }
                     }
@@ -472,7 +477,7 @@ impl CompiledForest {
             if n.meta & LEAF != 0 {
                 return self.leaf_at[i] as usize;
             }
-            let x = row[(n.meta & FEATURE_MASK) as usize];
+            let x = row[n.feature as usize];
             let second = if n.meta & COMPLEX == 0 {
                 goes_second(n, x)
             } else {
@@ -498,7 +503,7 @@ fn step(nodes: &[Node], row: &[f32], i: u32) -> u32 {
     //   callers pass whole rows of `n_features` values. Leaves read feature 0, which exists:
     //   a walk only steps when some tree of the walk has a split, so `n_features >= 1`.
     let n = unsafe { *nodes.get_unchecked(i as usize) };
-    let f = (n.meta & FEATURE_MASK) as usize;
+    let f = n.feature as usize;
     debug_assert!(f < row.len());
     let x = unsafe { *row.get_unchecked(f) };
     n.child.wrapping_add(u32::from(goes_second(n, x)))
@@ -509,7 +514,7 @@ fn step(nodes: &[Node], row: &[f32], i: u32) -> u32 {
 #[inline(always)]
 #[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn goes_second(n: Node, x: f32) -> bool {
-    let y = f32::from_bits(x.to_bits() ^ (n.meta & NEGATE));
+    let y = f32::from_bits(x.to_bits() ^ n.meta);
     !(y < n.threshold)
 }
 
