@@ -122,6 +122,11 @@ pub struct BatchingConfig {
     /// when it passes is answered 504 and never computed. A request's own `timeout` parameter
     /// (microseconds) or `X-Request-Timeout-Ms` header takes precedence. Default none.
     pub default_timeout: Option<String>,
+    /// A request whose measured compute cost is below this, arriving while the model's queue is
+    /// empty, is computed on the request's own task instead of going through the batcher and an
+    /// instance thread (two thread hops cost more than a cheap model). `"0us"` turns it off.
+    /// Default `"50us"`.
+    pub inline_compute_below: String,
 }
 
 impl Default for BatchingConfig {
@@ -133,6 +138,7 @@ impl Default for BatchingConfig {
             preferred_batch_sizes: Vec::new(),
             max_queue_size: None,
             default_timeout: None,
+            inline_compute_below: "50us".into(),
         }
     }
 }
@@ -171,6 +177,11 @@ impl BatchingConfig {
         parse_duration(&self.max_queue_delay).unwrap_or_default()
     }
 
+    /// The parsed `inline_compute_below`.
+    pub fn inline_compute_below(&self) -> std::time::Duration {
+        parse_duration(&self.inline_compute_below).unwrap_or_default()
+    }
+
     /// The parsed `default_timeout`.
     pub fn default_timeout(&self) -> Option<std::time::Duration> {
         self.default_timeout
@@ -187,6 +198,8 @@ impl BatchingConfig {
         if let Some(t) = &self.default_timeout {
             parse_duration(t).map_err(|e| format!("batching.default_timeout: {e}"))?;
         }
+        parse_duration(&self.inline_compute_below)
+            .map_err(|e| format!("batching.inline_compute_below: {e}"))?;
         if let Some(&p) = self
             .preferred_batch_sizes
             .iter()
@@ -314,6 +327,7 @@ mod tests {
             preferred_batch_sizes: _,
             max_queue_size: _,
             default_timeout: _,
+            inline_compute_below: _,
         } = BatchingConfig::default();
         let fields = [
             "name",
@@ -335,6 +349,7 @@ mod tests {
             "batching.preferred_batch_sizes",
             "batching.max_queue_size",
             "batching.default_timeout",
+            "batching.inline_compute_below",
         ];
         let doc = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),

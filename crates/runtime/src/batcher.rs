@@ -8,6 +8,7 @@
 //! (client disconnected) are removed before each decision and never computed.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -236,23 +237,33 @@ pub fn split(outputs: Vec<Tensor>, parts: &[Part]) -> Result<Vec<Vec<Tensor>>, I
 
 /// Removes entries whose caller is gone (never computed) or whose deadline passed (answered
 /// with a timeout, never computed).
-fn prune(queue: &mut VecDeque<Entry>, now: Instant) {
+fn prune(queue: &mut VecDeque<Entry>, now: Instant, pending: &AtomicUsize) {
     queue.retain_mut(|e| {
-        if e.reply.is_closed() {
-            tracing::debug!("request dropped before compute: the client went away");
-            return false;
+        let keep = keep(e, now);
+        if !keep {
+            pending.fetch_sub(1, Ordering::Relaxed);
         }
-        if e.deadline.is_some_and(|d| now >= d) {
-            let (tx, _) = oneshot::channel();
-            let reply = std::mem::replace(&mut e.reply, tx);
-            let _ = reply.send(Err(InferError::new(
-                ErrorKind::DeadlineExceeded,
-                "the request's timeout passed while it was queued; it was not computed",
-            )));
-            return false;
-        }
-        true
+        keep
     });
+}
+
+/// Whether a queued entry stays: not if its caller is gone or its deadline passed (then it is
+/// answered with a timeout).
+fn keep(e: &mut Entry, now: Instant) -> bool {
+    if e.reply.is_closed() {
+        tracing::debug!("request dropped before compute: the client went away");
+        return false;
+    }
+    if e.deadline.is_some_and(|d| now >= d) {
+        let (tx, _) = oneshot::channel();
+        let reply = std::mem::replace(&mut e.reply, tx);
+        let _ = reply.send(Err(InferError::new(
+            ErrorKind::DeadlineExceeded,
+            "the request's timeout passed while it was queued; it was not computed",
+        )));
+        return false;
+    }
+    true
 }
 
 /// The batcher's clock: tokio's, so that tests can pause and advance it.
@@ -274,6 +285,7 @@ pub async fn run(
     instances: Arc<Semaphore>,
     jobs: crossbeam_channel::Sender<Job>,
     stats: Arc<VersionStats>,
+    pending: Arc<AtomicUsize>,
 ) {
     let mut queue: VecDeque<Entry> = VecDeque::new();
     let mut open = true;
@@ -289,7 +301,7 @@ pub async fn run(
             }
         }
         drain(&mut rx, &mut queue);
-        prune(&mut queue, clock());
+        prune(&mut queue, clock(), &pending);
         if queue.is_empty() {
             continue;
         }
@@ -311,7 +323,7 @@ pub async fn run(
         loop {
             drain(&mut rx, &mut queue);
             let now = clock();
-            prune(&mut queue, now);
+            prune(&mut queue, now, &pending);
             view.clear();
             view.extend(queue.iter().map(|e| Queued {
                 rows: e.rows,
@@ -331,6 +343,7 @@ pub async fn run(
                 }
                 Decision::Dispatch { n } => {
                     let taken: Vec<Entry> = queue.drain(..n).collect();
+                    pending.fetch_sub(taken.len(), Ordering::Relaxed);
                     for e in &taken {
                         stats.dequeued(now.saturating_duration_since(e.enqueued));
                     }

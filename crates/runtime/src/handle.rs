@@ -7,8 +7,11 @@
 //! the batcher groups queued requests into batches for the instance threads, which compute
 //! (never on the async runtime), split the outputs back and answer each request on its oneshot.
 //! A panic inside a model is caught, answered as an internal error, and the instance keeps
-//! serving.
+//! serving. A cheap model (measured cost below `inline_compute_below`) whose queue is empty is
+//! computed on the caller's own task instead: a batch could not form, and the two thread hops
+//! would cost more than the model.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +47,11 @@ impl Default for HandleConfig {
 #[derive(Clone)]
 pub struct ModelHandle {
     tx: mpsc::UnboundedSender<Entry>,
+    model: Arc<dyn LoadedModel>,
+    /// Requests sent to the batcher and not yet taken from its queue.
+    pending: Arc<AtomicUsize>,
+    /// Compute inline below this measured cost when the queue is empty (zero: never).
+    inline_below: Duration,
     admission: Arc<Semaphore>,
     max_queue_size: usize,
     max_batch_size: usize,
@@ -71,15 +79,20 @@ impl ModelHandle {
                 .expect("spawn instance thread");
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
         tokio::spawn(batcher::run(
             Policy::from_config(&cfg.batching),
             rx,
             Arc::new(Semaphore::new(instances)),
             jobs_tx,
             stats.clone(),
+            pending.clone(),
         ));
         ModelHandle {
             tx,
+            model,
+            pending,
+            inline_below: cfg.batching.inline_compute_below(),
             admission: Arc::new(Semaphore::new(cfg.max_queue_size.max(1))),
             max_queue_size: cfg.max_queue_size.max(1),
             max_batch_size: cfg.batching.max_batch_size.max(1),
@@ -117,6 +130,9 @@ impl ModelHandle {
                 ),
             )
         })?;
+        if let Some(out) = self.try_inline(&batch) {
+            return out;
+        }
         let now = batcher::clock();
         let deadline = timeout.or(self.default_timeout).map(|t| now + t);
         let outputs: Arc<[String]> = Arc::from(batch.outputs);
@@ -124,6 +140,7 @@ impl ModelHandle {
         let eager = batch.rows > self.max_batch_size;
         for (inputs, rows) in chunks(batch.inputs, batch.rows, self.max_batch_size) {
             let (reply, rx) = oneshot::channel();
+            self.pending.fetch_add(1, Ordering::Relaxed);
             self.tx
                 .send(Entry {
                     inputs,
@@ -134,7 +151,10 @@ impl ModelHandle {
                     eager,
                     reply,
                 })
-                .map_err(|_| InferError::unavailable("model is shutting down"))?;
+                .map_err(|_| {
+                    self.pending.fetch_sub(1, Ordering::Relaxed);
+                    InferError::unavailable("model is shutting down")
+                })?;
             replies.push(rx);
         }
         let mut joined: Option<Vec<Tensor>> = None;
@@ -168,6 +188,46 @@ impl ModelHandle {
         }
         Ok(joined.unwrap_or_default())
     }
+}
+
+impl ModelHandle {
+    /// Computes `batch` on the caller's task when the model is cheap (its measured cost for
+    /// these rows is below `inline_compute_below`) and nothing is queued: a batch could not form
+    /// anyway, and two thread hops would cost more than the model.
+    fn try_inline(&self, batch: &Batch) -> Option<Result<Vec<Tensor>, InferError>> {
+        if self.inline_below.is_zero()
+            || batch.rows > self.max_batch_size
+            || self.pending.load(Ordering::Relaxed) != 0
+        {
+            return None;
+        }
+        let cost = self.stats.estimated_compute(batch.rows, 8)?;
+        if cost >= self.inline_below {
+            return None;
+        }
+        let started = Instant::now();
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.infer(batch)));
+        self.stats.batch_done(batch.rows, started.elapsed());
+        Some(match result {
+            Ok(r) => r.map_err(InferError::from).map(|outs| {
+                outs.into_iter()
+                    .filter(|t| batch.outputs.is_empty() || batch.outputs.contains(&t.name))
+                    .collect()
+            }),
+            Err(panic) => Err(panic_error(panic)),
+        })
+    }
+}
+
+fn panic_error(panic: Box<dyn std::any::Any + Send>) -> InferError {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(%msg, "model panicked");
+    InferError::internal(format!("model failed: {msg}"))
 }
 
 /// Splits inputs with `rows` rows into chunks of at most `max` rows.
@@ -214,15 +274,7 @@ fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Jo
         job.stats.batch_done(job.batch.rows, took);
         let result = match result {
             Ok(r) => r.map_err(InferError::from),
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                tracing::error!(%msg, "model panicked");
-                Err(InferError::internal(format!("model failed: {msg}")))
-            }
+            Err(panic) => Err(panic_error(panic)),
         };
         match result.and_then(|outs| batcher::split(outs, &job.parts)) {
             Ok(split) => {

@@ -156,6 +156,8 @@ pub struct VersionStats {
     pub inference_count: AtomicU64,
     /// Batches run (`execution_count`).
     pub execution_count: AtomicU64,
+    /// Rows computed in those batches.
+    pub rows_computed: AtomicU64,
     /// Milliseconds since the epoch of the last successful inference.
     pub last_inference_ms: AtomicU64,
     pub success: Duration2,
@@ -178,6 +180,7 @@ impl Default for VersionStats {
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
             inference_count: AtomicU64::new(0),
             execution_count: AtomicU64::new(0),
+            rows_computed: AtomicU64::new(0),
             last_inference_ms: AtomicU64::new(0),
             success: Duration2::default(),
             fail: Duration2::default(),
@@ -211,6 +214,19 @@ impl VersionStats {
         }
     }
 
+    /// The measured compute time of `rows` rows (average per row so far times `rows`), once at
+    /// least `min_batches` batches have run.
+    pub fn estimated_compute(&self, rows: usize, min_batches: u64) -> Option<Duration> {
+        let (batches, ns) = self.compute_infer.get();
+        let computed = self.rows_computed.load(Relaxed);
+        if batches < min_batches || computed == 0 {
+            return None;
+        }
+        Some(Duration::from_nanos(
+            (ns as u128 * rows as u128 / computed as u128).min(u64::MAX as u128) as u64,
+        ))
+    }
+
     pub fn requests(&self, outcome: Outcome) -> u64 {
         self.requests[outcome.index()].load(Relaxed)
     }
@@ -224,6 +240,7 @@ impl VersionStats {
     /// An instance ran a batch of `rows` rows in `took`.
     pub fn batch_done(&self, rows: usize, took: Duration) {
         self.execution_count.fetch_add(1, Relaxed);
+        self.rows_computed.fetch_add(rows as u64, Relaxed);
         self.compute_infer.add(1, took);
         self.busy.add(1, took);
         self.compute_seconds.observe(took.as_secs_f64());

@@ -20,6 +20,7 @@ use ferroserve_runtime::VersionStats;
 struct Doubler {
     meta: ModelMetadata,
     batches: Mutex<Vec<usize>>,
+    threads: Mutex<Vec<String>>,
     gate: (Mutex<bool>, Condvar),
 }
 
@@ -48,6 +49,7 @@ impl Doubler {
                 ..Default::default()
             },
             batches: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
             gate: (Mutex::new(true), Condvar::new()),
         })
     }
@@ -84,6 +86,10 @@ impl LoadedModel for Doubler {
         }
         drop(open);
         self.batches.lock().unwrap().push(batch.rows);
+        self.threads
+            .lock()
+            .unwrap()
+            .push(std::thread::current().name().unwrap_or("").to_string());
         let TensorData::Fp32(x) = &batch.inputs[0].data else {
             return Err(BackendError::Input("FP32 expected".into()));
         };
@@ -269,6 +275,31 @@ async fn disabled_batching_computes_each_request_alone() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(m.batches(), vec![2, 2, 2, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheap_model_with_an_empty_queue_is_computed_on_the_request_task() {
+    for (inline, expect_inline) in [("50ms", true), ("0us", false)] {
+        let m = Doubler::new();
+        let mut c = cfg(16, "0ms", 64);
+        c.batching.inline_compute_below = inline.into();
+        let h = start(&m, &c);
+        for i in 0..12 {
+            let out = h.submit(rows(&[i as f32, 1.0]), None).await.unwrap();
+            assert_eq!(out[0].data, TensorData::Fp32(vec![2.0 * i as f32, 2.0]));
+        }
+        let threads = m.threads.lock().unwrap().clone();
+        // The first batches run on instance threads (no cost measured yet).
+        assert!(
+            threads[..8].iter().all(|t| t.starts_with("fs-")),
+            "{threads:?}"
+        );
+        let later_inline = threads[8..].iter().all(|t| !t.starts_with("fs-"));
+        assert_eq!(
+            later_inline, expect_inline,
+            "inline_compute_below = {inline}: {threads:?}"
+        );
+    }
 }
 
 mod property {
