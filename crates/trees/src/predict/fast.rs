@@ -361,10 +361,15 @@ impl CompiledForest {
         let nf = f.n_features;
         let n_out = f.n_outputs;
         let n = rows.len() / nf;
-        let mut acc = [A::ZERO; BLOCK_ROWS * 4];
-        let mut big;
-        let acc: &mut [A] = if n * n_out <= acc.len() {
-            &mut acc[..n * n_out]
+        // Running aggregates on the stack; a small array for a single row, where clearing the
+        // block-sized one would cost as much as a few trees.
+        let (mut small, mut block, mut big);
+        let acc: &mut [A] = if n * n_out <= 16 {
+            small = [A::ZERO; 16];
+            &mut small[..n * n_out]
+        } else if n * n_out <= BLOCK_ROWS * 4 {
+            block = [A::ZERO; BLOCK_ROWS * 4];
+            &mut block[..n * n_out]
         } else {
             big = vec![A::ZERO; n * n_out];
             &mut big
