@@ -1,5 +1,8 @@
 //! The `ferroserve` binary: `ferroserve serve` runs the HTTP server over a model repository (by
-//! default the bundled `examples/models`) or a single model file (`--model`, `MODEL_FILE`).
+//! default the bundled `examples/models`) or a single model file (`--model`, `MODEL_FILE`);
+//! `ferroserve import` turns a pickle, booster file or ONNX graph into a verified repository entry.
+
+mod import;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +28,11 @@ struct Cli {
 enum Command {
     /// Serve a model repository (default: the bundled examples/models) or one model file.
     Serve(ServeArgs),
+    /// Import a scikit-learn pickle/joblib file, an XGBoost/LightGBM model or an ONNX graph into
+    /// a repository, verified against the original library. Pickles run code when loaded: only
+    /// import files you trust.
+    #[command(long_about = import::LONG_ABOUT)]
+    Import(import::ImportArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,6 +215,10 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             rt.block_on(serve(args))
+        }
+        Command::Import(args) => {
+            init_logging("warn", LogFormat::Text);
+            import::run(args)
         }
     }
 }
