@@ -88,6 +88,13 @@ joblib.dump(lr, out / "lgb_reg.joblib")
 record("lgb_reg", "lgb_reg.joblib", [tensor("input", Xd)], "value",
        lr.predict(Xd.astype(np.float32).astype(np.float64)))
 
+# A scikit-learn Pipeline ending in an XGBoost step (converted with onnxmltools' converter).
+px = make_pipeline(StandardScaler(), xgb.XGBClassifier(n_estimators=8, max_depth=3)).fit(
+    iris.data, iris.target)
+pickle.dump(px, open(out / "pipe_xgb.pkl", "wb"))
+record("pipe_xgb", "pipe_xgb.pkl", [tensor("input", Xi)], "probabilities",
+       px.predict_proba(Xi.astype(np.float32).astype(np.float64)))
+
 # Native booster files.
 xb = xgb.XGBRegressor(n_estimators=10).fit(diab.data, diab.target).get_booster()
 xb.save_model(str(out / "xgb_native.json"))

@@ -1,6 +1,6 @@
 //! `ferroserve import` end to end: fresh models of every accepted kind (a scikit-learn Pipeline
 //! pickle, a forest and an MLP in joblib files, a ColumnTransformer pipeline with a text column,
-//! pickled XGBoost and LightGBM wrappers, native XGBoost JSON and LightGBM text boosters, an ONNX
+//! a Pipeline ending in an XGBoost step, pickled XGBoost and LightGBM wrappers, native XGBoost JSON and LightGBM text boosters, an ONNX
 //! graph) are trained by `tests/import_models.py`, imported with the real binary, served by the
 //! real server, and answer over HTTP what their training library answered. Also: a model whose
 //! answers disagree is refused with the largest difference and nothing written; a missing Python
@@ -73,7 +73,7 @@ async fn every_kind_of_model_file_imports_serves_and_matches_its_library() {
     let expected: Value =
         serde_json::from_slice(&std::fs::read(files.join("expected.json")).unwrap()).unwrap();
     let cases = expected.as_object().unwrap();
-    assert_eq!(cases.len(), 9);
+    assert_eq!(cases.len(), 10);
     // The imports run at once (each is mostly Python start-up).
     let running: Vec<(String, std::process::Child)> = cases
         .iter()
