@@ -1,7 +1,8 @@
 //! End-to-end over HTTP for the ONNX Runtime backend: the bundled ONNX Runtime examples
 //! (`wine_pipeline`, `iris_mlp`) answer what scikit-learn answered (examples/models/expected.json);
 //! a graph with one input per column, a string column among them, takes BYTES and numbers in one
-//! request; `backend = "onnx"` forces ONNX Runtime on a tree ensemble and answers what the native
+//! request; a ZipMap graph with string classes answers BYTES labels and an FP32 probabilities
+//! tensor; `backend = "onnx"` forces ONNX Runtime on a tree ensemble and answers what the native
 //! engine answers; and a server that cannot find ONNX Runtime keeps serving its tree models while
 //! the ONNX ones say how to install it (that one needs no ONNX Runtime and always runs).
 
@@ -124,6 +125,10 @@ async fn columns_strings_and_forced_onnx_backend() {
         &repo.join("columns/1/model.onnx"),
     );
     copy(
+        &fixtures.join("zipmap_str.onnx"),
+        &repo.join("zipmap_str/1/model.onnx"),
+    );
+    copy(
         &examples().join("iris/1/model.onnx"),
         &repo.join("iris_ort/1/model.onnx"),
     );
@@ -154,6 +159,39 @@ async fn columns_strings_and_forced_onnx_backend() {
     wrong[0]["name"] = json!("colour");
     let (st, out) = post(&s, "/v2/models/columns/infer", &json!({"inputs": wrong})).await;
     assert_eq!(st, 400, "{out}");
+
+    // ZipMap with string classes: BYTES labels and an FP32 [rows, classes] probabilities tensor.
+    let case = &golden["zipmap_str"];
+    let (st, out) = post(
+        &s,
+        "/v2/models/zipmap_str/infer",
+        &json!({"inputs": case["inputs"]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{out}");
+    let label = output(&out, "output_label");
+    assert_eq!(label["datatype"], "BYTES");
+    assert_eq!(label["data"], case["outputs"]["output_label"]["data"]);
+    let probs = output(&out, "output_probability");
+    assert_eq!(probs["datatype"], "FP32");
+    assert_eq!(probs["shape"], json!([4, 3]));
+    let d = max_diff(
+        &flat(&probs["data"]),
+        &flat(&case["outputs"]["output_probability"]["data"]),
+    );
+    assert!(d <= 1e-6, "zipmap_str: max |diff| {d} vs onnxruntime");
+    let meta: Value = client()
+        .get(s.url("/v2/models/zipmap_str"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        meta["parameters"]["class_labels"],
+        json!(["setosa", "versicolor", "virginica"])
+    );
 
     // Forced ONNX Runtime answers what the native engine answers on the same tree ensemble.
     let meta: Value = client()
