@@ -6,7 +6,8 @@ one 10,000-row batch (median of several), with one intra-op thread on both sides
 default `intra_op_threads = 1`; `SessionOptions.intra_op_num_threads = 1` in Python). ferroserve
 is timed in-process through `OnnxModel::run` (crates/onnx/examples/time_onnx.rs), which includes
 turning the request tensor into an ONNX Runtime value and the outputs back; Python is timed on
-`InferenceSession.run` with a ready numpy array. Both load the same libonnxruntime (the wheel's).
+`InferenceSession.run` with a ready numpy array. Same ONNX Runtime release on both sides:
+ferroserve loads the wheel's libonnxruntime.so, whose Python binding has the same build inside.
 Prints a Markdown table with ratios (Python time / ferroserve time: above 1 means ferroserve is
 faster).
 
