@@ -59,6 +59,9 @@ pub struct OnnxModel {
     inputs: Vec<Input>,
     outputs: Vec<Output>,
     meta: ModelMetadata,
+    /// Every input's first dimension is fixed to 1 (graphs exported with a batch of one): a
+    /// batch of several rows runs row by row and the outputs are joined.
+    one_row_at_a_time: bool,
 }
 
 /// The v2 data type of an ONNX element type, or `None` for those v2 cannot carry.
@@ -302,12 +305,15 @@ impl OnnxModel {
             class_labels,
             description: cfg.description.clone().unwrap_or(description),
         };
+        let one_row_at_a_time =
+            !meta.inputs.is_empty() && meta.inputs.iter().all(|m| m.shape.first() == Some(&1));
         Ok(OnnxModel {
             recipe,
             pool: Mutex::new(vec![session]),
             inputs,
             outputs,
             meta,
+            one_row_at_a_time,
         })
     }
 
@@ -336,6 +342,56 @@ impl OnnxModel {
 
     /// Runs the graph; the outputs in graph order, those not wanted left out.
     pub fn run(&self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
+        if self.one_row_at_a_time && batch.rows > 1 {
+            return self.run_row_by_row(batch);
+        }
+        self.run_once(batch)
+    }
+
+    /// Runs a batch of several rows through a graph that takes one row, and joins the outputs
+    /// along their first dimension (the batcher joins requests of one row each).
+    fn run_row_by_row(&self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
+        let mut joined: Vec<Tensor> = Vec::new();
+        for r in 0..batch.rows {
+            let inputs = batch
+                .inputs
+                .iter()
+                .map(|t| {
+                    let per_row = t.data.len() / batch.rows.max(1);
+                    let mut shape = t.shape.clone();
+                    if let Some(d0) = shape.first_mut() {
+                        *d0 = 1;
+                    }
+                    Tensor::new(
+                        t.name.clone(),
+                        shape,
+                        t.data.slice(r * per_row, (r + 1) * per_row),
+                    )
+                })
+                .collect();
+            let one = Batch {
+                inputs,
+                rows: 1,
+                outputs: batch.outputs.clone(),
+            };
+            let out = self.run_once(&one)?;
+            if joined.is_empty() {
+                joined = out;
+                continue;
+            }
+            for (acc, t) in joined.iter_mut().zip(out) {
+                acc.data
+                    .extend(&t.data)
+                    .map_err(|e| OnnxError::Run(format!("output '{}': {e}", t.name)))?;
+                if let (Some(a), Some(b)) = (acc.shape.first_mut(), t.shape.first()) {
+                    *a += *b;
+                }
+            }
+        }
+        Ok(joined)
+    }
+
+    fn run_once(&self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
         if batch.inputs.len() != self.inputs.len() {
             return Err(OnnxError::Input(format!(
                 "expected {} input tensor(s), got {}",

@@ -1,6 +1,6 @@
 //! Differential tests of the ONNX Runtime backend: every graph in `tests/fixtures` (ZipMap with
 //! integer and string classes, one input per column with a string column, FP64 in and out,
-//! string in and out) and the two ONNX Runtime examples in `examples/models` answer what ONNX
+//! string in and out, a graph fixed at one row) and the two ONNX Runtime examples in `examples/models` answer what ONNX
 //! Runtime's Python API and scikit-learn answered (`fixtures/golden.json`,
 //! `examples/models/expected.json`, written by `make_fixtures.py` and `train.py`). Also:
 //! metadata, session options, bad inputs, and concurrent `infer` from several threads.
@@ -167,7 +167,7 @@ fn fixtures_answer_what_onnxruntime_and_sklearn_answer() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 5);
+    assert_eq!(checked, 6);
 }
 
 fn model_labels(m: &OnnxModel) -> Option<Vec<String>> {
@@ -320,6 +320,31 @@ fn bad_inputs_are_the_clients_fault() {
     let out = m.run(&b).unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].name, "output_label");
+}
+
+/// A graph fixed at one row still serves a batch the batcher joined: row by row.
+#[test]
+fn a_one_row_graph_runs_a_joined_batch_row_by_row() {
+    if !have_ort("the ONNX one-row graph test") {
+        return;
+    }
+    use ferroserve_core::LoadedModel;
+    let m = load(
+        &fixtures().join("fixed_batch.onnx"),
+        &ModelConfig::default(),
+    );
+    assert_eq!(m.metadata().inputs[0].shape, vec![1, 3]);
+    let x = Tensor::new(
+        "x",
+        vec![3, 3],
+        TensorData::Fp32(vec![1.0, 2.0, 3.0, 0.0, -1.0, 0.5, 10.0, 20.0, 30.0]),
+    );
+    let out = m.run(&batch(vec![x])).unwrap();
+    assert_eq!(out[0].shape, vec![3, 3]);
+    assert_eq!(
+        out[0].data,
+        TensorData::Fp32(vec![3.0, 5.0, 7.0, 1.0, -1.0, 2.0, 21.0, 41.0, 61.0])
+    );
 }
 
 #[test]
