@@ -8,11 +8,12 @@ is timed in-process through `OnnxModel::run` (crates/onnx/examples/time_onnx.rs)
 turning the request tensor into an ONNX Runtime value and the outputs back; Python is timed on
 `InferenceSession.run` with a ready numpy array. Same ONNX Runtime release on both sides:
 ferroserve loads the wheel's libonnxruntime.so, whose Python binding has the same build inside.
-Prints a Markdown table with ratios (Python time / ferroserve time: above 1 means ferroserve is
-faster).
+The two sides take turns, `--rounds` times each, and each figure is the median over the rounds
+(the machine is shared; turns keep a burst of other work from landing on one side only). Prints
+a Markdown table with ratios (Python time / ferroserve time: above 1 means ferroserve is faster).
 
     pip install onnxruntime numpy
-    python3 bench/onnx/bench.py [--calls 20000] [--repeats 20]
+    python3 bench/onnx/bench.py [--calls 20000] [--repeats 20] [--rounds 3]
 """
 import argparse
 import json
@@ -79,18 +80,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "-q", "--release", "-p", "ferroserve-onnx", "--example",
                     "time_onnx"], cwd=ROOT, check=True)
     print(f"onnxruntime {ort.__version__}, Python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, intra-op threads 1, {args.calls} single-row calls, "
-          f"median of {args.repeats} 10,000-row batches\n")
+          f"median of {args.repeats} 10,000-row batches; median of {args.rounds} alternating rounds\n")
     print("| model | graph | single row: ferroserve median / p99 | onnxruntime (Python) median / p99 "
           "| ratio (median) | 10,000 rows: ferroserve | onnxruntime (Python) | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for name, path, nf, what in MODELS:
-        f = time_ferroserve(path, nf, args.calls, args.repeats)
-        p = time_python(path, nf, args.calls, args.repeats)
+        fs, ps = [], []
+        for _ in range(args.rounds):
+            fs.append(time_ferroserve(path, nf, args.calls, args.repeats))
+            ps.append(time_python(path, nf, args.calls, args.repeats))
+        f = {k: statistics.median(r[k] for r in fs) for k in fs[0]}
+        p = {k: statistics.median(r[k] for r in ps) for k in ps[0]}
         print(f"| {name} | {what} | {f['single_median_us']:.1f} / {f['single_p99_us']:.1f} µs "
               f"| {p['single_median_us']:.1f} / {p['single_p99_us']:.1f} µs "
               f"| {p['single_median_us'] / f['single_median_us']:.2f} "
