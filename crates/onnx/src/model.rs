@@ -422,43 +422,31 @@ impl OnnxModel {
             inputs.push((spec.name.as_str(), value));
         }
         let mut session = self.take_session()?;
-        let result = {
-            match session.run(inputs) {
-                Ok(mut out) => {
-                    let mut tensors = Vec::with_capacity(self.outputs.len());
-                    let mut failure = None;
-                    for o in &self.outputs {
-                        if !batch.outputs.is_empty() && !batch.outputs.iter().any(|n| n == &o.name)
-                        {
-                            continue;
-                        }
-                        match out.remove(o.name.as_str()) {
-                            Some(v) => match from_value(o, &v) {
-                                Ok(t) => tensors.push(t),
-                                Err(e) => {
-                                    failure = Some(e);
-                                    break;
-                                }
-                            },
-                            None => {
-                                failure = Some(OnnxError::Run(format!(
-                                    "ONNX Runtime gave no output '{}'",
-                                    o.name
-                                )));
-                                break;
-                            }
-                        }
-                    }
-                    match failure {
-                        Some(e) => Err(e),
-                        None => Ok(tensors),
-                    }
-                }
-                Err(e) => Err(run_error(e)),
-            }
-        };
+        let result = session
+            .run(inputs)
+            .map_err(run_error)
+            .and_then(|mut out| self.collect(&mut out, &batch.outputs));
         self.put_session(session);
         result
+    }
+
+    /// The wanted outputs (all when `wanted` is empty), in graph order, as response tensors.
+    fn collect(
+        &self,
+        out: &mut ort::session::SessionOutputs<'_>,
+        wanted: &[String],
+    ) -> Result<Vec<Tensor>, OnnxError> {
+        let mut tensors = Vec::with_capacity(self.outputs.len());
+        for o in &self.outputs {
+            if !wanted.is_empty() && !wanted.iter().any(|n| n == &o.name) {
+                continue;
+            }
+            let v = out.remove(o.name.as_str()).ok_or_else(|| {
+                OnnxError::Run(format!("ONNX Runtime gave no output '{}'", o.name))
+            })?;
+            tensors.push(from_value(o, &v)?);
+        }
+        Ok(tensors)
     }
 }
 
