@@ -26,7 +26,7 @@ fn metric(text: &str, line_prefix: &str) -> f64 {
 async fn metrics_and_statistics_count_requests_rows_and_batches() {
     let s = Server::start(&[], &[]);
     let c = client();
-    for rows in [1, 3, 200] {
+    for rows in [1, 3, 2500] {
         let r = c
             .post(s.url("/v2/models/iris/infer"))
             .json(&iris_body(rows))
@@ -67,10 +67,10 @@ async fn metrics_and_statistics_count_requests_rows_and_batches() {
     );
     assert_eq!(
         metric(&text, &format!("ferroserve_inference_rows_total{{{l}}}")),
-        204.0
+        2504.0
     );
-    // 200 rows are split into batches of at most 64 (the default max_batch_size).
-    assert!(metric(&text, &format!("ferroserve_batches_total{{{l}}}")) >= 6.0);
+    // 2500 rows are split into batches of at most 1024 (the default max_batch_size).
+    assert!(metric(&text, &format!("ferroserve_batches_total{{{l}}}")) >= 4.0);
     assert_eq!(
         metric(
             &text,
@@ -81,8 +81,8 @@ async fn metrics_and_statistics_count_requests_rows_and_batches() {
     assert!(
         metric(
             &text,
-            &format!("ferroserve_batch_rows_bucket{{{l},le=\"64\"}}")
-        ) >= 6.0
+            &format!("ferroserve_batch_rows_bucket{{{l},le=\"1024\"}}")
+        ) >= 2.0
     );
     assert_eq!(
         metric(
@@ -114,10 +114,10 @@ async fn metrics_and_statistics_count_requests_rows_and_batches() {
     let m = &stats["model_stats"][0];
     assert_eq!(m["name"], "iris");
     assert_eq!(m["version"], "1");
-    assert_eq!(m["inference_count"], 204);
+    assert_eq!(m["inference_count"], 2504);
     assert_eq!(m["inference_stats"]["success"]["count"], 3);
     assert_eq!(m["inference_stats"]["fail"]["count"], 1);
-    assert!(m["execution_count"].as_u64().unwrap() >= 6);
+    assert!(m["execution_count"].as_u64().unwrap() >= 4);
     assert!(m["last_inference"].as_u64().unwrap() > 0);
     let sizes: Vec<u64> = m["batch_stats"]
         .as_array()
@@ -125,7 +125,7 @@ async fn metrics_and_statistics_count_requests_rows_and_batches() {
         .iter()
         .map(|b| b["batch_size"].as_u64().unwrap())
         .collect();
-    assert!(sizes.contains(&64), "{sizes:?}");
+    assert!(sizes.contains(&1024) && sizes.contains(&452), "{sizes:?}");
     let all: Value = c
         .get(s.url("/v2/models/stats"))
         .send()
@@ -157,7 +157,7 @@ async fn metrics_and_statistics_count_requests_rows_and_batches() {
         .json()
         .await
         .unwrap();
-    assert_eq!(v["model_stats"][0]["inference_count"], 204);
+    assert_eq!(v["model_stats"][0]["inference_count"], 2504);
     assert_eq!(
         c.get(s.url("/v2/models/nope/stats"))
             .send()

@@ -106,7 +106,7 @@ pub struct BatchingConfig {
     /// requests are still split at `max_batch_size`). Default `true`.
     pub enabled: bool,
     /// Most rows in one batch; larger client requests are split across batches and instances
-    /// and reassembled in order. Default 64.
+    /// and reassembled in order. Default 1024.
     pub max_batch_size: usize,
     /// How long the oldest queued request may wait for others before its batch goes, e.g.
     /// `"2ms"`, `"500us"`. Default `"0ms"`: a batch goes as soon as an instance is free, with
@@ -133,7 +133,7 @@ impl Default for BatchingConfig {
     fn default() -> Self {
         BatchingConfig {
             enabled: true,
-            max_batch_size: 64,
+            max_batch_size: 1024,
             max_queue_delay: "0ms".into(),
             preferred_batch_sizes: Vec::new(),
             max_queue_size: None,
