@@ -1,9 +1,9 @@
 //! Finding and loading the ONNX Runtime shared library, once per process.
 //!
 //! Order: `ORT_DYLIB_PATH` (a file, or a folder holding the library); else the `onnxruntime`
-//! Python wheel (`onnxruntime/capi/libonnxruntime.so*`) in the site-packages folders that
-//! `python3` reports (asked once, with a short timeout) and in the usual places (virtual and
-//! conda environments, pyenv, `~/.local`, `/usr/local/lib`, `/usr/lib`); else a system-wide
+//! Python wheel (`onnxruntime/capi/libonnxruntime.so*`) in the usual places (virtual and conda
+//! environments, pyenv, `~/.local`, `/usr/local/lib`, `/usr/lib`), then in the site-packages
+//! folders `python3` reports (asked only if needed: starting Python is slow); else a system-wide
 //! `libonnxruntime.so` in the usual library folders. Nothing is downloaded. The search runs the
 //! first time a model needs ONNX Runtime, so a server with only tree models never looks.
 
@@ -141,7 +141,7 @@ fn python_dirs_under(base: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The usual places Python packages live, for when `python3` cannot be asked.
+/// The usual places Python packages live (looked at before asking `python3`, which is slow).
 fn usual_site_packages() -> Vec<PathBuf> {
     let mut bases: Vec<PathBuf> = Vec::new();
     for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
@@ -168,15 +168,29 @@ fn usual_site_packages() -> Vec<PathBuf> {
     out
 }
 
-/// Every place looked at, in order, without duplicates.
+/// Every place looked at, in order, without duplicates: the usual Python locations first (a
+/// directory listing costs microseconds; any ONNX Runtime from 1.17 on serves), then the
+/// folders `python3` itself names (starting Python costs tens to hundreds of milliseconds, so it
+/// is asked only when the usual places have no library), then the system library folders.
 fn candidates() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    for sp in python_site_packages()
-        .into_iter()
-        .chain(usual_site_packages())
-    {
+    for sp in usual_site_packages() {
         dirs.push(sp.join("onnxruntime").join("capi"));
     }
+    dirs
+}
+
+/// Where Python itself says its packages are, as library folders.
+fn python_candidates() -> Vec<PathBuf> {
+    python_site_packages()
+        .into_iter()
+        .map(|sp| sp.join("onnxruntime").join("capi"))
+        .collect()
+}
+
+/// System library folders.
+fn system_candidates() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
     for lib in [
         "/usr/local/lib",
         "/usr/lib",
@@ -212,7 +226,11 @@ pub fn find_library() -> Result<PathBuf, String> {
             p.display()
         ));
     }
-    for dir in candidates() {
+    for dir in candidates()
+        .into_iter()
+        .chain(python_candidates())
+        .chain(system_candidates())
+    {
         if let Some(lib) = library_in(&dir) {
             return Ok(lib);
         }

@@ -248,7 +248,45 @@ pub fn scan_repository(repo: &Path) -> Result<Vec<FoundModel>, String> {
         })
         .collect();
     dirs.sort();
-    Ok(dirs.iter().map(|d| scan_model(d)).collect())
+    Ok(load_in_parallel(&dirs))
+}
+
+/// Loads model folders on up to 8 threads at once (start-up time is about the slowest model,
+/// not the sum: ONNX Runtime's one-time load overlaps the tree models), keeping the folders'
+/// order.
+fn load_in_parallel(dirs: &[PathBuf]) -> Vec<FoundModel> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<FoundModel>>> = dirs.iter().map(|_| Mutex::new(None)).collect();
+    let workers = dirs.len().clamp(1, 8);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(d) = dirs.get(i) else { break };
+                let found =
+                    std::panic::catch_unwind(|| scan_model(d)).unwrap_or_else(|_| FoundModel {
+                        name: d
+                            .file_name()
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default(),
+                        config: Err("loading this model panicked".into()),
+                        versions: Vec::new(),
+                        problem: Some(
+                            "loading this model panicked (a bug: please report it)".into(),
+                        ),
+                    });
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(found);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().ok().flatten())
+        .collect()
 }
 
 /// A single model file served without a repository (`--model FILE`, `MODEL_FILE`).
