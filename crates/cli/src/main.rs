@@ -1,6 +1,7 @@
-//! The `ferroserve` binary: `ferroserve serve` runs the HTTP server over a model repository (by
-//! default the bundled `examples/models`) or a single model file (`--model`, `MODEL_FILE`);
-//! `ferroserve import` turns a pickle, booster file or ONNX graph into a verified repository entry.
+//! The `ferroserve` binary: `ferroserve serve` runs the HTTP and gRPC servers side by side over
+//! a model repository (by default the bundled `examples/models`) or a single model file
+//! (`--model`, `MODEL_FILE`); `ferroserve import` turns a pickle, booster file or ONNX graph into
+//! a verified repository entry.
 
 mod import;
 
@@ -66,6 +67,9 @@ struct ServeArgs {
     /// HTTP port (0 picks a free port, printed at start).
     #[arg(long, env = "FERROSERVE_HTTP_PORT", default_value_t = 8000)]
     http_port: u16,
+    /// gRPC port (0 picks a free port, printed at start).
+    #[arg(long, env = "FERROSERVE_GRPC_PORT", default_value_t = 8001)]
+    grpc_port: u16,
     /// Largest request body in bytes.
     #[arg(long, env = "FERROSERVE_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_body_bytes: usize,
@@ -197,10 +201,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.http_port))?;
+    let grpc_listener = tokio::net::TcpListener::bind((args.host.as_str(), args.grpc_port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{} (gRPC)", args.host, args.grpc_port))?;
     let addr = listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
     tracing::info!(%addr, ready = state.is_ready(), startup_ms = started.elapsed().as_secs_f64() * 1e3, "HTTP listening");
+    tracing::info!(addr = %grpc_addr, "gRPC listening");
+    // The HTTP line first: scripts that read only the first line find the HTTP address.
     println!("ferroserve: HTTP listening on {addr}");
-    ferroserve_server::serve(listener, state, shutdown_signal()).await?;
+    println!("ferroserve: gRPC listening on {grpc_addr}");
+    // One signal stops both fronts.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::try_join!(
+        ferroserve_server::serve(listener, state.clone(), stopped(stop_rx.clone())),
+        ferroserve_server::grpc::serve(grpc_listener, state, stopped(stop_rx)),
+    )?;
     tracing::info!("stopped");
     Ok(())
 }

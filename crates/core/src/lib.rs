@@ -7,6 +7,7 @@ pub mod config;
 pub mod datatype;
 pub mod error;
 pub mod model;
+pub mod raw;
 pub mod tensor;
 
 pub use config::ModelConfig;

@@ -29,7 +29,13 @@ pub fn body_kind(headers: &HeaderMap, octet_ok: bool) -> Result<BodyKind, ApiErr
     } else {
         Err(ApiError(InferError::new(
             ErrorKind::UnsupportedMediaType,
-            format!("unsupported Content-Type '{essence}': send 'Content-Type: application/json'"),
+            if octet_ok {
+                format!("unsupported Content-Type '{essence}': send 'application/json', or 'application/octet-stream' with an Inference-Header-Content-Length header")
+            } else {
+                format!(
+                    "unsupported Content-Type '{essence}': send 'Content-Type: application/json'"
+                )
+            },
         )))
     }
 }

@@ -1,4 +1,5 @@
-//! The one mapping from [`ErrorKind`] to HTTP, and the v2 error body `{"error": "..."}`.
+//! The one mapping from [`ErrorKind`] to HTTP statuses ([`status_of`]) and the one mapping to
+//! gRPC codes ([`code_of`]), side by side; and the v2 error body `{"error": "..."}`.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +40,27 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
+/// The gRPC code of each error kind.
+pub fn code_of(kind: ErrorKind) -> tonic::Code {
+    match kind {
+        ErrorKind::InvalidInput => tonic::Code::InvalidArgument,
+        ErrorKind::Unprocessable => tonic::Code::InvalidArgument,
+        ErrorKind::NotFound => tonic::Code::NotFound,
+        // As gRPC itself answers a message over the size limit.
+        ErrorKind::TooLarge => tonic::Code::ResourceExhausted,
+        ErrorKind::Overloaded => tonic::Code::ResourceExhausted,
+        ErrorKind::Unavailable => tonic::Code::Unavailable,
+        ErrorKind::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+        ErrorKind::UnsupportedMediaType => tonic::Code::InvalidArgument,
+        ErrorKind::Internal => tonic::Code::Internal,
+    }
+}
+
+/// An error answered over gRPC: its code and the same message HTTP would answer.
+pub fn grpc_status(e: InferError) -> tonic::Status {
+    tonic::Status::new(code_of(e.kind), e.message)
+}
+
 /// The v2 error body.
 pub fn error_body(message: &str) -> String {
     let mut s = String::with_capacity(message.len() + 16);
@@ -65,5 +87,48 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_status_and_a_code() {
+        let kinds = [
+            ErrorKind::InvalidInput,
+            ErrorKind::Unprocessable,
+            ErrorKind::NotFound,
+            ErrorKind::TooLarge,
+            ErrorKind::Overloaded,
+            ErrorKind::Unavailable,
+            ErrorKind::DeadlineExceeded,
+            ErrorKind::UnsupportedMediaType,
+            ErrorKind::Internal,
+        ];
+        let table: Vec<(u16, tonic::Code)> = kinds
+            .iter()
+            .map(|&k| (status_of(k).as_u16(), code_of(k)))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                (400, tonic::Code::InvalidArgument),
+                (422, tonic::Code::InvalidArgument),
+                (404, tonic::Code::NotFound),
+                (413, tonic::Code::ResourceExhausted),
+                (429, tonic::Code::ResourceExhausted),
+                (503, tonic::Code::Unavailable),
+                (504, tonic::Code::DeadlineExceeded),
+                (415, tonic::Code::InvalidArgument),
+                (500, tonic::Code::Internal),
+            ]
+        );
+        let s = grpc_status(InferError::not_found("unknown model 'x'"));
+        assert_eq!(
+            (s.code(), s.message()),
+            (tonic::Code::NotFound, "unknown model 'x'")
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod error;
+pub mod grpc;
 pub mod metrics;
 pub mod v2;
 

@@ -23,15 +23,24 @@ pub fn examples() -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// `http://ADDR` of the gRPC port.
+    pub grpc: String,
     pub stderr: mpsc::Receiver<String>,
 }
 
 impl Server {
-    /// Starts `ferroserve serve <args>` and waits (at most 20 s) for its listening line.
+    /// Starts `ferroserve serve <args>` and waits (at most 20 s) for its two listening lines.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferroserve"));
         cmd.arg("serve")
-            .args(["--host", "127.0.0.1", "--http-port", "0"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "0",
+            ])
             .args(args)
             .env_remove("MODEL_FILE")
             .env_remove("FERROSERVE_REPOSITORY")
@@ -48,7 +57,10 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("ferroserve: HTTP listening on ") {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send(("http", addr.to_string()));
+                }
+                if let Some(addr) = line.strip_prefix("ferroserve: gRPC listening on ") {
+                    let _ = tx.send(("grpc", addr.to_string()));
                 }
             }
         });
@@ -58,17 +70,22 @@ impl Server {
                 let _ = etx.send(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let logs: Vec<String> = erx.try_iter().collect();
-                panic!("ferroserve did not start:\n{}", logs.join("\n"));
+        let (mut http, mut grpc) = (None, None);
+        while http.is_none() || grpc.is_none() {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(("http", a)) => http = Some(a),
+                Ok((_, a)) => grpc = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    let logs: Vec<String> = erx.try_iter().collect();
+                    panic!("ferroserve did not start:\n{}", logs.join("\n"));
+                }
             }
-        };
+        }
         Server {
             child,
-            base: format!("http://{addr}"),
+            base: format!("http://{}", http.unwrap_or_default()),
+            grpc: format!("http://{}", grpc.unwrap_or_default()),
             stderr: erx,
         }
     }

@@ -1,5 +1,9 @@
-//! The Open Inference Protocol (v2) REST routes.
+//! The Open Inference Protocol (v2) REST routes, and [`run`], the one path every front (HTTP
+//! JSON, HTTP binary, gRPC) takes to validate a request against its model, run it and apply the
+//! classification extension.
 
+pub mod binary;
+pub mod classification;
 pub mod json;
 
 use std::sync::Arc;
@@ -20,8 +24,8 @@ use crate::body::{body_kind, read_body, BodyKind};
 use crate::error::ApiError;
 use crate::AppState;
 
-/// The protocol extensions this server implements (and no others).
-pub const EXTENSIONS: &[&str] = &["statistics"];
+/// The protocol extensions this server implements (and no others), over HTTP and gRPC.
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "classification", "statistics"];
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (
@@ -197,21 +201,46 @@ async fn infer_inner(
     let served = st.runtime.version(&model, version.as_deref())?;
     let started = Instant::now();
     let result = async {
-        let kind = body_kind(&headers, false)?;
-        debug_assert_eq!(kind, BodyKind::Json);
+        let kind = body_kind(&headers, true)?;
+        let header_len = binary::header_length(&headers)?;
+        if kind == BodyKind::OctetStream && header_len.is_none() {
+            return Err(ApiError::invalid(
+                "an application/octet-stream body needs an Inference-Header-Content-Length header giving the length of its JSON part",
+            ));
+        }
         let bytes = read_body(body, &headers, st.limits.max_body_bytes).await?;
-        let (req, _has_data) = json::parse_request(&bytes)?;
+        let (head, bin) = binary::split(bytes, header_len)?;
+        let (mut req, has_data) = json::parse_request(&head)?;
+        binary::fill_inputs(&mut req.inputs, &has_data, &bin)?;
+        let choice = binary::OutputChoice::from_request(&req)?;
         let timeout = request_timeout(&req, &headers)?;
         let (resp, rows) = run(&served, req, timeout).await?;
-        Ok::<_, ApiError>((json::write_response(&resp, &[]), rows))
+        Ok::<_, ApiError>((binary::write_response(resp, &choice), rows))
     }
     .await;
     match result {
-        Ok((body, rows)) => {
+        Ok(((body, header_len), rows)) => {
             served
                 .stats
                 .request_done(Outcome::Success, rows, started.elapsed());
-            Ok(json_response(StatusCode::OK, body))
+            Ok(match header_len {
+                None => json_response(StatusCode::OK, body),
+                Some(header_len) => (
+                    StatusCode::OK,
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/octet-stream"),
+                        ),
+                        (
+                            header::HeaderName::from_static(binary::HEADER),
+                            HeaderValue::from(header_len),
+                        ),
+                    ],
+                    body,
+                )
+                    .into_response(),
+            })
         }
         Err(e) => {
             served
@@ -258,6 +287,8 @@ pub async fn run(
     timeout: Option<Duration>,
 ) -> Result<(InferResponse, usize), InferError> {
     let inputs = std::mem::take(&mut req.inputs);
+    let meta = served.model.metadata();
+    let classify = classification::requested(&req.outputs, meta)?;
     let batch = to_batch(
         served.model.as_ref(),
         inputs,
@@ -265,7 +296,8 @@ pub async fn run(
         served.config.max_request_rows(),
     )?;
     let rows = batch.rows;
-    let outputs = served.handle.submit(batch, timeout).await?;
+    let mut outputs = served.handle.submit(batch, timeout).await?;
+    classification::apply(&mut outputs, &classify, meta)?;
     Ok((
         InferResponse {
             model_name: served.name.clone(),

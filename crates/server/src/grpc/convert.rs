@@ -1,0 +1,395 @@
+//! gRPC messages to and from the transport-neutral request and response: typed `contents` or
+//! `raw_input_contents` in, and the same style out (raw when the request sent raw data, as
+//! tritonclient does and reads; typed when it sent typed contents, as hand-written clients do).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use ferroserve_core::{
+    raw, DataType, InferError, InferRequest, InferResponse, Param, Parameters, RequestedOutput,
+    Tensor, TensorData,
+};
+
+use super::proto::infer_parameter::ParameterChoice;
+use super::proto::model_infer_request::InferInputTensor;
+use super::proto::model_infer_response::InferOutputTensor;
+use super::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
+
+/// Parameters from a protobuf map, in key order (maps have none of their own).
+pub fn params_from_proto(map: HashMap<String, InferParameter>) -> Parameters {
+    let mut entries: Vec<(String, InferParameter)> = map.into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut p = Parameters::default();
+    for (k, v) in entries {
+        let v = match v.parameter_choice {
+            Some(ParameterChoice::BoolParam(b)) => Param::Bool(b),
+            Some(ParameterChoice::Int64Param(i)) => Param::Int(i),
+            Some(ParameterChoice::StringParam(s)) => Param::Str(s),
+            Some(ParameterChoice::DoubleParam(f)) => Param::Float(f),
+            Some(ParameterChoice::Uint64Param(u)) => match i64::try_from(u) {
+                Ok(i) => Param::Int(i),
+                Err(_) => Param::Str(u.to_string()),
+            },
+            None => continue,
+        };
+        p.insert(k, v);
+    }
+    p
+}
+
+/// Parameters as a protobuf map.
+pub fn params_to_proto(p: &Parameters) -> HashMap<String, InferParameter> {
+    p.0.iter()
+        .map(|(k, v)| {
+            let choice = match v {
+                Param::Bool(b) => ParameterChoice::BoolParam(*b),
+                Param::Int(i) => ParameterChoice::Int64Param(*i),
+                Param::Float(f) => ParameterChoice::DoubleParam(*f),
+                Param::Str(s) => ParameterChoice::StringParam(s.clone()),
+            };
+            (
+                k.clone(),
+                InferParameter {
+                    parameter_choice: Some(choice),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The typed field a datatype travels in.
+fn field_of(dt: DataType) -> Option<&'static str> {
+    Some(match dt {
+        DataType::Bool => "bool_contents",
+        DataType::Int8 | DataType::Int16 | DataType::Int32 => "int_contents",
+        DataType::Int64 => "int64_contents",
+        DataType::Uint8 | DataType::Uint16 | DataType::Uint32 => "uint_contents",
+        DataType::Uint64 => "uint64_contents",
+        DataType::Fp32 => "fp32_contents",
+        DataType::Fp64 => "fp64_contents",
+        DataType::Bytes => "bytes_contents",
+        DataType::Fp16 | DataType::Bf16 => return None,
+    })
+}
+
+fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(
+    name: &str,
+    dt: DataType,
+    v: Vec<S>,
+) -> Result<Vec<T>, InferError> {
+    v.into_iter()
+        .map(|x| {
+            T::try_from(x).map_err(|_| {
+                InferError::invalid(format!(
+                    "input '{name}': value {x} is out of range for {dt}"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// An input's data from its typed `contents`.
+fn typed_input(
+    name: &str,
+    dt: DataType,
+    c: InferTensorContents,
+    n: usize,
+) -> Result<TensorData, InferError> {
+    let filled: Vec<(&str, usize)> = [
+        ("bool_contents", c.bool_contents.len()),
+        ("int_contents", c.int_contents.len()),
+        ("int64_contents", c.int64_contents.len()),
+        ("uint_contents", c.uint_contents.len()),
+        ("uint64_contents", c.uint64_contents.len()),
+        ("fp32_contents", c.fp32_contents.len()),
+        ("fp64_contents", c.fp64_contents.len()),
+        ("bytes_contents", c.bytes_contents.len()),
+    ]
+    .into_iter()
+    .filter(|(_, len)| *len > 0)
+    .collect();
+    let Some(field) = field_of(dt) else {
+        return Err(InferError::invalid(format!(
+            "input '{name}': {dt} has no typed contents field; send its data in raw_input_contents"
+        )));
+    };
+    if let Some((other, _)) = filled.iter().find(|(f, _)| *f != field) {
+        return Err(InferError::invalid(format!(
+            "input '{name}': datatype {dt} takes its values in contents.{field}, but contents.{other} holds data"
+        )));
+    }
+    let data = match dt {
+        DataType::Bool => TensorData::Bool(c.bool_contents),
+        DataType::Int8 => TensorData::Int8(narrow(name, dt, c.int_contents)?),
+        DataType::Int16 => TensorData::Int16(narrow(name, dt, c.int_contents)?),
+        DataType::Int32 => TensorData::Int32(c.int_contents),
+        DataType::Int64 => TensorData::Int64(c.int64_contents),
+        DataType::Uint8 => TensorData::Uint8(narrow(name, dt, c.uint_contents)?),
+        DataType::Uint16 => TensorData::Uint16(narrow(name, dt, c.uint_contents)?),
+        DataType::Uint32 => TensorData::Uint32(c.uint_contents),
+        DataType::Uint64 => TensorData::Uint64(c.uint64_contents),
+        DataType::Fp32 => TensorData::Fp32(c.fp32_contents),
+        DataType::Fp64 => TensorData::Fp64(c.fp64_contents),
+        DataType::Bytes => TensorData::Bytes(c.bytes_contents),
+        DataType::Fp16 | DataType::Bf16 => TensorData::empty(dt),
+    };
+    if data.len() != n {
+        return Err(InferError::invalid(format!(
+            "input '{name}': the shape needs {n} values but contents.{field} has {}",
+            data.len()
+        )));
+    }
+    Ok(data)
+}
+
+/// Converts a `ModelInferRequest` (its model name and version already used to find the model)
+/// into an [`InferRequest`]; the flag says whether its data came raw.
+pub fn request_from_proto(m: ModelInferRequest) -> Result<(InferRequest, bool), InferError> {
+    let raw_in = !m.raw_input_contents.is_empty();
+    if raw_in && m.raw_input_contents.len() != m.inputs.len() {
+        return Err(InferError::invalid(format!(
+            "raw_input_contents has {} entries for {} input(s); send one per input, in order",
+            m.raw_input_contents.len(),
+            m.inputs.len()
+        )));
+    }
+    let mut raws = m.raw_input_contents.into_iter();
+    let mut inputs = Vec::with_capacity(m.inputs.len());
+    for inp in m.inputs {
+        let InferInputTensor {
+            name,
+            datatype,
+            shape,
+            parameters,
+            contents,
+        } = inp;
+        let dt = DataType::parse(&datatype).ok_or_else(|| {
+            InferError::invalid(format!(
+                "input '{name}': unknown datatype '{datatype}' (expected one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES)"
+            ))
+        })?;
+        let n = Tensor::element_count(&shape)
+            .map_err(|e| InferError::invalid(format!("input '{name}': {}", e.message)))?;
+        let data = match (raws.next(), contents) {
+            (Some(bytes), None) => raw::decode(&name, dt, &bytes, n)?,
+            (Some(bytes), Some(c)) if c == InferTensorContents::default() => {
+                raw::decode(&name, dt, &bytes, n)?
+            }
+            (Some(_), Some(_)) => {
+                return Err(InferError::invalid(format!(
+                    "input '{name}' has both contents and raw_input_contents; use one"
+                )))
+            }
+            (None, c) => typed_input(&name, dt, c.unwrap_or_default(), n)?,
+        };
+        inputs.push(Tensor {
+            name,
+            shape,
+            data,
+            parameters: params_from_proto(parameters),
+        });
+    }
+    let outputs = m
+        .outputs
+        .into_iter()
+        .map(|o| RequestedOutput {
+            name: o.name,
+            parameters: params_from_proto(o.parameters),
+        })
+        .collect();
+    Ok((
+        InferRequest {
+            id: (!m.id.is_empty()).then_some(m.id),
+            inputs,
+            outputs,
+            parameters: params_from_proto(m.parameters),
+        },
+        raw_in,
+    ))
+}
+
+/// Typed contents of an output; `None` for FP16/BF16, which only travel raw.
+fn typed_output(data: TensorData) -> Option<InferTensorContents> {
+    let mut c = InferTensorContents::default();
+    match data {
+        TensorData::Bool(v) => c.bool_contents = v,
+        TensorData::Int8(v) => c.int_contents = v.into_iter().map(i32::from).collect(),
+        TensorData::Int16(v) => c.int_contents = v.into_iter().map(i32::from).collect(),
+        TensorData::Int32(v) => c.int_contents = v,
+        TensorData::Int64(v) => c.int64_contents = v,
+        TensorData::Uint8(v) => c.uint_contents = v.into_iter().map(u32::from).collect(),
+        TensorData::Uint16(v) => c.uint_contents = v.into_iter().map(u32::from).collect(),
+        TensorData::Uint32(v) => c.uint_contents = v,
+        TensorData::Uint64(v) => c.uint64_contents = v,
+        TensorData::Fp32(v) => c.fp32_contents = v,
+        TensorData::Fp64(v) => c.fp64_contents = v,
+        TensorData::Bytes(v) => c.bytes_contents = v,
+        TensorData::Fp16(_) | TensorData::Bf16(_) => return None,
+    }
+    Some(c)
+}
+
+/// Converts a response; outputs raw (`raw_output_contents`) or typed (`contents`). Typed is
+/// impossible for FP16/BF16 outputs, and raw and typed cannot be mixed, so any such output makes
+/// the whole response raw.
+pub fn response_to_proto(resp: InferResponse, raw_out: bool) -> ModelInferResponse {
+    let raw_out = raw_out
+        || resp
+            .outputs
+            .iter()
+            .any(|t| matches!(t.datatype(), DataType::Fp16 | DataType::Bf16));
+    let mut outputs = Vec::with_capacity(resp.outputs.len());
+    let mut raw_output_contents = Vec::new();
+    for t in resp.outputs {
+        let datatype = t.datatype().as_str().to_string();
+        let parameters = params_to_proto(&t.parameters);
+        let contents = if raw_out {
+            raw_output_contents.push(Bytes::from(raw::to_vec(&t.data)));
+            None
+        } else {
+            typed_output(t.data)
+        };
+        outputs.push(InferOutputTensor {
+            name: t.name,
+            datatype,
+            shape: t.shape,
+            parameters,
+            contents,
+        });
+    }
+    ModelInferResponse {
+        model_name: resp.model_name,
+        model_version: resp.model_version,
+        id: resp.id.unwrap_or_default(),
+        parameters: params_to_proto(&resp.parameters),
+        outputs,
+        raw_output_contents,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(dt: &str, shape: Vec<i64>, contents: InferTensorContents) -> InferInputTensor {
+        InferInputTensor {
+            name: "x".into(),
+            datatype: dt.into(),
+            shape,
+            parameters: HashMap::new(),
+            contents: Some(contents),
+        }
+    }
+
+    #[test]
+    fn typed_and_raw_inputs_give_the_same_request() {
+        let typed = ModelInferRequest {
+            inputs: vec![input(
+                "FP32",
+                vec![1, 2],
+                InferTensorContents {
+                    fp32_contents: vec![1.5, 2.5],
+                    ..Default::default()
+                },
+            )],
+            ..Default::default()
+        };
+        let mut raw_req = typed.clone();
+        raw_req.inputs[0].contents = None;
+        raw_req.raw_input_contents =
+            vec![Bytes::from(raw::to_vec(&TensorData::Fp32(vec![1.5, 2.5])))];
+        let (a, a_raw) = request_from_proto(typed).unwrap();
+        let (b, b_raw) = request_from_proto(raw_req).unwrap();
+        assert_eq!(a, b);
+        assert!(!a_raw && b_raw);
+    }
+
+    #[test]
+    fn typed_contents_are_checked() {
+        let cases = [
+            (
+                input(
+                    "FP32",
+                    vec![2],
+                    InferTensorContents {
+                        fp64_contents: vec![1.0, 2.0],
+                        ..Default::default()
+                    },
+                ),
+                "contents.fp64_contents holds data",
+            ),
+            (
+                input(
+                    "INT8",
+                    vec![1],
+                    InferTensorContents {
+                        int_contents: vec![300],
+                        ..Default::default()
+                    },
+                ),
+                "out of range",
+            ),
+            (
+                input(
+                    "FP32",
+                    vec![3],
+                    InferTensorContents {
+                        fp32_contents: vec![1.0],
+                        ..Default::default()
+                    },
+                ),
+                "needs 3 values",
+            ),
+            (
+                input("FP16", vec![1], Default::default()),
+                "raw_input_contents",
+            ),
+            (
+                input("FP99", vec![1], Default::default()),
+                "unknown datatype",
+            ),
+        ];
+        for (inp, want) in cases {
+            let m = ModelInferRequest {
+                inputs: vec![inp],
+                ..Default::default()
+            };
+            let e = request_from_proto(m).unwrap_err();
+            assert!(e.message.contains(want), "{want}: {}", e.message);
+        }
+        let m = ModelInferRequest {
+            inputs: vec![input("FP32", vec![1], Default::default())],
+            raw_input_contents: vec![Bytes::new(), Bytes::new()],
+            ..Default::default()
+        };
+        assert!(request_from_proto(m)
+            .unwrap_err()
+            .message
+            .contains("2 entries"));
+    }
+
+    #[test]
+    fn responses_go_out_raw_or_typed() {
+        let resp = || InferResponse {
+            model_name: "m".into(),
+            model_version: "1".into(),
+            id: Some("7".into()),
+            outputs: vec![
+                Tensor::new("label", vec![1], TensorData::Bytes(vec![b"a".to_vec()])),
+                Tensor::new("p", vec![1, 2], TensorData::Fp32(vec![0.5, 0.5])),
+            ],
+            parameters: Default::default(),
+        };
+        let r = response_to_proto(resp(), true);
+        assert_eq!(r.id, "7");
+        assert_eq!(r.raw_output_contents.len(), 2);
+        assert_eq!(&r.raw_output_contents[0][..], &[1, 0, 0, 0, b'a']);
+        assert!(r.outputs[1].contents.is_none());
+        let t = response_to_proto(resp(), false);
+        assert!(t.raw_output_contents.is_empty());
+        assert_eq!(
+            t.outputs[1].contents.as_ref().unwrap().fp32_contents,
+            vec![0.5, 0.5]
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! The gRPC front: `inference.GRPCInferenceService` (the Open Inference Protocol's gRPC side,
+//! under the name Triton's and KServe's clients call) over the same runtime as HTTP. Requests go
+//! through the same [`crate::v2::run`] (validation, classification) as HTTP; every error is
+//! answered through the one [`crate::error::code_of`] mapping. Served by the same axum/hyper
+//! machinery as HTTP (plain HTTP/2), with the client's `grpc-timeout` honoured as a deadline.
+
+pub mod convert;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferroserve_core::{ErrorKind, InferError};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::grpc_status;
+use crate::{v2, AppState, RequestLog};
+
+/// Messages, server trait and client generated from `proto/grpc_service.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("inference");
+}
+
+use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use proto::*;
+
+/// Requests of one `ModelStreamInfer` stream run at once; answers keep request order.
+const STREAM_CONCURRENCY: usize = 16;
+
+/// The service: shared state, and a signal that ends open streams when the server stops.
+pub struct InferenceService {
+    state: Arc<AppState>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl InferenceService {
+    pub fn new(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> Self {
+        InferenceService { state, stopping }
+    }
+
+    fn log(&self, method: &str, started: Instant, code: tonic::Code) {
+        let micros = started.elapsed().as_micros() as u64;
+        let code = format!("{code:?}");
+        match self.state.request_log {
+            RequestLog::Off => {}
+            RequestLog::Info => {
+                tracing::info!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
+            }
+            RequestLog::Debug => {
+                tracing::debug!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
+            }
+        }
+    }
+
+    fn answer<T>(
+        &self,
+        method: &str,
+        started: Instant,
+        r: Result<T, InferError>,
+    ) -> Result<Response<T>, Status> {
+        match r {
+            Ok(v) => {
+                self.log(method, started, tonic::Code::Ok);
+                Ok(Response::new(v))
+            }
+            Err(e) => {
+                let s = grpc_status(e);
+                self.log(method, started, s.code());
+                Err(s)
+            }
+        }
+    }
+}
+
+/// The `grpc-timeout` header: 1 to 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| digits.parse().ok())??;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+fn deadline_of<T>(req: &Request<T>) -> Option<Duration> {
+    req.metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_timeout)
+}
+
+/// Runs `fut`, answering `DeadlineExceeded` if the client's deadline passes first.
+async fn within<T>(
+    deadline: Option<Duration>,
+    fut: impl std::future::Future<Output = Result<T, InferError>>,
+) -> Result<T, InferError> {
+    match deadline {
+        None => fut.await,
+        Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
+            Err(InferError::new(
+                ErrorKind::DeadlineExceeded,
+                format!(
+                    "the request's deadline ({} ms) passed before it was answered",
+                    d.as_millis()
+                ),
+            ))
+        }),
+    }
+}
+
+/// One inference: find the model, convert, run (validation and classification as over HTTP),
+/// convert back.
+async fn infer_one(
+    state: &AppState,
+    m: ModelInferRequest,
+) -> Result<ModelInferResponse, InferError> {
+    let served = state
+        .runtime
+        .version(&m.model_name, Some(&m.model_version))?;
+    let (req, raw) = convert::request_from_proto(m)?;
+    let (resp, _rows) = v2::run(&served, req, None).await?;
+    Ok(convert::response_to_proto(resp, raw))
+}
+
+/// One answer on a stream: a response, or the error message with the request's identity.
+async fn stream_answer(state: Arc<AppState>, m: ModelInferRequest) -> ModelStreamInferResponse {
+    let (model_name, model_version, id) =
+        (m.model_name.clone(), m.model_version.clone(), m.id.clone());
+    match infer_one(&state, m).await {
+        Ok(r) => ModelStreamInferResponse {
+            error_message: String::new(),
+            infer_response: Some(r),
+        },
+        Err(e) => ModelStreamInferResponse {
+            error_message: e.message,
+            infer_response: Some(ModelInferResponse {
+                model_name,
+                model_version,
+                id,
+                ..Default::default()
+            }),
+        },
+    }
+}
+
+fn tensor_metadata(t: &ferroserve_core::TensorMeta) -> model_metadata_response::TensorMetadata {
+    model_metadata_response::TensorMetadata {
+        name: t.name.clone(),
+        datatype: t.datatype.as_str().to_string(),
+        shape: t.shape.clone(),
+    }
+}
+
+type AnswerStream =
+    Pin<Box<dyn Stream<Item = Result<ModelStreamInferResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl GrpcInferenceService for InferenceService {
+    async fn server_live(
+        &self,
+        _: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
+        self.answer(
+            "ServerLive",
+            Instant::now(),
+            Ok(ServerLiveResponse { live: true }),
+        )
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        let ready = self.state.is_ready();
+        self.answer(
+            "ServerReady",
+            Instant::now(),
+            Ok(ServerReadyResponse { ready }),
+        )
+    }
+
+    async fn model_ready(
+        &self,
+        req: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        // Unknown and not-ready models are both "not ready", as the HTTP client reads a 404.
+        let ready = match self.state.runtime.version(&r.name, Some(&r.version)) {
+            Ok(_) => Ok(true),
+            Err(e) => match e.kind {
+                ErrorKind::NotFound | ErrorKind::Unavailable => Ok(false),
+                ErrorKind::InvalidInput
+                | ErrorKind::Unprocessable
+                | ErrorKind::TooLarge
+                | ErrorKind::Overloaded
+                | ErrorKind::DeadlineExceeded
+                | ErrorKind::UnsupportedMediaType
+                | ErrorKind::Internal => Err(e),
+            },
+        };
+        self.answer(
+            "ModelReady",
+            started,
+            ready.map(|ready| ModelReadyResponse { ready }),
+        )
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        self.answer(
+            "ServerMetadata",
+            Instant::now(),
+            Ok(ServerMetadataResponse {
+                name: "ferroserve".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                extensions: v2::EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+            }),
+        )
+    }
+
+    async fn model_metadata(
+        &self,
+        req: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let st = &self.state;
+        let answer = st.runtime.version(&r.name, Some(&r.version)).map(|v| {
+            let m = v.model.metadata();
+            let versions = st
+                .runtime
+                .model(&v.name)
+                .map(|e| e.versions.keys().map(|k| k.to_string()).collect())
+                .unwrap_or_default();
+            ModelMetadataResponse {
+                name: v.name.clone(),
+                versions,
+                platform: m.platform.clone(),
+                inputs: m.inputs.iter().map(tensor_metadata).collect(),
+                outputs: m.outputs.iter().map(tensor_metadata).collect(),
+            }
+        });
+        self.answer("ModelMetadata", started, answer)
+    }
+
+    async fn model_infer(
+        &self,
+        req: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        let started = Instant::now();
+        let deadline = deadline_of(&req);
+        let r = within(deadline, infer_one(&self.state, req.into_inner())).await;
+        self.answer("ModelInfer", started, r)
+    }
+
+    type ModelStreamInferStream = AnswerStream;
+
+    async fn model_stream_infer(
+        &self,
+        req: Request<Streaming<ModelInferRequest>>,
+    ) -> Result<Response<AnswerStream>, Status> {
+        let started = Instant::now();
+        let state = self.state.clone();
+        let mut stopping = self.stopping.clone();
+        // When the server stops, stop reading new requests; those running are answered and
+        // the stream then ends, so a client holding a stream open cannot hold up shutdown.
+        let stop = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        };
+        let answers = req
+            .into_inner()
+            .take_until(stop)
+            .map(move |msg| {
+                let state = state.clone();
+                async move {
+                    match msg {
+                        Ok(m) => Ok(stream_answer(state, m).await),
+                        Err(status) => Err(status),
+                    }
+                }
+            })
+            .buffered(STREAM_CONCURRENCY);
+        self.log("ModelStreamInfer", started, tonic::Code::Ok);
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    async fn model_statistics(
+        &self,
+        _: Request<ModelStatisticsRequest>,
+    ) -> Result<Response<ModelStatisticsResponse>, Status> {
+        let s = Status::unimplemented(
+            "model statistics are not collected by this server yet (the statistics extension is not implemented)",
+        );
+        self.log("ModelStatistics", Instant::now(), s.code());
+        Err(s)
+    }
+
+    async fn repository_index(
+        &self,
+        req: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let ready_only = req.into_inner().ready;
+        let models = self
+            .state
+            .runtime
+            .index()
+            .into_iter()
+            .filter(|e| !ready_only || e.ready)
+            .map(|e| repository_index_response::ModelIndex {
+                name: e.name,
+                version: e.version.map(|v| v.to_string()).unwrap_or_default(),
+                state: if e.ready { "READY" } else { "UNAVAILABLE" }.into(),
+                reason: e.reason.unwrap_or_default(),
+            })
+            .collect();
+        self.answer(
+            "RepositoryIndex",
+            Instant::now(),
+            Ok(RepositoryIndexResponse { models }),
+        )
+    }
+}
+
+/// The gRPC routes: the inference service, with message size limits from `state.limits`
+/// (larger messages are refused with RESOURCE_EXHAUSTED); any other method is UNIMPLEMENTED.
+pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Router {
+    let limit = state.limits.max_body_bytes;
+    let svc = GrpcInferenceServiceServer::new(InferenceService::new(state, stopping))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    tonic::service::Routes::new(svc).into_axum_router()
+}
+
+/// Serves gRPC on `listener` until `shutdown` resolves, then ends open streams, lets requests
+/// in flight finish, and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let (tx, rx) = watch::channel(false);
+    let mut rx_done = rx.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, routes(state, rx))
+        .with_graceful_shutdown(async move {
+            let _ = rx_done.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_values() {
+        assert_eq!(parse_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_timeout("5u"), Some(Duration::from_micros(5)));
+        for bad in ["", "m", "123456789m", "10x", "-1m", "1.5S"] {
+            assert_eq!(parse_timeout(bad), None, "{bad}");
+        }
+    }
+}
