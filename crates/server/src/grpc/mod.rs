@@ -292,7 +292,7 @@ impl GrpcInferenceService for InferenceService {
                 async move {
                     match msg {
                         Ok(m) => Ok(stream_answer(state, m).await),
-                        Err(status) => Err(status),
+                        Err(status) => Err(oversized_is_resource_exhausted(status)),
                     }
                 }
             })
@@ -338,6 +338,80 @@ impl GrpcInferenceService for InferenceService {
     }
 }
 
+/// The start of tonic's message for a message over the size limit.
+const OVERSIZED: &str = "Error, decoded message length too large";
+
+/// tonic refuses a message over the size limit with OUT_OF_RANGE; gRPC itself (and our mapping
+/// of `TooLarge`) says RESOURCE_EXHAUSTED.
+fn oversized_is_resource_exhausted(s: Status) -> Status {
+    if s.code() == tonic::Code::OutOfRange && s.message().starts_with(OVERSIZED) {
+        Status::resource_exhausted(format!(
+            "{} (--max-body-bytes)",
+            s.message().replacen("Error, decoded", "request", 1)
+        ))
+    } else {
+        s
+    }
+}
+
+/// The same for a unary call, whose refusal travels in the response headers.
+async fn oversized_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    let h = resp.headers();
+    let msg = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(percent_decode);
+    let Some(msg) =
+        msg.filter(|m| h.get("grpc-status").is_some_and(|v| v == "11") && m.starts_with(OVERSIZED))
+    else {
+        return resp;
+    };
+    let s = oversized_is_resource_exhausted(Status::out_of_range(msg));
+    let h = resp.headers_mut();
+    h.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&percent_encode(s.message())) {
+        h.insert("grpc-message", v);
+    }
+    resp
+}
+
+/// `grpc-message` is percent-encoded (RFC 3986 style, spaces as %20).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The gRPC routes: the inference service, with message size limits from `state.limits`
 /// (larger messages are refused with RESOURCE_EXHAUSTED); any other method is UNIMPLEMENTED.
 pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Router {
@@ -345,7 +419,9 @@ pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Ro
     let svc = GrpcInferenceServiceServer::new(InferenceService::new(state, stopping))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
-    tonic::service::Routes::new(svc).into_axum_router()
+    tonic::service::Routes::new(svc)
+        .into_axum_router()
+        .layer(axum::middleware::map_response(oversized_headers))
 }
 
 /// Serves gRPC on `listener` until `shutdown` resolves, then ends open streams, lets requests
@@ -375,6 +451,63 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn examples_state() -> Arc<AppState> {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
+        let found = ferroserve_runtime::scan_repository(&repo).unwrap();
+        let runtime = ferroserve_runtime::Runtime::start(found, &Default::default());
+        let mut st = AppState::new(Arc::new(runtime));
+        st.request_log = RequestLog::Off;
+        Arc::new(st)
+    }
+
+    /// Clients enforce their own deadline too (and tonic's reports CANCELLED), so the server's
+    /// answer is checked here, in-process.
+    #[tokio::test]
+    async fn a_passed_deadline_is_deadline_exceeded() {
+        let (_tx, rx) = watch::channel(false);
+        let svc = InferenceService::new(examples_state(), rx);
+        let rows = 20_000usize;
+        let x: Vec<u8> = (0..rows * 30)
+            .flat_map(|i| (i as f32).to_le_bytes())
+            .collect();
+        let m = ModelInferRequest {
+            model_name: "breast_cancer".into(),
+            inputs: vec![model_infer_request::InferInputTensor {
+                name: "input".into(),
+                datatype: "FP32".into(),
+                shape: vec![rows as i64, 30],
+                ..Default::default()
+            }],
+            raw_input_contents: vec![x.into()],
+            ..Default::default()
+        };
+        let mut req = Request::new(m.clone());
+        req.metadata_mut()
+            .insert("grpc-timeout", "1n".parse().unwrap());
+        let e = svc.model_infer(req).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{}", e.message());
+        // Without a deadline the same request is answered.
+        let r = svc.model_infer(Request::new(m)).await.unwrap().into_inner();
+        assert_eq!(r.outputs.len(), 2);
+    }
+
+    #[test]
+    fn oversized_messages_are_resource_exhausted() {
+        let s = oversized_is_resource_exhausted(Status::out_of_range(
+            "Error, decoded message length too large: found 9 bytes, the limit is: 8 bytes",
+        ));
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            s.message().starts_with("request message length too large"),
+            "{}",
+            s.message()
+        );
+        let other = oversized_is_resource_exhausted(Status::out_of_range("x"));
+        assert_eq!(other.code(), tonic::Code::OutOfRange);
+        assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
+        assert_eq!(percent_encode("a b%\n"), "a b%25%0A");
+    }
 
     #[test]
     fn grpc_timeout_values() {

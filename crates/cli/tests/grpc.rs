@@ -1,0 +1,580 @@
+//! End-to-end over gRPC: the real binary on 127.0.0.1 port 0 driven by a tonic client generated
+//! from the project's own `grpc_service.proto`: health, metadata, index, inference with typed and
+//! raw contents (checked against the training libraries' predictions and against the HTTP
+//! answer), classification, streaming, every error class with its code, and a graceful stop with
+//! a stream still open. (Deadlines are tested in-process in `ferroserve_server::grpc`: clients
+//! enforce their own deadline first.)
+
+mod common;
+
+use bytes::Bytes;
+use common::{client, examples, Server};
+use ferroserve_server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use ferroserve_server::grpc::proto::infer_parameter::ParameterChoice;
+use ferroserve_server::grpc::proto::model_infer_request::{
+    InferInputTensor, InferRequestedOutputTensor,
+};
+use ferroserve_server::grpc::proto::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use tonic::transport::Channel;
+use tonic::Code;
+
+type Client = GrpcInferenceServiceClient<Channel>;
+
+async fn connect(s: &Server) -> Client {
+    GrpcInferenceServiceClient::connect(s.grpc.clone())
+        .await
+        .expect("connect to the gRPC port")
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX)
+}
+
+fn expected() -> Value {
+    serde_json::from_slice(&std::fs::read(examples().join("expected.json")).unwrap()).unwrap()
+}
+
+fn rows_of(model: &str) -> (Vec<f32>, i64, i64) {
+    let exp = expected();
+    let rows = exp[model]["rows"].as_array().unwrap().clone();
+    let f = rows[0].as_array().unwrap().len() as i64;
+    let flat: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
+        .collect();
+    (flat, rows.len() as i64, f)
+}
+
+fn typed_request(model: &str, x: &[f32], n: i64, f: i64) -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: model.into(),
+        id: "g-1".into(),
+        inputs: vec![InferInputTensor {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: vec![n, f],
+            parameters: HashMap::new(),
+            contents: Some(InferTensorContents {
+                fp32_contents: x.to_vec(),
+                ..Default::default()
+            }),
+        }],
+        ..Default::default()
+    }
+}
+
+fn raw_request(model: &str, x: &[f32], n: i64, f: i64) -> ModelInferRequest {
+    let mut r = typed_request(model, x, n, f);
+    r.inputs[0].contents = None;
+    r.raw_input_contents = vec![Bytes::from(
+        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )];
+    r
+}
+
+fn raw_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn raw_strings(b: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = b;
+    while rest.len() >= 4 {
+        let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        out.push(String::from_utf8(rest[4..4 + n].to_vec()).unwrap());
+        rest = &rest[4 + n..];
+    }
+    out
+}
+
+fn output<'a>(
+    r: &'a ModelInferResponse,
+    name: &str,
+) -> (usize, &'a model_infer_response::InferOutputTensor) {
+    r.outputs
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.name == name)
+        .unwrap_or_else(|| panic!("no output {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metadata_index_and_inference_agree_with_the_libraries_and_http() {
+    let s = Server::start(&[], &[]);
+    let mut c = connect(&s).await;
+    assert!(
+        c.server_live(ServerLiveRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .live
+    );
+    assert!(
+        c.server_ready(ServerReadyRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+    let meta = c
+        .server_metadata(ServerMetadataRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(meta.name, "ferroserve");
+    assert_eq!(meta.extensions, ["binary_tensor_data", "classification"]);
+    let http_meta: Value = client()
+        .get(s.url("/v2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(http_meta["extensions"], json!(meta.extensions));
+
+    let ready = |name: &str, version: &str| ModelReadyRequest {
+        name: name.into(),
+        version: version.into(),
+    };
+    assert!(
+        c.model_ready(ready("iris", ""))
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+    assert!(
+        c.model_ready(ready("iris", "1"))
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+    assert!(
+        !c.model_ready(ready("iris", "7"))
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+    assert!(
+        !c.model_ready(ready("nope", ""))
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+
+    let m = c
+        .model_metadata(ModelMetadataRequest {
+            name: "breast_cancer".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.versions, ["1"]);
+    assert_eq!(m.platform, "ferroserve_trees");
+    assert_eq!(
+        (m.inputs[0].name.as_str(), m.inputs[0].datatype.as_str()),
+        ("input", "FP32")
+    );
+    assert_eq!(m.inputs[0].shape, [-1, 30]);
+    let names: Vec<&str> = m.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["label", "probabilities"]);
+
+    let idx = c
+        .repository_index(RepositoryIndexRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = idx.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["breast_cancer", "diabetes", "iris", "wine"]);
+    assert!(idx
+        .models
+        .iter()
+        .all(|m| m.state == "READY" && m.version == "1"));
+
+    // Typed contents in, typed out; raw in, raw out; the same numbers, the libraries' numbers.
+    let exp = expected();
+    let tol = exp["tolerance"].as_f64().unwrap();
+    let (x, n, f) = rows_of("breast_cancer");
+    let typed = c
+        .model_infer(typed_request("breast_cancer", &x, n, f))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            typed.model_name.as_str(),
+            typed.model_version.as_str(),
+            typed.id.as_str()
+        ),
+        ("breast_cancer", "1", "g-1")
+    );
+    assert!(typed.raw_output_contents.is_empty());
+    let (_, p) = output(&typed, "probabilities");
+    assert_eq!(p.shape, [n, 2]);
+    let typed_p = p.contents.as_ref().unwrap().fp32_contents.clone();
+    let want: Vec<f64> = exp["breast_cancer"]["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect();
+    assert_eq!(typed_p.len(), want.len());
+    for (a, b) in typed_p.iter().zip(&want) {
+        assert!((*a as f64 - b).abs() <= tol, "{a} vs {b}");
+    }
+    let (_, l) = output(&typed, "label");
+    let labels = &l.contents.as_ref().unwrap().bytes_contents;
+    let want_labels: Vec<String> = exp["breast_cancer"]["label"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| ["malignant", "benign"][i.as_u64().unwrap() as usize].to_string())
+        .collect();
+    assert_eq!(
+        labels
+            .iter()
+            .map(|b| String::from_utf8(b.clone()).unwrap())
+            .collect::<Vec<_>>(),
+        want_labels
+    );
+
+    let raw = c
+        .model_infer(raw_request("breast_cancer", &x, n, f))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(raw.raw_output_contents.len(), 2);
+    assert!(raw.outputs.iter().all(|o| o.contents.is_none()));
+    let (pi, _) = output(&raw, "probabilities");
+    assert_eq!(raw_f32(&raw.raw_output_contents[pi]), typed_p);
+    let (li, _) = output(&raw, "label");
+    assert_eq!(raw_strings(&raw.raw_output_contents[li]), want_labels);
+
+    // The HTTP answer to the same rows is the same.
+    let rows: Vec<Vec<f32>> = x.chunks(f as usize).map(|r| r.to_vec()).collect();
+    let http: Value = client()
+        .post(s.url("/v2/models/breast_cancer/infer"))
+        .json(&json!({"inputs": [{"name": "input", "shape": [n, f], "datatype": "FP32", "data": rows}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let http_p: Vec<f32> = http["outputs"][1]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(http_p, typed_p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classification_and_requested_outputs() {
+    let s = Server::start(&[], &[]);
+    let mut c = connect(&s).await;
+    let mut req = raw_request("iris", &[5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3], 2, 4);
+    req.outputs = vec![InferRequestedOutputTensor {
+        name: "probabilities".into(),
+        parameters: HashMap::from([(
+            "classification".to_string(),
+            InferParameter {
+                parameter_choice: Some(ParameterChoice::Int64Param(2)),
+            },
+        )]),
+    }];
+    let r = c.model_infer(req.clone()).await.unwrap().into_inner();
+    assert_eq!(r.outputs.len(), 1);
+    assert_eq!(
+        (r.outputs[0].datatype.as_str(), &r.outputs[0].shape[..]),
+        ("BYTES", &[2i64, 2][..])
+    );
+    let top = raw_strings(&r.raw_output_contents[0]);
+    assert_eq!(top[0], "1:0:setosa");
+    assert!(top[2].ends_with(":2:virginica"), "{top:?}");
+    // Typed request: typed BYTES answer, the same strings.
+    let x = [5.1f32, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3];
+    let mut typed = typed_request("iris", &x, 2, 4);
+    typed.outputs = req.outputs.clone();
+    let t = c.model_infer(typed).await.unwrap().into_inner();
+    let strings: Vec<String> = t.outputs[0]
+        .contents
+        .as_ref()
+        .unwrap()
+        .bytes_contents
+        .iter()
+        .map(|b| String::from_utf8(b.clone()).unwrap())
+        .collect();
+    assert_eq!(strings, top);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_has_its_code_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    // A copy of iris limited to 2 rows per request, and a model that cannot load.
+    std::fs::create_dir_all(repo.join("small/1")).unwrap();
+    std::fs::copy(
+        examples().join("iris/1/model.onnx"),
+        repo.join("small/1/model.onnx"),
+    )
+    .unwrap();
+    std::fs::write(repo.join("small/model.toml"), "max_request_rows = 2\n").unwrap();
+    std::fs::create_dir_all(repo.join("broken/1")).unwrap();
+    std::fs::write(repo.join("broken/1/model.json"), b"{not json").unwrap();
+    let s = Server::start(
+        &[
+            "--repository",
+            repo.to_str().unwrap(),
+            "--max-body-bytes",
+            "65536",
+        ],
+        &[],
+    );
+    let mut c = connect(&s).await;
+    let row = [5.1f32, 3.5, 1.4, 0.2];
+    let mut cases: Vec<(&str, ModelInferRequest, Code, &str)> = vec![
+        (
+            "unknown model",
+            typed_request("nope", &row, 1, 4),
+            Code::NotFound,
+            "unknown model",
+        ),
+        (
+            "unknown version",
+            {
+                let mut r = typed_request("small", &row, 1, 4);
+                r.model_version = "9".into();
+                r
+            },
+            Code::NotFound,
+            "unknown version",
+        ),
+        (
+            "not ready",
+            typed_request("broken", &row, 1, 4),
+            Code::Unavailable,
+            "not ready",
+        ),
+        (
+            "wrong width",
+            typed_request("small", &row[..3], 1, 3),
+            Code::InvalidArgument,
+            "dimension 1 is 3",
+        ),
+        (
+            "shape/data",
+            typed_request("small", &row, 2, 4),
+            Code::InvalidArgument,
+            "needs 8 values",
+        ),
+        (
+            "too many rows",
+            typed_request("small", &[row, row, row].concat(), 3, 4),
+            Code::ResourceExhausted,
+            "max_request_rows",
+        ),
+        (
+            "raw size",
+            {
+                let mut r = raw_request("small", &row, 1, 4);
+                r.raw_input_contents[0] = Bytes::from_static(&[0; 12]);
+                r
+            },
+            Code::InvalidArgument,
+            "need 16 bytes",
+        ),
+        (
+            "raw count",
+            {
+                let mut r = raw_request("small", &row, 1, 4);
+                r.raw_input_contents.push(Bytes::new());
+                r
+            },
+            Code::InvalidArgument,
+            "2 entries",
+        ),
+        (
+            "datatype",
+            {
+                let mut r = typed_request("small", &row, 1, 4);
+                r.inputs[0].datatype = "FP99".into();
+                r
+            },
+            Code::InvalidArgument,
+            "unknown datatype",
+        ),
+        (
+            "wrong field",
+            {
+                let mut r = typed_request("small", &row, 1, 4);
+                r.inputs[0].datatype = "INT64".into();
+                r
+            },
+            Code::InvalidArgument,
+            "int64_contents",
+        ),
+    ];
+    let mut unknown_output = typed_request("small", &row, 1, 4);
+    unknown_output.outputs.push(InferRequestedOutputTensor {
+        name: "nope".into(),
+        parameters: HashMap::new(),
+    });
+    cases.push((
+        "unknown output",
+        unknown_output,
+        Code::InvalidArgument,
+        "unknown output 'nope'",
+    ));
+    let mut bad_k = typed_request("small", &row, 1, 4);
+    bad_k.outputs.push(InferRequestedOutputTensor {
+        name: "probabilities".into(),
+        parameters: HashMap::from([(
+            "classification".to_string(),
+            InferParameter {
+                parameter_choice: Some(ParameterChoice::Int64Param(0)),
+            },
+        )]),
+    });
+    cases.push((
+        "classification 0",
+        bad_k,
+        Code::InvalidArgument,
+        "at least 1",
+    ));
+    // Over --max-body-bytes: gRPC refuses the message itself.
+    let big = vec![1.0f32; 65536 / 4 + 16];
+    cases.push((
+        "message too large",
+        raw_request("small", &big, (big.len() / 4) as i64, 4),
+        Code::ResourceExhausted,
+        "",
+    ));
+    for (what, req, code, msg) in cases {
+        let e = c.model_infer(req).await.expect_err(what);
+        assert_eq!(e.code(), code, "{what}: {}", e.message());
+        assert!(e.message().contains(msg), "{what}: {}", e.message());
+        still_serving_small(&mut c).await;
+    }
+    let e = c
+        .model_metadata(ModelMetadataRequest {
+            name: "nope".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = c
+        .model_metadata(ModelMetadataRequest {
+            name: "broken".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    let e = c
+        .model_statistics(ModelStatisticsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented);
+    let idx = c
+        .repository_index(RepositoryIndexRequest {
+            ready: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(idx.models.len(), 1);
+    let idx = c
+        .repository_index(RepositoryIndexRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let broken = idx.models.iter().find(|m| m.name == "broken").unwrap();
+    assert_eq!(broken.state, "UNAVAILABLE");
+    assert!(!broken.reason.is_empty());
+}
+
+async fn still_serving_small(c: &mut Client) {
+    c.model_infer(typed_request("small", &[5.1, 3.5, 1.4, 0.2], 1, 4))
+        .await
+        .expect("inference stopped working");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_answers_in_order_with_errors_inline() {
+    let s = Server::start(&[], &[]);
+    let mut c = connect(&s).await;
+    let row = [5.1f32, 3.5, 1.4, 0.2];
+    let reqs: Vec<ModelInferRequest> = (0..10)
+        .map(|i| {
+            let mut r = if i == 4 {
+                typed_request("nope", &row, 1, 4)
+            } else {
+                raw_request("iris", &row, 1, 4)
+            };
+            r.id = format!("s-{i}");
+            r
+        })
+        .collect();
+    let mut answers = c
+        .model_stream_infer(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(a) = answers.message().await.unwrap() {
+        got.push(a);
+    }
+    assert_eq!(got.len(), 10);
+    for (i, a) in got.iter().enumerate() {
+        let r = a.infer_response.as_ref().unwrap();
+        assert_eq!(r.id, format!("s-{i}"));
+        if i == 4 {
+            assert!(
+                a.error_message.contains("unknown model 'nope'"),
+                "{}",
+                a.error_message
+            );
+        } else {
+            assert_eq!(a.error_message, "");
+            assert_eq!(raw_strings(&r.raw_output_contents[0]), ["setosa"]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_both_fronts_with_a_stream_still_open() {
+    let s = Server::start(&[], &[]);
+    let mut c = connect(&s).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<ModelInferRequest>(4);
+    tx.send(raw_request("iris", &[5.1, 3.5, 1.4, 0.2], 1, 4))
+        .await
+        .unwrap();
+    let mut answers = c
+        .model_stream_infer(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answers.message().await.unwrap().is_some());
+    // The stream stays open (tx alive) while the server is told to stop.
+    let status = tokio::task::spawn_blocking(move || s.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    drop(tx);
+}
