@@ -247,7 +247,9 @@ async fn framing_errors_are_clean_v2_errors() {
     let x = [5.1f32, 3.5, 1.4, 0.2];
     let head = |size: i64| json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": size}}]});
     let (good, hl) = binary_body(&head(16), &le(&x));
-    let cases: Vec<(&str, Vec<u8>, Option<String>, Option<&str>, &str)> = vec![
+    /// What, body, Inference-Header-Content-Length, Content-Type, part of the error message.
+    type Case<'a> = (&'a str, Vec<u8>, Option<String>, Option<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
         ("header beyond body", good.clone(), Some((good.len() + 1).to_string()), None, "only"),
         ("header not a number", good.clone(), Some("abc".into()), None, "byte count"),
         ("header too short", good.clone(), Some((hl - 3).to_string()), None, "JSON"),
