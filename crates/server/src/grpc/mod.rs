@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferroserve_core::{ErrorKind, InferError};
+use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
@@ -123,24 +124,50 @@ async fn within<T>(
 }
 
 /// One inference: find the model, convert, run (validation and classification as over HTTP),
-/// convert back.
+/// convert back; recorded in the version's statistics as HTTP requests are. `deadline` is the
+/// client's `grpc-timeout`; the request's own `timeout` parameter (microseconds, as Triton) also
+/// counts, the earlier wins. The runtime never computes a request whose deadline has passed.
 async fn infer_one(
     state: &AppState,
     m: ModelInferRequest,
+    deadline: Option<Duration>,
 ) -> Result<ModelInferResponse, InferError> {
     let served = state
         .runtime
         .version(&m.model_name, Some(&m.model_version))?;
-    let (req, raw) = convert::request_from_proto(m)?;
-    let (resp, _rows) = v2::run(&served, req, None).await?;
-    Ok(convert::response_to_proto(resp, raw))
+    let started = Instant::now();
+    let result = async {
+        let (req, raw) = convert::request_from_proto(m)?;
+        let param = v2::request_timeout(&req, &axum::http::HeaderMap::new()).map_err(|e| e.0)?;
+        let timeout = match (deadline, param) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let (resp, rows) = within(timeout, v2::run(&served, req, timeout)).await?;
+        Ok::<_, InferError>((convert::response_to_proto(resp, raw), rows))
+    }
+    .await;
+    match result {
+        Ok((resp, rows)) => {
+            served
+                .stats
+                .request_done(Outcome::Success, rows, started.elapsed());
+            Ok(resp)
+        }
+        Err(e) => {
+            served
+                .stats
+                .request_done(Outcome::of(e.kind), 0, started.elapsed());
+            Err(e)
+        }
+    }
 }
 
 /// One answer on a stream: a response, or the error message with the request's identity.
 async fn stream_answer(state: Arc<AppState>, m: ModelInferRequest) -> ModelStreamInferResponse {
     let (model_name, model_version, id) =
         (m.model_name.clone(), m.model_version.clone(), m.id.clone());
-    match infer_one(&state, m).await {
+    match infer_one(&state, m, None).await {
         Ok(r) => ModelStreamInferResponse {
             error_message: String::new(),
             infer_response: Some(r),
@@ -154,6 +181,52 @@ async fn stream_answer(state: Arc<AppState>, m: ModelInferRequest) -> ModelStrea
                 ..Default::default()
             }),
         },
+    }
+}
+
+/// The statistics extension's record of one version, from the runtime's counters (the same
+/// numbers `GET /v2/models/{m}/stats` answers).
+fn model_statistics(v: &ServedVersion) -> proto::ModelStatistics {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &v.stats;
+    let d = |x: &ferroserve_runtime::stats::Duration2| {
+        let (count, ns) = x.get();
+        Some(StatisticDuration { count, ns })
+    };
+    let zero = || Some(StatisticDuration::default());
+    let batch_stats = s
+        .by_batch_size
+        .lock()
+        .map(|m| {
+            m.iter()
+                .map(|(&size, &(count, ns))| InferBatchStatistics {
+                    batch_size: size as u64,
+                    compute_input: Some(StatisticDuration { count, ns: 0 }),
+                    compute_infer: Some(StatisticDuration { count, ns }),
+                    compute_output: Some(StatisticDuration { count, ns: 0 }),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    proto::ModelStatistics {
+        name: v.name.clone(),
+        version: v.version.to_string(),
+        last_inference: s.last_inference_ms.load(Relaxed),
+        inference_count: s.inference_count.load(Relaxed),
+        execution_count: s.execution_count.load(Relaxed),
+        inference_stats: Some(InferStatistics {
+            success: d(&s.success),
+            fail: d(&s.fail),
+            queue: d(&s.queue),
+            compute_input: zero(),
+            compute_infer: d(&s.compute_infer),
+            compute_output: zero(),
+            cache_hit: zero(),
+            cache_miss: zero(),
+        }),
+        batch_stats,
+        memory_usage: Vec::new(),
+        response_stats: Default::default(),
     }
 }
 
@@ -266,7 +339,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(&req);
-        let r = within(deadline, infer_one(&self.state, req.into_inner())).await;
+        let r = infer_one(&self.state, req.into_inner(), deadline).await;
         self.answer("ModelInfer", started, r)
     }
 
@@ -303,13 +376,35 @@ impl GrpcInferenceService for InferenceService {
 
     async fn model_statistics(
         &self,
-        _: Request<ModelStatisticsRequest>,
+        req: Request<ModelStatisticsRequest>,
     ) -> Result<Response<ModelStatisticsResponse>, Status> {
-        let s = Status::unimplemented(
-            "model statistics are not collected by this server yet (the statistics extension is not implemented)",
-        );
-        self.log("ModelStatistics", Instant::now(), s.code());
-        Err(s)
+        let started = Instant::now();
+        let r = req.into_inner();
+        let rt = &self.state.runtime;
+        let ready = |v: &VersionState| match v {
+            VersionState::Ready(s) => Some(model_statistics(s)),
+            VersionState::Unavailable(_) => None,
+        };
+        // As `GET /v2/models[/{m}[/versions/{v}]]/stats`: every model, one model's ready
+        // versions, or one version.
+        let stats = match (r.name.as_str(), r.version.as_str()) {
+            ("", _) => Ok(rt
+                .models()
+                .flat_map(|m| m.versions.values())
+                .filter_map(ready)
+                .collect()),
+            (name, "") => rt
+                .model(name)
+                .map(|m| m.versions.values().filter_map(ready).collect()),
+            (name, version) => rt
+                .version(name, Some(version))
+                .map(|v| vec![model_statistics(&v)]),
+        };
+        self.answer(
+            "ModelStatistics",
+            started,
+            stats.map(|model_stats| ModelStatisticsResponse { model_stats }),
+        )
     }
 
     async fn repository_index(
