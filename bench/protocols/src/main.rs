@@ -12,12 +12,15 @@
 //! timed call is one request: sending it, the server parsing, validating, computing and encoding,
 //! and the client reading the whole answer and decoding the `probabilities` output into `f32`s
 //! (JSON parsed with serde, binary and gRPC read as little-endian floats). Calls run one after
-//! another (one connection per protocol, kept alive); each figure is the median call. Client and
+//! another, in rounds of one call of each kind, so noise from other work on the machine hits
+//! every protocol alike (keep-alive connections); each figure is the median call. Client and
 //! server share the machine. Only loopback traffic; the server is started here on port 0 and
 //! stopped with SIGTERM by its PID.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -181,22 +184,42 @@ fn le_f32(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// Median and number of calls of `f`, run for `seconds` (at least 3 calls, at most `max`).
-async fn time<F, Fut>(seconds: f64, max: usize, mut f: F) -> anyhow::Result<(Duration, usize)>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<usize>>,
-{
-    f().await?; // warm-up
-    let mut times = Vec::new();
-    let started = Instant::now();
-    while times.len() < 3 || (started.elapsed().as_secs_f64() < seconds && times.len() < max) {
-        let t = Instant::now();
-        f().await?;
-        times.push(t.elapsed());
+type Call<'a> = Box<dyn FnMut() -> Pin<Box<dyn Future<Output = anyhow::Result<usize>> + 'a>> + 'a>;
+
+fn call<'a>(
+    f: impl FnMut() -> Pin<Box<dyn Future<Output = anyhow::Result<usize>> + 'a>> + 'a,
+) -> Call<'a> {
+    Box::new(f)
+}
+
+/// Runs the calls in rounds, one of each per round, for `seconds` per call kind in total (at
+/// least 3 rounds, at most `max`), so that noise from other work on the machine hits every
+/// protocol alike; returns each one's median call and count.
+async fn interleaved(
+    seconds: f64,
+    max: usize,
+    calls: &mut [(&'static str, usize, Call<'_>)],
+) -> anyhow::Result<Vec<(Duration, usize)>> {
+    for (_, _, f) in calls.iter_mut() {
+        f().await?; // warm-up
     }
-    times.sort();
-    Ok((times[times.len() / 2], times.len()))
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); calls.len()];
+    let budget = seconds * calls.len() as f64;
+    let started = Instant::now();
+    while times[0].len() < 3 || (started.elapsed().as_secs_f64() < budget && times[0].len() < max) {
+        for (i, (_, _, f)) in calls.iter_mut().enumerate() {
+            let t = Instant::now();
+            f().await?;
+            times[i].push(t.elapsed());
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort();
+            (t[t.len() / 2], t.len())
+        })
+        .collect())
 }
 
 struct Cell {
@@ -245,6 +268,7 @@ async fn main() -> anyhow::Result<()> {
     for &n in &args.rows {
         let (x, f) = rows(&args.model, n)?;
         let shape = [n, f];
+        let mut calls: Vec<(&'static str, usize, Call<'_>)> = Vec::new();
 
         let batch = Batch {
             inputs: vec![Tensor::new(
@@ -256,18 +280,14 @@ async fn main() -> anyhow::Result<()> {
             outputs: vec!["probabilities".into()],
         };
         let model = served.model.clone();
-        let (median, calls) = time(args.seconds, args.max_calls, || {
-            let out = model.infer(&batch);
-            async move { Ok(out.map_err(|e| anyhow::anyhow!("{e}"))?.len()) }
-        })
-        .await?;
-        cells.push(Cell {
-            rows: n,
-            what: "model alone, in-process (ceiling)",
-            request_bytes: 0,
-            median,
-            calls,
-        });
+        calls.push((
+            "model alone, in-process (ceiling)",
+            0,
+            call(move || {
+                let out = model.infer(&batch);
+                Box::pin(async move { Ok(out.map_err(|e| anyhow::anyhow!("{e}"))?.len()) })
+            }),
+        ));
 
         // Serialized from the f32 values (shortest form: `0.07871`, not the f64 digits of the
         // same float), the smallest JSON a client can send.
@@ -282,29 +302,26 @@ async fn main() -> anyhow::Result<()> {
                 name: "probabilities",
             }],
         })?);
-        let (median, calls) = time(args.seconds, args.max_calls, || {
-            let req = http
-                .post(&url)
-                .header("Content-Type", "application/json")
-                .body(json_body.clone());
-            async move {
-                let r = req.send().await?.error_for_status()?.bytes().await?;
-                let a: JsonAnswer = serde_json::from_slice(&r)?;
-                let p = a.outputs[0].data.as_ref().context("no data")?;
-                if p.len() != 2 * n {
-                    bail!("{} values for {n} rows", p.len());
-                }
-                Ok(p.len())
-            }
-        })
-        .await?;
-        cells.push(Cell {
-            rows: n,
-            what: "v2 JSON (HTTP)",
-            request_bytes: json_body.len(),
-            median,
-            calls,
-        });
+        let (http1, url1) = (http.clone(), url.clone());
+        calls.push((
+            "v2 JSON (HTTP)",
+            json_body.len(),
+            call(move || {
+                let req = http1
+                    .post(&url1)
+                    .header("Content-Type", "application/json")
+                    .body(json_body.clone());
+                Box::pin(async move {
+                    let r = req.send().await?.error_for_status()?.bytes().await?;
+                    let a: JsonAnswer = serde_json::from_slice(&r)?;
+                    let p = a.outputs[0].data.as_ref().context("no data")?;
+                    if p.len() != 2 * n {
+                        bail!("{} values for {n} rows", p.len());
+                    }
+                    Ok(p.len())
+                })
+            }),
+        ));
 
         let mut bin_body = serde_json::to_vec(&serde_json::json!({
             "inputs": [{"name": "input", "shape": shape, "datatype": "FP32",
@@ -314,43 +331,40 @@ async fn main() -> anyhow::Result<()> {
         let header_len = bin_body.len();
         bin_body.extend(x.iter().flat_map(|v| v.to_le_bytes()));
         let bin_body = Bytes::from(bin_body);
-        let (median, calls) = time(args.seconds, args.max_calls, || {
-            let req = http
-                .post(&url)
-                .header("Content-Type", "application/octet-stream")
-                .header("Inference-Header-Content-Length", header_len)
-                .body(bin_body.clone());
-            async move {
-                let r = req.send().await?.error_for_status()?;
-                let hl: usize = r
-                    .headers()
-                    .get("inference-header-content-length")
-                    .context("no Inference-Header-Content-Length")?
-                    .to_str()?
-                    .parse()?;
-                let body = r.bytes().await?;
-                let head: JsonAnswer = serde_json::from_slice(&body[..hl])?;
-                let size = head.outputs[0]
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.get("binary_data_size"))
-                    .and_then(|v| v.as_u64())
-                    .context("no binary_data_size")? as usize;
-                let p = le_f32(&body[hl..hl + size]);
-                if p.len() != 2 * n {
-                    bail!("{} values for {n} rows", p.len());
-                }
-                Ok(p.len())
-            }
-        })
-        .await?;
-        cells.push(Cell {
-            rows: n,
-            what: "binary tensor data (HTTP)",
-            request_bytes: bin_body.len(),
-            median,
-            calls,
-        });
+        let (http2, url2) = (http.clone(), url.clone());
+        calls.push((
+            "binary tensor data (HTTP)",
+            bin_body.len(),
+            call(move || {
+                let req = http2
+                    .post(&url2)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Inference-Header-Content-Length", header_len)
+                    .body(bin_body.clone());
+                Box::pin(async move {
+                    let r = req.send().await?.error_for_status()?;
+                    let hl: usize = r
+                        .headers()
+                        .get("inference-header-content-length")
+                        .context("no Inference-Header-Content-Length")?
+                        .to_str()?
+                        .parse()?;
+                    let body = r.bytes().await?;
+                    let head: JsonAnswer = serde_json::from_slice(&body[..hl])?;
+                    let size = head.outputs[0]
+                        .parameters
+                        .as_ref()
+                        .and_then(|p| p.get("binary_data_size"))
+                        .and_then(|v| v.as_u64())
+                        .context("no binary_data_size")? as usize;
+                    let p = le_f32(&body[hl..hl + size]);
+                    if p.len() != 2 * n {
+                        bail!("{} values for {n} rows", p.len());
+                    }
+                    Ok(p.len())
+                })
+            }),
+        ));
 
         let raw = Bytes::from(x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
         let grpc_req = ModelInferRequest {
@@ -369,26 +383,33 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         };
         let grpc_bytes = raw.len() + 64;
-        let (median, calls) = time(args.seconds, args.max_calls, || {
-            let mut c = grpc.clone();
-            let req = grpc_req.clone();
-            async move {
-                let r = c.model_infer(req).await?.into_inner();
-                let p = le_f32(r.raw_output_contents.first().context("no raw output")?);
-                if p.len() != 2 * n {
-                    bail!("{} values for {n} rows", p.len());
-                }
-                Ok(p.len())
-            }
-        })
-        .await?;
-        cells.push(Cell {
-            rows: n,
-            what: "gRPC, raw_input_contents",
-            request_bytes: grpc_bytes,
-            median,
-            calls,
-        });
+        let grpc1 = grpc.clone();
+        calls.push((
+            "gRPC, raw_input_contents",
+            grpc_bytes,
+            call(move || {
+                let mut c = grpc1.clone();
+                let req = grpc_req.clone();
+                Box::pin(async move {
+                    let r = c.model_infer(req).await?.into_inner();
+                    let p = le_f32(r.raw_output_contents.first().context("no raw output")?);
+                    if p.len() != 2 * n {
+                        bail!("{} values for {n} rows", p.len());
+                    }
+                    Ok(p.len())
+                })
+            }),
+        ));
+        let results = interleaved(args.seconds, args.max_calls, &mut calls).await?;
+        for ((what, request_bytes, _), (median, count)) in calls.iter().zip(results) {
+            cells.push(Cell {
+                rows: n,
+                what,
+                request_bytes: *request_bytes,
+                median,
+                calls: count,
+            });
+        }
     }
     drop(server);
 
