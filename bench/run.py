@@ -333,7 +333,8 @@ def ferroserve(key, label, repo, model, bodies):
     if ORT_LIB:
         env["ORT_DYLIB_PATH"] = ORT_LIB
     return Server(key, label, [FERROSERVE, "serve", "--repository", repo, "--host", "127.0.0.1",
-                               "--http-port", "0", "--request-log", "off", "--log", "warn"],
+                               "--http-port", "0", "--grpc-port", "0", "--request-log", "off",
+                               "--log", "warn"],
                   env=env, addr_re=r"listening on (\S+)", ready_path=f"/v2/models/{model}/ready",
                   infer_path=f"/v2/models/{model}/infer", bodies=bodies, timeout=60,
                   counters=ferroserve_counters)

@@ -27,7 +27,7 @@ def start(args, port=0):
     """Starts the server; returns (process, base url, seconds from spawn to ready)."""
     t0 = time.perf_counter()
     p = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--http-port", str(port),
-                          "--request-log", "off", "--log", "warn"] + args,
+                          "--grpc-port", "0", "--request-log", "off", "--log", "warn"] + args,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, text=True)
     line = p.stdout.readline()
     m = re.search(r"listening on (\S+)", line)

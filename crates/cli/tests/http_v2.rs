@@ -630,6 +630,8 @@ fn serving_a_pickle_explains_how_to_import_it() {
             "serve",
             "--http-port",
             "0",
+            "--grpc-port",
+            "0",
             "--model",
             pkl.to_str().unwrap(),
         ])
