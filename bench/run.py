@@ -335,7 +335,7 @@ def ferroserve(key, label, repo, model, bodies):
     return Server(key, label, [FERROSERVE, "serve", "--repository", repo, "--host", "127.0.0.1",
                                "--http-port", "0", "--grpc-port", "0", "--request-log", "off",
                                "--log", "warn"],
-                  env=env, addr_re=r"listening on (\S+)", ready_path=f"/v2/models/{model}/ready",
+                  env=env, addr_re=r"HTTP listening on (\S+)", ready_path=f"/v2/models/{model}/ready",
                   infer_path=f"/v2/models/{model}/infer", bodies=bodies, timeout=60,
                   counters=ferroserve_counters)
 
@@ -343,7 +343,7 @@ def ferroserve(key, label, repo, model, bodies):
 def ceiling(bodies):
     return Server("ceiling", "ceiling (bare axum, parse + constant answer)",
                   [CEILING, "--host", "127.0.0.1", "--port", "0"],
-                  addr_re=r"listening on (\S+)", ready_path="/v2/health/ready",
+                  addr_re=r"HTTP listening on (\S+)", ready_path="/v2/health/ready",
                   infer_path="/v2/models/iris/infer", bodies=bodies)
 
 
