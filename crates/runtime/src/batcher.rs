@@ -266,6 +266,11 @@ fn keep(e: &mut Entry, now: Instant) -> bool {
     true
 }
 
+/// How late tokio's timer may fire (it counts whole milliseconds). The loop asks the policy as
+/// if it were this much later, so a wait is never overshot by the timer's rounding: a
+/// `max_queue_delay` of 2 ms waits 1 to 2 ms, not 2 to 3.
+pub const TIMER_SLACK: Duration = Duration::from_millis(1);
+
 /// The batcher's clock: tokio's, so that tests can pause and advance it.
 pub fn clock() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -330,7 +335,7 @@ pub async fn run(
                 enqueued: e.enqueued,
                 eager: e.eager,
             }));
-            match policy.decide(&view, now) {
+            match policy.decide(&view, now + TIMER_SLACK) {
                 Decision::Idle => break,
                 Decision::Wait(d) => {
                     tokio::select! {
