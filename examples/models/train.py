@@ -105,6 +105,84 @@ def write_model_toml(name, lines):
     write_text(MODELS / name / "model.toml", "\n".join(lines) + "\n")
 
 
+def toml_rows(rows_):
+    """`sample_rows = [[...], ...]`: the examples of the OpenAPI document and Swagger UI."""
+    return "sample_rows = [" + ", ".join(
+        "[" + ", ".join(json.dumps(v) for v in r) + "]" for r in rows_) + "]"
+
+
+# Route aliases: the URLs, parameter names and answer shapes of the tutorials' hand-written
+# services (docs/configuration.md, "Route aliases").
+IRIS_ROUTES = """
+# The names the Cortex tutorial's clients use, accepted by every route of this model.
+[feature_aliases]
+sepal_length = "sepal length (cm)"
+sepal_width = "sepal width (cm)"
+petal_length = "petal length (cm)"
+petal_width = "petal width (cm)"
+
+# The Flask tutorial (MODEL_FILE): GET /prediction?slength=1.5&swidth=0.7&plength=1.3&pwidth=0.3
+[[routes]]
+method = "GET"
+path = "/prediction"
+features = ["slength", "swidth", "plength", "pwidth"]
+response_key = "prediction"
+unwrap_single = true
+summary = "Flask tutorial: the species of one iris, from query parameters"
+
+# The Flasgger tutorial: GET /predict?s_length=..&s_width=..&p_length=..&p_width=.. answers [0]
+[[routes]]
+method = "GET"
+path = "/predict"
+features = ["s_length", "s_width", "p_length", "p_width"]
+answer = "class_index"
+response = "list"
+summary = "Flasgger tutorial: the class index of one iris"
+
+# The Flasgger tutorial: POST /predict_file, a headerless CSV in the form field input_file
+[[routes]]
+path = "/predict_file"
+request = "csv"
+csv_field = "input_file"
+answer = "class_index"
+response = "list"
+summary = "Flasgger tutorial: the class index of each iris in a CSV file"
+
+# The Cortex iris-classifier: POST one record {"sepal_length": ...} answers "setosa"
+[[routes]]
+path = "/iris-classifier"
+request = "records"
+features = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+response = "list"
+unwrap_single = true
+summary = "Cortex iris-classifier: the species of one record (or of each in a list)"
+"""
+
+WINE_ROUTES = """
+# The FastAPI tutorial: POST /predict {"batches": [[13 floats], ...]} answers {"Prediction": [...]}
+[[routes]]
+path = "/predict"
+request = "rows"
+request_key = "batches"
+response_key = "Prediction"
+summary = "FastAPI tutorial: the class of each wine in a batch"
+"""
+
+BREAST_CANCER_ROUTES = """
+# Ray Serve's PredictorDeployment with pandas_read_json: POST / with pandas records (any orient
+# with ?orient=) or {"array": [...]}, answered [{"predictions": <probability of benign>}]
+[[routes]]
+path = "/"
+answer = "probability"
+response = "records"
+summary = "Ray Serve tutorial: XGBoost's prediction (probability of benign) per row"
+"""
+
+
+def first_of_each_class(y):
+    return [int(np.flatnonzero(y == c)[0]) for c in np.unique(y)]
+
+
 def rows(X, idx):
     """Plain Python floats (float64, the dataset's own values)."""
     return [[float(v) for v in X[i]] for i in idx]
@@ -239,6 +317,9 @@ def train_iris():
         'RandomForestClassifier (100 trees) on load_iris, exported to ONNX by skl2onnx."',
         f"feature_names = {toml_list(ds.feature_names)}",
         f"class_labels = {toml_list(IRIS_LABELS)}",
+        toml_rows(rows(X, first_of_each_class(y))),
+        "",
+        IRIS_ROUTES.strip("\n"),
     ])
 
     # Request rows: one per class for the batch, five spread over the dataset for the CSV.
@@ -278,6 +359,9 @@ def train_wine():
         'scikit-learn RandomForestClassifier (50 trees, max_depth 8) on load_wine, exported to '
         'ONNX by skl2onnx (the FastAPI wine tutorial\'s model)."',
         f"feature_names = {toml_list(ds.feature_names)}",
+        toml_rows(rows(X, first_of_each_class(y))),
+        "",
+        WINE_ROUTES.strip("\n"),
     ])
 
     # 32 rows spread evenly over the dataset, so every class appears in the batch.
@@ -320,6 +404,9 @@ def train_breast_cancer():
         'binary:logistic (30 rounds of depth-2 trees) on load_breast_cancer (the Ray Serve '
         'tutorial\'s model); the probability is that of class 1, benign."',
         f"class_labels = {toml_list(BREAST_CANCER_LABELS)}",
+        toml_rows(rows(ds.data, first_of_each_class(ds.target))),
+        "",
+        BREAST_CANCER_ROUTES.strip("\n"),
     ])
 
     # The Ray tutorial posts the first row of its test set as a pandas record.
@@ -383,6 +470,7 @@ def train_diabetes():
         'description = "Diabetes progression one year after baseline, from 10 standardised '
         'measurements: LightGBM regression (50 trees) on load_diabetes."',
         'output_datatype = "FP64"',
+        toml_rows(rows(ds.data, [0, 1, 2])),
     ])
     write_json(REQUESTS / "diabetes_v2.json", v2_body(rows(ds.data, [0])))
 

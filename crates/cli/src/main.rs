@@ -93,6 +93,10 @@ struct ServeArgs {
         default_value = "text"
     )]
     log_format: LogFormat,
+    /// Which model serves a route alias (from model.toml) that several models declare:
+    /// PATH=MODEL, repeatable (environment: comma-separated).
+    #[arg(long = "route-owner", env = "FERROSERVE_ROUTE_OWNER", value_delimiter = ',', value_parser = parse_owner)]
+    route_owner: Vec<(String, String)>,
     /// Level of the one line logged per request.
     #[arg(
         long,
@@ -101,6 +105,17 @@ struct ServeArgs {
         default_value = "info"
     )]
     request_log: RequestLogArg,
+}
+
+fn parse_owner(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((path, model)) if path.starts_with('/') && !model.is_empty() => {
+            Ok((path.to_string(), model.to_string()))
+        }
+        _ => Err(format!(
+            "expected PATH=MODEL (e.g. /predict=wine), got {s:?}"
+        )),
+    }
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
@@ -197,6 +212,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             RequestLogArg::Debug => RequestLog::Debug,
             RequestLogArg::Info => RequestLog::Info,
         },
+        route_owners: args.route_owner.clone(),
     });
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))
         .await

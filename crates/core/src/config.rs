@@ -2,9 +2,24 @@
 //! configuration is inferred from the artifact. The doc comment on each field is its reference;
 //! `docs/configuration.md` repeats it, and a test checks that every field is documented there.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
-use crate::DataType;
+use crate::{DataType, ModelMetadata};
+
+/// Path prefixes the server's own routes use; a route alias may not start with one.
+pub const RESERVED_PATH_PREFIXES: [&str; 9] = [
+    "/v1",
+    "/v2",
+    "/models",
+    "/docs",
+    "/apidocs",
+    "/openapi.json",
+    "/metrics",
+    "/health",
+    "/jobs",
+];
 
 /// Which backend runs a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -96,6 +111,243 @@ pub struct ModelConfig {
     /// Dynamic batching: how requests are grouped before they reach an instance.
     #[serde(default)]
     pub batching: BatchingConfig,
+    /// Other names the friendly routes accept for features: a table alias → feature name,
+    /// e.g. `{ slength = "sepal length (cm)" }`.
+    #[serde(default)]
+    pub feature_aliases: BTreeMap<String, String>,
+    /// A few typical input rows (in feature order): the examples of the OpenAPI document and
+    /// Swagger UI. Each must have one value per feature.
+    #[serde(default)]
+    pub sample_rows: Vec<Vec<f64>>,
+    /// Route aliases: extra URLs answering with this model in a shape of your choosing, so that
+    /// hand-written clients (the FastAPI, Flask, Ray Serve tutorials ...) work unchanged. Each is
+    /// a `[[routes]]` table; see [`RouteConfig`].
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// HTTP method of a route alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize)]
+pub enum RouteMethod {
+    #[serde(rename = "GET")]
+    Get,
+    #[default]
+    #[serde(rename = "POST")]
+    Post,
+}
+
+impl RouteMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteMethod::Get => "GET",
+            RouteMethod::Post => "POST",
+        }
+    }
+}
+
+/// What a route alias reads its rows from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestForm {
+    /// Anything the friendly routes read: JSON rows, records (any pandas orient), KServe v1
+    /// instances, Ray arrays, CSV (body or multipart), query parameters.
+    #[default]
+    Auto,
+    /// JSON rows `[[...], ...]` (or one row `[...]`), in feature order.
+    Rows,
+    /// JSON records `[{"feature": value, ...}, ...]` (or one record `{...}`).
+    Records,
+    /// KServe v1 / TF Serving `{"instances": [...]}`.
+    Instances,
+    /// Ray Serve `{"array": [...], "shape": [...], "dtype": "..."}`.
+    Array,
+    /// CSV: a `text/csv` body or a multipart file field; header row optional.
+    Csv,
+    /// One row from query parameters, one per feature.
+    Query,
+}
+
+impl RequestForm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestForm::Auto => "auto",
+            RequestForm::Rows => "rows",
+            RequestForm::Records => "records",
+            RequestForm::Instances => "instances",
+            RequestForm::Array => "array",
+            RequestForm::Csv => "csv",
+            RequestForm::Query => "query",
+        }
+    }
+}
+
+/// What a route answers for each row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// Classifiers: the class name (the class number when the model has no names).
+    /// Regressors: the predicted value.
+    Label,
+    /// Classifiers: the class index, 0-based (what scikit-learn's `predict` returns for a model
+    /// trained on class numbers).
+    ClassIndex,
+    /// Classifiers: the list of class probabilities, in class order.
+    Probabilities,
+    /// Binary classifiers: the probability of the second (positive) class, as XGBoost's
+    /// `predict` answers for `binary:logistic`.
+    Probability,
+}
+
+impl Answer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Label => "label",
+            Answer::ClassIndex => "class_index",
+            Answer::Probabilities => "probabilities",
+            Answer::Probability => "probability",
+        }
+    }
+}
+
+/// How a route lays out its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// `{"<response_key>": [answer, ...]}` (plus `"probabilities"` when asked for).
+    #[default]
+    Object,
+    /// `[answer, ...]`.
+    List,
+    /// `[{"<response_key>": answer}, ...]`, one object per row (pandas records).
+    Records,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Object => "object",
+            Layout::List => "list",
+            Layout::Records => "records",
+        }
+    }
+}
+
+/// One route alias (`[[routes]]` in `model.toml`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The URL path, e.g. `"/predict"`; letters, digits and `/ . _ - ~ : @` only. It may not
+    /// start with a path the server uses itself (`/v1`, `/v2`, `/models`, `/docs`, `/apidocs`,
+    /// `/openapi.json`, `/metrics`, `/health`, `/jobs`).
+    pub path: String,
+    /// `"GET"` (rows from query parameters) or `"POST"` (default).
+    #[serde(default)]
+    pub method: RouteMethod,
+    /// What the request carries: `"auto"` (default: every friendly form), `"rows"`,
+    /// `"records"`, `"instances"`, `"array"`, `"csv"` or `"query"`. GET routes read `"query"`.
+    #[serde(default)]
+    pub request: RequestForm,
+    /// The JSON key holding the rows or records, e.g. `"batches"` for `{"batches": [[...]]}`.
+    pub request_key: Option<String>,
+    /// The multipart field holding the CSV file, e.g. `"input_file"`; default: the first file.
+    pub csv_field: Option<String>,
+    /// The names this route uses for the features, in feature order (e.g. `["slength",
+    /// "swidth", "plength", "pwidth"]`); they are accepted besides the feature names and
+    /// aliases, and shown in the OpenAPI document.
+    pub features: Option<Vec<String>>,
+    /// What each row answers: `"label"` (default), `"class_index"`, `"probabilities"` or
+    /// `"probability"`.
+    pub answer: Option<Answer>,
+    /// Answer layout: `"object"` (default), `"list"` or `"records"`.
+    #[serde(default)]
+    pub response: Layout,
+    /// The key of the answer in the `"object"` and `"records"` layouts; default
+    /// `"predictions"`.
+    pub response_key: Option<String>,
+    /// When the request is a single row (a record object, a flat row, query parameters), answer
+    /// that row's value without the surrounding list: `{"prediction": "setosa"}`, `"setosa"`.
+    #[serde(default)]
+    pub unwrap_single: bool,
+    /// One line for the OpenAPI document.
+    pub summary: Option<String>,
+}
+
+impl RouteConfig {
+    pub fn response_key(&self) -> &str {
+        self.response_key.as_deref().unwrap_or("predictions")
+    }
+
+    /// The form a request takes on this route (GET routes read query parameters).
+    pub fn form(&self) -> RequestForm {
+        match (self.method, self.request) {
+            (RouteMethod::Get, _) => RequestForm::Query,
+            (RouteMethod::Post, f) => f,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let p = &self.path;
+        let what = format!("routes: path {p:?}");
+        if !p.starts_with('/') {
+            return Err(format!("{what}: must start with '/'"));
+        }
+        if let Some(c) = p
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "/._-~:@".contains(*c)))
+        {
+            return Err(format!(
+                "{what}: character {c:?} is not allowed (letters, digits and / . _ - ~ : @)"
+            ));
+        }
+        if p.contains("//") || p.split('/').any(|seg| seg == "." || seg == "..") {
+            return Err(format!("{what}: empty, '.' or '..' segment"));
+        }
+        if p.split('/')
+            .any(|seg| seg.starts_with(':') || seg.starts_with('@'))
+        {
+            return Err(format!("{what}: a segment may not start with ':' or '@'"));
+        }
+        if let Some(r) = RESERVED_PATH_PREFIXES
+            .iter()
+            .find(|r| p == *r || p.starts_with(&format!("{r}/")))
+        {
+            return Err(format!("{what}: {r} is the server's own"));
+        }
+        if self.method == RouteMethod::Get
+            && !matches!(self.request, RequestForm::Auto | RequestForm::Query)
+        {
+            return Err(format!(
+                "{what}: a GET route reads query parameters; request = {:?} needs method = \"POST\"",
+                self.request.as_str()
+            ));
+        }
+        if self.request_key.is_some()
+            && !matches!(
+                self.request,
+                RequestForm::Rows | RequestForm::Records | RequestForm::Auto
+            )
+        {
+            return Err(format!(
+                "{what}: request_key applies to request = \"rows\", \"records\" or \"auto\""
+            ));
+        }
+        if self.request_key.as_deref() == Some("") || self.response_key.as_deref() == Some("") {
+            return Err(format!("{what}: empty request_key or response_key"));
+        }
+        if self.csv_field.is_some() && !matches!(self.request, RequestForm::Csv | RequestForm::Auto)
+        {
+            return Err(format!(
+                "{what}: csv_field applies to request = \"csv\" or \"auto\""
+            ));
+        }
+        if let Some(f) = &self.features {
+            let mut seen = std::collections::HashSet::new();
+            if let Some(d) = f.iter().find(|n| !seen.insert(n.as_str())) {
+                return Err(format!("{what}: feature name {d:?} is listed twice"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[batching]` in `model.toml`.
@@ -252,7 +504,89 @@ impl ModelConfig {
         if self.instances == Some(0) {
             return Err("instances = 0: expected at least 1".into());
         }
+        let mut seen = std::collections::HashSet::new();
+        for r in &self.routes {
+            r.check()?;
+            if !seen.insert((r.method, r.path.as_str())) {
+                return Err(format!(
+                    "routes: {} {} is listed twice",
+                    r.method.as_str(),
+                    r.path
+                ));
+            }
+        }
         self.batching.check()
+    }
+
+    /// Checks the parts of the configuration that depend on the loaded model (feature count,
+    /// classes): feature aliases name features, route feature lists and sample rows have one
+    /// entry per feature, class answers go to classifiers.
+    pub fn check_model(&self, meta: &ModelMetadata) -> Result<(), String> {
+        let uses_features = !self.feature_aliases.is_empty()
+            || !self.sample_rows.is_empty()
+            || !self.routes.is_empty();
+        let Some(n) = meta.tabular_features() else {
+            return if uses_features {
+                Err("feature_aliases, sample_rows and routes need a model with one input of shape [-1, n_features]".into())
+            } else {
+                Ok(())
+            };
+        };
+        let names = meta.feature_names_or_default();
+        for (alias, target) in &self.feature_aliases {
+            if !names.iter().any(|f| f == target) {
+                return Err(format!(
+                    "feature_aliases: {alias:?} = {target:?} is not a feature of the model (features: {})",
+                    names.join(", ")
+                ));
+            }
+            if names.iter().any(|f| f == alias && f != target) {
+                return Err(format!(
+                    "feature_aliases: {alias:?} is already the name of another feature"
+                ));
+            }
+        }
+        for (i, row) in self.sample_rows.iter().enumerate() {
+            if row.len() != n {
+                return Err(format!(
+                    "sample_rows[{i}] has {} values; the model has {n} features",
+                    row.len()
+                ));
+            }
+        }
+        let classes = meta.class_labels.as_ref().map(Vec::len);
+        for r in &self.routes {
+            let what = format!("routes: {} {}", r.method.as_str(), r.path);
+            if let Some(f) = &r.features {
+                if f.len() != n {
+                    return Err(format!(
+                        "{what}: features lists {} names; the model has {n} features",
+                        f.len()
+                    ));
+                }
+            }
+            match (r.answer, classes) {
+                (None | Some(Answer::Label), _) => {}
+                (Some(a @ (Answer::ClassIndex | Answer::Probabilities)), None) => {
+                    return Err(format!(
+                        "{what}: answer = {:?} needs a classifier; this model is a regressor",
+                        a.as_str()
+                    ))
+                }
+                (Some(Answer::ClassIndex | Answer::Probabilities), Some(_)) => {}
+                (Some(Answer::Probability), Some(2)) => {}
+                (Some(Answer::Probability), other) => {
+                    return Err(format!(
+                    "{what}: answer = \"probability\" needs a binary classifier; this model has {}",
+                    match other {
+                        Some(k) => format!("{k} classes (use \"probabilities\")"),
+                        None => "no classes (it is a regressor)".into(),
+                    }
+                ))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The output data type for scores (FP32 unless configured).
@@ -319,7 +653,23 @@ mod tests {
             description: _,
             instances: _,
             batching: _,
+            feature_aliases: _,
+            sample_rows: _,
+            routes: _,
         } = ModelConfig::default();
+        let RouteConfig {
+            path: _,
+            method: _,
+            request: _,
+            request_key: _,
+            csv_field: _,
+            features: _,
+            answer: _,
+            response: _,
+            response_key: _,
+            unwrap_single: _,
+            summary: _,
+        } = RouteConfig::default();
         let BatchingConfig {
             enabled: _,
             max_batch_size: _,
@@ -343,6 +693,20 @@ mod tests {
             "max_request_rows",
             "description",
             "instances",
+            "feature_aliases",
+            "sample_rows",
+            "routes",
+            "path",
+            "method",
+            "request",
+            "request_key",
+            "csv_field",
+            "features",
+            "answer",
+            "response",
+            "response_key",
+            "unwrap_single",
+            "summary",
             "batching.enabled",
             "batching.max_batch_size",
             "batching.max_queue_delay",
@@ -405,5 +769,115 @@ mod tests {
         let e = ModelConfig::from_toml("intra_op_threads = 0").unwrap_err();
         assert!(e.contains("intra_op_threads"), "{e}");
         assert!(ModelConfig::from_toml("optimization_level = \"max\"").is_err());
+    }
+
+    #[test]
+    fn routes_parse_and_bad_routes_are_refused() {
+        let cfg = ModelConfig::from_toml(
+            r#"
+            sample_rows = [[1.0, 2.0]]
+            [feature_aliases]
+            x = "a"
+            [[routes]]
+            path = "/predict"
+            request = "rows"
+            request_key = "batches"
+            response_key = "Prediction"
+            [[routes]]
+            method = "GET"
+            path = "/prediction"
+            features = ["p", "q"]
+            answer = "class_index"
+            response = "list"
+            unwrap_single = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.routes.len(), 2);
+        assert_eq!(cfg.routes[0].method, RouteMethod::Post);
+        assert_eq!(cfg.routes[0].response_key(), "Prediction");
+        assert_eq!(cfg.routes[1].form(), RequestForm::Query);
+        assert_eq!(cfg.routes[1].answer, Some(Answer::ClassIndex));
+        assert_eq!(cfg.feature_aliases["x"], "a");
+        for (toml, says) in [
+            ("[[routes]]\npath = \"predict\"", "start with '/'"),
+            ("[[routes]]\npath = \"/a{b}\"", "not allowed"),
+            ("[[routes]]\npath = \"/v2/x\"", "server's own"),
+            ("[[routes]]\npath = \"/models\"", "server's own"),
+            ("[[routes]]\npath = \"/a//b\"", "segment"),
+            (
+                "[[routes]]\npath = \"/a\"\nmethod = \"GET\"\nrequest = \"csv\"",
+                "GET route",
+            ),
+            (
+                "[[routes]]\npath = \"/a\"\nrequest = \"csv\"\nrequest_key = \"k\"",
+                "request_key",
+            ),
+            (
+                "[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/a\"",
+                "twice",
+            ),
+            (
+                "[[routes]]\npath = \"/a\"\nfeatures = [\"x\", \"x\"]",
+                "twice",
+            ),
+            ("[[routes]]\npath = \"/a\"\nbogus = 1", "bogus"),
+            ("[[routes]]\npath = \"/a\"\nmethod = \"PUT\"", "PUT"),
+        ] {
+            let e = ModelConfig::from_toml(toml).unwrap_err();
+            assert!(e.contains(says), "{toml}: {e}");
+        }
+        // Routes with the same path and different methods are fine.
+        ModelConfig::from_toml(
+            "[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/a\"\nmethod = \"GET\"",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn model_dependent_checks() {
+        use crate::{DataType, TensorMeta};
+        let meta = |classes: Option<usize>| ModelMetadata {
+            inputs: vec![TensorMeta {
+                name: "input".into(),
+                datatype: DataType::Fp32,
+                shape: vec![-1, 2],
+            }],
+            feature_names: Some(vec!["a".into(), "b".into()]),
+            class_labels: classes.map(|k| (0..k).map(|i| i.to_string()).collect()),
+            ..Default::default()
+        };
+        let ok = |t: &str, m: &ModelMetadata| ModelConfig::from_toml(t).unwrap().check_model(m);
+        ok("feature_aliases = { x = \"a\" }", &meta(None)).unwrap();
+        let e = ok("feature_aliases = { x = \"c\" }", &meta(None)).unwrap_err();
+        assert!(e.contains("not a feature"), "{e}");
+        let e = ok("feature_aliases = { b = \"a\" }", &meta(None)).unwrap_err();
+        assert!(e.contains("another feature"), "{e}");
+        let e = ok("sample_rows = [[1.0]]", &meta(None)).unwrap_err();
+        assert!(e.contains("2 features"), "{e}");
+        let e = ok("[[routes]]\npath = \"/a\"\nfeatures = [\"x\"]", &meta(None)).unwrap_err();
+        assert!(e.contains("2 features"), "{e}");
+        let e = ok(
+            "[[routes]]\npath = \"/a\"\nanswer = \"class_index\"",
+            &meta(None),
+        )
+        .unwrap_err();
+        assert!(e.contains("regressor"), "{e}");
+        ok(
+            "[[routes]]\npath = \"/a\"\nanswer = \"probability\"",
+            &meta(Some(2)),
+        )
+        .unwrap();
+        let e = ok(
+            "[[routes]]\npath = \"/a\"\nanswer = \"probability\"",
+            &meta(Some(3)),
+        )
+        .unwrap_err();
+        assert!(e.contains("binary"), "{e}");
+        let mut two_inputs = meta(None);
+        two_inputs.inputs.push(two_inputs.inputs[0].clone());
+        let e = ok("[[routes]]\npath = \"/a\"", &two_inputs).unwrap_err();
+        assert!(e.contains("one input"), "{e}");
+        ok("", &two_inputs).unwrap();
     }
 }

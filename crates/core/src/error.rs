@@ -1,5 +1,6 @@
 //! Errors: one transport-neutral [`ErrorKind`], mapped once to HTTP statuses and once to gRPC
-//! codes by the server; [`InferError`] carries a kind and a message for the client.
+//! codes by the server; [`InferError`] carries a kind, a message for the client and, for
+//! validation errors, one [`ErrorDetail`] per bad row, column or field.
 
 use std::fmt;
 
@@ -26,11 +27,158 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// An error answered to a client: a kind and a message saying which field, what was expected.
+/// What was wrong with one row, column or field of a request (a stable code clients can match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Problem {
+    /// A row has more or fewer values than the model has features.
+    WrongFeatureCount,
+    /// A name (record key, query parameter, CSV header, split column) is not a feature.
+    UnknownFeature,
+    /// A feature has no value.
+    MissingFeature,
+    /// A feature is given twice.
+    DuplicateFeature,
+    /// A value is not a number (nor null / empty, which mean missing).
+    NotANumber,
+    /// More rows than the model accepts in one request (`max_request_rows`).
+    TooManyRows,
+    /// A CSV line has more columns than the model has features.
+    TooManyColumns,
+    /// The request holds no rows.
+    NoRows,
+    /// The body's structure is not one the route accepts (wrong JSON shape, bad `shape`, ...).
+    BadShape,
+    /// A field outside the data has a bad value (unknown `orient`, `dtype`, ...).
+    BadValue,
+}
+
+impl Problem {
+    pub const ALL: [Problem; 10] = [
+        Problem::WrongFeatureCount,
+        Problem::UnknownFeature,
+        Problem::MissingFeature,
+        Problem::DuplicateFeature,
+        Problem::NotANumber,
+        Problem::TooManyRows,
+        Problem::TooManyColumns,
+        Problem::NoRows,
+        Problem::BadShape,
+        Problem::BadValue,
+    ];
+
+    /// The code written in error bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::WrongFeatureCount => "wrong_feature_count",
+            Problem::UnknownFeature => "unknown_feature",
+            Problem::MissingFeature => "missing_feature",
+            Problem::DuplicateFeature => "duplicate_feature",
+            Problem::NotANumber => "not_a_number",
+            Problem::TooManyRows => "too_many_rows",
+            Problem::TooManyColumns => "too_many_columns",
+            Problem::NoRows => "no_rows",
+            Problem::BadShape => "bad_shape",
+            Problem::BadValue => "bad_value",
+        }
+    }
+}
+
+/// One bad row, column or field: where, what was expected, what came instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorDetail {
+    pub problem: Problem,
+    /// 0-based row of the request (data rows: a CSV header is not counted).
+    pub row: Option<usize>,
+    /// 0-based position of the value within its row.
+    pub column: Option<usize>,
+    /// The feature, query parameter, JSON key or CSV header concerned.
+    pub field: Option<String>,
+    /// What was expected, for a person.
+    pub expected: String,
+    /// What came instead, shortened.
+    pub got: Option<String>,
+}
+
+impl ErrorDetail {
+    pub fn new(problem: Problem, expected: impl Into<String>) -> Self {
+        ErrorDetail {
+            problem,
+            row: None,
+            column: None,
+            field: None,
+            expected: expected.into(),
+            got: None,
+        }
+    }
+
+    pub fn row(mut self, row: usize) -> Self {
+        self.row = Some(row);
+        self
+    }
+
+    pub fn column(mut self, column: usize) -> Self {
+        self.column = Some(column);
+        self
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn got(mut self, got: impl Into<String>) -> Self {
+        let mut g: String = got.into();
+        if g.len() > 80 {
+            let mut cut = 77;
+            while !g.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            g.truncate(cut);
+            g.push_str("...");
+        }
+        self.got = Some(g);
+        self
+    }
+
+    /// One line saying where and what: `row 2, feature 'x': expected a number, got "abc"`.
+    pub fn message(&self) -> String {
+        let mut s = String::new();
+        if let Some(r) = self.row {
+            s.push_str(&format!("row {r}"));
+        }
+        if let Some(c) = self.column {
+            if !s.is_empty() {
+                s.push_str(", ");
+            }
+            s.push_str(&format!("column {c}"));
+        }
+        if let Some(f) = &self.field {
+            if !s.is_empty() {
+                s.push_str(", ");
+            }
+            s.push_str(&format!("'{f}'"));
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str("expected ");
+        s.push_str(&self.expected);
+        if let Some(g) = &self.got {
+            s.push_str(", got ");
+            s.push_str(g);
+        }
+        s
+    }
+}
+
+/// An error answered to a client: a kind, a message saying which field and what was expected,
+/// and for validation errors the list of every bad row, column or field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InferError {
     pub kind: ErrorKind,
     pub message: String,
+    /// One entry per problem found (empty for errors that are not about the request's data).
+    pub details: Vec<ErrorDetail>,
 }
 
 impl InferError {
@@ -38,6 +186,31 @@ impl InferError {
         InferError {
             kind,
             message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// A validation error (`Unprocessable`) listing `details`; `total` counts every problem
+    /// found, which may be more than the details kept.
+    pub fn unprocessable(details: Vec<ErrorDetail>, total: usize) -> Self {
+        let total = total.max(details.len());
+        let mut message = match total {
+            1 => "1 problem in the request: ".to_string(),
+            n => format!("{n} problems in the request: "),
+        };
+        for (i, d) in details.iter().take(3).enumerate() {
+            if i > 0 {
+                message.push_str("; ");
+            }
+            message.push_str(&d.message());
+        }
+        if total > 3 {
+            message.push_str(&format!("; and {} more (see details)", total - 3));
+        }
+        InferError {
+            kind: ErrorKind::Unprocessable,
+            message,
+            details,
         }
     }
 

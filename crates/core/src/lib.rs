@@ -12,7 +12,7 @@ pub mod tensor;
 
 pub use config::ModelConfig;
 pub use datatype::DataType;
-pub use error::{BackendError, ErrorKind, InferError};
+pub use error::{BackendError, ErrorDetail, ErrorKind, InferError, Problem};
 pub use model::{Backend, LoadedModel, ModelMetadata, TensorMeta};
 pub use tensor::{
     InferRequest, InferResponse, Param, Parameters, RequestedOutput, Tensor, TensorData,

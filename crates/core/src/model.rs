@@ -28,6 +28,29 @@ pub struct ModelMetadata {
     pub description: String,
 }
 
+impl ModelMetadata {
+    /// The number of features when the model reads one tabular input (shape `[-1, n]`), which
+    /// is what the friendly routes (rows, records, CSV, query parameters) feed.
+    pub fn tabular_features(&self) -> Option<usize> {
+        match self.inputs.as_slice() {
+            [one] => match one.shape.as_slice() {
+                [_, n] if *n >= 0 => Some(*n as usize),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Feature names: the model's own, or `f0`, `f1`, ... when it has none.
+    pub fn feature_names_or_default(&self) -> Vec<String> {
+        match (&self.feature_names, self.tabular_features()) {
+            (Some(n), _) => n.clone(),
+            (None, Some(n)) => (0..n).map(|i| format!("f{i}")).collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+}
+
 /// One batch handed to a model: one tensor per model input, rows along the first dimension.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {

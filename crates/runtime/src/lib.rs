@@ -41,6 +41,8 @@ pub struct ModelEntry {
     pub versions: BTreeMap<u64, VersionState>,
     /// Why the model has no versions at all (bad model.toml, no artifact ...).
     pub problem: Option<String>,
+    /// The model's `model.toml` (default when it has none or it could not be read).
+    pub config: ModelConfig,
 }
 
 impl ModelEntry {
@@ -140,6 +142,7 @@ impl Runtime {
                     name: f.name,
                     versions,
                     problem: f.problem,
+                    config,
                 },
             );
         }

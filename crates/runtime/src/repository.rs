@@ -105,6 +105,18 @@ pub fn load_artifact(cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedMod
     if PICKLE_EXTENSIONS.contains(&ext.as_str()) {
         return Err(pickle_help(file));
     }
+    let model = load_with_backend(cfg, file, &ext)?;
+    // The parts of model.toml that depend on the model (feature counts, classes).
+    cfg.check_model(model.metadata())
+        .map_err(|e| format!("model.toml: {e}"))?;
+    Ok(model)
+}
+
+fn load_with_backend(
+    cfg: &ModelConfig,
+    file: &Path,
+    ext: &str,
+) -> Result<Arc<dyn LoadedModel>, String> {
     let on_onnx = |why: Option<String>| {
         OnnxBackend.load(cfg, file).map_err(|e| match why {
             Some(why) => format!(
@@ -296,9 +308,10 @@ pub fn single_model(file: &Path, name: Option<&str>) -> FoundModel {
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "model".into())
     });
-    // A model.toml next to the file applies to it.
-    let cfg_path = file.parent().map(|d| d.join("model.toml"));
-    let config = match cfg_path.filter(|p| p.is_file()) {
+    // A model.toml next to the file applies to it; for a file inside a numeric version folder
+    // of a repository (`<model>/<n>/<file>`), the model folder's model.toml does.
+    let cfg_path = single_model_config(file);
+    let config = match cfg_path {
         Some(p) => std::fs::read_to_string(&p)
             .map_err(|e| e.to_string())
             .and_then(|t| ModelConfig::from_toml(&t))
@@ -315,6 +328,21 @@ pub fn single_model(file: &Path, name: Option<&str>) -> FoundModel {
         versions: vec![FoundVersion { version: 1, result }],
         problem: None,
     }
+}
+
+/// The model.toml that applies to a single model file, if any.
+fn single_model_config(file: &Path) -> Option<PathBuf> {
+    let dir = file.parent()?;
+    let here = dir.join("model.toml");
+    if here.is_file() {
+        return Some(here);
+    }
+    let is_version = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.parse::<u64>().is_ok());
+    let above = dir.parent()?.join("model.toml");
+    (is_version && above.is_file()).then_some(above)
 }
 
 /// Versions by number, for lookups.

@@ -1,9 +1,11 @@
 //! The one mapping from [`ErrorKind`] to HTTP statuses ([`status_of`]) and the one mapping to
-//! gRPC codes ([`code_of`]), side by side; and the v2 error body `{"error": "..."}`.
+//! gRPC codes ([`code_of`]), side by side; and the one error body every HTTP route answers: the
+//! v2 `{"error": "..."}`, plus `"details"` (one entry per bad row, column or field) for
+//! validation errors.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ferroserve_core::{ErrorKind, InferError};
+use ferroserve_core::{ErrorDetail, ErrorKind, InferError};
 
 /// An error answered over HTTP.
 #[derive(Debug)]
@@ -61,13 +63,46 @@ pub fn grpc_status(e: InferError) -> tonic::Status {
     tonic::Status::new(code_of(e.kind), e.message)
 }
 
-/// The v2 error body.
-pub fn error_body(message: &str) -> String {
-    let mut s = String::with_capacity(message.len() + 16);
-    s.push_str("{\"error\":");
-    s.push_str(&serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into()));
-    s.push('}');
-    s
+#[derive(serde::Serialize)]
+struct DetailJson<'a> {
+    problem: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    row: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    expected: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    got: Option<&'a str>,
+    message: String,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorJson<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    details: Vec<DetailJson<'a>>,
+}
+
+/// The error body: `{"error": message}` and, when there are any, `"details"`.
+pub fn error_body(message: &str, details: &[ErrorDetail]) -> String {
+    let doc = ErrorJson {
+        error: message,
+        details: details
+            .iter()
+            .map(|d| DetailJson {
+                problem: d.problem.as_str(),
+                row: d.row,
+                column: d.column,
+                field: d.field.as_deref(),
+                expected: &d.expected,
+                got: d.got.as_deref(),
+                message: d.message(),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&doc).unwrap_or_else(|_| "{\"error\":\"error\"}".into())
 }
 
 impl IntoResponse for ApiError {
@@ -79,7 +114,7 @@ impl IntoResponse for ApiError {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            error_body(&self.0.message),
+            error_body(&self.0.message, &self.0.details),
         )
             .into_response();
         if matches!(self.0.kind, ErrorKind::Overloaded | ErrorKind::Unavailable) {

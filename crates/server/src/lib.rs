@@ -1,12 +1,17 @@
 //! `ferroserve-server` owns the HTTP front: the Open Inference Protocol (v2) REST routes
-//! ([`v2`]), request bodies with their limits ([`body`]), the single mapping from error kinds
-//! to HTTP statuses and the v2 error body ([`error`]), request logging, and serving with
-//! graceful shutdown. Routes are built by [`app`] so tests can drive them without a socket.
+//! ([`v2`]), the friendly routes and route aliases of hand-written services ([`friendly`]), the
+//! OpenAPI document ([`openapi`]) and Swagger UI ([`docs`]), request bodies with their limits
+//! ([`body`]), the single mapping from error kinds to HTTP statuses and the one error body
+//! ([`error`]), Prometheus metrics ([`metrics`]), request logging, and serving with graceful
+//! shutdown. Routes are built by [`app`] so tests can drive them without a socket.
 
 pub mod body;
+pub mod docs;
 pub mod error;
+pub mod friendly;
 pub mod grpc;
 pub mod metrics;
+pub mod openapi;
 pub mod v2;
 
 use std::net::SocketAddr;
@@ -53,6 +58,8 @@ pub struct AppState {
     /// Ready only when every model has a ready version (otherwise: when at least one has).
     pub strict_readiness: bool,
     pub request_log: RequestLog,
+    /// `--route-owner PATH=MODEL`: which model serves a route alias several models declare.
+    pub route_owners: Vec<(String, String)>,
 }
 
 impl AppState {
@@ -62,6 +69,7 @@ impl AppState {
             limits: Limits::default(),
             strict_readiness: false,
             request_log: RequestLog::Info,
+            route_owners: Vec::new(),
         }
     }
 
@@ -76,6 +84,9 @@ impl AppState {
 
 /// All routes.
 pub fn app(state: Arc<AppState>) -> Router {
+    let friendly = Arc::new(friendly::Friendly::build(&state));
+    let doc = openapi::document(&state, &friendly);
+    let docs = Arc::new(docs::Docs::new(&doc));
     Router::new()
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
@@ -103,6 +114,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             post(v2::infer_version),
         )
+        .merge(friendly::router(state.clone(), friendly))
+        .merge(docs::router(docs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -166,3 +166,28 @@ pub fn python_has(modules: &[&str], what: &str) -> bool {
     }
     ok
 }
+
+/// examples/models/expected.json: the training libraries' answers.
+pub fn expected() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(examples().join("expected.json")).unwrap()).unwrap()
+}
+
+/// A file of examples/requests.
+pub fn request_file(name: &str) -> Vec<u8> {
+    std::fs::read(repo_root().join("examples/requests").join(name)).unwrap()
+}
+
+/// A multipart/form-data body with one file field; returns (content type, body).
+pub fn multipart(field: &str, filename: &str, content: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "ferroserve-test-boundary-7d1f";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: text/csv\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}

@@ -1,0 +1,267 @@
+//! What the friendly routes know about a model, worked out once: its features (names, aliases,
+//! the name → position lookup), its input tensor, its classes ([`Table`], one per served
+//! version); and what one route reads and answers ([`Spec`], one per route).
+
+use std::collections::HashMap;
+
+use ferroserve_core::config::{Answer, Layout, RequestForm, RouteConfig, RouteMethod};
+use ferroserve_core::{DataType, ModelMetadata};
+use ferroserve_runtime::ServedVersion;
+
+/// The label output of classifiers (see the trees backend).
+pub const LABEL: &str = "label";
+/// The class-probability output of classifiers.
+pub const PROBABILITIES: &str = "probabilities";
+/// The output of regressors.
+pub const VALUE: &str = "value";
+
+/// One served version as the friendly routes see it.
+#[derive(Debug)]
+pub struct Table {
+    pub model: String,
+    pub version: u64,
+    /// Feature names in input order (`f0`, `f1`, ... when the model has none).
+    pub names: Vec<String>,
+    /// Feature names and `feature_aliases` → position.
+    lookup: HashMap<String, usize>,
+    /// `feature_aliases` as (alias, position), for documentation.
+    pub aliases: Vec<(String, usize)>,
+    pub input_name: String,
+    pub input_dtype: DataType,
+    /// Class labels in class order (classifiers only).
+    pub classes: Option<Vec<String>>,
+    /// Whether the `label` output holds strings (BYTES) rather than integers.
+    pub label_is_text: bool,
+    /// Width of the regression output (1 for a single target).
+    pub targets: usize,
+    pub max_rows: usize,
+    /// Example rows: `sample_rows` from model.toml, or one row of zeros.
+    pub samples: Vec<Vec<f64>>,
+    pub description: String,
+}
+
+impl Table {
+    /// The table of a served version, or why the friendly routes cannot serve it.
+    pub fn build(served: &ServedVersion) -> Result<Table, String> {
+        let meta: &ModelMetadata = served.model.metadata();
+        let Some(n) = meta.tabular_features() else {
+            return Err(format!(
+                "model '{}' does not read one table of features (it has {} input(s)); use /v2/models/{}/infer",
+                served.name,
+                meta.inputs.len(),
+                served.name
+            ));
+        };
+        let input = &meta.inputs[0];
+        if matches!(input.datatype, DataType::Bytes | DataType::Bool) {
+            return Err(format!(
+                "model '{}' reads {} values; the friendly routes send numbers (use /v2/models/{}/infer)",
+                served.name, input.datatype, served.name
+            ));
+        }
+        let names = meta.feature_names_or_default();
+        let mut lookup: HashMap<String, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        let mut aliases = Vec::new();
+        for (alias, target) in &served.config.feature_aliases {
+            if let Some(&i) = lookup.get(target) {
+                aliases.push((alias.clone(), i));
+            }
+        }
+        for (alias, i) in &aliases {
+            lookup.entry(alias.clone()).or_insert(*i);
+        }
+        let label_is_text = meta
+            .outputs
+            .iter()
+            .any(|o| o.name == LABEL && o.datatype == DataType::Bytes);
+        let targets = meta
+            .outputs
+            .iter()
+            .find(|o| o.name == VALUE)
+            .and_then(|o| o.shape.get(1).copied())
+            .map(|t| t.max(1) as usize)
+            .unwrap_or(1);
+        let classes = meta.class_labels.clone().filter(|_| {
+            meta.outputs.iter().any(|o| o.name == LABEL)
+                && meta.outputs.iter().any(|o| o.name == PROBABILITIES)
+        });
+        let samples = if served.config.sample_rows.is_empty() {
+            vec![vec![0.0; n]]
+        } else {
+            served.config.sample_rows.clone()
+        };
+        Ok(Table {
+            model: served.name.clone(),
+            version: served.version,
+            names,
+            lookup,
+            aliases,
+            input_name: input.name.clone(),
+            input_dtype: input.datatype,
+            classes,
+            label_is_text,
+            targets,
+            max_rows: served.config.max_request_rows(),
+            samples,
+            description: meta.description.clone(),
+        })
+    }
+
+    pub fn n(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_classifier(&self) -> bool {
+        self.classes.is_some()
+    }
+
+    /// The position of a feature name or alias.
+    pub fn lookup(&self, name: &str) -> Option<usize> {
+        self.lookup.get(name).copied()
+    }
+
+    /// The outputs to ask the model for, for an answer (plus probabilities when asked for).
+    pub fn outputs_for(&self, answer: Answer, with_probabilities: bool) -> Vec<&'static str> {
+        if !self.is_classifier() {
+            return vec![VALUE];
+        }
+        match (answer, with_probabilities) {
+            (Answer::Label, false) => vec![LABEL],
+            (Answer::Label, true) => vec![LABEL, PROBABILITIES],
+            (Answer::ClassIndex | Answer::Probabilities | Answer::Probability, _) => {
+                vec![PROBABILITIES]
+            }
+        }
+    }
+}
+
+/// What one route reads and answers.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub model: String,
+    pub method: RouteMethod,
+    /// The URL path as documented (`/models/iris/predict`, `/predict`).
+    pub path: String,
+    pub form: RequestForm,
+    pub request_key: Option<String>,
+    pub csv_field: Option<String>,
+    /// The route's own names for the features, in feature order.
+    pub names: Option<Vec<String>>,
+    names_lookup: HashMap<String, usize>,
+    pub answer: Answer,
+    pub layout: Layout,
+    pub response_key: String,
+    pub unwrap_single: bool,
+    /// Whether the route answers CSV to clients that prefer it (the built-in routes).
+    pub csv_answer: bool,
+    pub summary: Option<String>,
+    /// Whether this is a route alias from model.toml (rather than a built-in route).
+    pub alias: bool,
+}
+
+impl Spec {
+    /// The built-in `/models/{model}/predict` route.
+    pub fn predict(model: &str, method: RouteMethod) -> Spec {
+        Spec {
+            model: model.to_string(),
+            method,
+            path: format!("/models/{model}/predict"),
+            form: match method {
+                RouteMethod::Get => RequestForm::Query,
+                RouteMethod::Post => RequestForm::Auto,
+            },
+            request_key: None,
+            csv_field: None,
+            names: None,
+            names_lookup: HashMap::new(),
+            answer: Answer::Label,
+            layout: Layout::Object,
+            response_key: "predictions".into(),
+            unwrap_single: false,
+            csv_answer: true,
+            summary: None,
+            alias: false,
+        }
+    }
+
+    /// The built-in KServe v1 `/v1/models/{model}:predict` route.
+    pub fn kserve_v1(model: &str) -> Spec {
+        Spec {
+            path: format!("/v1/models/{model}:predict"),
+            form: RequestForm::Instances,
+            csv_answer: false,
+            ..Spec::predict(model, RouteMethod::Post)
+        }
+    }
+
+    /// A route alias from model.toml.
+    pub fn alias(model: &str, r: &RouteConfig) -> Spec {
+        let names_lookup = r
+            .features
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        Spec {
+            model: model.to_string(),
+            method: r.method,
+            path: r.path.clone(),
+            form: r.form(),
+            request_key: r.request_key.clone(),
+            csv_field: r.csv_field.clone(),
+            names: r.features.clone(),
+            names_lookup,
+            answer: r.answer.unwrap_or(Answer::Label),
+            layout: r.response,
+            response_key: r.response_key().to_string(),
+            unwrap_single: r.unwrap_single,
+            csv_answer: false,
+            summary: r.summary.clone(),
+            alias: true,
+        }
+    }
+
+    /// The position of a feature named on this route: its own names first, then the model's.
+    pub fn lookup(&self, table: &Table, name: &str) -> Option<usize> {
+        self.names_lookup
+            .get(name)
+            .copied()
+            .or_else(|| table.lookup(name))
+    }
+
+    /// The name this route shows for feature `i`.
+    pub fn name<'a>(&'a self, table: &'a Table, i: usize) -> &'a str {
+        match &self.names {
+            Some(n) => &n[i],
+            None => &table.names[i],
+        }
+    }
+
+    /// The names this route shows, in feature order.
+    pub fn display_names<'a>(&'a self, table: &'a Table) -> &'a [String] {
+        match &self.names {
+            Some(n) => n,
+            None => &table.names,
+        }
+    }
+
+    /// `sepal length (cm), sepal width (cm), ...` (at most 8 names), for error messages.
+    pub fn names_hint(&self, table: &Table) -> String {
+        let names = self.display_names(table);
+        let mut s = names
+            .iter()
+            .take(8)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() > 8 {
+            s.push_str(&format!(", ... ({} in all)", names.len()));
+        }
+        s
+    }
+}
