@@ -756,7 +756,7 @@ fn common_components(out: &mut Map<String, Value>, models: &[String]) {
     );
 }
 
-fn v2_paths(paths: &mut Map<String, Value>, models: &[String]) {
+fn v2_paths(paths: &mut Map<String, Value>, models: &[String], example: Option<Value>) {
     let model = json!({ "name": "model", "in": "path", "required": true, "schema": { "type": "string", "enum": models } });
     let version = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[0-9]+$" }, "example": "1" });
     let get = |id: &str, summary: &str, ok: Value, params: Vec<Value>, codes: &[u16]| {
@@ -849,7 +849,10 @@ fn v2_paths(paths: &mut Map<String, Value>, models: &[String]) {
             "tags": ["v2"], "operationId": id,
             "summary": "Inference (Open Inference Protocol v2 JSON)",
             "parameters": params,
-            "requestBody": { "required": true, "content": { "application/json": { "schema": r("V2InferRequest") } } },
+            "requestBody": { "required": true, "content": { "application/json": {
+                "schema": r("V2InferRequest"),
+                "example": example.clone().unwrap_or_else(|| json!({ "inputs": [] })),
+            } } },
             "responses": responses,
         } })
     };
@@ -1008,7 +1011,15 @@ pub fn document(st: &AppState, f: &Friendly) -> Value {
             obj.insert(method_key(spec.method).into(), op);
         }
     }
-    v2_paths(&mut paths, &models);
+    // The v2 example: the first row of the first model that has one.
+    let v2_example = st.runtime.models().find_map(|m| {
+        let t = f.latest_table(&m.name)?;
+        Some(json!({ "inputs": [{
+            "name": t.input_name, "shape": [1, t.n()], "datatype": t.input_dtype.as_str(),
+            "data": t.samples[0],
+        }] }))
+    });
+    v2_paths(&mut paths, &models, v2_example);
     tags.push(json!({ "name": "server", "description": "The server and its models" }));
     tags.push(json!({ "name": "v2", "description": "Open Inference Protocol (KServe v2 / Triton) REST API" }));
     json!({

@@ -718,3 +718,27 @@ pub fn router(app: Arc<AppState>, f: Arc<Friendly>) -> Router<Arc<AppState>> {
     }
     r.with_state(FState { app, f })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn csv_only_when_preferred() {
+        assert!(!wants_csv(&HeaderMap::new()));
+        assert!(wants_csv(&accept("text/csv")));
+        assert!(wants_csv(&accept("text/csv, application/json;q=0.5")));
+        assert!(wants_csv(&accept("text/csv, */*")));
+        assert!(!wants_csv(&accept("*/*")));
+        assert!(!wants_csv(&accept("application/json, text/csv")));
+        assert!(!wants_csv(&accept("text/csv;q=0.2, application/json")));
+        assert!(!wants_csv(&accept("text/csv;q=0")));
+        assert!(!wants_csv(&accept("application/json")));
+    }
+}

@@ -1813,3 +1813,199 @@ pub fn read_csv(body: &[u8], spec: &Spec, table: &Table) -> Result<Parsed, Infer
     }
     sink.finish(false, table)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroserve_core::config::RouteMethod;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const NAMES: [&str; 3] = ["a", "b c", "d"];
+
+    fn table() -> Table {
+        Table::for_tests(&NAMES, &[("alias_a", 0)], 100)
+    }
+
+    fn values(p: &Parsed) -> Vec<f32> {
+        match &p.data {
+            TensorData::Fp32(v) => v.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn json(body: &serde_json::Value, orient: Option<Orient>) -> Result<Parsed, InferError> {
+        let t = table();
+        let spec = Spec::predict("m", RouteMethod::Post);
+        read_json(&serde_json::to_vec(body).unwrap(), &spec, &t, orient)
+    }
+
+    fn problems(e: &InferError) -> Vec<&'static str> {
+        e.details.iter().map(|d| d.problem.as_str()).collect()
+    }
+
+    proptest! {
+        /// Rows, records (keys in any order), split (columns in any order), columns, index,
+        /// instances, arrays and CSV with or without a header all read to the same buffer.
+        #[test]
+        fn every_form_reads_the_same_rows(
+            rows in prop::collection::vec(prop::collection::vec(-1e6f64..1e6, 3), 1..6),
+            perm in Just([0usize, 1, 2]).prop_shuffle(),
+        ) {
+            let t = table();
+            let spec = Spec::predict("m", RouteMethod::Post);
+            let want: Vec<f32> = rows.iter().flatten().map(|&x| x as f32).collect();
+            let rec = |r: &Vec<f64>| {
+                let mut m = serde_json::Map::new();
+                for &i in &perm {
+                    m.insert(NAMES[i].to_string(), json!(r[i]));
+                }
+                serde_json::Value::Object(m)
+            };
+            let pnames: Vec<&str> = perm.iter().map(|&i| NAMES[i]).collect();
+            let prows: Vec<Vec<f64>> = rows.iter().map(|r| perm.iter().map(|&i| r[i]).collect()).collect();
+            let mut cols = serde_json::Map::new();
+            for &i in &perm {
+                let c: serde_json::Map<String, serde_json::Value> =
+                    rows.iter().enumerate().map(|(k, r)| (format!("x{k}"), json!(r[i]))).collect();
+                cols.insert(NAMES[i].to_string(), serde_json::Value::Object(c));
+            }
+            let index: serde_json::Map<String, serde_json::Value> =
+                rows.iter().enumerate().map(|(k, r)| (format!("x{k}"), rec(r))).collect();
+            let bodies = vec![
+                (json!(rows), None),
+                (json!(rows.iter().map(rec).collect::<Vec<_>>()), None),
+                (json!(rows.iter().map(rec).collect::<Vec<_>>()), Some(Orient::Records)),
+                (json!({"columns": pnames, "data": prows}), Some(Orient::Split)),
+                (json!({"data": prows, "columns": pnames}), None),
+                (serde_json::Value::Object(cols), None),
+                (serde_json::Value::Object(index.clone()), Some(Orient::Index)),
+                (serde_json::Value::Object(index), None),
+                (json!({"instances": rows}), None),
+                (json!({"array": rows}), None),
+                (json!({"array": rows.concat(), "shape": [-1, 3]}), None),
+            ];
+            for (body, orient) in bodies {
+                let p = read_json(&serde_json::to_vec(&body).unwrap(), &spec, &t, orient)
+                    .unwrap_or_else(|e| panic!("{body}: {e:?}"));
+                prop_assert_eq!(p.rows, rows.len());
+                prop_assert_eq!(values(&p), want.clone(), "{}", body);
+            }
+            let csv_plain: String = rows.iter().map(|r| format!("{},{},{}\n", r[0], r[1], r[2])).collect();
+            let csv_header = format!("{}\n{}", pnames.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+                prows.iter().map(|r| format!("{},{},{}\n", r[0], r[1], r[2])).collect::<String>());
+            for body in [csv_plain, csv_header] {
+                let p = read_csv(body.as_bytes(), &spec, &t).unwrap();
+                prop_assert_eq!(values(&p), want.clone());
+            }
+        }
+
+        /// Whatever bytes come, reading answers rows or an error, never a panic.
+        #[test]
+        fn any_bytes_read_without_panicking(body in prop::collection::vec(any::<u8>(), 0..64)) {
+            let t = table();
+            let spec = Spec::predict("m", RouteMethod::Post);
+            let _ = read_json(&body, &spec, &t, None);
+            let _ = read_csv(&body, &spec, &t);
+        }
+    }
+
+    #[test]
+    fn single_rows_are_marked_single() {
+        assert!(json(&json!([1, 2, 3]), None).unwrap().single);
+        assert!(
+            json(&json!({"a": 1, "b c": 2, "d": 3}), None)
+                .unwrap()
+                .single
+        );
+        assert!(json(&json!({"array": [1, 2, 3]}), None).unwrap().single);
+        assert!(!json(&json!([[1, 2, 3]]), None).unwrap().single);
+        assert!(
+            !json(&json!([{"a": 1, "b c": 2, "d": 3}]), None)
+                .unwrap()
+                .single
+        );
+    }
+
+    #[test]
+    fn nulls_and_missing_cells_are_nan() {
+        let p = json(&json!([[null, 2, 3]]), None).unwrap();
+        assert!(values(&p)[0].is_nan());
+        let t = table();
+        let spec = Spec::predict("m", RouteMethod::Post);
+        let p = read_csv(b"a,b c,d\n,NA,3\n", &spec, &t).unwrap();
+        let v = values(&p);
+        assert!(v[0].is_nan() && v[1].is_nan() && v[2] == 3.0);
+        let p = read_pairs(form_urlencoded::parse(b"alias_a=1&b+c=nan&d=2"), &spec, &t).unwrap();
+        assert!(values(&p)[1].is_nan());
+    }
+
+    #[test]
+    fn problems_are_all_listed_with_where_they_are() {
+        let e = json(&json!([[1, 2], [1, "x", 3], {"a": 1}]), None).unwrap_err();
+        assert_eq!(e.kind, ferroserve_core::ErrorKind::Unprocessable);
+        assert_eq!(
+            problems(&e),
+            ["wrong_feature_count", "not_a_number", "bad_shape"]
+        );
+        assert_eq!(e.details[1].row, Some(1));
+        assert_eq!(e.details[1].column, Some(1));
+        assert_eq!(e.details[1].field.as_deref(), Some("b c"));
+        let e = json(&json!({"a": 1, "a ": 2}), None).unwrap_err();
+        assert_eq!(
+            problems(&e),
+            ["unknown_feature", "missing_feature", "missing_feature"]
+        );
+        let e = json(
+            &json!({"columns": ["a", "a", "zz"], "data": [[1, 2, 3]]}),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems(&e),
+            [
+                "duplicate_feature",
+                "unknown_feature",
+                "missing_feature",
+                "missing_feature"
+            ]
+        );
+        let e = json(&json!({"array": [[1, 2, 3], [1, 2]]}), None).unwrap_err();
+        assert_eq!(problems(&e), ["bad_shape"]);
+        let e = json(&json!({"array": [1, 2, 3, 4]}), None).unwrap_err();
+        assert_eq!(problems(&e), ["wrong_feature_count"]);
+        let e = json(&json!([[1, 2, 3]]), Some(Orient::Split)).unwrap_err();
+        assert_eq!(problems(&e), ["bad_shape"]);
+        let e = json(&json!({}), None).unwrap_err();
+        assert_eq!(problems(&e), ["bad_shape"]);
+        let e = json(&json!([]), None).unwrap_err();
+        assert_eq!(problems(&e), ["no_rows"]);
+        // Malformed JSON is a 400, not a list.
+        let t = table();
+        let spec = Spec::predict("m", RouteMethod::Post);
+        let e = read_json(b"[[1, 2", &spec, &t, None).unwrap_err();
+        assert_eq!(e.kind, ferroserve_core::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn rows_over_the_limit_are_counted_not_stored() {
+        let t = Table::for_tests(&NAMES, &[], 2);
+        let spec = Spec::predict("m", RouteMethod::Post);
+        let e = read_json(b"[[1,2,3],[1,2,3],[1,2,3],[1,2,3]]", &spec, &t, None).unwrap_err();
+        assert_eq!(problems(&e), ["too_many_rows"]);
+        assert_eq!(e.details[0].got.as_deref(), Some("4 rows"));
+    }
+
+    #[test]
+    fn options_come_out_of_the_query() {
+        let t = table();
+        let spec = Spec::predict("m", RouteMethod::Post);
+        let (o, pairs) =
+            split_query(Some("orient=split&probabilities=true&a=1"), &spec, &t).unwrap();
+        assert_eq!(o.orient, Some(Orient::Split));
+        assert!(o.probabilities);
+        assert_eq!(pairs.len(), 1);
+        let e = split_query(Some("orient=table&probabilities=maybe"), &spec, &t).unwrap_err();
+        assert_eq!(problems(&e), ["bad_value", "bad_value"]);
+    }
+}

@@ -265,3 +265,33 @@ impl Spec {
         s
     }
 }
+
+#[cfg(test)]
+impl Table {
+    /// A table for parser tests: FP32 input, these feature names and aliases.
+    pub fn for_tests(names: &[&str], aliases: &[(&str, usize)], max_rows: usize) -> Table {
+        let mut lookup: HashMap<String, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), i))
+            .collect();
+        for (a, i) in aliases {
+            lookup.insert(a.to_string(), *i);
+        }
+        Table {
+            model: "m".into(),
+            version: 1,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            lookup,
+            aliases: aliases.iter().map(|(a, i)| (a.to_string(), *i)).collect(),
+            input_name: "input".into(),
+            input_dtype: DataType::Fp32,
+            classes: None,
+            label_is_text: false,
+            targets: 1,
+            max_rows,
+            samples: vec![vec![0.0; names.len()]],
+            description: String::new(),
+        }
+    }
+}
