@@ -361,6 +361,20 @@ async fn every_request_form_answers_what_the_library_answers() {
     let b = &exp["breast_cancer"];
     let a = post_json(&s, "/models/breast_cancer/predict", &b["rows"]).await;
     assert_eq!(a.json(), json!({"predictions": b["label_names"]}));
+    // A model on ONNX Runtime answers integer labels; its model.toml names the classes, and
+    // the friendly answers carry the names.
+    if common::onnx_runtime_available("iris_mlp over the friendly routes") {
+        let m = &exp["iris_mlp"];
+        let a = post_json(&s, "/models/iris_mlp/predict", &m["rows"]).await;
+        assert_eq!(a.json(), json!({"predictions": m["label_names"]}));
+        let schema = send(&s, Method::GET, "/openapi.json", None, vec![], None)
+            .await
+            .json();
+        assert_eq!(
+            schema["components"]["schemas"]["iris_mlp.Label"]["enum"],
+            json!(["setosa", "versicolor", "virginica"])
+        );
+    }
     // The model cards list features, aliases, classes and routes.
     let a = send(&s, Method::GET, "/models", None, vec![], None).await;
     let cards = a.json();

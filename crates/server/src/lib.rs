@@ -122,7 +122,25 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             log_request,
         ))
+        // A bug must not drop the connection: a panic in a handler answers 500, in the one
+        // error body, and the server keeps serving.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_answer,
+        ))
         .with_state(state)
+}
+
+fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(%what, "handler panicked");
+    ApiError(ferroserve_core::InferError::internal(format!(
+        "internal error: {what}"
+    )))
+    .into_response()
 }
 
 async fn metrics_route(State(st): State<Arc<AppState>>) -> Response {

@@ -157,7 +157,7 @@ impl<'a> ModelSchemas<'a> {
     /// The value one row answers.
     fn label_schema(&self) -> Value {
         let t = self.table;
-        match (&t.classes, t.label_is_text) {
+        match (&t.classes, t.label_is_text || t.names_from_probabilities) {
             (Some(c), true) => json!({ "type": "string", "enum": c }),
             (Some(c), false) => {
                 let ints: Vec<i64> = c.iter().filter_map(|x| x.parse().ok()).collect();
@@ -168,10 +168,12 @@ impl<'a> ModelSchemas<'a> {
                 }
             }
             (None, _) if t.targets > 1 => json!({
-                "type": "array", "items": { "type": "number" },
+                "type": "array", "items": { "type": ["number", "null"] },
                 "minItems": t.targets, "maxItems": t.targets
             }),
-            (None, _) => json!({ "type": "number" }),
+            (None, _) => {
+                json!({ "type": ["number", "null"], "description": "null where the model answers NaN" })
+            }
         }
     }
 
@@ -179,8 +181,8 @@ impl<'a> ModelSchemas<'a> {
         let k = self.table.classes.as_ref().map_or(0, Vec::len);
         json!({
             "type": "array",
-            "description": format!("Class probabilities in class order: {}", self.table.classes.as_ref().map(|c| c.join(", ")).unwrap_or_default()),
-            "items": { "type": "number" },
+            "description": format!("Class probabilities in class order: {} (null where the model answers NaN)", self.table.classes.as_ref().map(|c| c.join(", ")).unwrap_or_default()),
+            "items": { "type": ["number", "null"] },
             "minItems": k,
             "maxItems": k,
         })
@@ -194,7 +196,9 @@ impl<'a> ModelSchemas<'a> {
                 json!({ "type": "integer", "minimum": 0, "maximum": k.saturating_sub(1) })
             }
             Answer::Probabilities => self.rf("Probabilities"),
-            Answer::Probability => json!({ "type": "number", "minimum": 0, "maximum": 1 }),
+            Answer::Probability => {
+                json!({ "type": ["number", "null"], "minimum": 0, "maximum": 1 })
+            }
         }
     }
 
@@ -841,6 +845,41 @@ fn v2_paths(paths: &mut Map<String, Value>, models: &[String], example: Option<V
             &[404, 503],
         ),
     );
+    let stats = json!({ "type": "object", "description": "The v2 statistics extension (Triton's shape)",
+        "properties": { "model_stats": { "type": "array", "items": { "type": "object",
+            "properties": { "name": { "type": "string" }, "version": { "type": "string" } },
+            "required": ["name", "version"] } } },
+        "required": ["model_stats"] });
+    paths.insert(
+        "/v2/models/stats".into(),
+        get(
+            "v2_all_stats",
+            "Statistics of every model version",
+            ok_json("statistics", stats.clone()),
+            vec![],
+            &[],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}/stats".into(),
+        get(
+            "v2_model_stats",
+            "Statistics of a model's versions",
+            ok_json("statistics", stats.clone()),
+            vec![model.clone()],
+            &[404, 503],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}/versions/{version}/stats".into(),
+        get(
+            "v2_version_stats",
+            "Statistics of one version",
+            ok_json("statistics", stats),
+            vec![model.clone(), version.clone()],
+            &[404, 503],
+        ),
+    );
     let infer = |id: &str, params: Vec<Value>| {
         let mut responses = Map::new();
         responses.insert("200".into(), ok_json("outputs", r("V2InferResponse")));
@@ -910,6 +949,12 @@ pub fn document(st: &AppState, f: &Friendly) -> Value {
                     "required": ["name", "version", "models"], "additionalProperties": false })) } } }),
         );
     }
+    paths.insert(
+        "/metrics".into(),
+        json!({ "get": { "tags": ["server"], "operationId": "metrics", "summary": "Prometheus metrics",
+            "responses": { "200": { "description": "Prometheus text format",
+                "content": { "text/plain": { "schema": { "type": "string" } } } } } } }),
+    );
     let mut list_resp = Map::new();
     list_resp.insert(
         "200".into(),

@@ -18,10 +18,13 @@ pub struct Outputs<'a> {
     /// Regression targets (width of the value).
     t: usize,
     rows: usize,
+    /// Class names to answer by the first maximum of the probabilities (see
+    /// [`Table::names_from_probabilities`]).
+    names: Option<&'a [String]>,
 }
 
 impl<'a> Outputs<'a> {
-    pub fn new(resp: &'a InferResponse, rows: usize) -> Outputs<'a> {
+    pub fn new(resp: &'a InferResponse, rows: usize, table: &'a Table) -> Outputs<'a> {
         let find = |n: &str| resp.outputs.iter().find(|t| t.name == n);
         let width = |t: Option<&Tensor>| {
             t.and_then(|t| t.shape.get(1).copied())
@@ -37,6 +40,10 @@ impl<'a> Outputs<'a> {
             k: width(probs),
             t: width(value),
             rows,
+            names: table
+                .classes
+                .as_deref()
+                .filter(|_| table.names_from_probabilities),
         }
     }
 }
@@ -99,6 +106,11 @@ impl Serialize for One<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (o, r) = (self.o, self.row);
         match (self.answer, o.label, o.probs, o.value) {
+            (Answer::Label, _, Some(p), _) if o.names.is_some() => {
+                let names = o.names.unwrap_or_default();
+                let i = argmax(&p.data, r * o.k, o.k);
+                s.serialize_str(names.get(i).map_or("", String::as_str))
+            }
             (Answer::Label, Some(l), _, _) => element(&l.data, r, s),
             (_, _, _, Some(v)) if o.t == 1 => element(&v.data, r, s),
             (_, _, _, Some(v)) => Span(&v.data, r * o.t, o.t).serialize(s),
@@ -271,6 +283,11 @@ impl Answerer<'_> {
         for r in 0..o.rows {
             let mut rec: Vec<String> = Vec::with_capacity(header.len());
             match (self.answer, o.label, o.probs, o.value) {
+                (Answer::Label, _, Some(p), _) if o.names.is_some() => {
+                    let names = o.names.unwrap_or_default();
+                    let i = argmax(&p.data, r * o.k, o.k);
+                    rec.push(names.get(i).cloned().unwrap_or_default())
+                }
                 (Answer::Label, Some(l), _, _) => rec.push(text(&l.data, r)),
                 (_, _, _, Some(v)) => rec.extend((0..o.t).map(|j| text(&v.data, r * o.t + j))),
                 (Answer::ClassIndex, _, Some(p), _) => {

@@ -467,7 +467,7 @@ async fn answer_spec(
     };
     let (resp, _) = crate::v2::run(served, req, timeout).await?;
     let a = Answerer {
-        out: Outputs::new(&resp, parsed.rows),
+        out: Outputs::new(&resp, parsed.rows, &table),
         answer: spec.answer,
         layout: spec.layout,
         key: &spec.response_key,

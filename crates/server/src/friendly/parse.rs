@@ -1335,16 +1335,25 @@ impl Reader<'_> {
             None => natural,
             Some(s) => {
                 let unknown = s.iter().filter(|&&d| d == -1).count();
-                let known: i64 = s.iter().filter(|&&d| d != -1).product();
-                if s.iter().any(|&d| d < -1) || unknown > 1 || (unknown == 1 && known <= 0) {
-                    let d = ErrorDetail::new(Problem::BadValue, "dimensions ≥ 0 (one may be -1)")
+                // Checked: a client may send any dimensions.
+                let known = s.iter().filter(|&&d| d != -1).try_fold(1u64, |acc, &d| {
+                    u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+                });
+                let known = match known {
+                    Some(k) if unknown <= 1 && (unknown == 0 || k > 0) => k,
+                    _ => {
+                        let d = ErrorDetail::new(
+                            Problem::BadValue,
+                            "dimensions ≥ 0 (one may be -1) whose product holds the values",
+                        )
                         .field("shape")
                         .got(format!("{s:?}"));
-                    self.sink.error(d);
-                    return;
-                }
+                        self.sink.error(d);
+                        return;
+                    }
+                };
                 let fill = if unknown == 1 {
-                    len / known as usize
+                    (len as u64 / known) as usize
                 } else {
                     0
                 };
@@ -1353,7 +1362,10 @@ impl Reader<'_> {
                     .collect()
             }
         };
-        let count: usize = shape.iter().product();
+        let count = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .unwrap_or(usize::MAX);
         if count != len || shape.is_empty() {
             let d = ErrorDetail::new(
                 Problem::BadShape,
@@ -1907,6 +1919,22 @@ mod tests {
             let spec = Spec::predict("m", RouteMethod::Post);
             let _ = read_json(&body, &spec, &t, None);
             let _ = read_csv(&body, &spec, &t);
+        }
+    }
+
+    #[test]
+    fn any_shape_is_answered_without_panicking() {
+        for shape in [
+            json!([1339906351231789u64, 2286, 69661626362832208u64, 180]),
+            json!([-506461, -82, -7378796]),
+            json!([-1, 0]),
+            json!([-1, -1]),
+            json!([i64::MAX, i64::MAX]),
+            json!([0]),
+            json!([]),
+        ] {
+            let e = json(&json!({"array": [1, 2, 3], "shape": shape}), None).unwrap_err();
+            assert!(!e.details.is_empty(), "{shape}");
         }
     }
 

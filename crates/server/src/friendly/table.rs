@@ -32,6 +32,10 @@ pub struct Table {
     pub classes: Option<Vec<String>>,
     /// Whether the `label` output holds strings (BYTES) rather than integers.
     pub label_is_text: bool,
+    /// The class names are not what the `label` output holds (integer labels, named classes in
+    /// `model.toml`, as ONNX Runtime graphs answer): answers name the class of the first
+    /// maximum of the probabilities instead.
+    pub names_from_probabilities: bool,
     /// Width of the regression output (1 for a single target).
     pub targets: usize,
     pub max_rows: usize,
@@ -89,6 +93,12 @@ impl Table {
             meta.outputs.iter().any(|o| o.name == LABEL)
                 && meta.outputs.iter().any(|o| o.name == PROBABILITIES)
         });
+        let names_from_probabilities = !label_is_text
+            && classes.as_ref().is_some_and(|c| {
+                c.iter()
+                    .enumerate()
+                    .any(|(i, name)| name.parse::<usize>() != Ok(i))
+            });
         let samples = if served.config.sample_rows.is_empty() {
             vec![vec![0.0; n]]
         } else {
@@ -104,6 +114,7 @@ impl Table {
             input_dtype: input.datatype,
             classes,
             label_is_text,
+            names_from_probabilities,
             targets,
             max_rows: served.config.max_request_rows(),
             samples,
@@ -130,6 +141,7 @@ impl Table {
             return vec![VALUE];
         }
         match (answer, with_probabilities) {
+            (Answer::Label, _) if self.names_from_probabilities => vec![PROBABILITIES],
             (Answer::Label, false) => vec![LABEL],
             (Answer::Label, true) => vec![LABEL, PROBABILITIES],
             (Answer::ClassIndex | Answer::Probabilities | Answer::Probability, _) => {
@@ -288,6 +300,7 @@ impl Table {
             input_dtype: DataType::Fp32,
             classes: None,
             label_is_text: false,
+            names_from_probabilities: false,
             targets: 1,
             max_rows,
             samples: vec![vec![0.0; names.len()]],
