@@ -28,7 +28,7 @@ const FLAGS = [
 
 function startServer() {
   return new Promise((resolve, reject) => {
-    const proc = spawn(bin, ['serve', '--host', '127.0.0.1', '--http-port', '0', '--request-log', 'off', '--log', 'warn'], {
+    const proc = spawn(bin, ['serve', '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--request-log', 'off', '--log', 'warn'], {
       cwd: root,
       env: Object.fromEntries(Object.entries(process.env)
         .filter(([k]) => k !== 'MODEL_FILE' && k !== 'FERROSERVE_REPOSITORY')),
