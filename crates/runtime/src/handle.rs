@@ -110,11 +110,6 @@ impl ModelHandle {
         &self.stats
     }
 
-    /// The model's default request timeout, if configured.
-    pub fn default_timeout(&self) -> Option<Duration> {
-        self.default_timeout
-    }
-
     /// Runs `batch`, answering within `timeout` (or the model's default) if given.
     pub async fn submit(
         &self,

@@ -3,7 +3,6 @@
 //! version that cannot be loaded is kept with the reason, reported not ready, while the others
 //! serve.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -344,6 +343,3 @@ fn single_model_config(file: &Path) -> Option<PathBuf> {
     let above = dir.parent()?.join("model.toml");
     (is_version && above.is_file()).then_some(above)
 }
-
-/// Versions by number, for lookups.
-pub type VersionMap<T> = BTreeMap<u64, T>;

@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod v2;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -198,9 +197,4 @@ pub async fn serve(
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-/// The address a listener is bound to (for logs and tests).
-pub fn local_addr(l: &tokio::net::TcpListener) -> Option<SocketAddr> {
-    l.local_addr().ok()
 }
