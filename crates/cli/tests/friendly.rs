@@ -7,6 +7,7 @@
 mod common;
 
 use common::{client, examples, expected, multipart, request_file, Server};
+use ferroserve_testkit::{assert_close, assert_same, numbers, require, strings, Need, Tol};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -342,39 +343,18 @@ async fn every_request_form_answers_what_the_library_answers() {
     // Regressors answer values; class names come from model.toml, class numbers without it.
     let d = &exp["diabetes"];
     let a = post_json(&s, "/models/diabetes/predict", &d["rows"]).await;
-    let got: Vec<f64> = a.json()["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let want: Vec<f64> = d["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert!(got.iter().zip(&want).all(|(a, b)| close(*a, *b)), "{got:?}");
+    assert_close(
+        "diabetes friendly rows vs LightGBM",
+        &numbers(&a.json()["predictions"]),
+        &numbers(&d["value"]),
+        Tol::abs(1e-5),
+    );
     let w = &exp["wine"];
     let a = post_json(&s, "/models/wine/predict", &w["rows"]).await;
     assert_eq!(a.json(), json!({"predictions": w["label"]}));
     let b = &exp["breast_cancer"];
     let a = post_json(&s, "/models/breast_cancer/predict", &b["rows"]).await;
     assert_eq!(a.json(), json!({"predictions": b["label_names"]}));
-    // A model on ONNX Runtime answers integer labels; its model.toml names the classes, and
-    // the friendly answers carry the names.
-    if common::onnx_runtime_available("iris_mlp over the friendly routes") {
-        let m = &exp["iris_mlp"];
-        let a = post_json(&s, "/models/iris_mlp/predict", &m["rows"]).await;
-        assert_eq!(a.json(), json!({"predictions": m["label_names"]}));
-        let schema = send(&s, Method::GET, "/openapi.json", None, vec![], None)
-            .await
-            .json();
-        assert_eq!(
-            schema["components"]["schemas"]["iris_mlp.Label"]["enum"],
-            json!(["setosa", "versicolor", "virginica"])
-        );
-    }
     // The model cards list features, aliases, classes and routes.
     let a = send(&s, Method::GET, "/models", None, vec![], None).await;
     let cards = a.json();
@@ -408,6 +388,33 @@ struct Bad {
     status: u16,
     problems: Vec<(&'static str, Option<u64>, Option<&'static str>)>,
     says: &'static str,
+}
+
+/// A model on ONNX Runtime answers integer labels; its model.toml names the classes, and the
+/// friendly answers and the OpenAPI document carry the names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
+async fn an_onnx_runtime_model_answers_class_names() {
+    require(Need::OnnxRuntime, "iris_mlp over the friendly routes");
+    let s = Server::start(&[], &[]);
+    let m = &expected()["iris_mlp"];
+    let a = post_json(&s, "/models/iris_mlp/predict", &m["rows"]).await;
+    assert_eq!(a.status, 200);
+    assert_same(
+        "iris_mlp friendly labels vs scikit-learn",
+        &strings(&a.json()["predictions"]),
+        &strings(&m["label_names"]),
+    );
+    let schema = send(&s, Method::GET, "/openapi.json", None, vec![], None)
+        .await
+        .json();
+    assert_eq!(
+        schema["components"]["schemas"]["iris_mlp.Label"]["enum"],
+        json!(["setosa", "versicolor", "virginica"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

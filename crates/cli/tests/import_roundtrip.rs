@@ -15,21 +15,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{client, repo_root, Server};
+use ferroserve_testkit::{assert_close, numbers, require, Need, Tol};
 use serde_json::{json, Value};
 
-const LIBS: [&str; 8] = [
-    "sklearn",
-    "xgboost",
-    "lightgbm",
-    "skl2onnx",
-    "onnxmltools",
-    "onnxruntime",
-    "joblib",
-    "pandas",
-];
-
 fn import(model: &Path, out: &Path, envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferroserve"));
+    let mut cmd = common::ferroserve();
     cmd.arg("import").arg(model).arg("--out").arg(out);
     for (k, v) in envs {
         cmd.env(k, v);
@@ -45,21 +35,21 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn flat(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
+#[cfg_attr(
+    no_python_ml,
+    ignore = "needs Python with the training libraries: pip install -r requirements-dev.txt"
+)]
 async fn every_kind_of_model_file_imports_serves_and_matches_its_library() {
-    if !common::python_has(&LIBS, "the import round trip")
-        || !common::onnx_runtime_available("the import round trip")
-    {
-        return;
-    }
+    require(
+        Need::PythonModules(common::PYTHON_ML),
+        "the import round trip",
+    );
+    require(Need::OnnxRuntime, "the import round trip");
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("files");
     let repo = dir.path().join("repo");
@@ -78,7 +68,7 @@ async fn every_kind_of_model_file_imports_serves_and_matches_its_library() {
     let running: Vec<(String, std::process::Child)> = cases
         .iter()
         .map(|(name, case)| {
-            let child = Command::new(env!("CARGO_BIN_EXE_ferroserve"))
+            let child = common::ferroserve()
                 .arg("import")
                 .arg(files.join(case["file"].as_str().unwrap()))
                 .arg("--out")
@@ -123,26 +113,31 @@ async fn every_kind_of_model_file_imports_serves_and_matches_its_library() {
             .iter()
             .find(|o| o["name"] == case["output"])
             .unwrap_or_else(|| panic!("{name}: no output {} in {body}", case["output"]));
-        let got = flat(&out["data"]);
-        let want = flat(&case["want"]);
-        assert_eq!(got.len(), want.len(), "{name}: {got:?} vs {want:?}");
-        for (g, w) in got.iter().zip(&want) {
-            assert!(
-                (g - w).abs() <= 1e-4 + 1e-4 * w.abs(),
-                "{name}: served {got:?}, the library {want:?}"
-            );
-        }
+        assert_close(
+            &format!("{name} served against its library"),
+            &numbers(&out["data"]),
+            &numbers(&case["want"]),
+            Tol::abs_rel(1e-4, 1e-4),
+        );
     }
     assert!(s.terminate().success());
 }
 
 #[test]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
+#[cfg_attr(
+    no_python_ml,
+    ignore = "needs Python with the training libraries: pip install -r requirements-dev.txt"
+)]
 fn disagreement_is_refused_and_nothing_is_written() {
-    if !common::python_has(&LIBS, "the import refusal test")
-        || !common::onnx_runtime_available("the import refusal test")
-    {
-        return;
-    }
+    require(
+        Need::PythonModules(common::PYTHON_ML),
+        "the import refusal test",
+    );
+    require(Need::OnnxRuntime, "the import refusal test");
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("iris.pkl");
     let st = Command::new("python3")
@@ -204,7 +199,7 @@ fn disagreement_is_refused_and_nothing_is_written() {
 
 #[test]
 fn help_says_pickles_run_code_and_no_python_says_what_to_install() {
-    let o = Command::new(env!("CARGO_BIN_EXE_ferroserve"))
+    let o = common::ferroserve()
         .args(["import", "--help"])
         .output()
         .unwrap();

@@ -11,29 +11,11 @@ mod common;
 use std::path::Path;
 
 use common::{client, examples, repo_root, Server};
+use ferroserve_testkit::{assert_close, numbers, require, Need, Tol};
 use serde_json::{json, Value};
 
 fn expected() -> Value {
     serde_json::from_slice(&std::fs::read(examples().join("expected.json")).unwrap()).unwrap()
-}
-
-fn flat(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|x| match x {
-            Value::Array(r) => r.iter().map(|y| y.as_f64().unwrap()).collect(),
-            y => vec![y.as_f64().unwrap()],
-        })
-        .collect()
-}
-
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 fn output<'a>(resp: &'a Value, name: &str) -> &'a Value {
@@ -52,10 +34,12 @@ async fn post(s: &Server, path: &str, body: &Value) -> (u16, Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
 async fn bundled_onnx_examples_answer_what_sklearn_answers() {
-    if !common::onnx_runtime_available("the bundled ONNX examples over HTTP") {
-        return;
-    }
+    require(Need::OnnxRuntime, "the bundled ONNX examples over HTTP");
     let s = Server::start(&["--instances", "2"], &[]);
     let exp = expected();
     for name in ["wine_pipeline", "iris_mlp"] {
@@ -76,13 +60,19 @@ async fn bundled_onnx_examples_answer_what_sklearn_answers() {
         let body = json!({"inputs": [{"name": "input", "shape": [rows.len(), nf], "datatype": "FP64", "data": rows}]});
         let (st, out) = post(&s, &format!("/v2/models/{name}/infer"), &body).await;
         assert_eq!(st, 200, "{out}");
-        assert_eq!(flat(&output(&out, "label")["data"]), flat(&e["label"]));
-        let tol = e["tolerance"].as_f64().unwrap();
-        let d = max_diff(
-            &flat(&output(&out, "probabilities")["data"]),
-            &flat(&e["probabilities"]),
+        assert_close(
+            &format!("{name} labels vs scikit-learn"),
+            &numbers(&output(&out, "label")["data"]),
+            &numbers(&e["label"]),
+            Tol::EXACT,
         );
-        assert!(d <= tol, "{name}: max |diff| {d} vs scikit-learn");
+        let tol = e["tolerance"].as_f64().unwrap();
+        assert_close(
+            &format!("{name} probabilities vs scikit-learn"),
+            &numbers(&output(&out, "probabilities")["data"]),
+            &numbers(&e["probabilities"]),
+            Tol::abs(tol),
+        );
         assert_eq!(
             output(&out, "probabilities")["shape"],
             json!([rows.len(), 3])
@@ -96,7 +86,12 @@ async fn bundled_onnx_examples_answer_what_sklearn_answers() {
     let (st, out) = post(&s, "/v2/models/wine_pipeline/infer", &body).await;
     assert_eq!(st, 200, "{out}");
     let want = &exp["wine_pipeline"]["requests"]["wine_pipeline_v2.json"];
-    assert_eq!(flat(&output(&out, "label")["data"]), flat(&want["label"]));
+    assert_close(
+        "wine_pipeline_v2.json labels vs scikit-learn",
+        &numbers(&output(&out, "label")["data"]),
+        &numbers(&want["label"]),
+        Tol::EXACT,
+    );
     // A bad request gets a v2 error and the model keeps serving.
     let bad = json!({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]});
     let (st, out) = post(&s, "/v2/models/wine_pipeline/infer", &bad).await;
@@ -113,10 +108,15 @@ fn copy(from: &Path, to: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
 async fn columns_strings_and_forced_onnx_backend() {
-    if !common::onnx_runtime_available("ONNX columns and forced backend over HTTP") {
-        return;
-    }
+    require(
+        Need::OnnxRuntime,
+        "ONNX columns and forced backend over HTTP",
+    );
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path();
     let fixtures = repo_root().join("crates/onnx/tests/fixtures");
@@ -149,11 +149,12 @@ async fn columns_strings_and_forced_onnx_backend() {
     )
     .await;
     assert_eq!(st, 200, "{out}");
-    let d = max_diff(
-        &flat(&output(&out, "probabilities")["data"]),
-        &flat(&case["outputs"]["probabilities"]["data"]),
+    assert_close(
+        "columns vs onnxruntime",
+        &numbers(&output(&out, "probabilities")["data"]),
+        &numbers(&case["outputs"]["probabilities"]["data"]),
+        Tol::abs(1e-6),
     );
-    assert!(d <= 1e-6, "columns: max |diff| {d} vs onnxruntime");
     // Several inputs: names must match.
     let mut wrong = case["inputs"].clone();
     wrong[0]["name"] = json!("colour");
@@ -175,11 +176,12 @@ async fn columns_strings_and_forced_onnx_backend() {
     let probs = output(&out, "output_probability");
     assert_eq!(probs["datatype"], "FP32");
     assert_eq!(probs["shape"], json!([4, 3]));
-    let d = max_diff(
-        &flat(&probs["data"]),
-        &flat(&case["outputs"]["output_probability"]["data"]),
+    assert_close(
+        "zipmap_str vs onnxruntime",
+        &numbers(&probs["data"]),
+        &numbers(&case["outputs"]["output_probability"]["data"]),
+        Tol::abs(1e-6),
     );
-    assert!(d <= 1e-6, "zipmap_str: max |diff| {d} vs onnxruntime");
     let meta: Value = client()
         .get(s.url("/v2/models/zipmap_str"))
         .send()
@@ -207,11 +209,12 @@ async fn columns_strings_and_forced_onnx_backend() {
         "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3, 5.9, 3.0, 4.2, 1.5]}]});
     let (_, ort) = post(&s, "/v2/models/iris_ort/infer", &body).await;
     let (_, trees) = post(&s, "/v2/models/iris_trees/infer", &body).await;
-    let d = max_diff(
-        &flat(&output(&ort, "probabilities")["data"]),
-        &flat(&output(&trees, "probabilities")["data"]),
+    assert_close(
+        "forced onnx vs trees",
+        &numbers(&output(&ort, "probabilities")["data"]),
+        &numbers(&output(&trees, "probabilities")["data"]),
+        Tol::abs(1e-5),
     );
-    assert!(d <= 1e-5, "forced onnx vs trees: {d}");
     assert_eq!(
         output(&ort, "label")["data"],
         output(&trees, "label")["data"]

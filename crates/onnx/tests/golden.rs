@@ -5,8 +5,8 @@
 //! `examples/models/expected.json`, written by `make_fixtures.py` and `train.py`). Also:
 //! metadata, session options, bad inputs, and concurrent `infer` from several threads.
 //!
-//! Without ONNX Runtime these tests print why and pass, except under `CI=true`, where CI
-//! installs it and its absence fails them.
+//! Without ONNX Runtime these tests show as ignored, with the reason (`build.rs`), except under
+//! `CI=true`, where CI installs it and its absence fails them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use ferroserve_core::config::OptimizationLevel;
 use ferroserve_core::model::Batch;
 use ferroserve_core::{DataType, ModelConfig, Tensor, TensorData};
 use ferroserve_onnx::{OnnxError, OnnxModel};
+use ferroserve_testkit::{assert_close, numbers as json_numbers, require, Need, Tol};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -23,19 +24,6 @@ fn root() -> PathBuf {
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn have_ort(what: &str) -> bool {
-    match ferroserve_onnx::find_library() {
-        Ok(_) => true,
-        Err(reason) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true but ONNX Runtime is missing, so {what} cannot run: {reason}");
-            }
-            eprintln!("SKIPPED (ONNX Runtime not installed) {what}: {reason}");
-            false
-        }
-    }
 }
 
 fn read_json(p: &Path) -> Value {
@@ -83,25 +71,6 @@ fn numbers(d: &TensorData) -> Vec<f64> {
     (0..d.len()).map(|i| d.get_f64(i).unwrap()).collect()
 }
 
-fn json_numbers(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|x| match x {
-            Value::Array(r) => r.iter().map(|y| y.as_f64().unwrap()).collect(),
-            y => vec![y.as_f64().unwrap()],
-        })
-        .collect()
-}
-
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
-
 fn output<'a>(out: &'a [Tensor], name: &str) -> &'a Tensor {
     out.iter()
         .find(|t| t.name == name)
@@ -109,10 +78,12 @@ fn output<'a>(out: &'a [Tensor], name: &str) -> &'a Tensor {
 }
 
 #[test]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
 fn fixtures_answer_what_onnxruntime_and_sklearn_answer() {
-    if !have_ort("the ONNX fixture differential test") {
-        return;
-    }
+    require(Need::OnnxRuntime, "the ONNX fixture differential test");
     let golden = read_json(&fixtures().join("golden.json"));
     let mut checked = 0;
     for (name, case) in golden.as_object().unwrap() {
@@ -144,20 +115,22 @@ fn fixtures_answer_what_onnxruntime_and_sklearn_answer() {
                     assert_eq!(got, want, "{name}/{oname}");
                 }
                 d => {
-                    let diff = max_diff(&numbers(d), &json_numbers(&want["data"]));
-                    assert!(
-                        diff <= 1e-6,
-                        "{name}/{oname}: max |diff| {diff} vs onnxruntime"
+                    assert_close(
+                        &format!("{name}/{oname} vs onnxruntime"),
+                        &numbers(d),
+                        &json_numbers(&want["data"]),
+                        Tol::abs(1e-6),
                     );
                 }
             }
         }
         if let Some(sk) = case.get("sklearn") {
             for (oname, want) in sk.as_object().unwrap() {
-                let diff = max_diff(&numbers(&output(&out, oname).data), &json_numbers(want));
-                assert!(
-                    diff <= 1e-4,
-                    "{name}/{oname}: max |diff| {diff} vs scikit-learn"
+                assert_close(
+                    &format!("{name}/{oname} vs scikit-learn"),
+                    &numbers(&output(&out, oname).data),
+                    &json_numbers(want),
+                    Tol::abs(1e-4),
                 );
             }
         }
@@ -176,10 +149,12 @@ fn model_labels(m: &OnnxModel) -> Option<Vec<String>> {
 }
 
 #[test]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
 fn metadata_comes_from_the_graph() {
-    if !have_ort("the ONNX metadata test") {
-        return;
-    }
+    require(Need::OnnxRuntime, "the ONNX metadata test");
     use ferroserve_core::LoadedModel;
     let m = load(&fixtures().join("zipmap_str.onnx"), &ModelConfig::default());
     let meta = m.metadata();
@@ -243,10 +218,12 @@ fn metadata_comes_from_the_graph() {
 
 /// The two bundled ONNX Runtime examples answer what scikit-learn and onnxruntime answered.
 #[test]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
 fn bundled_examples_match_sklearn_and_onnxruntime() {
-    if !have_ort("the bundled ONNX example test") {
-        return;
-    }
+    require(Need::OnnxRuntime, "the bundled ONNX example test");
     let exp = read_json(&root().join("examples/models/expected.json"));
     for name in ["wine_pipeline", "iris_mlp"] {
         let e = &exp[name];
@@ -274,19 +251,29 @@ fn bundled_examples_match_sklearn_and_onnxruntime() {
             assert_eq!(label, json_numbers(&e["label"]), "{name} labels");
             let p = numbers(&output(&out, "probabilities").data);
             let tol = e["tolerance"].as_f64().unwrap();
-            let d = max_diff(&p, &json_numbers(&e["probabilities"]));
-            assert!(d <= tol, "{name}: max |diff| {d} vs scikit-learn");
-            let d = max_diff(&p, &json_numbers(&e["onnxruntime"]["probabilities"]));
-            assert!(d <= 1e-6, "{name}: max |diff| {d} vs onnxruntime");
+            assert_close(
+                &format!("{name} vs scikit-learn"),
+                &p,
+                &json_numbers(&e["probabilities"]),
+                Tol::abs(tol),
+            );
+            assert_close(
+                &format!("{name} vs onnxruntime"),
+                &p,
+                &json_numbers(&e["onnxruntime"]["probabilities"]),
+                Tol::abs(1e-6),
+            );
         }
     }
 }
 
 #[test]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
 fn bad_inputs_are_the_clients_fault() {
-    if !have_ort("the ONNX bad-input test") {
-        return;
-    }
+    require(Need::OnnxRuntime, "the ONNX bad-input test");
     let m = load(&fixtures().join("zipmap_int.onnx"), &ModelConfig::default());
     let strings = Tensor::new(
         "input",
@@ -324,10 +311,12 @@ fn bad_inputs_are_the_clients_fault() {
 
 /// A graph fixed at one row still serves a batch the batcher joined: row by row.
 #[test]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
 fn a_one_row_graph_runs_a_joined_batch_row_by_row() {
-    if !have_ort("the ONNX one-row graph test") {
-        return;
-    }
+    require(Need::OnnxRuntime, "the ONNX one-row graph test");
     use ferroserve_core::LoadedModel;
     let m = load(
         &fixtures().join("fixed_batch.onnx"),
@@ -348,10 +337,12 @@ fn a_one_row_graph_runs_a_joined_batch_row_by_row() {
 }
 
 #[test]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
 fn concurrent_infer_from_several_threads_is_safe_and_identical() {
-    if !have_ort("the ONNX concurrency test") {
-        return;
-    }
+    require(Need::OnnxRuntime, "the ONNX concurrency test");
     let m = Arc::new(load(
         &root().join("examples/models/iris_mlp/1/model.onnx"),
         &ModelConfig::default(),

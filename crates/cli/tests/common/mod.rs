@@ -31,7 +31,7 @@ pub struct Server {
 impl Server {
     /// Starts `ferroserve serve <args>` and waits (at most 20 s) for its two listening lines.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferroserve"));
+        let mut cmd = ferroserve();
         cmd.arg("serve")
             .args([
                 "--host",
@@ -42,8 +42,6 @@ impl Server {
                 "0",
             ])
             .args(args)
-            .env_remove("MODEL_FILE")
-            .env_remove("FERROSERVE_REPOSITORY")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .current_dir(repo_root());
@@ -118,6 +116,20 @@ impl Drop for Server {
     }
 }
 
+/// The `ferroserve` binary under test, without what a developer's shell may set that changes
+/// how it answers: every `FERROSERVE_*` variable (each flag has one) and `MODEL_FILE`.
+/// `FERROSERVE_PYTHON`, which names the interpreter and changes no answer, stays.
+pub fn ferroserve() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferroserve"));
+    for (key, _) in std::env::vars_os() {
+        let Some(k) = key.to_str() else { continue };
+        if (k.starts_with("FERROSERVE_") && k != "FERROSERVE_PYTHON") || k == "MODEL_FILE" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -125,47 +137,17 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Whether ONNX Runtime can be found (`ORT_DYLIB_PATH` or the `onnxruntime` Python wheel). Where
-/// it cannot, tests that need it print why and skip, except under `CI=true`, where CI installs
-/// it (`requirements-dev.txt`) and a missing library is a failure.
-pub fn onnx_runtime_available(what: &str) -> bool {
-    match ferroserve_onnx::find_library() {
-        Ok(_) => true,
-        Err(reason) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true but ONNX Runtime is missing, so {what} cannot be tested: {reason}");
-            }
-            eprintln!("SKIPPED (ONNX Runtime not installed) {what}: {reason}");
-            false
-        }
-    }
-}
-
-/// Whether `python3` can import every module named. Where it cannot, tests that need them print
-/// why and skip, except under `CI=true`, where a missing module is a failure.
-pub fn python_has(modules: &[&str], what: &str) -> bool {
-    let python = std::env::var("FERROSERVE_PYTHON").unwrap_or_else(|_| "python3".into());
-    // find_spec only locates the modules (importing them all would take seconds).
-    let code = format!(
-        "import importlib.util, sys; sys.exit(0 if all(importlib.util.find_spec(m) for m in {:?}) else 1)",
-        modules
-    );
-    let ok = Command::new(&python)
-        .args(["-c", &code])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let reason =
-            format!("{python} lacks one of {modules:?} (pip install -r requirements-dev.txt)");
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but {what} cannot be tested: {reason}");
-        }
-        eprintln!("SKIPPED {what}: {reason}");
-    }
-    ok
-}
+/// The Python modules the import round trip needs (as `build.rs` checks for `no_python_ml`).
+pub const PYTHON_ML: &[&str] = &[
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "skl2onnx",
+    "onnxmltools",
+    "onnxruntime",
+    "joblib",
+    "pandas",
+];
 
 /// examples/models/expected.json: the training libraries' answers.
 pub fn expected() -> serde_json::Value {

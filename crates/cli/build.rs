@@ -1,0 +1,23 @@
+//! Marks the end-to-end tests that need what a machine with only Rust lacks: ONNX Runtime
+//! (`cfg(no_onnxruntime)`) and Python with the training libraries (`cfg(no_python_ml)`). Where
+//! they are missing (and outside CI) the tests show as ignored, with the reason, in cargo's
+//! summary.
+
+use ferroserve_probe::{build::ignore_unless, Need};
+
+/// The Python modules `ferroserve import` and its round-trip tests use.
+const PYTHON_ML: &[&str] = &[
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "skl2onnx",
+    "onnxmltools",
+    "onnxruntime",
+    "joblib",
+    "pandas",
+];
+
+fn main() {
+    ignore_unless("no_onnxruntime", Need::OnnxRuntime);
+    ignore_unless("no_python_ml", Need::PythonModules(PYTHON_ML));
+}
