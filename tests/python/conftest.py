@@ -30,8 +30,10 @@ class Server:
     """A running ferroserve: `http` and `grpc` are host:port strings for tritonclient."""
 
     def __init__(self, args=()):
+        # Nothing from the developer's shell that changes the answers (every flag has a
+        # FERROSERVE_* variable); FERROSERVE_PYTHON only names the interpreter.
         env = {k: v for k, v in os.environ.items()
-               if k not in ("MODEL_FILE", "FERROSERVE_REPOSITORY")}
+               if k != "MODEL_FILE" and (not k.startswith("FERROSERVE_") or k == "FERROSERVE_PYTHON")}
         self.proc = subprocess.Popen(
             [_binary(), "serve", "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0",
              "--request-log", "off", "--log", "warn", *args],

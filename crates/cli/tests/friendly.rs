@@ -18,10 +18,6 @@ const IRIS: [&str; 4] = [
     "petal width (cm)",
 ];
 
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-5
-}
-
 struct Answer {
     status: u16,
     content_type: String,
@@ -222,10 +218,11 @@ async fn every_request_form_answers_what_the_library_answers() {
     let a = post_json(&s, "/models/iris/predict?probabilities=true", &json!(rows)).await;
     let out = a.json();
     assert_eq!(out["predictions"], names);
-    let got: Vec<f64> = rows_of(&out["probabilities"]).concat();
-    assert!(
-        got.iter().zip(&probs).all(|(a, b)| close(*a, *b)),
-        "{got:?}"
+    assert_close(
+        "iris friendly probabilities vs scikit-learn",
+        &numbers(&out["probabilities"]),
+        &probs,
+        Tol::abs(1e-5),
     );
     // One row, one record: still a list of predictions on the built-in route.
     for body in [json!(rows[0]), records[0].clone()] {

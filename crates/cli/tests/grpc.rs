@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{client, examples, Server};
+use common::{assert_outputs_match, client, examples, library_names, Server};
 use ferroserve_server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use ferroserve_server::grpc::proto::infer_parameter::ParameterChoice;
 use ferroserve_server::grpc::proto::model_infer_request::{
@@ -91,7 +91,54 @@ fn raw_strings(b: &[u8]) -> Vec<String> {
         out.push(String::from_utf8(rest[4..4 + n].to_vec()).unwrap());
         rest = &rest[4 + n..];
     }
+    assert!(
+        rest.is_empty(),
+        "{} stray bytes after the strings",
+        rest.len()
+    );
     out
+}
+
+/// A gRPC answer as the v2 JSON answer (`outputs` with name, datatype, shape, data), from typed
+/// or raw contents, so it can be compared with the library by `assert_outputs_match`.
+fn as_json(r: &ModelInferResponse) -> Value {
+    let outputs: Vec<Value> = r
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let data: Value = match (r.raw_output_contents.get(i), &o.contents) {
+                (Some(raw), _) => match o.datatype.as_str() {
+                    "FP32" => json!(raw_f32(raw)),
+                    "FP64" => json!(raw
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                        .collect::<Vec<_>>()),
+                    "INT64" => json!(raw
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                        .collect::<Vec<_>>()),
+                    "BYTES" => json!(raw_strings(raw)),
+                    t => panic!("output {}: no decoder here for raw {t}", o.name),
+                },
+                (None, Some(c)) => match o.datatype.as_str() {
+                    "FP32" => json!(c.fp32_contents),
+                    "FP64" => json!(c.fp64_contents),
+                    "INT64" => json!(c.int64_contents),
+                    "INT32" => json!(c.int_contents),
+                    "BYTES" => json!(c
+                        .bytes_contents
+                        .iter()
+                        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+                        .collect::<Vec<_>>()),
+                    t => panic!("output {}: no decoder here for typed {t}", o.name),
+                },
+                (None, None) => panic!("output {} has no contents", o.name),
+            };
+            json!({"name": o.name, "datatype": o.datatype, "shape": o.shape, "data": data})
+        })
+        .collect();
+    json!({ "outputs": outputs })
 }
 
 fn output<'a>(
@@ -226,31 +273,13 @@ async fn health_metadata_index_and_inference_agree_with_the_libraries_and_http()
     let (_, p) = output(&typed, "probabilities");
     assert_eq!(p.shape, [n, 2]);
     let typed_p = p.contents.as_ref().unwrap().fp32_contents.clone();
-    let want: Vec<f64> = exp["breast_cancer"]["probabilities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
-        .collect();
-    assert_eq!(typed_p.len(), want.len());
-    for (a, b) in typed_p.iter().zip(&want) {
-        assert!((*a as f64 - b).abs() <= tol, "{a} vs {b}");
-    }
-    let (_, l) = output(&typed, "label");
-    let labels = &l.contents.as_ref().unwrap().bytes_contents;
-    let want_labels: Vec<String> = exp["breast_cancer"]["label"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| ["malignant", "benign"][i.as_u64().unwrap() as usize].to_string())
-        .collect();
-    assert_eq!(
-        labels
-            .iter()
-            .map(|b| String::from_utf8(b.clone()).unwrap())
-            .collect::<Vec<_>>(),
-        want_labels
+    assert_outputs_match(
+        "breast_cancer typed",
+        &as_json(&typed),
+        &exp["breast_cancer"],
+        tol,
     );
+    let want_labels = library_names(&exp["breast_cancer"]);
 
     let raw = c
         .model_infer(raw_request("breast_cancer", &x, n, f))
@@ -263,6 +292,18 @@ async fn health_metadata_index_and_inference_agree_with_the_libraries_and_http()
     assert_eq!(raw_f32(&raw.raw_output_contents[pi]), typed_p);
     let (li, _) = output(&raw, "label");
     assert_eq!(raw_strings(&raw.raw_output_contents[li]), want_labels);
+
+    // Every tree model, typed and raw, answers its library's answers on its sample rows.
+    for model in ["iris", "wine", "breast_cancer", "diabetes"] {
+        let (x, n, f) = rows_of(model);
+        for (form, req) in [
+            ("typed", typed_request(model, &x, n, f)),
+            ("raw", raw_request(model, &x, n, f)),
+        ] {
+            let r = c.model_infer(req).await.unwrap().into_inner();
+            assert_outputs_match(&format!("{model} {form}"), &as_json(&r), &exp[model], tol);
+        }
+    }
 
     // The HTTP answer to the same rows is the same.
     let rows: Vec<Vec<f32>> = x.chunks(f as usize).map(|r| r.to_vec()).collect();

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{client, examples, Server};
+use common::{assert_outputs_match, client, examples, library_names, library_numbers, Server};
+use ferroserve_testkit::{assert_close, assert_same, Tol};
 use serde_json::{json, Value};
 
 fn expected() -> Value {
@@ -119,6 +120,11 @@ fn strings(b: &[u8]) -> Vec<String> {
         out.push(String::from_utf8(rest[4..4 + n].to_vec()).unwrap());
         rest = &rest[4 + n..];
     }
+    assert!(
+        rest.is_empty(),
+        "{} stray bytes after the strings",
+        rest.len()
+    );
     out
 }
 
@@ -136,12 +142,16 @@ async fn binary_requests_and_responses_agree_with_json() {
     )
     .await;
     assert_eq!(plain.status, 200);
+    let lib = &expected()["breast_cancer"];
+    let tol = expected()["tolerance"].as_f64().unwrap();
+    assert_outputs_match("breast_cancer over JSON", &plain.json(), lib, tol);
     let json_p: Vec<f32> = plain.json()["outputs"][1]["data"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_f64().unwrap() as f32)
         .collect();
+    let lib_p = library_numbers(lib, "probabilities");
 
     // Binary input, every output binary (what tritonclient sends when no outputs are named).
     let head = json!({"id": "b-1", "parameters": {"binary_data_output": true},
@@ -154,9 +164,20 @@ async fn binary_requests_and_responses_agree_with_json() {
     assert_eq!(h["id"], "b-1");
     assert!(h["outputs"][0].get("data").is_none());
     assert_eq!(f32s(a.binary("probabilities")), json_p);
-    let labels = strings(a.binary("label"));
-    assert_eq!(labels.len(), n);
-    assert!(labels.iter().all(|l| l == "malignant" || l == "benign"));
+    assert_close(
+        "binary probabilities vs XGBoost",
+        &f32s(a.binary("probabilities"))
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect::<Vec<_>>(),
+        &lib_p,
+        Tol::abs(tol),
+    );
+    assert_same(
+        "binary labels vs XGBoost",
+        &strings(a.binary("label")),
+        &library_names(lib),
+    );
     // The same with Content-Type: application/octet-stream.
     let a = post(
         &s,
@@ -182,7 +203,11 @@ async fn binary_requests_and_responses_agree_with_json() {
         .iter()
         .find(|o| o["name"] == "label")
         .unwrap();
-    assert_eq!(label["data"].as_array().unwrap().len(), n);
+    assert_same(
+        "JSON labels beside binary probabilities vs XGBoost",
+        &ferroserve_testkit::strings(&label["data"]),
+        &library_names(lib),
+    );
 
     // JSON input, no binary output asked: a plain JSON answer.
     let head = json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}],

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{client, examples, Server};
+use common::{assert_outputs_match, client, examples, Server};
 use serde_json::{json, Value};
 
 fn expected() -> Value {
@@ -29,10 +29,6 @@ fn v2_body(rows: &Value) -> Value {
     let n = rows.len();
     let f = rows[0].as_array().unwrap().len();
     json!({"id": "t-1", "inputs": [{"name": "input", "shape": [n, f], "datatype": "FP32", "data": rows}]})
-}
-
-fn close(a: f64, b: f64, tol: f64) -> bool {
-    (a - b).abs() <= tol
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,54 +157,7 @@ async fn every_endpoint_answers_and_predictions_match_the_libraries() {
             assert_eq!(out["model_name"], model);
             assert_eq!(out["model_version"], "1");
             assert_eq!(out["id"], "t-1");
-            let outputs = out["outputs"].as_array().unwrap();
-            let get = |name: &str| outputs.iter().find(|o| o["name"] == name).cloned();
-            if e["kind"] == "classifier" {
-                let label = get("label").expect("label output");
-                let want = if label["datatype"] == "BYTES" {
-                    &e["label_names"]
-                } else {
-                    &e["label"]
-                };
-                assert_eq!(&label["data"], want, "{model} labels");
-                let probs = get("probabilities").expect("probabilities output");
-                let want: Vec<f64> = e["probabilities"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
-                    .collect();
-                let got: Vec<f64> = probs["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap())
-                    .collect();
-                assert_eq!(got.len(), want.len());
-                assert!(
-                    got.iter().zip(&want).all(|(a, b)| close(*a, *b, tol)),
-                    "{model}: {got:?} vs {want:?}"
-                );
-            } else {
-                let v = get("value").expect("value output");
-                assert_eq!(v["datatype"], "FP64");
-                let got: Vec<f64> = v["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap())
-                    .collect();
-                let want: Vec<f64> = e["value"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap())
-                    .collect();
-                assert!(
-                    got.iter().zip(&want).all(|(a, b)| close(*a, *b, tol)),
-                    "{model}: {got:?} vs {want:?}"
-                );
-            }
+            assert_outputs_match(&format!("{model} {path}"), &out, e, tol);
         }
     }
 
@@ -230,16 +179,7 @@ async fn every_endpoint_answers_and_predictions_match_the_libraries() {
             .unwrap();
         assert_eq!(r.status(), 200, "{file}");
         let out: Value = r.json().await.unwrap();
-        let want = &exp[model]["requests"][file];
-        let outputs = out["outputs"].as_array().unwrap();
-        if let Some(labels) = want.get("label_names") {
-            let l = outputs.iter().find(|o| o["name"] == "label").unwrap();
-            if l["datatype"] == "BYTES" {
-                assert_eq!(&l["data"], labels, "{file}");
-            } else {
-                assert_eq!(&l["data"], &want["label"], "{file}");
-            }
-        }
+        assert_outputs_match(file, &out, &exp[model]["requests"][file], tol);
     }
 
     // Outputs selection, nested data, other numeric types, a single row without batch dimension.

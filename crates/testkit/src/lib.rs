@@ -161,6 +161,14 @@ pub fn strings(v: &Value) -> Vec<String> {
     }
 }
 
+/// How many leaves (numbers, strings, nulls) a JSON value holds, nested arrays flattened.
+pub fn numbers_or_strings_len(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => items.iter().map(numbers_or_strings_len).sum(),
+        _ => 1,
+    }
+}
+
 /// The run-time half of an ignored test: a test carrying
 /// `#[cfg_attr(<cfg>, ignore = "...")]` runs only where the build found `need` (or under
 /// `CI=true`), so here a missing need is a failure, naming what is missing for `what`.

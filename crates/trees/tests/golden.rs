@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ferroserve_testkit::{worst, Tol};
 use ferroserve_trees::{load_path, CompiledForest, Predictions};
 use serde_json::Value;
 
@@ -29,10 +30,6 @@ fn matrix(v: &Value) -> Vec<Vec<f64>> {
         .collect()
 }
 
-fn close(a: f64, b: f64, tol: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || (a - b).abs() <= tol || a == b
-}
-
 /// Compares one predictor's answers with the golden expectations; returns the problems found.
 fn check(name: &str, which: &str, p: &Predictions, exp: &Value, tol: f64) -> Vec<String> {
     let mut problems = Vec::new();
@@ -40,33 +37,28 @@ fn check(name: &str, which: &str, p: &Predictions, exp: &Value, tol: f64) -> Vec
         if let Some(m) = exp.get(key) {
             let m = matrix(m);
             assert_eq!(m.len(), p.n_rows, "{name}: {key} row count");
-            let mut worst = (0.0f64, 0usize, 0usize);
+            let mut have = Vec::new();
             for (r, want) in m.iter().enumerate() {
-                let have = got(r);
-                if have.len() != want.len() {
+                let row = got(r);
+                if row.len() != want.len() {
                     problems.push(format!(
                         "{name} [{which}] {key} row {r}: {} columns, expected {}",
-                        have.len(),
+                        row.len(),
                         want.len()
                     ));
                     return;
                 }
-                for (c, (h, w)) in have.iter().zip(want).enumerate() {
-                    if !close(*h, *w, tol) {
-                        let d = (h - w).abs();
-                        if d.is_nan() || d > worst.0 {
-                            worst = (d, r, c);
-                        }
-                    }
-                }
+                have.extend(row);
             }
-            if worst.0 > 0.0 || worst.0.is_nan() {
-                let (_, r, c) = worst;
+            let want: Vec<f64> = m.concat();
+            if let Some(i) = worst(&have, &want, Tol::abs(tol)) {
+                let cols = m[0].len().max(1);
                 problems.push(format!(
-                    "{name} [{which}] {key}: worst difference {} at row {r} col {c} (got {}, expected {}), tolerance {tol}",
-                    worst.0,
-                    got(r)[c],
-                    m[r][c]
+                    "{name} [{which}] {key}: worst difference at row {} col {} (got {}, expected {}), tolerance {tol}",
+                    i / cols,
+                    i % cols,
+                    have[i],
+                    want[i]
                 ));
             }
         }

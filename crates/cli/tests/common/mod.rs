@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use serde_json::Value;
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -150,7 +152,7 @@ pub const PYTHON_ML: &[&str] = &[
 ];
 
 /// examples/models/expected.json: the training libraries' answers.
-pub fn expected() -> serde_json::Value {
+pub fn expected() -> Value {
     serde_json::from_slice(&std::fs::read(examples().join("expected.json")).unwrap()).unwrap()
 }
 
@@ -172,4 +174,73 @@ pub fn multipart(field: &str, filename: &str, content: &[u8]) -> (String, Vec<u8
     body.extend_from_slice(content);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// What the library answered for `output` (`label`, `probabilities`, `value`) in an entry of
+/// expected.json (a model's sample rows, or one request file), as numbers.
+pub fn library_numbers(want: &Value, output: &str) -> Vec<f64> {
+    let v = &want[output];
+    assert!(!v.is_null(), "expected.json has no {output:?} in {want}");
+    ferroserve_testkit::numbers(v)
+}
+
+/// The class names the library answered in an entry of expected.json.
+pub fn library_names(want: &Value) -> Vec<String> {
+    let v = &want["label_names"];
+    assert!(!v.is_null(), "expected.json has no label_names in {want}");
+    ferroserve_testkit::strings(v)
+}
+
+/// Compares every output of a v2 JSON answer with the library's answers in `want` (an entry
+/// of expected.json): `label` (class names when BYTES, class numbers otherwise), `probabilities`
+/// and `value`, values and shapes (`[rows]` / `[rows, classes]`). An output the library has no
+/// answer for fails; so does an answer with no output.
+#[track_caller]
+pub fn assert_outputs_match(what: &str, answer: &Value, want: &Value, tol: f64) {
+    use ferroserve_testkit::{assert_close, assert_same, numbers, strings, Tol};
+    let outputs = answer["outputs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no outputs in {answer}"));
+    assert!(!outputs.is_empty(), "{what}: no outputs in {answer}");
+    for out in outputs {
+        let name = out["name"].as_str().unwrap_or_default();
+        let what = format!("{what}, output {name}");
+        let shape: Vec<i64> = out["shape"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: no shape in {out}"))
+            .iter()
+            .map(|d| d.as_i64().unwrap())
+            .collect();
+        let rows = match name {
+            "label" if out["datatype"] == "BYTES" => {
+                let names = library_names(want);
+                assert_same(&what, &strings(&out["data"]), &names);
+                names.len()
+            }
+            "label" | "probabilities" | "value" => {
+                let tol = if name == "label" {
+                    Tol::EXACT
+                } else {
+                    Tol::abs(tol)
+                };
+                let lib = library_numbers(want, name);
+                assert_close(&what, &numbers(&out["data"]), &lib, tol);
+                match &want[name] {
+                    Value::Array(r) if r.first().is_some_and(Value::is_array) => r.len(),
+                    _ => lib.len(),
+                }
+            }
+            _ => panic!("{what}: the library has no answer to compare with"),
+        };
+        assert_eq!(
+            shape.first().copied(),
+            Some(rows as i64),
+            "{what}: shape {shape:?} for {rows} rows"
+        );
+        assert_eq!(
+            shape.iter().product::<i64>() as usize,
+            ferroserve_testkit::numbers_or_strings_len(&out["data"]),
+            "{what}: shape {shape:?} does not hold its data"
+        );
+    }
 }
