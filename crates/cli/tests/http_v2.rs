@@ -231,14 +231,41 @@ async fn every_endpoint_answers_and_predictions_match_the_libraries() {
         let out: Value = r.json().await.unwrap();
         let want = &exp[model]["requests"][file];
         let outputs = out["outputs"].as_array().unwrap();
-        if let Some(labels) = want.get("label_names") {
-            let l = outputs.iter().find(|o| o["name"] == "label").unwrap();
+        let get = |name: &str| outputs.iter().find(|o| o["name"] == name);
+        let numbers = |v: &Value| -> Vec<f64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|x| match x.as_array() {
+                    Some(r) => r.iter().map(|y| y.as_f64().unwrap()).collect(),
+                    None => vec![x.as_f64().unwrap()],
+                })
+                .collect()
+        };
+        // Every answer of the file: labels, probabilities, values.
+        let mut checked = 0;
+        if want.get("label").is_some() {
+            let l = get("label").expect("label output");
             if l["datatype"] == "BYTES" {
-                assert_eq!(&l["data"], labels, "{file}");
+                assert_eq!(&l["data"], &want["label_names"], "{file}");
             } else {
                 assert_eq!(&l["data"], &want["label"], "{file}");
             }
+            checked += 1;
         }
+        for key in ["probabilities", "value"] {
+            if let Some(w) = want.get(key) {
+                let got = numbers(&get(key).unwrap_or_else(|| panic!("{file}: {key}"))["data"]);
+                let w = numbers(w);
+                assert_eq!(got.len(), w.len(), "{file} {key}");
+                assert!(
+                    got.iter().zip(&w).all(|(a, b)| close(*a, *b, tol)),
+                    "{file} {key}: {got:?} vs {w:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "{file}: nothing in expected.json to compare");
     }
 
     // Outputs selection, nested data, other numeric types, a single row without batch dimension.
