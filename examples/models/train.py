@@ -14,17 +14,34 @@ models, the same `expected.json` and the same request files:
     iris_mlp/1/model.onnx        scikit-learn Pipeline(StandardScaler, MLPClassifier(16, 8)), skl2onnx
                                  (runs on ONNX Runtime)
 
-`expected.json` holds, for each model, sample rows (the first rows of its dataset) and the training
-library's own predictions for them, plus the predictions for every request file. Before anything is
-written, each artifact is loaded back with the library that reads it (ONNX Runtime, xgboost.Booster,
-lightgbm.Booster) and its answers are checked against the training library's.
+`expected.json` holds, for each model, sample rows and the training library's own predictions for
+them, plus the predictions for every request file. The sample rows of a classifier cover every
+class the model predicts, interleaved (rows[0] is not class 0, and no two neighbouring rows share a
+class): for each class its most confident row, the row nearest a decision boundary (the smallest
+margin between the two most probable classes that is still at least MIN_MARGIN) and a typical row.
+The sample rows of a regressor are the rows with the highest and the lowest prediction and three
+ordinary ones (the quartiles of the predictions). Before anything is written, each artifact is
+loaded back with the library that reads it (ONNX Runtime, xgboost.Booster, lightgbm.Booster) and
+its answers are checked against the training library's.
 
-    pip install scikit-learn xgboost lightgbm skl2onnx onnx onnxruntime numpy pandas
-    python3 examples/models/train.py
+    pip install -r requirements-dev.txt
+    python3 examples/models/train.py              # writes examples/models and examples/requests
+    python3 examples/models/train.py --out DIR    # writes DIR/models and DIR/requests instead
+
+Reproducible: the same versions write the same bytes. BLAS runs on one thread, and the only
+iterative solvers whose stopping point could depend on floating-point rounding are made to run to
+convergence (LogisticRegression with the Newton-Cholesky solver) or are seeded (the MLP).
 """
+import argparse
 import json
 import os
-from pathlib import Path
+
+# One BLAS/OpenMP thread, set before numpy loads its BLAS: the answers must not depend on how a
+# reduction is split between threads.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+from pathlib import Path  # noqa: E402
 
 import lightgbm as lgb
 import numpy as np
@@ -44,10 +61,13 @@ from sklearn.preprocessing import StandardScaler
 
 SEED = 0
 TOL = 1e-5
-N_SAMPLES = 5
+# A sample row's two most probable classes are at least this far apart, so no float32 rounding
+# (of the inputs, the leaf weights or ONNX Runtime's arithmetic) can change its label.
+MIN_MARGIN = 0.05
 # ONNX graphs use the classic TreeEnsembleClassifier (ai.onnx.ml opset 3).
 ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
 
+# Where the models and the request files go: the repository's own folders unless --out says.
 MODELS = Path(__file__).resolve().parent
 REQUESTS = MODELS.parent / "requests"
 
@@ -183,6 +203,62 @@ def first_of_each_class(y):
     return [int(np.flatnonzero(y == c)[0]) for c in np.unique(y)]
 
 
+def margins(proba):
+    s = np.sort(np.asarray(proba), axis=1)
+    return s[:, -1] - s[:, -2]
+
+
+def classifier_sample(proba, n_rows=None):
+    """Indices of the sample rows of a classifier, from the library's probabilities: for each
+    class the model predicts, its most confident row, the row nearest a decision boundary (the
+    smallest margin that is at least MIN_MARGIN) and a typical row (the median margin), ties
+    broken by the lower index. Interleaved class by class, starting with class 1, so the first
+    row is not class 0 and no two neighbouring rows share a class. Only the first `n_rows` rows
+    (the dataset itself) are candidates."""
+    proba = np.asarray(proba)
+    if n_rows is not None:
+        proba = proba[:n_rows]
+    pred = np.argmax(proba, axis=1)
+    m = margins(proba)
+    n_classes = proba.shape[1]
+    picks = {}
+    for c in range(n_classes):
+        cand = [i for i in np.flatnonzero((pred == c) & (m >= MIN_MARGIN))]
+        assert len(cand) >= 3, f"class {c}: only {len(cand)} clear rows"
+        by_margin = sorted(cand, key=lambda i: (m[i], i))
+        confident = sorted(cand, key=lambda i: (-m[i], i))[0]
+        boundary = by_margin[0]
+        rest = [i for i in by_margin if i not in (confident, boundary)]
+        typical = rest[len(rest) // 2]
+        picks[c] = [int(confident), int(boundary), int(typical)]
+    order = [(c + 1) % n_classes for c in range(n_classes)]
+    idx = [picks[c][k] for k in range(3) for c in order]
+    assert len(set(idx)) == len(idx)
+    return idx
+
+
+def regressor_sample(value):
+    """Indices of the sample rows of a regressor: the highest and the lowest prediction, then
+    the rows nearest the median and the two other quartiles of the predictions."""
+    value = np.asarray(value)
+    order = np.argsort(value, kind="stable")
+    n = len(value)
+    idx = [int(order[-1]), int(order[0])]
+    for q in (0.5, 0.25, 0.75):
+        i = int(order[int(round(q * (n - 1)))])
+        if i not in idx:
+            idx.append(i)
+    return idx
+
+
+def check_covers(what, labels, n_classes):
+    """Every class among the labels, and no two neighbouring labels equal."""
+    labels = [int(v) for v in labels]
+    assert sorted(set(labels)) == list(range(n_classes)), f"{what}: classes {sorted(set(labels))}"
+    assert labels[0] != 0, f"{what}: the first row is class 0"
+    assert all(a != b for a, b in zip(labels, labels[1:])), f"{what}: {labels}"
+
+
 def rows(X, idx):
     """Plain Python floats (float64, the dataset's own values)."""
     return [[float(v) for v in X[i]] for i in idx]
@@ -268,7 +344,7 @@ def onnx_predict(path, X):
     return np.asarray(label), np.asarray(proba, dtype=np.float64)
 
 
-def forest_entry(name, clf, X, path, feature_names, class_labels, requests):
+def forest_entry(name, clf, X, path, feature_names, class_labels, sample, requests):
     """Checks the ONNX file against scikit-learn on the whole dataset, then records the library's
     predictions for the sample rows and for each request file's rows."""
     label, proba = onnx_predict(path, X)
@@ -288,7 +364,6 @@ def forest_entry(name, clf, X, path, feature_names, class_labels, requests):
         out["probabilities"] = matrix(p)
         return out
 
-    sample = list(range(N_SAMPLES))
     entry = {
         "file": str(path.relative_to(MODELS)),
         "library": "scikit-learn predict / predict_proba",
@@ -298,9 +373,12 @@ def forest_entry(name, clf, X, path, feature_names, class_labels, requests):
         "rows": rows(X, sample),
     }
     entry.update(answer(sample))
+    check_covers(name, entry["label"], skl_proba.shape[1])
     entry["requests"] = {f: answer(idx) for f, idx in requests.items()}
     print(f"{name}: {path.name} {path.stat().st_size} bytes; ONNX Runtime vs scikit-learn "
-          f"max |diff| {diff:.2e} over {len(X)} rows ({int((~clear).sum())} near-tie rows)")
+          f"max |diff| {diff:.2e} over {len(X)} rows ({int((~clear).sum())} near-tie rows); "
+          f"sample labels {entry['label']}, margins "
+          f"{[round(float(v), 3) for v in margins(skl_proba[sample])]}")
     return entry
 
 
@@ -322,12 +400,14 @@ def train_iris():
         IRIS_ROUTES.strip("\n"),
     ])
 
-    # Request rows: one per class for the batch, five spread over the dataset for the CSV.
-    batch_idx = [0, 50, 100]
+    # Request rows: the sample rows (every class) for the batch; the dataset's first row for the
+    # single-row body (the README's and the benchmarks' single-row request); five rows spread over
+    # the dataset for the CSV (the Flasgger tutorial's predict_file, as the README shows it).
+    sample = classifier_sample(clf.predict_proba(X))
     csv_idx = [int(i) for i in np.linspace(0, len(X) - 1, 5)]
     write_json(REQUESTS / "iris_v2.json", v2_body(rows(X, [0])))
     write_json(REQUESTS / "iris_v2_batch.json", v2_body(
-        rows(X, batch_idx), request_id="iris-batch-1", outputs=["label", "probabilities"]))
+        rows(X, sample), request_id="iris-batch-1", outputs=["label", "probabilities"]))
     write_text(REQUESTS / "iris.csv", "".join(
         ",".join(repr(v) for v in r) + "\n" for r in rows(X, csv_idx)))
     write_json(REQUESTS / "iris_records.json", CORTEX_IRIS_ROWS)
@@ -337,9 +417,9 @@ def train_iris():
     # The Cortex rows are not dataset rows: append them so one code path answers everything.
     X_all = np.vstack([X, cortex])
     n = len(X)
-    entry = forest_entry("iris", clf, X_all, path, ds.feature_names, IRIS_LABELS, {
+    entry = forest_entry("iris", clf, X_all, path, ds.feature_names, IRIS_LABELS, sample, {
         "iris_v2.json": [0],
-        "iris_v2_batch.json": batch_idx,
+        "iris_v2_batch.json": sample,
         "iris.csv": csv_idx,
         "iris_records.json": [n, n + 1, n + 2],
     })
@@ -364,12 +444,14 @@ def train_wine():
         WINE_ROUTES.strip("\n"),
     ])
 
-    # 32 rows spread evenly over the dataset, so every class appears in the batch.
+    # The v2 body holds the sample rows (every class); the FastAPI tutorial's batch_1.json holds
+    # 32 rows spread evenly over the dataset (in dataset order, as the README shows its answer).
+    sample = classifier_sample(clf.predict_proba(X))
     batch_idx = [int(i) for i in np.linspace(0, len(X) - 1, 32)]
-    write_json(REQUESTS / "wine_v2.json", v2_body(rows(X, [0])))
+    write_json(REQUESTS / "wine_v2.json", v2_body(rows(X, sample)))
     write_json(REQUESTS / "wine_batch_1.json", {"batches": rows(X, batch_idx)})
-    return forest_entry("wine", clf, X, path, ds.feature_names, None, {
-        "wine_v2.json": [0],
+    return forest_entry("wine", clf, X, path, ds.feature_names, None, sample, {
+        "wine_v2.json": sample,
         "wine_batch_1.json": batch_idx,
     })
 
@@ -413,7 +495,6 @@ def train_breast_cancer():
     record_pos = int(np.flatnonzero(df.index == test_df.index[0])[0])
     write_json(REQUESTS / "breast_cancer_records.json",
                [dict(zip(names, rows(ds.data, [record_pos])[0]))])
-    write_json(REQUESTS / "breast_cancer_v2.json", v2_body(rows(ds.data, [0])))
 
     # The saved file, read back by XGBoost, is the oracle's source.
     loaded = xgb.Booster(model_file=str(path))
@@ -426,6 +507,8 @@ def train_breast_cancer():
     check_close("breast_cancer: unnamed float32 input", loaded.predict(
         xgb.DMatrix(X.astype(np.float32)), validate_features=False), p1, tol=0.0)
     proba = np.column_stack([1.0 - p1, p1])
+    sample = classifier_sample(proba)
+    write_json(REQUESTS / "breast_cancer_v2.json", v2_body(rows(ds.data, sample)))
 
     def answer(idx):
         p = proba[idx]
@@ -435,7 +518,6 @@ def train_breast_cancer():
                 "label_names": [BREAST_CANCER_LABELS[int(v)] for v in lab],
                 "probabilities": matrix(p)}
 
-    sample = list(range(N_SAMPLES))
     entry = {
         "file": str(path.relative_to(MODELS)),
         "library": "xgboost Booster.predict (probability of class 1; probabilities = [1-p, p])",
@@ -445,13 +527,15 @@ def train_breast_cancer():
         "rows": rows(X, sample),
     }
     entry.update(answer(sample))
+    check_covers("breast_cancer", entry["label"], 2)
     entry["requests"] = {
-        "breast_cancer_v2.json": answer([0]),
+        "breast_cancer_v2.json": answer(sample),
         "breast_cancer_records.json": answer([record_pos]),
     }
     acc = float(np.mean((booster.predict(dvalid) > 0.5) == y_test))
     print(f"breast_cancer: {path.name} {path.stat().st_size} bytes; test accuracy {acc:.3f}; "
-          f"saved vs in-memory max |diff| {diff:.1e}")
+          f"saved vs in-memory max |diff| {diff:.1e}; sample labels {entry['label']}, "
+          f"p(benign) {[round(float(v), 3) for v in p1[sample]]}")
     return entry
 
 
@@ -472,7 +556,6 @@ def train_diabetes():
         'output_datatype = "FP64"',
         toml_rows(rows(ds.data, [0, 1, 2])),
     ])
-    write_json(REQUESTS / "diabetes_v2.json", v2_body(rows(ds.data, [0])))
 
     loaded = lgb.Booster(model_file=str(path))
     assert loaded.feature_name() == names, loaded.feature_name()
@@ -483,7 +566,9 @@ def train_diabetes():
     check_close("diabetes: float32-rounded inputs",
                 loaded.predict(X.astype(np.float32).astype(np.float64)), value, tol=1e-9)
 
-    sample = list(range(N_SAMPLES))
+    # The highest and the lowest prediction first, then ordinary rows.
+    sample = regressor_sample(value)
+    write_json(REQUESTS / "diabetes_v2.json", v2_body(rows(X, sample)))
     entry = {
         "file": str(path.relative_to(MODELS)),
         "library": "lightgbm Booster.predict",
@@ -492,14 +577,15 @@ def train_diabetes():
         "feature_names": names,
         "rows": rows(X, sample),
         "value": floats(value[sample]),
-        "requests": {"diabetes_v2.json": {"value": floats(value[[0]])}},
+        "value_range": [float(value.min()), float(value.max())],
+        "requests": {"diabetes_v2.json": {"value": floats(value[sample])}},
     }
     print(f"diabetes: {path.name} {path.stat().st_size} bytes; saved vs in-memory max |diff| "
-          f"{diff:.1e}")
+          f"{diff:.1e}; sample values {[round(float(v), 2) for v in value[sample]]}")
     return entry
 
 
-def onnx_entry(name, clf, X, path, feature_names, class_labels, requests, tol):
+def onnx_entry(name, clf, X, path, feature_names, class_labels, sample, requests, tol):
     """Like `forest_entry`, for a graph that runs on ONNX Runtime (float32 arithmetic): the ONNX
     answers must stay within `tol` of scikit-learn's over the whole dataset, and the recorded
     answers are scikit-learn's; `onnxruntime` keeps ONNX Runtime's own for the sample rows."""
@@ -522,7 +608,6 @@ def onnx_entry(name, clf, X, path, feature_names, class_labels, requests, tol):
         out["probabilities"] = matrix(p)
         return out
 
-    sample = list(range(N_SAMPLES))
     entry = {
         "file": str(path.relative_to(MODELS)),
         "library": "scikit-learn predict / predict_proba",
@@ -534,13 +619,16 @@ def onnx_entry(name, clf, X, path, feature_names, class_labels, requests, tol):
         "rows": rows(X, sample),
     }
     entry.update(answer(sample))
+    check_covers(name, entry["label"], skl_proba.shape[1])
+    assert entry["label"] == [int(v) for v in label[sample]], f"{name}: ONNX sample labels differ"
     entry["onnxruntime"] = {
         "label": [int(v) for v in label[sample]],
         "probabilities": matrix(proba[sample]),
     }
     entry["requests"] = {f: answer(idx) for f, idx in requests.items()}
     print(f"{name}: {path.name} {path.stat().st_size} bytes; ONNX Runtime vs scikit-learn "
-          f"max |diff| {diff:.2e} over {len(X)} rows")
+          f"max |diff| {diff:.2e} over {len(X)} rows; sample labels {entry['label']}, margins "
+          f"{[round(float(v), 3) for v in margins(skl_proba[sample])]}")
     return entry
 
 
@@ -548,7 +636,11 @@ def train_wine_pipeline():
     """The FastAPI wine tutorial's kind of model: scaling plus a linear classifier."""
     ds = load_wine()
     X, y = ds.data, ds.target
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=SEED))
+    # Newton-Cholesky runs to the optimum (a strictly convex problem), so the coefficients do not
+    # depend on the path: L-BFGS stops at its tolerance at an iterate that the BLAS kernel (chosen
+    # by the CPU) decides, up to 4e-4 away in probability.
+    clf = make_pipeline(StandardScaler(), LogisticRegression(
+        solver="newton-cholesky", tol=1e-10, max_iter=1000, random_state=SEED))
     clf.fit(X, y)
     path = MODELS / "wine_pipeline" / "1" / "model.onnx"
     export_onnx(clf, 13, path)
@@ -558,9 +650,10 @@ def train_wine_pipeline():
         'ONNX by skl2onnx; runs on ONNX Runtime."',
         f"feature_names = {toml_list(ds.feature_names)}",
     ])
-    write_json(REQUESTS / "wine_pipeline_v2.json", v2_body(rows(X, [0, 70, 150])))
-    return onnx_entry("wine_pipeline", clf, X, path, ds.feature_names, None, {
-        "wine_pipeline_v2.json": [0, 70, 150],
+    sample = classifier_sample(clf.predict_proba(X))
+    write_json(REQUESTS / "wine_pipeline_v2.json", v2_body(rows(X, sample)))
+    return onnx_entry("wine_pipeline", clf, X, path, ds.feature_names, None, sample, {
+        "wine_pipeline_v2.json": sample,
     }, tol=1e-4)
 
 
@@ -580,15 +673,28 @@ def train_iris_mlp():
         f"feature_names = {toml_list(ds.feature_names)}",
         f"class_labels = {toml_list(IRIS_LABELS)}",
     ])
-    return onnx_entry("iris_mlp", clf, X, path, ds.feature_names, IRIS_LABELS, {}, tol=1e-4)
+    sample = classifier_sample(clf.predict_proba(X))
+    return onnx_entry("iris_mlp", clf, X, path, ds.feature_names, IRIS_LABELS, sample, {},
+                      tol=1e-4)
 
 
 def main():
+    global MODELS, REQUESTS
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, help="write DIR/models and DIR/requests instead of "
+                    "examples/models and examples/requests")
+    a = ap.parse_args()
+    if a.out is not None:
+        MODELS, REQUESTS = a.out / "models", a.out / "requests"
     np.random.seed(SEED)
     expected = {
-        "about": "Sample rows (the first rows of each dataset) and the training library's own "
-                 "predictions for them, plus the predictions for each file in examples/requests/ "
-                 "(in row order). Written by examples/models/train.py; compare with tolerance.",
+        "about": "Sample rows and the training library's own predictions for them, plus the "
+                 "predictions for each file in examples/requests/ (in row order). A classifier's "
+                 "rows cover every class it predicts, interleaved (the first row is not class 0, "
+                 "no two neighbouring rows share a class), with rows near a decision boundary "
+                 "(margin at least 0.05); a regressor's rows are its highest and lowest "
+                 "prediction and the quartiles (value_range: the lowest and highest prediction "
+                 "over the dataset). Written by examples/models/train.py; compare with tolerance.",
         "tolerance": TOL,
         "iris": train_iris(),
         "wine": train_wine(),

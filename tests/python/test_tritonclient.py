@@ -303,8 +303,9 @@ def test_hundred_thousand_rows_over_binary_http_and_grpc(http, grpc, expected):
 
 def still_serving(http, grpc, expected):
     x = rows(expected, "iris")[:1]
-    assert text(http.infer("iris", [infer_input(th, x)]).as_numpy("label")) == ["setosa"]
-    assert text(grpc.infer("iris", [infer_input(tg, x)]).as_numpy("label")) == ["setosa"]
+    want = expected["iris"]["label_names"][:1]
+    assert text(http.infer("iris", [infer_input(th, x)]).as_numpy("label")) == want
+    assert text(grpc.infer("iris", [infer_input(tg, x)]).as_numpy("label")) == want
 
 
 def bad_cases(expected):

@@ -162,7 +162,7 @@ async fn every_request_form_answers_what_the_library_answers() {
         (
             "split",
             "/models/iris/predict?orient=split",
-            json!({"columns": pnames, "index": [0, 1, 2, 3, 4], "data": rows.iter().map(prow).collect::<Vec<_>>()}),
+            json!({"columns": pnames, "index": (0..rows.len()).collect::<Vec<_>>(), "data": rows.iter().map(prow).collect::<Vec<_>>()}),
         ),
         (
             "split detected",
@@ -298,8 +298,19 @@ async fn every_request_form_answers_what_the_library_answers() {
         lines[0],
         "prediction,probability_setosa,probability_versicolor,probability_virginica"
     );
-    assert!(lines[1].starts_with("setosa,"), "{text}");
     assert_eq!(lines.len(), 3);
+    // Each line: the library's class name, then its probabilities.
+    for (i, line) in lines[1..].iter().enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(json!(fields[0]), names[i], "{text}");
+        let got: Vec<f64> = fields[1..].iter().map(|v| v.parse().unwrap()).collect();
+        assert_close(
+            &format!("CSV answer line {i}"),
+            &got,
+            &probs[i * 3..i * 3 + 3],
+            Tol::abs(1e-5),
+        );
+    }
     // GET with query parameters (names or aliases), a form body, POST with query parameters.
     let q = |names: &[&str], r: &[f64]| {
         names
