@@ -81,6 +81,9 @@ CORTEX_IRIS_ROWS = [
     {"sepal_length": 6.4, "sepal_width": 3.4, "petal_length": 6.1, "petal_width": 2.6},
 ]
 
+# The Flask tutorial's query (`/prediction?slength=1.5&swidth=0.7&plength=1.3&pwidth=0.3`).
+FLASK_IRIS_ROW = [1.5, 0.7, 1.3, 0.3]
+
 
 # ---------------------------------------------------------------------------------------------
 # Writing files
@@ -414,14 +417,17 @@ def train_iris():
 
     cortex = np.array([[r["sepal_length"], r["sepal_width"], r["petal_length"], r["petal_width"]]
                        for r in CORTEX_IRIS_ROWS])
-    # The Cortex rows are not dataset rows: append them so one code path answers everything.
-    X_all = np.vstack([X, cortex])
+    # The Cortex rows and the Flask tutorial's query row are not dataset rows: append them so one
+    # code path answers everything.
+    X_all = np.vstack([X, cortex, [FLASK_IRIS_ROW]])
     n = len(X)
     entry = forest_entry("iris", clf, X_all, path, ds.feature_names, IRIS_LABELS, sample, {
         "iris_v2.json": [0],
         "iris_v2_batch.json": sample,
         "iris.csv": csv_idx,
         "iris_records.json": [n, n + 1, n + 2],
+        # Not a file: the Flask tutorial's GET /prediction?slength=1.5&swidth=0.7&plength=1.3&pwidth=0.3
+        "flask_query": [n + 3],
     })
     return entry
 

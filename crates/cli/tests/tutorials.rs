@@ -1,8 +1,8 @@
 //! End-to-end: every request the five tutorials show, replayed exactly (URLs, parameter names,
 //! bodies, headers) against the bundled examples served by the real binary, and against a
 //! one-model server started the way the Flask tutorial starts its own (`MODEL_FILE`). Answers
-//! are compared with the training libraries' (examples/models/expected.json) or, for rows not
-//! there, with the v2 answer for the same row.
+//! are compared with the training libraries' (examples/models/expected.json, which also holds
+//! the tutorials' own rows that are not dataset rows).
 
 mod common;
 
@@ -24,21 +24,6 @@ fn floats(v: &Value) -> Vec<f64> {
     }
     walk(v, &mut out);
     out
-}
-
-/// The v2 label (class name) of one iris row, to check answers not in expected.json.
-async fn v2_label(s: &Server, model: &str, row: &[f64]) -> Value {
-    let body = json!({"inputs": [{"name": "input", "shape": [1, row.len()], "datatype": "FP32", "data": row}], "outputs": [{"name": "label"}]});
-    let r: Value = client()
-        .post(s.url(&format!("/v2/models/{model}/infer")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["outputs"][0]["data"][0].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +61,7 @@ async fn every_tutorial_request_works_against_the_bundled_server() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let out: Value = r.json().await.unwrap();
-    let want = v2_label(&s, "iris", &[1.5, 0.7, 1.3, 0.3]).await;
+    let want = &exp["iris"]["requests"]["flask_query"]["label_names"][0];
     assert_eq!(out, json!({ "prediction": want }));
 
     // Flasgger: GET /predict?s_length=..&s_width=..&p_length=..&p_width=.. answers str(prediction)
@@ -213,7 +198,7 @@ async fn one_model_servers_run_as_the_tutorials_run_theirs() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let out: Value = r.json().await.unwrap();
-    let want = v2_label(&s, "model", &[1.5, 0.7, 1.3, 0.3]).await;
+    let want = &expected()["iris"]["requests"]["flask_query"]["label_names"][0];
     assert_eq!(out, json!({ "prediction": want }));
     drop(s);
     // The FastAPI tutorial's server holds only the wine model.
