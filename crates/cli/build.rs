@@ -3,19 +3,7 @@
 //! they are missing (and outside CI) the tests show as ignored, with the reason, in cargo's
 //! summary.
 
-use ferroserve_probe::{build::ignore_unless, Need};
-
-/// The Python modules `ferroserve import` and its round-trip tests use.
-const PYTHON_ML: &[&str] = &[
-    "sklearn",
-    "xgboost",
-    "lightgbm",
-    "skl2onnx",
-    "onnxmltools",
-    "onnxruntime",
-    "joblib",
-    "pandas",
-];
+use ferroserve_probe::{build::ignore_unless, Need, PYTHON_ML};
 
 fn main() {
     ignore_unless("no_onnxruntime", Need::OnnxRuntime);

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{client, repo_root, Server};
-use ferroserve_testkit::{assert_close, numbers, require, Need, Tol};
+use ferroserve_testkit::{assert_close, numbers, require, Need, Tol, PYTHON_ML};
 use serde_json::{json, Value};
 
 fn import(model: &Path, out: &Path, envs: &[(&str, &str)]) -> Output {
@@ -45,10 +45,7 @@ fn text(o: &Output) -> String {
     ignore = "needs Python with the training libraries: pip install -r requirements-dev.txt"
 )]
 async fn every_kind_of_model_file_imports_serves_and_matches_its_library() {
-    require(
-        Need::PythonModules(common::PYTHON_ML),
-        "the import round trip",
-    );
+    require(Need::PythonModules(PYTHON_ML), "the import round trip");
     require(Need::OnnxRuntime, "the import round trip");
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("files");
@@ -133,10 +130,7 @@ async fn every_kind_of_model_file_imports_serves_and_matches_its_library() {
     ignore = "needs Python with the training libraries: pip install -r requirements-dev.txt"
 )]
 fn disagreement_is_refused_and_nothing_is_written() {
-    require(
-        Need::PythonModules(common::PYTHON_ML),
-        "the import refusal test",
-    );
+    require(Need::PythonModules(PYTHON_ML), "the import refusal test");
     require(Need::OnnxRuntime, "the import refusal test");
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("iris.pkl");

@@ -24,6 +24,18 @@ use std::time::{Duration, Instant};
 pub const ORT_INSTALL_HINT: &str =
     "pip install onnxruntime, or set ORT_DYLIB_PATH=/path/to/libonnxruntime.so";
 
+/// The Python modules `ferroserve import` and its tests use (`requirements-dev.txt` pins them).
+pub const PYTHON_ML: &[&str] = &[
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "skl2onnx",
+    "onnxmltools",
+    "onnxruntime",
+    "joblib",
+    "pandas",
+];
+
 /// How long `python3` may take to answer a question about itself.
 const PYTHON_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-pub use ferroserve_probe::{in_ci, Need};
+pub use ferroserve_probe::{in_ci, Need, PYTHON_ML};
 
 /// How far an answer may be from the library's: `|got - want| <= abs + rel * |want|`.
 #[derive(Debug, Clone, Copy, PartialEq)]

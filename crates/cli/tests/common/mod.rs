@@ -139,18 +139,6 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// The Python modules the import round trip needs (as `build.rs` checks for `no_python_ml`).
-pub const PYTHON_ML: &[&str] = &[
-    "sklearn",
-    "xgboost",
-    "lightgbm",
-    "skl2onnx",
-    "onnxmltools",
-    "onnxruntime",
-    "joblib",
-    "pandas",
-];
-
 /// examples/models/expected.json: the training libraries' answers.
 pub fn expected() -> Value {
     serde_json::from_slice(&std::fs::read(examples().join("expected.json")).unwrap()).unwrap()
