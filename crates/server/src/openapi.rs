@@ -944,9 +944,10 @@ pub fn document(st: &AppState, f: &Friendly) -> Value {
             json!({ "get": { "tags": ["server"], "operationId": "welcome", "summary": "What this server is and where its documentation is",
                 "responses": { "200": ok_json("welcome", json!({ "type": "object", "properties": {
                     "name": { "type": "string" }, "version": { "type": "string" }, "message": { "type": "string" },
+                    "status": { "type": "string", "enum": ["alive"], "description": "KServe v1 liveness" },
                     "models": { "type": "array", "items": { "type": "string" } },
                     "docs": { "type": "string" }, "openapi": { "type": "string" } },
-                    "required": ["name", "version", "models"], "additionalProperties": false })) } } }),
+                    "required": ["name", "version", "status", "models"], "additionalProperties": false })) } } }),
         );
     }
     paths.insert(

@@ -337,7 +337,16 @@ pub fn to_batch(
             given
                 .iter()
                 .position(|t| t.name == want.name)
-                .ok_or_else(|| InferError::invalid(format!("missing input '{}'", want.name)))?
+                .ok_or_else(|| {
+                    let expected: Vec<&str> = meta.inputs.iter().map(|i| i.name.as_str()).collect();
+                    let got: Vec<&str> = given.iter().map(|t| t.name.as_str()).collect();
+                    InferError::invalid(format!(
+                        "missing input '{}': got {}; this model's inputs are: {}",
+                        want.name,
+                        got.join(", "),
+                        expected.join(", ")
+                    ))
+                })?
         };
         let t = &mut given[at];
         let mut shape = t.shape.clone();
