@@ -6,7 +6,12 @@ libraries' own (examples/models/expected.json).
 
 kserve 0.21 requires pandas<3 while the fixture generators pin pandas 3, so the SDK lives in its
 own virtual environment (.ci/run makes it); in an interpreter without it these tests skip,
-saying so, and under CI=true they fail instead.
+saying so, and under CI=true they fail instead. Run this file in its own pytest process:
+kserve and tritonclient both register the protocol's messages (`inference.ServerLiveRequest`,
+...) in protobuf's default descriptor pool, so one process cannot import both:
+
+    target/py-kserve/bin/python -m pytest tests/python/test_kserve.py
+    python3 -m pytest tests/python --ignore=tests/python/test_kserve.py
 """
 import asyncio
 import os
@@ -20,9 +25,11 @@ try:
     import httpx
     from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
     from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
-except ImportError as e:  # pragma: no cover - depends on the interpreter
-    why = (f"the KServe SDK is not installed in this interpreter ({e}); "
-           "pip install -r tests/python/requirements-kserve.txt in a virtualenv")
+except (ImportError, TypeError) as e:  # pragma: no cover - depends on the interpreter
+    # TypeError: protobuf refuses kserve's messages after tritonclient registered the same names.
+    why = (f"the KServe SDK cannot be imported in this process ({e}); "
+           "pip install -r tests/python/requirements-kserve.txt in a virtualenv and run this "
+           "file alone")
     if os.environ.get("CI") == "true":
         raise RuntimeError(f"CI=true, so nothing may be skipped: {why}") from e
     pytest.skip(why, allow_module_level=True)
