@@ -137,14 +137,14 @@ async fn infer_one(
         .version(&m.model_name, Some(&m.model_version))?;
     let started = Instant::now();
     let result = async {
-        let (req, raw) = convert::request_from_proto(m)?;
+        let req = convert::request_from_proto(m)?;
         let param = v2::request_timeout(&req, &axum::http::HeaderMap::new()).map_err(|e| e.0)?;
         let timeout = match (deadline, param) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let (resp, rows) = within(timeout, v2::run(&served, req, timeout)).await?;
-        Ok::<_, InferError>((convert::response_to_proto(resp, raw), rows))
+        Ok::<_, InferError>((convert::response_to_proto(resp), rows))
     }
     .await;
     match result {
@@ -508,12 +508,19 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// The gRPC routes: the inference service, with message size limits from `state.limits`
-/// (larger messages are refused with RESOURCE_EXHAUSTED); any other method is UNIMPLEMENTED.
+/// (larger messages, or compressed ones that grow larger once decompressed, are refused with
+/// RESOURCE_EXHAUSTED); gzip and deflate messages are read, and answers are compressed when the
+/// client's `grpc-accept-encoding` asks for it; any other method is UNIMPLEMENTED.
 pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Router {
+    use tonic::codec::CompressionEncoding;
     let limit = state.limits.max_body_bytes;
     let svc = GrpcInferenceServiceServer::new(InferenceService::new(state, stopping))
         .max_decoding_message_size(limit)
-        .max_encoding_message_size(usize::MAX);
+        .max_encoding_message_size(usize::MAX)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Deflate)
+        .send_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Deflate);
     tonic::service::Routes::new(svc)
         .into_axum_router()
         .layer(axum::middleware::map_response(oversized_headers))

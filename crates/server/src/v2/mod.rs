@@ -20,7 +20,7 @@ use ferroserve_core::{
 use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
 use serde_json::json;
 
-use crate::body::{body_kind, read_body, BodyKind};
+use crate::body::{accepted_coding, body_kind, compress, read_body, BodyKind};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -223,23 +223,23 @@ async fn infer_inner(
             served
                 .stats
                 .request_done(Outcome::Success, rows, started.elapsed());
+            // Compressed when asked (tritonclient's response_compression_algorithm); the
+            // binary header length counts the uncompressed JSON, as the client splits after
+            // decompressing. Errors stay uncompressed: clients read them as they are.
+            if let Some(coding) = accepted_coding(&headers) {
+                let (body, encoding) = compress(&body, coding);
+                let mut r = match header_len {
+                    None => json_response(StatusCode::OK, body),
+                    Some(header_len) => binary_response(body, header_len),
+                };
+                r.headers_mut().insert(header::CONTENT_ENCODING, encoding);
+                r.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+                return Ok(r);
+            }
             Ok(match header_len {
                 None => json_response(StatusCode::OK, body),
-                Some(header_len) => (
-                    StatusCode::OK,
-                    [
-                        (
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/octet-stream"),
-                        ),
-                        (
-                            header::HeaderName::from_static(binary::HEADER),
-                            HeaderValue::from(header_len),
-                        ),
-                    ],
-                    body,
-                )
-                    .into_response(),
+                Some(header_len) => binary_response(body, header_len),
             })
         }
         Err(e) => {
@@ -249,6 +249,24 @@ async fn infer_inner(
             Err(e)
         }
     }
+}
+
+fn binary_response(body: Vec<u8>, header_len: usize) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::HeaderName::from_static(binary::HEADER),
+                HeaderValue::from(header_len),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The request's deadline: its `timeout` parameter (microseconds, as Triton) or the
