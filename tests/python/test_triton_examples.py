@@ -27,46 +27,10 @@ from tritonclient.utils import InferenceServerException, deserialize_bytes_tenso
 
 from conftest import Server
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+pytest.importorskip("onnx")
+from triton_models import build_repository  # noqa: E402
 
 MAX_BODY = 1 << 20  # --max-body-bytes for this server: small, so zip bombs are cheap
-
-
-def _save(repo, name, nodes, inputs, outputs):
-    graph = helper.make_graph(nodes, name, inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    os.makedirs(os.path.join(repo, name, "1"))
-    with open(os.path.join(repo, name, "model.toml"), "w") as f:
-        f.write('backend = "onnx"\n')
-    onnx.save(model, os.path.join(repo, name, "1", "model.onnx"))
-
-
-def _tensor(name, elem):
-    return helper.make_tensor_value_info(name, elem, ["batch", 16])
-
-
-def build_repository(repo):
-    for name, elem in [("simple", TensorProto.INT32), ("simple_int8", TensorProto.INT8)]:
-        _save(repo, name,
-              [helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
-               helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"])],
-              [_tensor("INPUT0", elem), _tensor("INPUT1", elem)],
-              [_tensor("OUTPUT0", elem), _tensor("OUTPUT1", elem)])
-    s = TensorProto.STRING
-    _save(repo, "simple_string",
-          [helper.make_node("Cast", ["INPUT0"], ["a"], to=TensorProto.INT32),
-           helper.make_node("Cast", ["INPUT1"], ["b"], to=TensorProto.INT32),
-           helper.make_node("Add", ["a", "b"], ["sum"]),
-           helper.make_node("Sub", ["a", "b"], ["diff"]),
-           helper.make_node("Cast", ["sum"], ["OUTPUT0"], to=s),
-           helper.make_node("Cast", ["diff"], ["OUTPUT1"], to=s)],
-          [_tensor("INPUT0", s), _tensor("INPUT1", s)],
-          [_tensor("OUTPUT0", s), _tensor("OUTPUT1", s)])
-    _save(repo, "simple_identity", [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
-          [_tensor("INPUT0", s)], [_tensor("OUTPUT0", s)])
 
 
 @pytest.fixture(scope="module")
@@ -358,3 +322,56 @@ def test_grpc_zip_bomb_is_refused(triton):
         assert c.is_model_ready("simple")
     finally:
         c.close()
+
+
+# -- model configuration and statistics, as perf_analyzer reads them ---------------------------
+
+def test_model_config_in_tritons_shape(triton):
+    h = th.InferenceServerClient(triton.http)
+    g = tg.InferenceServerClient(triton.grpc)
+    try:
+        for c in [h.get_model_config("simple"), g.get_model_config("simple", as_json=True)["config"],
+                  h.get_model_config("simple", "1")]:
+            assert c["name"] == "simple"
+            assert c["platform"] == "onnxruntime_onnx" and c["backend"] == "onnxruntime"
+            assert int(c["max_batch_size"]) > 0
+            # Without the batch dimension, as Triton writes it.
+            assert [(i["name"], i["data_type"], [int(d) for d in i["dims"]]) for i in c["input"]] \
+                == [("INPUT0", "TYPE_INT32", [16]), ("INPUT1", "TYPE_INT32", [16])]
+            assert [o["name"] for o in c["output"]] == ["OUTPUT0", "OUTPUT1"]
+            assert c["instance_group"][0]["kind"] == "KIND_CPU"
+            assert int(c["instance_group"][0]["count"]) >= 1
+        s = h.get_model_config("simple_string")
+        assert s["input"][0]["data_type"] == "TYPE_STRING"
+        with pytest.raises(InferenceServerException) as e:
+            g.get_model_config("no_such_model")
+        assert e.value.message().startswith("Request for unknown model")
+    finally:
+        h.close()
+        g.close()
+
+
+def test_statistics_count_every_request_in_queue_and_compute_phases_alike(triton):
+    h = th.InferenceServerClient(triton.http)
+    g = tg.InferenceServerClient(triton.grpc)
+    try:
+        def counts():
+            out = []
+            for stats in [h.get_inference_statistics("simple_int8")["model_stats"][0],
+                          g.get_inference_statistics("simple_int8", as_json=True)["model_stats"][0]]:
+                s = stats["inference_stats"]
+                out.append({k: int(s[k].get("count", 0)) for k in
+                            ["success", "queue", "compute_input", "compute_infer", "compute_output"]})
+            return out
+        before = counts()
+        x = np.ones((1, 16), dtype=np.int8)
+        for _ in range(30):
+            h.infer("simple_int8", inputs(th, x, x, "INT8"))
+        for b, a in zip(before, counts()):
+            d = {k: a[k] - b[k] for k in a}
+            assert d["success"] == 30 and d["queue"] == 30, d
+            assert d["compute_input"] == d["compute_infer"] == d["compute_output"] > 0, d
+            assert a["compute_input"] == a["compute_infer"] == a["compute_output"], a
+    finally:
+        h.close()
+        g.close()

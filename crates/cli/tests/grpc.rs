@@ -178,7 +178,12 @@ async fn health_metadata_index_and_inference_agree_with_the_libraries_and_http()
     assert_eq!(meta.name, "ferroserve");
     assert_eq!(
         meta.extensions,
-        ["binary_tensor_data", "classification", "statistics"]
+        [
+            "binary_tensor_data",
+            "classification",
+            "statistics",
+            "model_configuration"
+        ]
     );
     let http_meta: Value = client()
         .get(s.url("/v2"))

@@ -121,7 +121,11 @@ impl Runtime {
                             version: v.version,
                             model,
                             handle,
-                            config: config.clone(),
+                            // With the instance count resolved (the model's, or the server's).
+                            config: ModelConfig {
+                                instances: Some(handle_cfg.instances),
+                                ..config.clone()
+                            },
                             stats,
                         }))
                     }

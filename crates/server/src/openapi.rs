@@ -880,6 +880,40 @@ fn v2_paths(paths: &mut Map<String, Value>, models: &[String], example: Option<V
             &[404, 503],
         ),
     );
+    let tensor_config = json!({ "type": "object", "properties": {
+        "name": { "type": "string" }, "data_type": { "type": "string" },
+        "dims": { "type": "array", "items": { "type": "integer" } } },
+        "required": ["name", "data_type", "dims"] });
+    let config = json!({ "type": "object",
+        "description": "Triton's model configuration extension: the version as Triton's ModelConfig",
+        "properties": { "name": { "type": "string" }, "platform": { "type": "string" },
+            "backend": { "type": "string" }, "version_policy": { "type": "object" },
+            "max_batch_size": { "type": "integer" },
+            "input": { "type": "array", "items": tensor_config.clone() },
+            "output": { "type": "array", "items": tensor_config },
+            "instance_group": { "type": "array", "items": { "type": "object" } },
+            "dynamic_batching": { "type": "object" } },
+        "required": ["name", "platform", "backend", "max_batch_size", "input", "output", "instance_group"] });
+    paths.insert(
+        "/v2/models/{model}/config".into(),
+        get(
+            "v2_model_config",
+            "Model configuration (Triton's shape)",
+            ok_json("configuration", config.clone()),
+            vec![model.clone()],
+            &[404, 503],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}/versions/{version}/config".into(),
+        get(
+            "v2_version_config",
+            "Configuration of one version (Triton's shape)",
+            ok_json("configuration", config),
+            vec![model.clone(), version.clone()],
+            &[404, 503],
+        ),
+    );
     let infer = |id: &str, params: Vec<Value>| {
         let mut responses = Map::new();
         responses.insert("200".into(), ok_json("outputs", r("V2InferResponse")));

@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod classification;
 pub mod json;
+pub mod model_config;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,12 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// The protocol extensions this server implements (and no others), over HTTP and gRPC.
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "classification", "statistics"];
+pub const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "classification",
+    "statistics",
+    "model_configuration",
+];
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (
@@ -117,6 +123,24 @@ pub async fn version_metadata(
 ) -> Result<Response, ApiError> {
     let v = st.runtime.version(&model, Some(&version))?;
     Ok(ok_json(model_metadata_json(&st, &v)))
+}
+
+/// `GET /v2/models/{m}/config`: Triton's model configuration extension.
+pub async fn model_config(
+    State(st): State<Arc<AppState>>,
+    Path(model): Path<String>,
+) -> Result<Response, ApiError> {
+    let v = st.runtime.version(&model, None)?;
+    Ok(ok_json(model_config::TritonConfig::of(&v).to_json()))
+}
+
+/// `GET /v2/models/{m}/versions/{v}/config`.
+pub async fn version_config(
+    State(st): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let v = st.runtime.version(&model, Some(&version))?;
+    Ok(ok_json(model_config::TritonConfig::of(&v).to_json()))
 }
 
 pub async fn model_ready(
@@ -441,11 +465,9 @@ pub fn to_batch(
 fn stats_json(v: &ServedVersion) -> serde_json::Value {
     use std::sync::atomic::Ordering::Relaxed;
     let s = &v.stats;
-    let d = |x: &ferroserve_runtime::stats::Duration2| {
-        let (count, ns) = x.get();
-        json!({ "count": count, "ns": ns })
-    };
+    let d = |(count, ns): (u64, u64)| json!({ "count": count, "ns": ns });
     let zero = json!({ "count": 0, "ns": 0 });
+    let p = s.phases();
     let batches: Vec<serde_json::Value> = s
         .by_batch_size
         .lock()
@@ -469,12 +491,12 @@ fn stats_json(v: &ServedVersion) -> serde_json::Value {
         "inference_count": s.inference_count.load(Relaxed),
         "execution_count": s.execution_count.load(Relaxed),
         "inference_stats": {
-            "success": d(&s.success),
-            "fail": d(&s.fail),
-            "queue": d(&s.queue),
-            "compute_input": zero,
-            "compute_infer": d(&s.compute_infer),
-            "compute_output": zero,
+            "success": d(p.success),
+            "fail": d(p.fail),
+            "queue": d(p.queue),
+            "compute_input": d(p.compute_input),
+            "compute_infer": d(p.compute_infer),
+            "compute_output": d(p.compute_output),
             "cache_hit": zero,
             "cache_miss": zero,
         },
