@@ -45,6 +45,16 @@ async fn every_endpoint_answers_and_predictions_match_the_libraries() {
         .unwrap();
     assert_eq!(meta["name"], "ferroserve");
     assert!(meta["extensions"].is_array());
+    // The Open Inference Protocol's OpenAPI document gives the path as `/v2/`.
+    let slash: Value = c
+        .get(s.url("/v2/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(slash, meta);
     assert_eq!(
         c.get(s.url("/v2/health/live"))
             .send()

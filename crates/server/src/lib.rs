@@ -88,6 +88,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     let docs = Arc::new(docs::Docs::new(&doc));
     Router::new()
         .route("/v2", get(v2::server_metadata))
+        // The Open Inference Protocol's OpenAPI document writes the path with a slash.
+        .route("/v2/", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .route("/v2/repository/index", post(v2::repository_index))

@@ -769,18 +769,27 @@ fn v2_paths(paths: &mut Map<String, Value>, models: &[String], example: Option<V
         responses.extend(errors(codes));
         json!({ "get": { "tags": ["v2"], "operationId": id, "summary": summary, "parameters": params, "responses": responses } })
     };
+    let server_meta = json!({ "type": "object", "properties": {
+        "name": { "type": "string" }, "version": { "type": "string" },
+        "extensions": { "type": "array", "items": { "type": "string" } } },
+        "required": ["name", "version", "extensions"], "additionalProperties": false });
     paths.insert(
         "/v2".into(),
         get(
             "v2_server_metadata",
             "Server metadata",
-            ok_json(
-                "name, version, extensions",
-                json!({ "type": "object", "properties": {
-                "name": { "type": "string" }, "version": { "type": "string" },
-                "extensions": { "type": "array", "items": { "type": "string" } } },
-                "required": ["name", "version", "extensions"], "additionalProperties": false }),
-            ),
+            ok_json("name, version, extensions", server_meta.clone()),
+            vec![],
+            &[],
+        ),
+    );
+    // The path the Open Inference Protocol's own OpenAPI document gives.
+    paths.insert(
+        "/v2/".into(),
+        get(
+            "v2_server_metadata_slash",
+            "Server metadata (the protocol document's path)",
+            ok_json("name, version, extensions", server_meta),
             vec![],
             &[],
         ),
