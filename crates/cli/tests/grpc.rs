@@ -178,7 +178,12 @@ async fn health_metadata_index_and_inference_agree_with_the_libraries_and_http()
     assert_eq!(meta.name, "ferroserve");
     assert_eq!(
         meta.extensions,
-        ["binary_tensor_data", "classification", "statistics"]
+        [
+            "binary_tensor_data",
+            "classification",
+            "statistics",
+            "model_configuration"
+        ]
     );
     let http_meta: Value = client()
         .get(s.url("/v2"))
@@ -252,7 +257,8 @@ async fn health_metadata_index_and_inference_agree_with_the_libraries_and_http()
         assert_eq!((m.state.as_str(), m.version.as_str()), ("READY", "1"));
     }
 
-    // Typed contents in, typed out; raw in, raw out; the same numbers, the libraries' numbers.
+    // Typed contents in or raw in: raw out either way (as Triton answers); the same numbers, the
+    // libraries' numbers.
     let exp = expected();
     let tol = exp["tolerance"].as_f64().unwrap();
     let (x, n, f) = rows_of("breast_cancer");
@@ -269,10 +275,11 @@ async fn health_metadata_index_and_inference_agree_with_the_libraries_and_http()
         ),
         ("breast_cancer", "1", "g-1")
     );
-    assert!(typed.raw_output_contents.is_empty());
-    let (_, p) = output(&typed, "probabilities");
+    assert_eq!(typed.raw_output_contents.len(), typed.outputs.len());
+    assert!(typed.outputs.iter().all(|o| o.contents.is_none()));
+    let (pi, p) = output(&typed, "probabilities");
     assert_eq!(p.shape, [n, 2]);
-    let typed_p = p.contents.as_ref().unwrap().fp32_contents.clone();
+    let typed_p = raw_f32(&typed.raw_output_contents[pi]);
     assert_outputs_match(
         "breast_cancer typed",
         &as_json(&typed),
@@ -348,20 +355,13 @@ async fn classification_and_requested_outputs() {
     let top = raw_strings(&r.raw_output_contents[0]);
     assert_eq!(top[0], "1:0:setosa");
     assert!(top[2].ends_with(":2:virginica"), "{top:?}");
-    // Typed request: typed BYTES answer, the same strings.
+    // Typed request: the same strings, raw as well.
     let x = [5.1f32, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3];
     let mut typed = typed_request("iris", &x, 2, 4);
     typed.outputs = req.outputs.clone();
     let t = c.model_infer(typed).await.unwrap().into_inner();
-    let strings: Vec<String> = t.outputs[0]
-        .contents
-        .as_ref()
-        .unwrap()
-        .bytes_contents
-        .iter()
-        .map(|b| String::from_utf8(b.clone()).unwrap())
-        .collect();
-    assert_eq!(strings, top);
+    assert!(t.outputs[0].contents.is_none());
+    assert_eq!(raw_strings(&t.raw_output_contents[0]), top);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,7 +394,8 @@ async fn every_error_has_its_code_and_the_server_keeps_serving() {
             "unknown model",
             typed_request("nope", &row, 1, 4),
             Code::NotFound,
-            "unknown model",
+            // Triton's wording, which its clients check.
+            "Request for unknown model 'nope'",
         ),
         (
             "unknown version",

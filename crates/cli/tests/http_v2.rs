@@ -45,6 +45,16 @@ async fn every_endpoint_answers_and_predictions_match_the_libraries() {
         .unwrap();
     assert_eq!(meta["name"], "ferroserve");
     assert!(meta["extensions"].is_array());
+    // The Open Inference Protocol's OpenAPI document gives the path as `/v2/`.
+    let slash: Value = c
+        .get(s.url("/v2/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(slash, meta);
     assert_eq!(
         c.get(s.url("/v2/health/live"))
             .send()
@@ -342,13 +352,15 @@ async fn every_bad_request_gets_a_v2_error_and_the_server_keeps_serving() {
             says: "expected 1 input",
         },
         Case {
-            what: "unknown field",
+            // Unknown fields are ignored (the KServe SDK sends model_name): what is left must
+            // still be a request, and the error names the inputs the model expects.
+            what: "no inputs beside unknown fields",
             method: "POST",
             path: "/v2/models/iris/infer",
             content_type: Some("application/json"),
-            body: j(json!({"inputs": [], "input": []})),
+            body: j(json!({"inputs": [], "input": [], "model_name": "iris"})),
             status: 400,
-            says: "input",
+            says: "expected 1 input(s) (input), got 0",
         },
         Case {
             what: "body over the limit",

@@ -38,6 +38,8 @@ async fn every_tutorial_request_works_against_the_bundled_server() {
     assert_eq!(r.status(), 200);
     let welcome: Value = r.json().await.unwrap();
     assert_eq!(welcome["message"], "ferroserve is up");
+    // The same body is KServe v1's liveness answer.
+    assert_eq!(welcome["status"], "alive");
     let r = c
         .post(s.url("/predict"))
         .header("Content-Type", "application/json")

@@ -200,6 +200,9 @@ impl ModelHandle {
         if cost >= self.inline_below {
             return None;
         }
+        // Counted as queued for no time, as Triton counts every request in its queue statistics
+        // (perf_analyzer finds the version a request went to by its queue count).
+        self.stats.dequeued(Duration::ZERO);
         let started = Instant::now();
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.infer(batch)));

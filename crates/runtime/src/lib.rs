@@ -121,7 +121,11 @@ impl Runtime {
                             version: v.version,
                             model,
                             handle,
-                            config: config.clone(),
+                            // With the instance count resolved (the model's, or the server's).
+                            config: ModelConfig {
+                                instances: Some(handle_cfg.instances),
+                                ..config.clone()
+                            },
                             stats,
                         }))
                     }
@@ -161,12 +165,13 @@ impl Runtime {
         self.models.values()
     }
 
-    /// The model named `name`, or a not-found error listing the models there are.
+    /// The model named `name`, or a not-found error listing the models there are. The message
+    /// starts as Triton's does ("Request for unknown model"), which Triton's clients check.
     pub fn model(&self, name: &str) -> Result<&ModelEntry, InferError> {
         self.models.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.models.keys().map(String::as_str).collect();
             InferError::not_found(format!(
-                "unknown model '{name}'; this server has: {}",
+                "Request for unknown model '{name}'; this server has: {}",
                 if known.is_empty() {
                     "no models".into()
                 } else {
@@ -193,7 +198,8 @@ impl Runtime {
             Some(v) => {
                 let n: u64 = v.parse().map_err(|_| {
                     InferError::not_found(format!(
-                        "unknown version '{v}' of model '{name}' (versions are numbers)"
+                        // Triton's wording first, which its clients check.
+                        "failed to get model version from specified version string '{v}': unknown version of model '{name}' (versions are numbers)"
                     ))
                 })?;
                 match entry.versions.get(&n) {

@@ -149,6 +149,17 @@ impl Outcome {
 }
 
 /// Everything measured about one model version.
+/// One snapshot of [`VersionStats::phases`]: `(count, ns)` per phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    pub success: (u64, u64),
+    pub fail: (u64, u64),
+    pub queue: (u64, u64),
+    pub compute_input: (u64, u64),
+    pub compute_infer: (u64, u64),
+    pub compute_output: (u64, u64),
+}
+
 pub struct VersionStats {
     /// Requests by outcome.
     pub requests: [AtomicU64; 7],
@@ -229,6 +240,22 @@ impl VersionStats {
 
     pub fn requests(&self, outcome: Outcome) -> u64 {
         self.requests[outcome.index()].load(Relaxed)
+    }
+
+    /// The statistics extension's phases, counted as Triton counts them: every request in
+    /// `queue` (inline ones with no wait), and `compute_input`, `compute_infer`,
+    /// `compute_output` with the same count (one per computed batch; the time is all in
+    /// `compute_infer`: inputs and outputs are converted within it). Each is `(count, ns)`.
+    pub fn phases(&self) -> Phases {
+        let (count, ns) = self.compute_infer.get();
+        Phases {
+            success: self.success.get(),
+            fail: self.fail.get(),
+            queue: self.queue.get(),
+            compute_input: (count, 0),
+            compute_infer: (count, ns),
+            compute_output: (count, 0),
+        }
     }
 
     /// A request left the queue for an instance after waiting `waited`.

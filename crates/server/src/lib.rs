@@ -88,6 +88,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     let docs = Arc::new(docs::Docs::new(&doc));
     Router::new()
         .route("/v2", get(v2::server_metadata))
+        // The Open Inference Protocol's OpenAPI document writes the path with a slash.
+        .route("/v2/", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .route("/v2/repository/index", post(v2::repository_index))
@@ -100,6 +102,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/v2/models/{model}", get(v2::model_metadata))
         .route("/v2/models/{model}/ready", get(v2::model_ready))
+        .route("/v2/models/{model}/config", get(v2::model_config))
+        .route(
+            "/v2/models/{model}/versions/{version}/config",
+            get(v2::version_config),
+        )
         .route("/v2/models/{model}/infer", post(v2::infer))
         .route(
             "/v2/models/{model}/versions/{version}",

@@ -769,18 +769,27 @@ fn v2_paths(paths: &mut Map<String, Value>, models: &[String], example: Option<V
         responses.extend(errors(codes));
         json!({ "get": { "tags": ["v2"], "operationId": id, "summary": summary, "parameters": params, "responses": responses } })
     };
+    let server_meta = json!({ "type": "object", "properties": {
+        "name": { "type": "string" }, "version": { "type": "string" },
+        "extensions": { "type": "array", "items": { "type": "string" } } },
+        "required": ["name", "version", "extensions"], "additionalProperties": false });
     paths.insert(
         "/v2".into(),
         get(
             "v2_server_metadata",
             "Server metadata",
-            ok_json(
-                "name, version, extensions",
-                json!({ "type": "object", "properties": {
-                "name": { "type": "string" }, "version": { "type": "string" },
-                "extensions": { "type": "array", "items": { "type": "string" } } },
-                "required": ["name", "version", "extensions"], "additionalProperties": false }),
-            ),
+            ok_json("name, version, extensions", server_meta.clone()),
+            vec![],
+            &[],
+        ),
+    );
+    // The path the Open Inference Protocol's own OpenAPI document gives.
+    paths.insert(
+        "/v2/".into(),
+        get(
+            "v2_server_metadata_slash",
+            "Server metadata (the protocol document's path)",
+            ok_json("name, version, extensions", server_meta),
             vec![],
             &[],
         ),
@@ -880,6 +889,40 @@ fn v2_paths(paths: &mut Map<String, Value>, models: &[String], example: Option<V
             &[404, 503],
         ),
     );
+    let tensor_config = json!({ "type": "object", "properties": {
+        "name": { "type": "string" }, "data_type": { "type": "string" },
+        "dims": { "type": "array", "items": { "type": "integer" } } },
+        "required": ["name", "data_type", "dims"] });
+    let config = json!({ "type": "object",
+        "description": "Triton's model configuration extension: the version as Triton's ModelConfig",
+        "properties": { "name": { "type": "string" }, "platform": { "type": "string" },
+            "backend": { "type": "string" }, "version_policy": { "type": "object" },
+            "max_batch_size": { "type": "integer" },
+            "input": { "type": "array", "items": tensor_config.clone() },
+            "output": { "type": "array", "items": tensor_config },
+            "instance_group": { "type": "array", "items": { "type": "object" } },
+            "dynamic_batching": { "type": "object" } },
+        "required": ["name", "platform", "backend", "max_batch_size", "input", "output", "instance_group"] });
+    paths.insert(
+        "/v2/models/{model}/config".into(),
+        get(
+            "v2_model_config",
+            "Model configuration (Triton's shape)",
+            ok_json("configuration", config.clone()),
+            vec![model.clone()],
+            &[404, 503],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}/versions/{version}/config".into(),
+        get(
+            "v2_version_config",
+            "Configuration of one version (Triton's shape)",
+            ok_json("configuration", config),
+            vec![model.clone(), version.clone()],
+            &[404, 503],
+        ),
+    );
     let infer = |id: &str, params: Vec<Value>| {
         let mut responses = Map::new();
         responses.insert("200".into(), ok_json("outputs", r("V2InferResponse")));
@@ -944,9 +987,10 @@ pub fn document(st: &AppState, f: &Friendly) -> Value {
             json!({ "get": { "tags": ["server"], "operationId": "welcome", "summary": "What this server is and where its documentation is",
                 "responses": { "200": ok_json("welcome", json!({ "type": "object", "properties": {
                     "name": { "type": "string" }, "version": { "type": "string" }, "message": { "type": "string" },
+                    "status": { "type": "string", "enum": ["alive"], "description": "KServe v1 liveness" },
                     "models": { "type": "array", "items": { "type": "string" } },
                     "docs": { "type": "string" }, "openapi": { "type": "string" } },
-                    "required": ["name", "version", "models"], "additionalProperties": false })) } } }),
+                    "required": ["name", "version", "status", "models"], "additionalProperties": false })) } } }),
         );
     }
     paths.insert(

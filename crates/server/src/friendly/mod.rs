@@ -642,6 +642,8 @@ async fn welcome(State(fs): State<FState>) -> Response {
         "name": "ferroserve",
         "version": env!("CARGO_PKG_VERSION"),
         "message": "ferroserve is up",
+        // KServe v1 liveness (the KServe SDK's `is_server_live` reads it).
+        "status": "alive",
         "models": models,
         "docs": "/docs",
         "openapi": "/openapi.json",

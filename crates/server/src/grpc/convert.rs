@@ -1,6 +1,6 @@
 //! gRPC messages to and from the transport-neutral request and response: typed `contents` or
-//! `raw_input_contents` in, and the same style out (raw when the request sent raw data, as
-//! tritonclient does and reads; typed when it sent typed contents, as hand-written clients do).
+//! `raw_input_contents` in, `raw_output_contents` out whatever the request used, as Triton
+//! answers (its examples and tritonclient read outputs from `raw_output_contents` only).
 
 use std::collections::HashMap;
 
@@ -143,9 +143,22 @@ fn typed_input(
 }
 
 /// Converts a `ModelInferRequest` (its model name and version already used to find the model)
-/// into an [`InferRequest`]; the flag says whether its data came raw.
-pub fn request_from_proto(m: ModelInferRequest) -> Result<(InferRequest, bool), InferError> {
+/// into an [`InferRequest`].
+pub fn request_from_proto(m: ModelInferRequest) -> Result<InferRequest, InferError> {
     let raw_in = !m.raw_input_contents.is_empty();
+    if raw_in {
+        // Triton's wording, which its examples check.
+        if let Some(both) = m.inputs.iter().find(|i| {
+            i.contents
+                .as_ref()
+                .is_some_and(|c| *c != InferTensorContents::default())
+        }) {
+            return Err(InferError::invalid(format!(
+                "contents field must not be specified when using raw_input_contents for '{}' for model '{}'",
+                both.name, m.model_name
+            )));
+        }
+    }
     if raw_in && m.raw_input_contents.len() != m.inputs.len() {
         return Err(InferError::invalid(format!(
             "raw_input_contents has {} entries for {} input(s); send one per input, in order",
@@ -172,14 +185,8 @@ pub fn request_from_proto(m: ModelInferRequest) -> Result<(InferRequest, bool), 
             .map_err(|e| InferError::invalid(format!("input '{name}': {}", e.message)))?;
         let data = match (raws.next(), contents) {
             (Some(bytes), None) => raw::decode(&name, dt, &bytes, n)?,
-            (Some(bytes), Some(c)) if c == InferTensorContents::default() => {
-                raw::decode(&name, dt, &bytes, n)?
-            }
-            (Some(_), Some(_)) => {
-                return Err(InferError::invalid(format!(
-                    "input '{name}' has both contents and raw_input_contents; use one"
-                )))
-            }
+            // Typed contents beside raw data were refused above.
+            (Some(bytes), Some(_)) => raw::decode(&name, dt, &bytes, n)?,
             (None, c) => typed_input(&name, dt, c.unwrap_or_default(), n)?,
         };
         inputs.push(Tensor {
@@ -197,64 +204,28 @@ pub fn request_from_proto(m: ModelInferRequest) -> Result<(InferRequest, bool), 
             parameters: params_from_proto(o.parameters),
         })
         .collect();
-    Ok((
-        InferRequest {
-            id: (!m.id.is_empty()).then_some(m.id),
-            inputs,
-            outputs,
-            parameters: params_from_proto(m.parameters),
-        },
-        raw_in,
-    ))
+    Ok(InferRequest {
+        id: (!m.id.is_empty()).then_some(m.id),
+        inputs,
+        outputs,
+        parameters: params_from_proto(m.parameters),
+    })
 }
 
-/// Typed contents of an output; `None` for FP16/BF16, which only travel raw.
-fn typed_output(data: TensorData) -> Option<InferTensorContents> {
-    let mut c = InferTensorContents::default();
-    match data {
-        TensorData::Bool(v) => c.bool_contents = v,
-        TensorData::Int8(v) => c.int_contents = v.into_iter().map(i32::from).collect(),
-        TensorData::Int16(v) => c.int_contents = v.into_iter().map(i32::from).collect(),
-        TensorData::Int32(v) => c.int_contents = v,
-        TensorData::Int64(v) => c.int64_contents = v,
-        TensorData::Uint8(v) => c.uint_contents = v.into_iter().map(u32::from).collect(),
-        TensorData::Uint16(v) => c.uint_contents = v.into_iter().map(u32::from).collect(),
-        TensorData::Uint32(v) => c.uint_contents = v,
-        TensorData::Uint64(v) => c.uint64_contents = v,
-        TensorData::Fp32(v) => c.fp32_contents = v,
-        TensorData::Fp64(v) => c.fp64_contents = v,
-        TensorData::Bytes(v) => c.bytes_contents = v,
-        TensorData::Fp16(_) | TensorData::Bf16(_) => return None,
-    }
-    Some(c)
-}
-
-/// Converts a response; outputs raw (`raw_output_contents`) or typed (`contents`). Typed is
-/// impossible for FP16/BF16 outputs, and raw and typed cannot be mixed, so any such output makes
-/// the whole response raw.
-pub fn response_to_proto(resp: InferResponse, raw_out: bool) -> ModelInferResponse {
-    let raw_out = raw_out
-        || resp
-            .outputs
-            .iter()
-            .any(|t| matches!(t.datatype(), DataType::Fp16 | DataType::Bf16));
+/// Converts a response: every output's data in `raw_output_contents` (one entry per output, in
+/// order), `contents` left empty, as Triton answers.
+pub fn response_to_proto(resp: InferResponse) -> ModelInferResponse {
     let mut outputs = Vec::with_capacity(resp.outputs.len());
-    let mut raw_output_contents = Vec::new();
+    let mut raw_output_contents = Vec::with_capacity(resp.outputs.len());
     for t in resp.outputs {
+        raw_output_contents.push(Bytes::from(raw::to_vec(&t.data)));
         let datatype = t.datatype().as_str().to_string();
-        let parameters = params_to_proto(&t.parameters);
-        let contents = if raw_out {
-            raw_output_contents.push(Bytes::from(raw::to_vec(&t.data)));
-            None
-        } else {
-            typed_output(t.data)
-        };
         outputs.push(InferOutputTensor {
             name: t.name,
             datatype,
             shape: t.shape,
-            parameters,
-            contents,
+            parameters: params_to_proto(&t.parameters),
+            contents: None,
         });
     }
     ModelInferResponse {
@@ -298,10 +269,9 @@ mod tests {
         raw_req.inputs[0].contents = None;
         raw_req.raw_input_contents =
             vec![Bytes::from(raw::to_vec(&TensorData::Fp32(vec![1.5, 2.5])))];
-        let (a, a_raw) = request_from_proto(typed).unwrap();
-        let (b, b_raw) = request_from_proto(raw_req).unwrap();
+        let a = request_from_proto(typed).unwrap();
+        let b = request_from_proto(raw_req).unwrap();
         assert_eq!(a, b);
-        assert!(!a_raw && b_raw);
     }
 
     #[test]
@@ -369,7 +339,30 @@ mod tests {
     }
 
     #[test]
-    fn responses_go_out_raw_or_typed() {
+    fn typed_contents_beside_raw_data_are_refused_in_tritons_words() {
+        let mut m = ModelInferRequest {
+            model_name: "simple".into(),
+            inputs: vec![input(
+                "INT32",
+                vec![1, 8],
+                InferTensorContents {
+                    int_contents: vec![1; 8],
+                    ..Default::default()
+                },
+            )],
+            raw_input_contents: vec![Bytes::from(vec![0u8; 32])],
+            ..Default::default()
+        };
+        m.inputs[0].name = "INPUT0".into();
+        let e = request_from_proto(m).unwrap_err();
+        assert_eq!(
+            e.message,
+            "contents field must not be specified when using raw_input_contents for 'INPUT0' for model 'simple'"
+        );
+    }
+
+    #[test]
+    fn responses_always_go_out_raw() {
         let resp = || InferResponse {
             model_name: "m".into(),
             model_version: "1".into(),
@@ -380,16 +373,14 @@ mod tests {
             ],
             parameters: Default::default(),
         };
-        let r = response_to_proto(resp(), true);
+        let r = response_to_proto(resp());
         assert_eq!(r.id, "7");
         assert_eq!(r.raw_output_contents.len(), 2);
         assert_eq!(&r.raw_output_contents[0][..], &[1, 0, 0, 0, b'a']);
-        assert!(r.outputs[1].contents.is_none());
-        let t = response_to_proto(resp(), false);
-        assert!(t.raw_output_contents.is_empty());
         assert_eq!(
-            t.outputs[1].contents.as_ref().unwrap().fp32_contents,
-            vec![0.5, 0.5]
+            &r.raw_output_contents[1][..],
+            raw::to_vec(&TensorData::Fp32(vec![0.5, 0.5]))
         );
+        assert!(r.outputs.iter().all(|o| o.contents.is_none()));
     }
 }

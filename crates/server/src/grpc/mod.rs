@@ -137,14 +137,14 @@ async fn infer_one(
         .version(&m.model_name, Some(&m.model_version))?;
     let started = Instant::now();
     let result = async {
-        let (req, raw) = convert::request_from_proto(m)?;
+        let req = convert::request_from_proto(m)?;
         let param = v2::request_timeout(&req, &axum::http::HeaderMap::new()).map_err(|e| e.0)?;
         let timeout = match (deadline, param) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let (resp, rows) = within(timeout, v2::run(&served, req, timeout)).await?;
-        Ok::<_, InferError>((convert::response_to_proto(resp, raw), rows))
+        Ok::<_, InferError>((convert::response_to_proto(resp), rows))
     }
     .await;
     match result {
@@ -189,10 +189,8 @@ async fn stream_answer(state: Arc<AppState>, m: ModelInferRequest) -> ModelStrea
 fn model_statistics(v: &ServedVersion) -> proto::ModelStatistics {
     use std::sync::atomic::Ordering::Relaxed;
     let s = &v.stats;
-    let d = |x: &ferroserve_runtime::stats::Duration2| {
-        let (count, ns) = x.get();
-        Some(StatisticDuration { count, ns })
-    };
+    let d = |(count, ns): (u64, u64)| Some(StatisticDuration { count, ns });
+    let p = s.phases();
     let zero = || Some(StatisticDuration::default());
     let batch_stats = s
         .by_batch_size
@@ -215,18 +213,77 @@ fn model_statistics(v: &ServedVersion) -> proto::ModelStatistics {
         inference_count: s.inference_count.load(Relaxed),
         execution_count: s.execution_count.load(Relaxed),
         inference_stats: Some(InferStatistics {
-            success: d(&s.success),
-            fail: d(&s.fail),
-            queue: d(&s.queue),
-            compute_input: zero(),
-            compute_infer: d(&s.compute_infer),
-            compute_output: zero(),
+            success: d(p.success),
+            fail: d(p.fail),
+            queue: d(p.queue),
+            compute_input: d(p.compute_input),
+            compute_infer: d(p.compute_infer),
+            compute_output: d(p.compute_output),
             cache_hit: zero(),
             cache_miss: zero(),
         }),
         batch_stats,
         memory_usage: Vec::new(),
         response_stats: Default::default(),
+    }
+}
+
+/// Triton's `ModelConfig` message from the one view both fronts answer.
+fn model_config_proto(c: v2::model_config::TritonConfig) -> proto::ModelConfig {
+    use ferroserve_core::DataType as D;
+    use proto::DataType as P;
+    let data_type = |dt: D| -> i32 {
+        (match dt {
+            D::Bool => P::TypeBool,
+            D::Uint8 => P::TypeUint8,
+            D::Uint16 => P::TypeUint16,
+            D::Uint32 => P::TypeUint32,
+            D::Uint64 => P::TypeUint64,
+            D::Int8 => P::TypeInt8,
+            D::Int16 => P::TypeInt16,
+            D::Int32 => P::TypeInt32,
+            D::Int64 => P::TypeInt64,
+            D::Fp16 => P::TypeFp16,
+            D::Fp32 => P::TypeFp32,
+            D::Fp64 => P::TypeFp64,
+            D::Bytes => P::TypeString,
+            D::Bf16 => P::TypeBf16,
+        }) as i32
+    };
+    proto::ModelConfig {
+        instance_group: vec![proto::ModelInstanceGroup {
+            name: format!("{}_0", c.name),
+            count: c.instances,
+            kind: proto::model_instance_group::Kind::Cpu as i32,
+        }],
+        name: c.name,
+        platform: c.platform,
+        backend: c.backend.to_string(),
+        max_batch_size: c.max_batch_size,
+        input: c
+            .inputs
+            .into_iter()
+            .map(|t| proto::ModelInput {
+                name: t.name,
+                data_type: data_type(t.datatype),
+                dims: t.dims,
+            })
+            .collect(),
+        output: c
+            .outputs
+            .into_iter()
+            .map(|t| proto::ModelOutput {
+                name: t.name,
+                data_type: data_type(t.datatype),
+                dims: t.dims,
+            })
+            .collect(),
+        dynamic_batching: c.dynamic_batching.map(|(preferred, delay)| {
+            proto::ModelDynamicBatching {
+                preferred_batch_size: preferred,
+                max_queue_delay_microseconds: delay,
+            }
+        }),
     }
 }
 
@@ -407,6 +464,22 @@ impl GrpcInferenceService for InferenceService {
         )
     }
 
+    async fn model_config(
+        &self,
+        req: Request<proto::ModelConfigRequest>,
+    ) -> Result<Response<proto::ModelConfigResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let answer = self
+            .state
+            .runtime
+            .version(&r.name, Some(&r.version))
+            .map(|v| proto::ModelConfigResponse {
+                config: Some(model_config_proto(v2::model_config::TritonConfig::of(&v))),
+            });
+        self.answer("ModelConfig", started, answer)
+    }
+
     async fn repository_index(
         &self,
         req: Request<RepositoryIndexRequest>,
@@ -508,12 +581,19 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// The gRPC routes: the inference service, with message size limits from `state.limits`
-/// (larger messages are refused with RESOURCE_EXHAUSTED); any other method is UNIMPLEMENTED.
+/// (larger messages, or compressed ones that grow larger once decompressed, are refused with
+/// RESOURCE_EXHAUSTED); gzip and deflate messages are read, and answers are compressed when the
+/// client's `grpc-accept-encoding` asks for it; any other method is UNIMPLEMENTED.
 pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Router {
+    use tonic::codec::CompressionEncoding;
     let limit = state.limits.max_body_bytes;
     let svc = GrpcInferenceServiceServer::new(InferenceService::new(state, stopping))
         .max_decoding_message_size(limit)
-        .max_encoding_message_size(usize::MAX);
+        .max_encoding_message_size(usize::MAX)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Deflate)
+        .send_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Deflate);
     tonic::service::Routes::new(svc)
         .into_axum_router()
         .layer(axum::middleware::map_response(oversized_headers))

@@ -188,8 +188,10 @@ impl<'de> Deserialize<'de> for JsonParams {
     }
 }
 
+// Unknown fields, top-level and per tensor, are skipped without being buffered (serde's
+// `IgnoredAny`): clients add their own (the KServe SDK sends `model_name` and `model_version`
+// in the body), and the protocol's JSON objects are open.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct JsonInput {
     name: String,
     shape: Vec<i64>,
@@ -201,7 +203,6 @@ struct JsonInput {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct JsonOutput {
     name: String,
     #[serde(default)]
@@ -209,7 +210,6 @@ struct JsonOutput {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct JsonRequest {
     #[serde(default)]
     id: Option<String>,
@@ -560,7 +560,6 @@ mod tests {
             (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[-1],\"datatype\":\"FP32\",\"data\":[1]}]}", "negative"),
             (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP33\",\"data\":[1]}]}", "unknown datatype"),
             (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\"}]}", "no \"data\""),
-            (b"{\"inputs\":[],\"bogus\":1}", "bogus"),
         ];
         for (body, want) in cases {
             let e = parse_request(body).unwrap_err();
@@ -571,6 +570,24 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_at_every_level() {
+        let plain = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[{"name":"y"}]}"#;
+        let extra = br#"{"model_name":"m","model_version":"1","bogus":{"deep":[1,{"a":null}]},
+            "inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"extra":"z"}],
+            "outputs":[{"name":"y","binary_data":false,"more":[]}]}"#;
+        let (a, _) = parse_request(plain).unwrap();
+        let (b, _) = parse_request(extra).unwrap();
+        assert_eq!(a, b);
+        // Known fields are still checked.
+        let e = parse_request(br#"{"model_name":"m","inputs":3}"#).unwrap_err();
+        assert!(
+            e.message.contains("invalid inference request"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod classification;
 pub mod json;
+pub mod model_config;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,12 +21,17 @@ use ferroserve_core::{
 use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
 use serde_json::json;
 
-use crate::body::{body_kind, read_body, BodyKind};
+use crate::body::{accepted_coding, body_kind, compress, read_body, BodyKind};
 use crate::error::ApiError;
 use crate::AppState;
 
 /// The protocol extensions this server implements (and no others), over HTTP and gRPC.
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "classification", "statistics"];
+pub const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "classification",
+    "statistics",
+    "model_configuration",
+];
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     (
@@ -117,6 +123,24 @@ pub async fn version_metadata(
 ) -> Result<Response, ApiError> {
     let v = st.runtime.version(&model, Some(&version))?;
     Ok(ok_json(model_metadata_json(&st, &v)))
+}
+
+/// `GET /v2/models/{m}/config`: Triton's model configuration extension.
+pub async fn model_config(
+    State(st): State<Arc<AppState>>,
+    Path(model): Path<String>,
+) -> Result<Response, ApiError> {
+    let v = st.runtime.version(&model, None)?;
+    Ok(ok_json(model_config::TritonConfig::of(&v).to_json()))
+}
+
+/// `GET /v2/models/{m}/versions/{v}/config`.
+pub async fn version_config(
+    State(st): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let v = st.runtime.version(&model, Some(&version))?;
+    Ok(ok_json(model_config::TritonConfig::of(&v).to_json()))
 }
 
 pub async fn model_ready(
@@ -223,23 +247,23 @@ async fn infer_inner(
             served
                 .stats
                 .request_done(Outcome::Success, rows, started.elapsed());
+            // Compressed when asked (tritonclient's response_compression_algorithm); the
+            // binary header length counts the uncompressed JSON, as the client splits after
+            // decompressing. Errors stay uncompressed: clients read them as they are.
+            if let Some(coding) = accepted_coding(&headers) {
+                let (body, encoding) = compress(&body, coding);
+                let mut r = match header_len {
+                    None => json_response(StatusCode::OK, body),
+                    Some(header_len) => binary_response(body, header_len),
+                };
+                r.headers_mut().insert(header::CONTENT_ENCODING, encoding);
+                r.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+                return Ok(r);
+            }
             Ok(match header_len {
                 None => json_response(StatusCode::OK, body),
-                Some(header_len) => (
-                    StatusCode::OK,
-                    [
-                        (
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/octet-stream"),
-                        ),
-                        (
-                            header::HeaderName::from_static(binary::HEADER),
-                            HeaderValue::from(header_len),
-                        ),
-                    ],
-                    body,
-                )
-                    .into_response(),
+                Some(header_len) => binary_response(body, header_len),
             })
         }
         Err(e) => {
@@ -249,6 +273,24 @@ async fn infer_inner(
             Err(e)
         }
     }
+}
+
+fn binary_response(body: Vec<u8>, header_len: usize) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::HeaderName::from_static(binary::HEADER),
+                HeaderValue::from(header_len),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The request's deadline: its `timeout` parameter (microseconds, as Triton) or the
@@ -337,7 +379,16 @@ pub fn to_batch(
             given
                 .iter()
                 .position(|t| t.name == want.name)
-                .ok_or_else(|| InferError::invalid(format!("missing input '{}'", want.name)))?
+                .ok_or_else(|| {
+                    let expected: Vec<&str> = meta.inputs.iter().map(|i| i.name.as_str()).collect();
+                    let got: Vec<&str> = given.iter().map(|t| t.name.as_str()).collect();
+                    InferError::invalid(format!(
+                        "missing input '{}': got {}; this model's inputs are: {}",
+                        want.name,
+                        got.join(", "),
+                        expected.join(", ")
+                    ))
+                })?
         };
         let t = &mut given[at];
         let mut shape = t.shape.clone();
@@ -414,11 +465,9 @@ pub fn to_batch(
 fn stats_json(v: &ServedVersion) -> serde_json::Value {
     use std::sync::atomic::Ordering::Relaxed;
     let s = &v.stats;
-    let d = |x: &ferroserve_runtime::stats::Duration2| {
-        let (count, ns) = x.get();
-        json!({ "count": count, "ns": ns })
-    };
+    let d = |(count, ns): (u64, u64)| json!({ "count": count, "ns": ns });
     let zero = json!({ "count": 0, "ns": 0 });
+    let p = s.phases();
     let batches: Vec<serde_json::Value> = s
         .by_batch_size
         .lock()
@@ -442,12 +491,12 @@ fn stats_json(v: &ServedVersion) -> serde_json::Value {
         "inference_count": s.inference_count.load(Relaxed),
         "execution_count": s.execution_count.load(Relaxed),
         "inference_stats": {
-            "success": d(&s.success),
-            "fail": d(&s.fail),
-            "queue": d(&s.queue),
-            "compute_input": zero,
-            "compute_infer": d(&s.compute_infer),
-            "compute_output": zero,
+            "success": d(p.success),
+            "fail": d(p.fail),
+            "queue": d(p.queue),
+            "compute_input": d(p.compute_input),
+            "compute_infer": d(p.compute_infer),
+            "compute_output": d(p.compute_output),
             "cache_hit": zero,
             "cache_miss": zero,
         },
