@@ -586,4 +586,97 @@ mod tests {
         let (r, _) = parse_request(br#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT64","data":[9007199254740993]}]}"#).unwrap();
         assert_eq!(r.inputs[0].data, TensorData::Int64(vec![9007199254740993]));
     }
+
+    fn response(outputs: Vec<Tensor>) -> InferResponse {
+        InferResponse {
+            model_name: "iris".into(),
+            model_version: "3".into(),
+            id: None,
+            outputs,
+            parameters: Parameters::default(),
+        }
+    }
+
+    fn text(resp: &InferResponse, binary: &[bool]) -> String {
+        String::from_utf8(write_response(resp, binary)).unwrap()
+    }
+
+    #[test]
+    fn every_datatype_is_written_in_its_own_form() {
+        let cases: Vec<(TensorData, &str)> = vec![
+            (TensorData::Bool(vec![true, false]), "[true,false]"),
+            (TensorData::Uint8(vec![0, 255]), "[0,255]"),
+            (TensorData::Uint16(vec![65535]), "[65535]"),
+            (TensorData::Uint32(vec![4294967295]), "[4294967295]"),
+            (TensorData::Uint64(vec![u64::MAX]), "[18446744073709551615]"),
+            (TensorData::Int8(vec![-128, 127]), "[-128,127]"),
+            (TensorData::Int16(vec![-300]), "[-300]"),
+            (TensorData::Int32(vec![-70000]), "[-70000]"),
+            (TensorData::Int64(vec![i64::MIN]), "[-9223372036854775808]"),
+            // 1.0 and -2.0 as half and bfloat16 bit patterns.
+            (TensorData::Fp16(vec![0x3c00, 0xc000]), "[1.0,-2.0]"),
+            (TensorData::Bf16(vec![0x3f80, 0xc000]), "[1.0,-2.0]"),
+            (TensorData::Fp32(vec![0.25, -1.5]), "[0.25,-1.5]"),
+            (TensorData::Fp64(vec![0.1, 2.0]), "[0.1,2.0]"),
+            (
+                TensorData::Bytes(vec![b"setosa".to_vec(), vec![0xff]]),
+                "[\"setosa\",\"\u{fffd}\"]",
+            ),
+        ];
+        for (data, want) in cases {
+            let got = serde_json::to_string(&DataJson(&data)).unwrap();
+            assert_eq!(got, want, "{:?}", data.datatype());
+            let r = response(vec![Tensor::new(
+                "y",
+                vec![data.len() as i64],
+                data.clone(),
+            )]);
+            let doc: serde_json::Value = serde_json::from_slice(&write_response(&r, &[])).unwrap();
+            assert_eq!(doc["outputs"][0]["datatype"], data.datatype().as_str());
+        }
+    }
+
+    #[test]
+    fn a_response_is_the_v2_document() {
+        let mut r = response(vec![
+            Tensor::new("label", vec![2], TensorData::Int64(vec![1, 0])),
+            Tensor::new(
+                "probabilities",
+                vec![2, 2],
+                TensorData::Fp32(vec![0.25, 0.75, 1.0, 0.0]),
+            ),
+        ]);
+        assert_eq!(
+            text(&r, &[]),
+            concat!(
+                r#"{"model_name":"iris","model_version":"3","outputs":["#,
+                r#"{"name":"label","datatype":"INT64","shape":[2],"data":[1,0]},"#,
+                r#"{"name":"probabilities","datatype":"FP32","shape":[2,2],"data":[0.25,0.75,1.0,0.0]}]}"#
+            )
+        );
+        r.id = Some("req-7".into());
+        r.parameters.insert("sequence_id", Param::Int(-4));
+        r.parameters.insert("flag", Param::Bool(true));
+        r.parameters.insert("scale", Param::Float(0.5));
+        r.parameters.insert("note", Param::Str("hi".into()));
+        r.outputs[1]
+            .parameters
+            .insert("binary_data_size", Param::Int(16));
+        assert_eq!(
+            text(&r, &[false, true]),
+            concat!(
+                r#"{"model_name":"iris","model_version":"3","id":"req-7","#,
+                r#""parameters":{"sequence_id":-4,"flag":true,"scale":0.5,"note":"hi"},"outputs":["#,
+                r#"{"name":"label","datatype":"INT64","shape":[2],"data":[1,0]},"#,
+                r#"{"name":"probabilities","datatype":"FP32","shape":[2,2],"parameters":{"binary_data_size":16}}]}"#
+            )
+        );
+        // Flags beyond the outputs, or missing, mean JSON data.
+        let doc: serde_json::Value = serde_json::from_slice(&write_response(&r, &[true])).unwrap();
+        assert!(doc["outputs"][0].get("data").is_none());
+        assert_eq!(
+            doc["outputs"][1]["data"],
+            serde_json::json!([0.25, 0.75, 1.0, 0.0])
+        );
+    }
 }
