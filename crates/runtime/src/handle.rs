@@ -285,3 +285,65 @@ fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Jo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroserve_core::TensorData;
+
+    #[test]
+    fn chunks_cut_every_input_along_the_first_dimension() {
+        let x: Vec<f32> = (0..10).map(|v| v as f32).collect();
+        let mut k = Tensor::new("k", vec![5], TensorData::Int64(vec![0, 1, 2, 3, 4]));
+        k.parameters.insert("p", ferroserve_core::Param::Bool(true));
+        let inputs = vec![Tensor::new("x", vec![5, 2], TensorData::Fp32(x)), k];
+        let c = chunks(inputs.clone(), 5, 2);
+        let rows: Vec<usize> = c.iter().map(|(_, r)| *r).collect();
+        assert_eq!(rows, vec![2, 2, 1]);
+        assert_eq!(c[0].0[0].name, "x");
+        assert_eq!(c[0].0[0].shape, vec![2, 2]);
+        assert_eq!(c[0].0[0].data, TensorData::Fp32(vec![0., 1., 2., 3.]));
+        assert_eq!(c[1].0[0].data, TensorData::Fp32(vec![4., 5., 6., 7.]));
+        assert_eq!(c[2].0[0].shape, vec![1, 2]);
+        assert_eq!(c[2].0[0].data, TensorData::Fp32(vec![8., 9.]));
+        assert_eq!(c[1].0[1].shape, vec![2]);
+        assert_eq!(c[1].0[1].data, TensorData::Int64(vec![2, 3]));
+        assert_eq!(c[2].0[1].data, TensorData::Int64(vec![4]));
+        assert_eq!(c[2].0[1].parameters, inputs[1].parameters);
+        // Whole multiples and requests that fit are not cut further.
+        let c = chunks(inputs.clone(), 5, 5);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].0, inputs);
+        assert_eq!(c[0].1, 5);
+        let four = vec![Tensor::new(
+            "k",
+            vec![4],
+            TensorData::Int64(vec![0, 1, 2, 3]),
+        )];
+        let c = chunks(four, 4, 2);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1].0[0].data, TensorData::Int64(vec![2, 3]));
+    }
+
+    #[test]
+    fn chunks_of_three_dimensional_inputs_keep_the_inner_shape() {
+        let x: Vec<i32> = (0..12).collect();
+        let inputs = vec![Tensor::new("x", vec![3, 2, 2], TensorData::Int32(x))];
+        let c = chunks(inputs, 3, 2);
+        assert_eq!(c[0].0[0].shape, vec![2, 2, 2]);
+        assert_eq!(c[0].0[0].data, TensorData::Int32((0..8).collect()));
+        assert_eq!(c[1].0[0].shape, vec![1, 2, 2]);
+        assert_eq!(c[1].0[0].data, TensorData::Int32((8..12).collect()));
+    }
+
+    #[test]
+    fn a_panic_message_is_kept() {
+        let e = panic_error(Box::new("boom"));
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(e.message.contains("model failed: boom"), "{}", e.message);
+        let e = panic_error(Box::new(String::from("bang")));
+        assert!(e.message.contains("bang"), "{}", e.message);
+        let e = panic_error(Box::new(7u8));
+        assert!(e.message.contains("unknown panic"), "{}", e.message);
+    }
+}
