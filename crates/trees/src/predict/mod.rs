@@ -292,6 +292,9 @@ mod tests {
                 "probit({p}) = {got}, want {z}"
             );
         }
+        // The middle is +0, as ONNX Runtime answers (its sign shows in JSON as "-0.0").
+        let mid = transformed(PostTransform::Probit, &[0.5])[0];
+        assert_eq!(mid.to_bits(), 0.0f64.to_bits(), "{mid}");
         // Odd around 0.5, exactly.
         let a = transformed(PostTransform::Probit, &[0.3, 0.7]);
         assert_eq!(a[0], -a[1]);
