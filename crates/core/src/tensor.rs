@@ -39,7 +39,7 @@ pub fn f16_to_f32(h: u16) -> f32 {
             sign | ((e as u32) << 23) | ((f & 0x3ff) << 13)
         }
         (0x1f, 0) => sign | 0x7f80_0000,
-        (0x1f, _) => sign | 0x7fc0_0000 | (frac << 13),
+        (0x1f, _) => sign | 0x7fc0_0000 | ((frac & 0x1ff) << 13),
         _ => sign | ((exp + 127 - 15) << 23) | (frac << 13),
     };
     f32::from_bits(bits)
