@@ -319,13 +319,10 @@ impl CompiledForest {
         let n_out = self.forest.n_outputs;
         let n_rows = rows.len() / nf;
         assert_eq!(out.len(), n_rows * n_out, "output size");
-        let threads = self.threads.min(n_rows / (PARALLEL_MIN_ROWS / 2)).max(1);
-        if threads <= 1 || n_rows < PARALLEL_MIN_ROWS {
+        let Some(per) = rows_per_thread(self.threads, n_rows) else {
             self.raw_serial(rows, out);
             return;
-        }
-        // Whole blocks per thread.
-        let per = n_rows.div_ceil(threads).div_ceil(BLOCK_ROWS) * BLOCK_ROWS;
+        };
         std::thread::scope(|s| {
             for (r, o) in rows.chunks(per * nf).zip(out.chunks_mut(per * n_out)) {
                 s.spawn(move || self.raw_serial(r, o));
@@ -492,6 +489,17 @@ impl CompiledForest {
             i = n.child as usize + usize::from(second);
         }
     }
+}
+
+/// How a batch of `n_rows` rows is split across at most `threads` threads: `None` to compute it
+/// on the caller's thread, else the rows each thread takes (whole blocks; the last thread takes
+/// what is left). One thread per `PARALLEL_MIN_ROWS / 2` rows, none below `PARALLEL_MIN_ROWS`.
+fn rows_per_thread(threads: usize, n_rows: usize) -> Option<usize> {
+    let threads = threads.min(n_rows / (PARALLEL_MIN_ROWS / 2)).max(1);
+    if threads <= 1 || n_rows < PARALLEL_MIN_ROWS {
+        return None;
+    }
+    Some(n_rows.div_ceil(threads).div_ceil(BLOCK_ROWS) * BLOCK_ROWS)
 }
 
 /// One level of a lockstep walk: from node `i` of a tree without complex splits to the child
@@ -760,6 +768,19 @@ mod tests {
         for (g, w) in one.raw.iter().zip(raw) {
             assert!((g - w).abs() < 1e-12, "{:?} {raw:?}", one.raw);
         }
+    }
+
+    #[test]
+    fn large_batches_split_into_whole_blocks_per_thread() {
+        assert_eq!(rows_per_thread(1, 100_000), None);
+        assert_eq!(rows_per_thread(4, 2047), None);
+        assert_eq!(rows_per_thread(4, 100), None);
+        // From 2048 rows: one thread per 1024 rows, at most the configured number, each
+        // taking a whole number of 64-row blocks.
+        assert_eq!(rows_per_thread(4, 2048), Some(1024));
+        assert_eq!(rows_per_thread(8, 3000), Some(1536));
+        assert_eq!(rows_per_thread(4, 5000), Some(1280));
+        assert_eq!(rows_per_thread(3, 100_000), Some(33344));
     }
 
     #[test]
