@@ -653,6 +653,11 @@ mod tests {
             ];
             for strict in [true, false] {
                 let Some(u) = strict_threshold(t, strict) else {
+                    // Only `x <= t` for a `t` at or beyond the largest f32 has no such `u`.
+                    assert!(
+                        !strict && t as f32 == f32::INFINITY,
+                        "t={t} strict={strict}"
+                    );
                     continue;
                 };
                 for &x in &candidates {
@@ -768,6 +773,19 @@ mod tests {
         for (g, w) in one.raw.iter().zip(raw) {
             assert!((g - w).abs() < 1e-12, "{:?} {raw:?}", one.raw);
         }
+    }
+
+    #[test]
+    fn thresholds_for_exact_and_inexact_values() {
+        assert_eq!(strict_threshold(0.5, true), Some(0.5));
+        assert_eq!(strict_threshold(0.5, false), Some(0.5f32.next_up()));
+        // 0.1 lies between two f32s: `x < 0.1` is `x < the one above`, `x <= 0.1` is `x <=
+        // the one below`.
+        assert_eq!(strict_threshold(0.1, true), Some(0.1f32));
+        assert_eq!(strict_threshold(0.1, false), Some(0.1f32));
+        assert_eq!(strict_threshold(f64::NAN, true), None);
+        assert_eq!(strict_threshold(f64::INFINITY, true), Some(f32::INFINITY));
+        assert_eq!(strict_threshold(f64::INFINITY, false), None);
     }
 
     #[test]
