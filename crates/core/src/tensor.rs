@@ -39,7 +39,7 @@ pub fn f16_to_f32(h: u16) -> f32 {
             sign | ((e as u32) << 23) | ((f & 0x3ff) << 13)
         }
         (0x1f, 0) => sign | 0x7f80_0000,
-        (0x1f, _) => sign | 0x7fc0_0000 | (frac << 13),
+        (0x1f, _) => sign | 0x7fc0_0000 | ((frac & 0x1ff) << 13),
         _ => sign | ((exp + 127 - 15) << 23) | (frac << 13),
     };
     f32::from_bits(bits)
@@ -401,5 +401,258 @@ mod tests {
         for x in [0.0f32, 1.0, -3.0, 0.5] {
             assert_eq!(bf16_to_f32(f32_to_bf16(x)), x);
         }
+    }
+
+    /// The value of a half-precision bit pattern, from the IEEE 754 definition (an oracle
+    /// independent of the bit manipulation above).
+    fn half_value(h: u16) -> f64 {
+        let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+        let e = ((h >> 10) & 0x1f) as i32;
+        let f = (h & 0x3ff) as f64;
+        match e {
+            0 => sign * f / 1024.0 * 2f64.powi(-14),
+            0x1f if f == 0.0 => sign * f64::INFINITY,
+            0x1f => f64::NAN,
+            _ => sign * (1.0 + f / 1024.0) * 2f64.powi(e - 15),
+        }
+    }
+
+    #[test]
+    fn every_half_decodes_to_its_ieee_value() {
+        for h in 0..=u16::MAX {
+            let want = half_value(h);
+            let got = f16_to_f32(h);
+            if want.is_nan() {
+                assert!(got.is_nan(), "{h:#06x}");
+                // The sign and the payload's top bits survive.
+                assert_eq!(got.is_sign_negative(), h & 0x8000 != 0, "{h:#06x}");
+                assert_eq!(
+                    (got.to_bits() >> 13) & 0x3ff,
+                    (h & 0x3ff) as u32 | 0x200,
+                    "{h:#06x}"
+                );
+            } else {
+                assert_eq!(got as f64, want, "{h:#06x}");
+                assert_eq!(got.is_sign_negative(), h & 0x8000 != 0, "{h:#06x}");
+                // And encodes back to the same bits.
+                assert_eq!(f32_to_f16(got), h, "{h:#06x}");
+            }
+        }
+    }
+
+    /// The nearest half to `x` by search over the finite halves in order, ties to the even
+    /// pattern; half an ulp or more beyond the largest half is infinity.
+    fn nearest_half(finite: &[f64], x: f32) -> u16 {
+        let sign = if x.is_sign_negative() { 0x8000u16 } else { 0 };
+        let a = (x as f64).abs();
+        if a >= 65520.0 {
+            return sign | 0x7c00;
+        }
+        // `finite[h]` is the value of the non-negative half `h`, increasing.
+        let lo = finite.partition_point(|&v| v <= a) - 1;
+        let hi = (lo + 1).min(finite.len() - 1);
+        let (dl, dh) = (a - finite[lo], finite[hi] - a);
+        let h = if dl < dh || (dl == dh && lo % 2 == 0) {
+            lo
+        } else {
+            hi
+        };
+        sign | h as u16
+    }
+
+    #[test]
+    fn floats_encode_to_the_nearest_half_ties_to_even() {
+        let mut xs: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.1,
+            1.0 / 3.0,
+            65504.0,
+            65519.0,
+            65520.0,
+            70000.0,
+            -1e9,
+            // Exactly halfway between 1 and the next half (1 + 2^-10): ties to even (1.0).
+            1.0 + 2f32.powi(-11),
+            // Halfway between 1 + 2^-10 and 1 + 2^-9: ties to even (1 + 2^-9).
+            1.0 + 3.0 * 2f32.powi(-11),
+            // Just above a halfway point: rounds up.
+            (1.0 + 2f32.powi(-11)).next_up(),
+            // Subnormal halves and the values between them.
+            2f32.powi(-24),
+            2f32.powi(-25),
+            2f32.powi(-25).next_up(),
+            3.0 * 2f32.powi(-25),
+            2f32.powi(-26),
+            5.0 * 2f32.powi(-24),
+            5.5 * 2f32.powi(-24),
+            6.5 * 2f32.powi(-24),
+            1023.5 * 2f32.powi(-24),
+            // Below the smallest subnormal's half: zero.
+            1e-10,
+            2f32.powi(-14),
+            2f32.powi(-14) * (1.0 - 2f32.powi(-12)),
+            f32::MIN_POSITIVE,
+        ];
+        // A spread of ordinary values, both signs.
+        let mut s = 12345u32;
+        for _ in 0..300 {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            let x = f32::from_bits((s >> 1) & 0x477f_ffff | 0x3000_0000);
+            xs.push(x);
+            xs.push(-x);
+        }
+        let finite: Vec<f64> = (0..0x7c00u16).map(half_value).collect();
+        for x in xs {
+            assert_eq!(f32_to_f16(x), nearest_half(&finite, x), "{x:e}");
+        }
+        assert_eq!(f32_to_f16(f32::INFINITY), 0x7c00);
+        assert_eq!(f32_to_f16(f32::NEG_INFINITY), 0xfc00);
+        let n = f32_to_f16(-f32::NAN);
+        assert_eq!(n & 0x7c00, 0x7c00);
+        assert_ne!(n & 0x3ff, 0, "NaN stays NaN");
+        assert_eq!(n & 0x8000, 0x8000);
+    }
+
+    /// The nearest bfloat16 to `x` (finite), ties to even, from the two candidates around it.
+    fn nearest_bf16(x: f32) -> u16 {
+        let lo = (x.to_bits() >> 16) as u16;
+        let hi = lo.wrapping_add(1);
+        let v = |h: u16| bf16_to_f32(h) as f64;
+        let (dl, dh) = ((x as f64 - v(lo)).abs(), (v(hi) - x as f64).abs());
+        if dl < dh || (dl == dh && lo & 1 == 0) {
+            lo
+        } else {
+            hi
+        }
+    }
+
+    #[test]
+    fn bfloat16_is_the_top_half_rounded_to_nearest_even() {
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+        assert_eq!(bf16_to_f32(0xc040), -3.0);
+        assert_eq!(bf16_to_f32(0x7f80), f32::INFINITY);
+        for bits in [
+            0x3f80_0000u32, // 1.0
+            0x3f80_8000,    // halfway, even below: stays
+            0x3f81_8000,    // halfway, odd below: up
+            0x3f80_8001,    // above halfway: up
+            0x3f80_7fff,    // below halfway: down
+            0xbf81_8000,
+            0x0000_8000,
+            0x7f7f_ffff, // rounds to infinity
+        ] {
+            let x = f32::from_bits(bits);
+            let want = if bits == 0x7f7f_ffff {
+                0x7f80
+            } else {
+                nearest_bf16(x)
+            };
+            assert_eq!(f32_to_bf16(x), want, "{bits:#010x}");
+        }
+        let n = f32_to_bf16(-f32::NAN);
+        assert!(bf16_to_f32(n).is_nan());
+        assert_eq!(n, 0xffc0);
+        assert_eq!(f32_to_bf16(f32::NAN), 0x7fc0);
+    }
+
+    #[test]
+    fn element_access_and_conversion() {
+        let all = [
+            TensorData::Bool(vec![false, true]),
+            TensorData::Uint8(vec![0, 1]),
+            TensorData::Uint16(vec![0, 1]),
+            TensorData::Uint32(vec![0, 1]),
+            TensorData::Uint64(vec![0, 1]),
+            TensorData::Int8(vec![0, 1]),
+            TensorData::Int16(vec![0, 1]),
+            TensorData::Int32(vec![0, 1]),
+            TensorData::Int64(vec![0, 1]),
+            TensorData::Fp16(vec![0x0000, 0x3c00]),
+            TensorData::Bf16(vec![0x0000, 0x3f80]),
+            TensorData::Fp32(vec![0.0, 1.0]),
+            TensorData::Fp64(vec![0.0, 1.0]),
+        ];
+        for d in all {
+            assert_eq!(d.len(), 2);
+            assert!(!d.is_empty());
+            assert_eq!(d.get_f64(1), Some(1.0), "{:?}", d.datatype());
+            assert_eq!(d.get_f64(0), Some(0.0), "{:?}", d.datatype());
+            assert_eq!(TensorData::empty(d.datatype()).datatype(), d.datatype());
+            assert!(TensorData::empty(d.datatype()).is_empty());
+            assert_eq!(d.clone().into_f32().unwrap(), vec![0.0, 1.0]);
+            assert_eq!(d.slice(1, 2).get_f64(0), Some(1.0));
+            let mut joined = d.clone();
+            joined.extend(&d).unwrap();
+            assert_eq!(joined.len(), 4);
+            assert_eq!(joined.slice(2, 4), d);
+        }
+        assert_eq!(TensorData::Int64(vec![-3]).get_f64(0), Some(-3.0));
+        assert_eq!(
+            TensorData::Fp64(vec![0.1]).into_f32().unwrap(),
+            vec![0.1f32]
+        );
+        let b = TensorData::Bytes(vec![b"a".to_vec()]);
+        assert_eq!(b.get_f64(0), None);
+        assert!(b.clone().into_f32().is_err());
+        assert_eq!(
+            TensorData::empty(DataType::Bytes),
+            TensorData::Bytes(vec![])
+        );
+        let mut f = TensorData::Fp32(vec![1.0]);
+        let e = f.extend(&TensorData::Fp64(vec![1.0])).unwrap_err();
+        assert!(
+            e.message.contains("cannot join FP32 and FP64"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn parameters_read_as_numbers_flags_and_text() {
+        assert_eq!(Param::Int(-4).as_i64(), Some(-4));
+        assert_eq!(Param::Float(3.0).as_i64(), Some(3));
+        assert_eq!(Param::Float(3.5).as_i64(), None);
+        assert_eq!(Param::Str("12".into()).as_i64(), Some(12));
+        assert_eq!(Param::Str("x".into()).as_i64(), None);
+        assert_eq!(Param::Bool(true).as_i64(), None);
+        assert_eq!(Param::Bool(false).as_bool(), Some(false));
+        assert_eq!(Param::Bool(true).as_bool(), Some(true));
+        assert_eq!(Param::Str("true".into()).as_bool(), Some(true));
+        assert_eq!(Param::Str("false".into()).as_bool(), Some(false));
+        assert_eq!(Param::Str("yes".into()).as_bool(), None);
+        assert_eq!(Param::Int(1).as_bool(), None);
+        assert_eq!(Param::Str("s".into()).as_str(), Some("s"));
+        assert_eq!(Param::Int(1).as_str(), None);
+        let mut p = Parameters::default();
+        assert!(p.is_empty());
+        p.insert("a", Param::Int(1));
+        p.insert("b", Param::Int(2));
+        p.insert("a", Param::Int(3));
+        assert!(!p.is_empty());
+        assert_eq!(p.0.len(), 2);
+        assert_eq!(p.get("a"), Some(&Param::Int(3)));
+        assert_eq!(p.get("b"), Some(&Param::Int(2)));
+        assert_eq!(p.get("c"), None);
+        let mut o = RequestedOutput::default();
+        assert_eq!((o.classification(), o.binary_data()), (None, None));
+        o.parameters.insert("classification", Param::Int(2));
+        o.parameters.insert("binary_data", Param::Bool(true));
+        assert_eq!((o.classification(), o.binary_data()), (Some(2), Some(true)));
+    }
+
+    #[test]
+    fn element_counts() {
+        assert_eq!(Tensor::element_count(&[]).unwrap(), 1);
+        assert_eq!(Tensor::element_count(&[2, 3, 4]).unwrap(), 24);
+        assert_eq!(Tensor::element_count(&[0, 3]).unwrap(), 0);
+        let e = Tensor::element_count(&[2, -1]).unwrap_err();
+        assert!(e.message.contains("negative"), "{}", e.message);
+        let e = Tensor::element_count(&[i64::MAX, 4]).unwrap_err();
+        assert!(e.message.contains("too large"), "{}", e.message);
+        let t = Tensor::new("x", vec![1], TensorData::Int8(vec![1]));
+        assert_eq!(t.datatype(), DataType::Int8);
     }
 }

@@ -522,4 +522,178 @@ mod tests {
         assert_eq!(s[1][0].shape, vec![2, 2]);
         assert_eq!(s[1][0].data, TensorData::Fp32(vec![2., 3., 4., 5.]));
     }
+
+    fn entry(x: Vec<f32>, rows: usize, outputs: &[&str]) -> (Entry, oneshot::Receiver<Reply>) {
+        let (reply, rx) = oneshot::channel();
+        let width = x.len() / rows.max(1);
+        let e = Entry {
+            inputs: vec![
+                Tensor::new(
+                    "x",
+                    vec![rows as i64, width as i64],
+                    ferroserve_core::TensorData::Fp32(x),
+                ),
+                Tensor::new(
+                    "k",
+                    vec![rows as i64],
+                    ferroserve_core::TensorData::Int64(vec![rows as i64; rows]),
+                ),
+            ],
+            rows,
+            outputs: Arc::from(outputs.iter().map(|o| o.to_string()).collect::<Vec<_>>()),
+            enqueued: Instant::now(),
+            deadline: None,
+            eager: false,
+            reply,
+        };
+        (e, rx)
+    }
+
+    #[test]
+    fn assemble_joins_inputs_in_order_and_counts_rows() {
+        use ferroserve_core::TensorData;
+        let (a, _ra) = entry(vec![1., 2.], 1, &["p"]);
+        let (b, _rb) = entry(vec![3., 4., 5., 6.], 2, &["l", "p"]);
+        let (c, _rc) = entry(vec![7., 8.], 1, &["l"]);
+        let (batch, parts) = assemble(vec![a, b, c]).map_err(|(e, _)| e).unwrap();
+        assert_eq!(batch.rows, 4);
+        assert_eq!(batch.inputs.len(), 2);
+        assert_eq!(batch.inputs[0].name, "x");
+        assert_eq!(batch.inputs[0].shape, vec![4, 2]);
+        assert_eq!(
+            batch.inputs[0].data,
+            TensorData::Fp32(vec![1., 2., 3., 4., 5., 6., 7., 8.])
+        );
+        assert_eq!(batch.inputs[1].shape, vec![4]);
+        assert_eq!(batch.inputs[1].data, TensorData::Int64(vec![1, 2, 2, 1]));
+        // The union of what the parts asked for, in first-asked order, once each.
+        assert_eq!(batch.outputs, vec!["p".to_string(), "l".to_string()]);
+        let rows: Vec<usize> = parts.iter().map(|p| p.rows).collect();
+        assert_eq!(rows, vec![1, 2, 1]);
+        assert_eq!(&parts[1].outputs[..], &["l".to_string(), "p".to_string()]);
+        // One part asking for everything makes the batch compute everything.
+        let (a, _ra) = entry(vec![1., 2.], 1, &["p"]);
+        let (b, _rb) = entry(vec![3., 4.], 1, &[]);
+        let (batch, parts) = assemble(vec![a, b]).map_err(|(e, _)| e).unwrap();
+        assert!(batch.outputs.is_empty());
+        assert_eq!(batch.rows, 2);
+        assert_eq!(parts.len(), 2);
+        // A single entry is the batch as it came.
+        let (a, _ra) = entry(vec![1., 2., 3., 4.], 2, &[]);
+        let (batch, _) = assemble(vec![a]).map_err(|(e, _)| e).unwrap();
+        assert_eq!(batch.inputs[0].shape, vec![2, 2]);
+        assert_eq!(batch.rows, 2);
+    }
+
+    #[test]
+    fn assemble_refuses_inputs_of_different_types_and_keeps_every_part() {
+        use ferroserve_core::TensorData;
+        let (a, _ra) = entry(vec![1., 2.], 1, &[]);
+        let (mut b, _rb) = entry(vec![3., 4.], 1, &[]);
+        b.inputs[0].data = TensorData::Fp64(vec![3., 4.]);
+        let (c, _rc) = entry(vec![5., 6.], 1, &[]);
+        let Err((e, parts)) = assemble(vec![a, b, c]) else {
+            panic!("mixed types must not assemble");
+        };
+        assert!(
+            e.message.contains("cannot join FP32 and FP64"),
+            "{}",
+            e.message
+        );
+        assert_eq!(parts.len(), 3, "every request must still be answered");
+    }
+
+    #[test]
+    fn split_hands_every_part_its_own_rows() {
+        use ferroserve_core::TensorData;
+        let mut replies = Vec::new();
+        let parts: Vec<Part> = [(2usize, vec![]), (1, vec!["y".to_string()]), (3, vec![])]
+            .into_iter()
+            .map(|(rows, outs)| {
+                let (reply, rx) = oneshot::channel();
+                replies.push(rx);
+                Part {
+                    rows,
+                    outputs: Arc::from(outs),
+                    reply,
+                }
+            })
+            .collect();
+        let y: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let outs = vec![
+            Tensor::new("y", vec![6, 2], TensorData::Fp32(y)),
+            Tensor::new("z", vec![6], TensorData::Int64(vec![0, 1, 2, 3, 4, 5])),
+        ];
+        let s = split(outs.clone(), &parts).unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0][0].shape, vec![2, 2]);
+        assert_eq!(s[0][0].data, TensorData::Fp32(vec![0., 1., 2., 3.]));
+        assert_eq!(s[0][1].name, "z");
+        assert_eq!(s[0][1].shape, vec![2]);
+        assert_eq!(s[0][1].data, TensorData::Int64(vec![0, 1]));
+        assert_eq!(s[1].len(), 1);
+        assert_eq!(s[1][0].name, "y");
+        assert_eq!(s[1][0].data, TensorData::Fp32(vec![4., 5.]));
+        assert_eq!(s[2][0].shape, vec![3, 2]);
+        assert_eq!(
+            s[2][0].data,
+            TensorData::Fp32(vec![6., 7., 8., 9., 10., 11.])
+        );
+        assert_eq!(s[2][1].data, TensorData::Int64(vec![3, 4, 5]));
+        // An output with another row count, or data not matching its shape, is an error.
+        let mut bad = outs.clone();
+        bad[1].shape = vec![5];
+        let e = split(bad, &parts).unwrap_err();
+        assert!(
+            e.message.contains("'z'") && e.message.contains("expected 6 rows"),
+            "{}",
+            e.message
+        );
+        let mut bad = outs;
+        bad[0].data = TensorData::Fp32(vec![0.; 6]);
+        assert!(split(bad, &parts).is_err());
+    }
+
+    #[test]
+    fn a_single_part_keeps_only_the_outputs_it_asked_for() {
+        use ferroserve_core::TensorData;
+        let (reply, _rx) = oneshot::channel();
+        let parts = [Part {
+            rows: 2,
+            outputs: Arc::from(vec!["b".to_string()]),
+            reply,
+        }];
+        let outs = vec![
+            Tensor::new("a", vec![2], TensorData::Int64(vec![1, 2])),
+            Tensor::new("b", vec![2], TensorData::Int64(vec![3, 4])),
+        ];
+        let s = split(outs, &parts).unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].len(), 1);
+        assert_eq!(s[0][0].name, "b");
+        assert_eq!(s[0][0].data, TensorData::Int64(vec![3, 4]));
+    }
+
+    #[test]
+    fn queued_requests_that_expired_or_were_abandoned_are_pruned() {
+        let t0 = Instant::now();
+        let pending = AtomicUsize::new(3);
+        let (mut live, mut live_rx) = entry(vec![1., 2.], 1, &[]);
+        live.deadline = Some(t0 + Duration::from_secs(10));
+        let (mut expired, mut expired_rx) = entry(vec![3., 4.], 1, &[]);
+        expired.deadline = Some(t0 + Duration::from_millis(5));
+        let (gone, gone_rx) = entry(vec![5., 6.], 1, &[]);
+        drop(gone_rx);
+        let mut queue = VecDeque::from([live, expired, gone]);
+        prune(&mut queue, t0 + Duration::from_millis(5), &pending);
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue[0].deadline, Some(t0 + Duration::from_secs(10)));
+        assert_eq!(pending.load(Ordering::Relaxed), 1);
+        let e = expired_rx.try_recv().unwrap().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::DeadlineExceeded);
+        assert!(
+            live_rx.try_recv().is_err(),
+            "the live request is not answered yet"
+        );
+    }
 }

@@ -288,3 +288,200 @@ fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Jo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroserve_core::TensorData;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn chunks_cut_every_input_along_the_first_dimension() {
+        let x: Vec<f32> = (0..10).map(|v| v as f32).collect();
+        let mut k = Tensor::new("k", vec![5], TensorData::Int64(vec![0, 1, 2, 3, 4]));
+        k.parameters.insert("p", ferroserve_core::Param::Bool(true));
+        let inputs = vec![Tensor::new("x", vec![5, 2], TensorData::Fp32(x)), k];
+        let c = chunks(inputs.clone(), 5, 2);
+        let rows: Vec<usize> = c.iter().map(|(_, r)| *r).collect();
+        assert_eq!(rows, vec![2, 2, 1]);
+        assert_eq!(c[0].0[0].name, "x");
+        assert_eq!(c[0].0[0].shape, vec![2, 2]);
+        assert_eq!(c[0].0[0].data, TensorData::Fp32(vec![0., 1., 2., 3.]));
+        assert_eq!(c[1].0[0].data, TensorData::Fp32(vec![4., 5., 6., 7.]));
+        assert_eq!(c[2].0[0].shape, vec![1, 2]);
+        assert_eq!(c[2].0[0].data, TensorData::Fp32(vec![8., 9.]));
+        assert_eq!(c[1].0[1].shape, vec![2]);
+        assert_eq!(c[1].0[1].data, TensorData::Int64(vec![2, 3]));
+        assert_eq!(c[2].0[1].data, TensorData::Int64(vec![4]));
+        assert_eq!(c[2].0[1].parameters, inputs[1].parameters);
+        // Whole multiples and requests that fit are not cut further.
+        let c = chunks(inputs.clone(), 5, 5);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].0, inputs);
+        assert_eq!(c[0].1, 5);
+        let four = vec![Tensor::new(
+            "k",
+            vec![4],
+            TensorData::Int64(vec![0, 1, 2, 3]),
+        )];
+        let c = chunks(four, 4, 2);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1].0[0].data, TensorData::Int64(vec![2, 3]));
+    }
+
+    #[test]
+    fn chunks_of_three_dimensional_inputs_keep_the_inner_shape() {
+        let x: Vec<i32> = (0..12).collect();
+        let inputs = vec![Tensor::new("x", vec![3, 2, 2], TensorData::Int32(x))];
+        let c = chunks(inputs, 3, 2);
+        assert_eq!(c[0].0[0].shape, vec![2, 2, 2]);
+        assert_eq!(c[0].0[0].data, TensorData::Int32((0..8).collect()));
+        assert_eq!(c[1].0[0].shape, vec![1, 2, 2]);
+        assert_eq!(c[1].0[0].data, TensorData::Int32((8..12).collect()));
+    }
+
+    #[test]
+    fn a_panic_message_is_kept() {
+        let e = panic_error(Box::new("boom"));
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(e.message.contains("model failed: boom"), "{}", e.message);
+        let e = panic_error(Box::new(String::from("bang")));
+        assert!(e.message.contains("bang"), "{}", e.message);
+        let e = panic_error(Box::new(7u8));
+        assert!(e.message.contains("unknown panic"), "{}", e.message);
+    }
+
+    /// A model answering `a = x` and `b = -x` for a `[-1, 1]` FP32 input; panics on NaN.
+    struct Echo(ferroserve_core::ModelMetadata);
+
+    impl LoadedModel for Echo {
+        fn metadata(&self) -> &ferroserve_core::ModelMetadata {
+            &self.0
+        }
+        fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, ferroserve_core::BackendError> {
+            let TensorData::Fp32(x) = &batch.inputs[0].data else {
+                unreachable!("FP32 input")
+            };
+            assert!(!x.iter().any(|v| v.is_nan()), "NaN in the input");
+            let r = batch.rows as i64;
+            Ok(vec![
+                Tensor::new("a", vec![r], TensorData::Fp32(x.clone())),
+                Tensor::new(
+                    "b",
+                    vec![r],
+                    TensorData::Fp32(x.iter().map(|v| -v).collect()),
+                ),
+            ])
+        }
+    }
+
+    fn batch(x: &[f32], outputs: &[&str]) -> Batch {
+        Batch {
+            inputs: vec![Tensor::new(
+                "x",
+                vec![x.len() as i64, 1],
+                TensorData::Fp32(x.to_vec()),
+            )],
+            rows: x.len(),
+            outputs: outputs.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    /// A handle whose model has run 8 one-row batches of 1 µs each (1 µs per row measured),
+    /// computing inline below 2 µs, at most 4 rows per batch.
+    fn measured_handle() -> ModelHandle {
+        let stats = Arc::new(VersionStats::default());
+        for _ in 0..8 {
+            stats.batch_done(1, Duration::from_micros(1));
+        }
+        let cfg = HandleConfig {
+            instances: 1,
+            max_queue_size: 8,
+            batching: BatchingConfig {
+                max_batch_size: 4,
+                inline_compute_below: "2us".into(),
+                ..BatchingConfig::default()
+            },
+        };
+        let h = ModelHandle::start(
+            "echo",
+            Arc::new(Echo(Default::default())),
+            &cfg,
+            stats.clone(),
+        );
+        assert!(Arc::ptr_eq(h.stats(), &stats));
+        h
+    }
+
+    #[tokio::test]
+    async fn cheap_batches_with_an_empty_queue_are_computed_inline() {
+        let mut h = measured_handle();
+        // Two rows cost 2 µs as measured: not below the bound. (Checked before anything runs:
+        // each inline compute adds its real time to the measure.)
+        assert!(h.try_inline(&batch(&[1.0, 2.0], &[])).is_none());
+        // One row: 1 µs measured, below 2 µs.
+        let out = h.try_inline(&batch(&[1.5], &[])).expect("inline").unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].name, "a");
+        assert_eq!(out[1].data, TensorData::Fp32(vec![-1.5]));
+        assert_eq!(h.stats().execution_count.load(Ordering::Relaxed), 9);
+        // From here on, a bound no real compute reaches.
+        h.inline_below = Duration::from_secs(1);
+        // Only the outputs asked for.
+        let out = h
+            .try_inline(&batch(&[2.0], &["b"]))
+            .expect("inline")
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].name, "b");
+        assert_eq!(out[0].data, TensorData::Fp32(vec![-2.0]));
+        // A panic is an internal error, and the model keeps serving.
+        let e = h
+            .try_inline(&batch(&[f32::NAN], &[]))
+            .expect("inline")
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(e.message.contains("NaN in the input"), "{}", e.message);
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+    }
+
+    #[tokio::test]
+    async fn inline_compute_needs_an_empty_queue_and_a_batch_that_fits() {
+        let mut h = measured_handle();
+        h.inline_below = Duration::from_secs(1);
+        assert!(h.try_inline(&batch(&[1.0, 2.0, 3.0, 4.0], &[])).is_some());
+        assert!(h
+            .try_inline(&batch(&[1.0, 2.0, 3.0, 4.0, 5.0], &[]))
+            .is_none());
+        h.pending.store(1, Ordering::Relaxed);
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+        h.pending.store(0, Ordering::Relaxed);
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+        // Not measured yet: never inline.
+        let fresh = ModelHandle {
+            stats: Arc::new(VersionStats::default()),
+            ..h.clone()
+        };
+        assert!(fresh.try_inline(&batch(&[1.0], &[])).is_none());
+    }
+
+    #[tokio::test]
+    async fn submitted_requests_are_answered_within_their_timeout() {
+        let h = measured_handle();
+        // Five rows: more than a batch, so never inline; chunks of 4 and 1 joined back.
+        let out = h
+            .submit(
+                batch(&[1.0, 2.0, 3.0, 4.0, 5.0], &["b"]),
+                Some(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].shape, vec![5]);
+        assert_eq!(
+            out[0].data,
+            TensorData::Fp32(vec![-1.0, -2.0, -3.0, -4.0, -5.0])
+        );
+        assert_eq!(h.queue_depth(), 0);
+    }
+}

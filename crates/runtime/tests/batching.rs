@@ -189,6 +189,33 @@ async fn a_lone_request_waits_exactly_the_delay_and_zero_delay_adds_nothing() {
     assert_eq!(t1.elapsed(), Duration::ZERO);
 }
 
+/// Requests already waiting in the channel when the batcher wakes all join the first batch, even
+/// with no queue delay.
+#[tokio::test(start_paused = true)]
+async fn requests_sent_together_go_in_one_batch() {
+    let m = Doubler::new();
+    let mut c = cfg(8, "0ms", 64);
+    c.batching.inline_compute_below = "0us".into();
+    let h = start(&m, &c);
+    let (a, b, c2, d) = tokio::join!(
+        h.submit(rows(&[1.0, 1.0]), None),
+        h.submit(rows(&[2.0, 2.0]), None),
+        h.submit(rows(&[3.0, 3.0]), None),
+        h.submit(rows(&[4.0, 4.0]), None),
+    );
+    for (k, out) in [a, b, c2, d].into_iter().enumerate() {
+        let out = out.unwrap();
+        let v = 2.0 * (k + 1) as f32;
+        assert_eq!(out[0].data, TensorData::Fp32(vec![v, v]));
+        assert_eq!(
+            out[1].data,
+            TensorData::Int64(vec![4]),
+            "computed in a batch of 4"
+        );
+    }
+    assert_eq!(m.batches(), vec![4]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_batch_goes_without_waiting_and_large_requests_are_split_in_order() {
     let m = Doubler::new();

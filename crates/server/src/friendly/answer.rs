@@ -310,3 +310,340 @@ impl Answerer<'_> {
         w.into_inner().unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroserve_core::Parameters;
+
+    fn resp(outputs: Vec<Tensor>) -> InferResponse {
+        InferResponse {
+            model_name: "m".into(),
+            model_version: "1".into(),
+            id: None,
+            outputs,
+            parameters: Parameters::default(),
+        }
+    }
+
+    /// A three-class classifier answering two rows: labels 2 and 0.
+    fn classifier() -> InferResponse {
+        resp(vec![
+            Tensor::new("label", vec![2], TensorData::Int64(vec![2, 0])),
+            Tensor::new(
+                "probabilities",
+                vec![2, 3],
+                TensorData::Fp32(vec![0.25, 0.25, 0.5, 0.5, 0.25, 0.25]),
+            ),
+        ])
+    }
+
+    fn table(classes: Option<&[&str]>, names_from_probabilities: bool) -> Table {
+        let mut t = Table::for_tests(&["a", "b"], &[], 100);
+        t.classes = classes.map(|c| c.iter().map(|s| s.to_string()).collect());
+        t.names_from_probabilities = names_from_probabilities;
+        t
+    }
+
+    fn json(
+        r: &InferResponse,
+        rows: usize,
+        t: &Table,
+        answer: Answer,
+        layout: Layout,
+        unwrap: bool,
+        probabilities: bool,
+    ) -> String {
+        let a = Answerer {
+            out: Outputs::new(r, rows, t),
+            answer,
+            layout,
+            key: "predictions",
+            unwrap,
+            probabilities,
+        };
+        String::from_utf8(a.to_json()).unwrap()
+    }
+
+    fn csv(
+        r: &InferResponse,
+        rows: usize,
+        t: &Table,
+        answer: Answer,
+        probabilities: bool,
+    ) -> String {
+        let a = Answerer {
+            out: Outputs::new(r, rows, t),
+            answer,
+            layout: Layout::Object,
+            key: "predictions",
+            unwrap: false,
+            probabilities,
+        };
+        String::from_utf8(a.to_csv(t)).unwrap()
+    }
+
+    #[test]
+    fn outputs_take_widths_from_the_second_dimension() {
+        let r = classifier();
+        let t = table(None, false);
+        let o = Outputs::new(&r, 2, &t);
+        assert_eq!((o.k, o.t, o.rows), (3, 1, 2));
+        assert!(o.label.is_some() && o.probs.is_some() && o.value.is_none());
+        assert!(o.names.is_none());
+        let r = resp(vec![Tensor::new(
+            "value",
+            vec![1, 4],
+            TensorData::Fp64(vec![1.0, 2.0, 3.0, 4.0]),
+        )]);
+        let o = Outputs::new(&r, 1, &t);
+        assert_eq!((o.k, o.t), (1, 4));
+        // Names are used only when the table says they do not match the labels.
+        let named = table(Some(&["x", "y", "z"]), true);
+        let r = classifier();
+        assert_eq!(
+            Outputs::new(&r, 2, &named).names.map(<[String]>::len),
+            Some(3)
+        );
+        let unnamed = table(Some(&["x", "y", "z"]), false);
+        assert!(Outputs::new(&r, 2, &unnamed).names.is_none());
+    }
+
+    #[test]
+    fn every_answer_of_a_classifier_in_a_column() {
+        let r = classifier();
+        let t = table(None, false);
+        let col = |answer| json(&r, 2, &t, answer, Layout::Object, false, false);
+        assert_eq!(col(Answer::Label), r#"{"predictions":[2,0]}"#);
+        assert_eq!(col(Answer::ClassIndex), r#"{"predictions":[2,0]}"#);
+        assert_eq!(
+            col(Answer::Probabilities),
+            r#"{"predictions":[[0.25,0.25,0.5],[0.5,0.25,0.25]]}"#
+        );
+        // The probability of the last class.
+        assert_eq!(col(Answer::Probability), r#"{"predictions":[0.5,0.25]}"#);
+    }
+
+    #[test]
+    fn class_index_is_the_first_maximum() {
+        let r = resp(vec![Tensor::new(
+            "probabilities",
+            vec![3, 3],
+            TensorData::Fp64(vec![
+                0.2, 0.4, 0.4, // tie: the first
+                0.1, 0.1, 0.8, // last
+                0.7, 0.2, 0.1, // first
+            ]),
+        )]);
+        let t = table(None, false);
+        let got = json(&r, 3, &t, Answer::ClassIndex, Layout::List, false, false);
+        assert_eq!(got, "[1,2,0]");
+        let got = csv(&r, 3, &t, Answer::ClassIndex, false);
+        assert_eq!(got, "prediction\n1\n2\n0\n");
+        // Negative scores: the maximum still wins over the first column.
+        let r = resp(vec![Tensor::new(
+            "probabilities",
+            vec![1, 2],
+            TensorData::Fp32(vec![-3.0, -1.0]),
+        )]);
+        assert_eq!(
+            json(&r, 1, &t, Answer::ClassIndex, Layout::List, false, false),
+            "[1]"
+        );
+    }
+
+    #[test]
+    fn class_names_come_from_the_probabilities_when_labels_are_numbers() {
+        let r = classifier();
+        let t = table(Some(&["setosa", "versicolor", "virginica"]), true);
+        assert_eq!(
+            json(&r, 2, &t, Answer::Label, Layout::List, false, false),
+            r#"["virginica","setosa"]"#
+        );
+        assert_eq!(
+            csv(&r, 2, &t, Answer::Label, false),
+            "prediction\nvirginica\nsetosa\n"
+        );
+        // Without that flag, the label output answers as it is.
+        let t = table(Some(&["setosa", "versicolor", "virginica"]), false);
+        assert_eq!(
+            json(&r, 2, &t, Answer::Label, Layout::List, false, false),
+            "[2,0]"
+        );
+    }
+
+    #[test]
+    fn text_labels_answer_as_strings() {
+        let r = resp(vec![Tensor::new(
+            "label",
+            vec![2],
+            TensorData::Bytes(vec![b"cat".to_vec(), b"dog".to_vec()]),
+        )]);
+        let t = table(None, false);
+        assert_eq!(
+            json(&r, 2, &t, Answer::Label, Layout::List, false, false),
+            r#"["cat","dog"]"#
+        );
+        assert_eq!(
+            csv(&r, 2, &t, Answer::Label, false),
+            "prediction\ncat\ndog\n"
+        );
+    }
+
+    #[test]
+    fn elements_keep_their_type() {
+        let t = table(None, false);
+        let one = |d: TensorData| {
+            let r = resp(vec![Tensor::new("value", vec![2], d)]);
+            json(&r, 2, &t, Answer::Label, Layout::List, false, false)
+        };
+        assert_eq!(one(TensorData::Fp32(vec![1.5, -2.0])), "[1.5,-2.0]");
+        assert_eq!(one(TensorData::Fp64(vec![0.125, 3.0])), "[0.125,3.0]");
+        assert_eq!(one(TensorData::Int64(vec![-7, 9])), "[-7,9]");
+        assert_eq!(one(TensorData::Int32(vec![4, -5])), "[4,-5]");
+        assert_eq!(one(TensorData::Uint8(vec![1, 255])), "[1.0,255.0]");
+        // NaN has no JSON number: it answers null.
+        assert_eq!(one(TensorData::Fp64(vec![f64::NAN, 1.0])), "[null,1.0]");
+    }
+
+    #[test]
+    fn regressors_answer_values_one_or_several_per_row() {
+        let t = table(None, false);
+        let r = resp(vec![Tensor::new(
+            "value",
+            vec![2, 1],
+            TensorData::Fp32(vec![1.5, 2.5]),
+        )]);
+        for answer in [Answer::Label, Answer::ClassIndex, Answer::Probabilities] {
+            assert_eq!(
+                json(&r, 2, &t, answer, Layout::Object, false, false),
+                r#"{"predictions":[1.5,2.5]}"#
+            );
+        }
+        assert_eq!(
+            csv(&r, 2, &t, Answer::Label, false),
+            "prediction\n1.5\n2.5\n"
+        );
+        let r = resp(vec![Tensor::new(
+            "value",
+            vec![2, 2],
+            TensorData::Fp64(vec![1.0, 2.0, 3.0, 4.0]),
+        )]);
+        assert_eq!(
+            json(&r, 2, &t, Answer::Label, Layout::List, false, false),
+            "[[1.0,2.0],[3.0,4.0]]"
+        );
+        assert_eq!(
+            csv(&r, 2, &t, Answer::Label, false),
+            "prediction_0,prediction_1\n1,2\n3,4\n"
+        );
+    }
+
+    #[test]
+    fn missing_outputs_answer_null_or_empty() {
+        let t = table(None, false);
+        let r = resp(vec![]);
+        for answer in [
+            Answer::Label,
+            Answer::ClassIndex,
+            Answer::Probabilities,
+            Answer::Probability,
+        ] {
+            assert_eq!(
+                json(&r, 1, &t, answer, Layout::List, false, false),
+                "[null]"
+            );
+            assert_eq!(csv(&r, 1, &t, answer, false), "prediction\n\"\"\n");
+        }
+    }
+
+    #[test]
+    fn layouts_and_single_rows() {
+        let r = classifier();
+        let t = table(None, false);
+        let j = |layout, unwrap, probs| json(&r, 2, &t, Answer::Label, layout, unwrap, probs);
+        assert_eq!(j(Layout::List, false, false), "[2,0]");
+        assert_eq!(j(Layout::List, true, false), "2");
+        assert_eq!(j(Layout::Object, true, false), r#"{"predictions":2}"#);
+        assert_eq!(
+            j(Layout::Records, false, false),
+            r#"[{"predictions":2},{"predictions":0}]"#
+        );
+        assert_eq!(j(Layout::Records, true, false), r#"{"predictions":2}"#);
+        assert_eq!(
+            j(Layout::Object, false, true),
+            r#"{"predictions":[2,0],"probabilities":[[0.25,0.25,0.5],[0.5,0.25,0.25]]}"#
+        );
+        assert_eq!(
+            j(Layout::Object, true, true),
+            r#"{"predictions":2,"probabilities":[0.25,0.25,0.5]}"#
+        );
+        assert_eq!(
+            j(Layout::Records, false, true),
+            r#"[{"predictions":2,"probabilities":[0.25,0.25,0.5]},{"predictions":0,"probabilities":[0.5,0.25,0.25]}]"#
+        );
+        // A list has no room for the probabilities.
+        assert_eq!(j(Layout::List, false, true), "[2,0]");
+    }
+
+    #[test]
+    fn probabilities_are_added_only_once_and_only_when_there() {
+        let r = classifier();
+        let t = table(None, false);
+        let a = Answerer {
+            out: Outputs::new(&r, 2, &t),
+            answer: Answer::Probabilities,
+            layout: Layout::Object,
+            key: PROBABILITIES,
+            unwrap: false,
+            probabilities: true,
+        };
+        assert!(!a.with_probabilities());
+        assert_eq!(
+            String::from_utf8(a.to_json()).unwrap(),
+            r#"{"probabilities":[[0.25,0.25,0.5],[0.5,0.25,0.25]]}"#
+        );
+        let r = resp(vec![Tensor::new(
+            "value",
+            vec![1],
+            TensorData::Fp32(vec![1.0]),
+        )]);
+        assert_eq!(
+            json(&r, 1, &t, Answer::Label, Layout::Object, false, true),
+            r#"{"predictions":[1.0]}"#
+        );
+    }
+
+    #[test]
+    fn csv_answers_with_probability_columns() {
+        let r = classifier();
+        let t = table(None, false);
+        assert_eq!(
+            csv(&r, 2, &t, Answer::Label, true),
+            "prediction,probability_0,probability_1,probability_2\n2,0.25,0.25,0.5\n0,0.5,0.25,0.25\n"
+        );
+        let t = table(Some(&["a", "b", "c"]), false);
+        assert_eq!(
+            csv(&r, 2, &t, Answer::Label, true),
+            "prediction,probability_a,probability_b,probability_c\n2,0.25,0.25,0.5\n0,0.5,0.25,0.25\n"
+        );
+        assert_eq!(
+            csv(&r, 2, &t, Answer::Probability, false),
+            "prediction\n0.5\n0.25\n"
+        );
+        assert_eq!(
+            csv(&r, 2, &t, Answer::Probabilities, false),
+            "prediction\n0.25 0.25 0.5\n0.5 0.25 0.25\n"
+        );
+        // Other types print as numbers.
+        let r = resp(vec![Tensor::new(
+            "value",
+            vec![2],
+            TensorData::Fp64(vec![0.5, -1.0]),
+        )]);
+        assert_eq!(
+            csv(&r, 2, &t, Answer::Label, false),
+            "prediction\n0.5\n-1\n"
+        );
+    }
+}

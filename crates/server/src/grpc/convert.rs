@@ -383,4 +383,374 @@ mod tests {
         );
         assert!(r.outputs.iter().all(|o| o.contents.is_none()));
     }
+
+    fn param(c: ParameterChoice) -> InferParameter {
+        InferParameter {
+            parameter_choice: Some(c),
+        }
+    }
+
+    #[test]
+    fn parameters_come_in_key_order_with_their_types() {
+        let map = HashMap::from([
+            ("d".to_string(), param(ParameterChoice::DoubleParam(0.5))),
+            ("b".to_string(), param(ParameterChoice::BoolParam(true))),
+            (
+                "s".to_string(),
+                param(ParameterChoice::StringParam("x".into())),
+            ),
+            ("i".to_string(), param(ParameterChoice::Int64Param(-3))),
+            ("u".to_string(), param(ParameterChoice::Uint64Param(7))),
+            (
+                "big".to_string(),
+                param(ParameterChoice::Uint64Param(u64::MAX)),
+            ),
+            ("none".to_string(), InferParameter::default()),
+        ]);
+        let p = params_from_proto(map);
+        assert_eq!(
+            p.0,
+            vec![
+                ("b".to_string(), Param::Bool(true)),
+                ("big".to_string(), Param::Str(u64::MAX.to_string())),
+                ("d".to_string(), Param::Float(0.5)),
+                ("i".to_string(), Param::Int(-3)),
+                ("s".to_string(), Param::Str("x".into())),
+                ("u".to_string(), Param::Int(7)),
+            ]
+        );
+        let back = params_to_proto(&p);
+        assert_eq!(back.len(), 6);
+        assert_eq!(back["b"], param(ParameterChoice::BoolParam(true)));
+        assert_eq!(back["d"], param(ParameterChoice::DoubleParam(0.5)));
+        assert_eq!(back["i"], param(ParameterChoice::Int64Param(-3)));
+        assert_eq!(back["s"], param(ParameterChoice::StringParam("x".into())));
+        assert!(params_to_proto(&Parameters::default()).is_empty());
+    }
+
+    /// Each datatype with typed contents holding two values, and the data it gives.
+    fn typed_cases() -> Vec<(DataType, InferTensorContents, TensorData)> {
+        let c = InferTensorContents::default;
+        vec![
+            (
+                DataType::Bool,
+                InferTensorContents {
+                    bool_contents: vec![true, false],
+                    ..c()
+                },
+                TensorData::Bool(vec![true, false]),
+            ),
+            (
+                DataType::Int8,
+                InferTensorContents {
+                    int_contents: vec![-128, 127],
+                    ..c()
+                },
+                TensorData::Int8(vec![-128, 127]),
+            ),
+            (
+                DataType::Int16,
+                InferTensorContents {
+                    int_contents: vec![-300, 300],
+                    ..c()
+                },
+                TensorData::Int16(vec![-300, 300]),
+            ),
+            (
+                DataType::Int32,
+                InferTensorContents {
+                    int_contents: vec![i32::MIN, 5],
+                    ..c()
+                },
+                TensorData::Int32(vec![i32::MIN, 5]),
+            ),
+            (
+                DataType::Int64,
+                InferTensorContents {
+                    int64_contents: vec![i64::MAX, -1],
+                    ..c()
+                },
+                TensorData::Int64(vec![i64::MAX, -1]),
+            ),
+            (
+                DataType::Uint8,
+                InferTensorContents {
+                    uint_contents: vec![0, 255],
+                    ..c()
+                },
+                TensorData::Uint8(vec![0, 255]),
+            ),
+            (
+                DataType::Uint16,
+                InferTensorContents {
+                    uint_contents: vec![65535, 1],
+                    ..c()
+                },
+                TensorData::Uint16(vec![65535, 1]),
+            ),
+            (
+                DataType::Uint32,
+                InferTensorContents {
+                    uint_contents: vec![u32::MAX, 2],
+                    ..c()
+                },
+                TensorData::Uint32(vec![u32::MAX, 2]),
+            ),
+            (
+                DataType::Uint64,
+                InferTensorContents {
+                    uint64_contents: vec![u64::MAX, 3],
+                    ..c()
+                },
+                TensorData::Uint64(vec![u64::MAX, 3]),
+            ),
+            (
+                DataType::Fp32,
+                InferTensorContents {
+                    fp32_contents: vec![0.5, -1.5],
+                    ..c()
+                },
+                TensorData::Fp32(vec![0.5, -1.5]),
+            ),
+            (
+                DataType::Fp64,
+                InferTensorContents {
+                    fp64_contents: vec![0.1, 2.0],
+                    ..c()
+                },
+                TensorData::Fp64(vec![0.1, 2.0]),
+            ),
+            (
+                DataType::Bytes,
+                InferTensorContents {
+                    bytes_contents: vec![b"a".to_vec(), vec![]],
+                    ..c()
+                },
+                TensorData::Bytes(vec![b"a".to_vec(), vec![]]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_typed_field_reads_and_writes_its_datatype() {
+        for (dt, contents, data) in typed_cases() {
+            let m = ModelInferRequest {
+                inputs: vec![input(dt.as_str(), vec![2], contents.clone())],
+                ..Default::default()
+            };
+            let (req, raw_in) = request_from_proto(m).unwrap();
+            assert!(!raw_in);
+            assert_eq!(req.inputs[0].data, data, "{dt}");
+            assert_eq!(req.inputs[0].shape, vec![2]);
+            assert_eq!(typed_output(data.clone()), Some(contents.clone()), "{dt}");
+            // The same values in the wrong field are refused.
+            let wrong = if dt == DataType::Bool {
+                InferTensorContents {
+                    fp32_contents: vec![1.0, 2.0],
+                    ..Default::default()
+                }
+            } else {
+                InferTensorContents {
+                    bool_contents: vec![true, false],
+                    ..Default::default()
+                }
+            };
+            let m = ModelInferRequest {
+                inputs: vec![input(dt.as_str(), vec![2], wrong)],
+                ..Default::default()
+            };
+            let e = request_from_proto(m).unwrap_err();
+            assert!(e.message.contains("holds data"), "{dt}: {}", e.message);
+            // And raw data decodes to the same.
+            let m = ModelInferRequest {
+                inputs: vec![InferInputTensor {
+                    contents: None,
+                    ..input(dt.as_str(), vec![2], Default::default())
+                }],
+                raw_input_contents: vec![Bytes::from(raw::to_vec(&data))],
+                ..Default::default()
+            };
+            let (req, raw_in) = request_from_proto(m).unwrap();
+            assert!(raw_in);
+            assert_eq!(req.inputs[0].data, data, "{dt} raw");
+        }
+        assert_eq!(typed_output(TensorData::Fp16(vec![0x3c00])), None);
+        assert_eq!(typed_output(TensorData::Bf16(vec![0x3f80])), None);
+    }
+
+    #[test]
+    fn narrow_types_refuse_values_out_of_range() {
+        for (dt, contents) in [
+            (
+                "INT8",
+                InferTensorContents {
+                    int_contents: vec![-129],
+                    ..Default::default()
+                },
+            ),
+            (
+                "INT16",
+                InferTensorContents {
+                    int_contents: vec![40000],
+                    ..Default::default()
+                },
+            ),
+            (
+                "UINT8",
+                InferTensorContents {
+                    uint_contents: vec![256],
+                    ..Default::default()
+                },
+            ),
+            (
+                "UINT16",
+                InferTensorContents {
+                    uint_contents: vec![70000],
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let m = ModelInferRequest {
+                inputs: vec![input(dt, vec![1], contents)],
+                ..Default::default()
+            };
+            let e = request_from_proto(m).unwrap_err();
+            assert!(
+                e.message.contains("out of range") && e.message.contains(dt),
+                "{dt}: {}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn requests_keep_names_ids_outputs_and_parameters() {
+        let mut inp = input(
+            "INT64",
+            vec![1, 2],
+            InferTensorContents {
+                int64_contents: vec![4, 5],
+                ..Default::default()
+            },
+        );
+        inp.parameters
+            .insert("p".into(), param(ParameterChoice::Int64Param(1)));
+        let m = ModelInferRequest {
+            id: "abc".into(),
+            parameters: HashMap::from([(
+                "sequence_id".to_string(),
+                param(ParameterChoice::Int64Param(9)),
+            )]),
+            inputs: vec![inp],
+            outputs: vec![
+                super::super::proto::model_infer_request::InferRequestedOutputTensor {
+                    name: "label".into(),
+                    parameters: HashMap::from([(
+                        "classification".to_string(),
+                        param(ParameterChoice::Int64Param(2)),
+                    )]),
+                },
+            ],
+            ..Default::default()
+        };
+        let (req, _) = request_from_proto(m).unwrap();
+        assert_eq!(req.id.as_deref(), Some("abc"));
+        assert_eq!(req.parameters.get("sequence_id"), Some(&Param::Int(9)));
+        assert_eq!(req.inputs[0].name, "x");
+        assert_eq!(req.inputs[0].parameters.get("p"), Some(&Param::Int(1)));
+        assert_eq!(req.outputs.len(), 1);
+        assert_eq!(req.outputs[0].name, "label");
+        assert_eq!(req.outputs[0].classification(), Some(2));
+        let m = ModelInferRequest {
+            inputs: vec![input("FP32", vec![0], Default::default())],
+            ..Default::default()
+        };
+        let (req, _) = request_from_proto(m).unwrap();
+        assert_eq!(req.id, None);
+        assert_eq!(req.inputs[0].data, TensorData::Fp32(vec![]));
+        assert!(req.outputs.is_empty());
+    }
+
+    #[test]
+    fn raw_and_typed_data_cannot_be_mixed_in_one_input() {
+        let m = ModelInferRequest {
+            inputs: vec![input(
+                "FP32",
+                vec![1],
+                InferTensorContents {
+                    fp32_contents: vec![1.0],
+                    ..Default::default()
+                },
+            )],
+            raw_input_contents: vec![Bytes::from(raw::to_vec(&TensorData::Fp32(vec![1.0])))],
+            ..Default::default()
+        };
+        let e = request_from_proto(m).unwrap_err();
+        assert!(e.message.contains("both contents"), "{}", e.message);
+        // Empty contents beside raw data are what some clients send: the raw data counts.
+        let m = ModelInferRequest {
+            inputs: vec![input("FP32", vec![1], Default::default())],
+            raw_input_contents: vec![Bytes::from(raw::to_vec(&TensorData::Fp32(vec![2.0])))],
+            ..Default::default()
+        };
+        let (req, raw_in) = request_from_proto(m).unwrap();
+        assert!(raw_in);
+        assert_eq!(req.inputs[0].data, TensorData::Fp32(vec![2.0]));
+        let m = ModelInferRequest {
+            inputs: vec![input("FP32", vec![-2], Default::default())],
+            ..Default::default()
+        };
+        let e = request_from_proto(m).unwrap_err();
+        assert!(e.message.contains("negative"), "{}", e.message);
+    }
+
+    #[test]
+    fn responses_keep_names_shapes_parameters_and_order() {
+        let mut p = Tensor::new("p", vec![1, 2], TensorData::Fp64(vec![0.25, 0.75]));
+        p.parameters.insert("binary_data_size", Param::Int(16));
+        let mut resp = InferResponse {
+            model_name: "m".into(),
+            model_version: "2".into(),
+            id: None,
+            outputs: vec![Tensor::new("label", vec![1], TensorData::Int64(vec![1])), p],
+            parameters: Default::default(),
+        };
+        resp.parameters.insert("flag", Param::Bool(true));
+        let r = response_to_proto(resp.clone(), false);
+        assert_eq!(
+            (r.model_name.as_str(), r.model_version.as_str()),
+            ("m", "2")
+        );
+        assert_eq!(r.id, "");
+        assert_eq!(
+            r.parameters["flag"],
+            param(ParameterChoice::BoolParam(true))
+        );
+        let names: Vec<&str> = r.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["label", "p"]);
+        assert_eq!(r.outputs[0].datatype, "INT64");
+        assert_eq!(r.outputs[1].datatype, "FP64");
+        assert_eq!(r.outputs[1].shape, vec![1, 2]);
+        assert_eq!(
+            r.outputs[1].parameters["binary_data_size"],
+            param(ParameterChoice::Int64Param(16))
+        );
+        assert_eq!(
+            r.outputs[0].contents.as_ref().unwrap().int64_contents,
+            vec![1]
+        );
+        // One FP16 output makes the whole response raw, every output in order.
+        resp.outputs
+            .push(Tensor::new("h", vec![1], TensorData::Fp16(vec![0x3c00])));
+        let r = response_to_proto(resp.clone(), false);
+        assert!(r.outputs.iter().all(|o| o.contents.is_none()));
+        assert_eq!(r.raw_output_contents.len(), 3);
+        assert_eq!(
+            &r.raw_output_contents[0][..],
+            &raw::to_vec(&TensorData::Int64(vec![1]))[..]
+        );
+        assert_eq!(&r.raw_output_contents[2][..], &[0x00, 0x3c]);
+        resp.outputs[2].data = TensorData::Bf16(vec![0x3f80]);
+        assert_eq!(response_to_proto(resp, false).raw_output_contents.len(), 3);
+    }
 }

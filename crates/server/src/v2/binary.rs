@@ -259,4 +259,163 @@ mod tests {
         assert!(head["outputs"][1].get("data").is_none());
         assert_eq!(&body[n..], raw::to_vec(&TensorData::Fp32(vec![0.25, 0.75])));
     }
+
+    #[test]
+    fn the_header_length_is_a_byte_count() {
+        let mut h = HeaderMap::new();
+        assert_eq!(header_length(&h).unwrap(), None);
+        h.insert(HEADER, " 17 ".parse().unwrap());
+        assert_eq!(header_length(&h).unwrap(), Some(17));
+        h.insert(HEADER, "0".parse().unwrap());
+        assert_eq!(header_length(&h).unwrap(), Some(0));
+        h.insert(HEADER, "-3".parse().unwrap());
+        let e = header_length(&h).unwrap_err();
+        assert!(e.message.contains("\"-3\""), "{}", e.message);
+    }
+
+    #[test]
+    fn split_cuts_at_the_header_length() {
+        let (j, b) = split(Bytes::from_static(b"{}abc"), Some(2)).unwrap();
+        assert_eq!((&j[..], &b[..]), (&b"{}"[..], &b"abc"[..]));
+        let (j, b) = split(Bytes::from_static(b"{}"), Some(2)).unwrap();
+        assert_eq!((&j[..], b.len()), (&b"{}"[..], 0));
+        let (j, b) = split(Bytes::from_static(b"{}ab"), None).unwrap();
+        assert_eq!((&j[..], b.len()), (&b"{}ab"[..], 0));
+    }
+
+    #[test]
+    fn empty_inputs_and_the_bytes_left_are_counted() {
+        // A zero-byte input (no rows) is a valid byte count.
+        let mut inputs = vec![
+            input("e", DataType::Fp32, vec![0, 2], Some(0)),
+            input("a", DataType::Int32, vec![1], Some(4)),
+        ];
+        let bin = raw::to_vec(&TensorData::Int32(vec![-5]));
+        fill_inputs(&mut inputs, &[false, false], &bin).unwrap();
+        assert_eq!(inputs[0].data, TensorData::Fp32(vec![]));
+        assert_eq!(inputs[1].data, TensorData::Int32(vec![-5]));
+        // What is left after the first input is what the message counts.
+        let mut inputs = vec![
+            input("a", DataType::Fp32, vec![1], Some(4)),
+            input("b", DataType::Fp32, vec![2], Some(8)),
+        ];
+        let e = fill_inputs(&mut inputs, &[false, false], &[0u8; 6]).unwrap_err();
+        assert!(
+            e.message.contains("'b'") && e.message.contains("only 2 byte(s)"),
+            "{}",
+            e.message
+        );
+        let mut inputs = vec![input("a", DataType::Fp32, vec![1], Some(4))];
+        let e = fill_inputs(&mut inputs, &[false], &[0u8; 5]).unwrap_err();
+        assert!(
+            e.message.contains("5 byte(s)") && e.message.contains("add up to 4"),
+            "{}",
+            e.message
+        );
+        let mut inputs = vec![input("a", DataType::Fp32, vec![-1], Some(4))];
+        let e = fill_inputs(&mut inputs, &[false], &[0u8; 4]).unwrap_err();
+        assert!(e.message.contains("negative"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_byte_counts_are_named() {
+        for (p, want) in [
+            (Param::Str("8".into()), "got \"8\""),
+            (Param::Float(8.5), "got 8.5"),
+            (Param::Bool(true), "got true"),
+            (Param::Int(-2), "got -2"),
+        ] {
+            let mut t = input("a", DataType::Fp32, vec![2], None);
+            t.parameters.insert(SIZE_PARAM, p);
+            let e = fill_inputs(&mut [t], &[false], &[0u8; 8]).unwrap_err();
+            assert!(e.message.contains(want), "{want}: {}", e.message);
+        }
+        let mut inputs = vec![input("a", DataType::Fp32, vec![2], None)];
+        let e = fill_inputs(&mut inputs, &[false], &[0u8; 8]).unwrap_err();
+        assert!(e.message.contains("got nothing"), "{}", e.message);
+    }
+
+    fn requested(name: &str, binary: Option<Param>) -> ferroserve_core::RequestedOutput {
+        let mut parameters = ferroserve_core::Parameters::default();
+        if let Some(b) = binary {
+            parameters.insert(OUTPUT_PARAM, b);
+        }
+        ferroserve_core::RequestedOutput {
+            name: name.into(),
+            parameters,
+        }
+    }
+
+    #[test]
+    fn output_choice_default_and_explicit() {
+        let c = OutputChoice::from_request(&InferRequest::default()).unwrap();
+        assert!(!c.is_binary("p"));
+        let mut req = InferRequest::default();
+        req.parameters
+            .insert(DEFAULT_PARAM, Param::Str("true".into()));
+        req.outputs.push(requested("a", Some(Param::Bool(false))));
+        req.outputs.push(requested("b", None));
+        let c = OutputChoice::from_request(&req).unwrap();
+        assert!(!c.is_binary("a"));
+        assert!(c.is_binary("b"));
+        assert!(c.is_binary("other"));
+        let mut req = InferRequest::default();
+        req.outputs.push(requested("a", Some(Param::Bool(true))));
+        let c = OutputChoice::from_request(&req).unwrap();
+        assert!(c.is_binary("a"));
+        assert!(!c.is_binary("b"));
+        let mut req = InferRequest::default();
+        req.parameters.insert(DEFAULT_PARAM, Param::Int(1));
+        let e = OutputChoice::from_request(&req).unwrap_err();
+        assert!(e.message.contains("binary_data_output"), "{}", e.message);
+        let mut req = InferRequest::default();
+        req.outputs
+            .push(requested("a", Some(Param::Str("yes".into()))));
+        let e = OutputChoice::from_request(&req).unwrap_err();
+        assert!(e.message.contains("output 'a'"), "{}", e.message);
+    }
+
+    #[test]
+    fn json_only_answers_have_no_header_length() {
+        let resp = InferResponse {
+            model_name: "m".into(),
+            model_version: "1".into(),
+            id: None,
+            outputs: vec![Tensor::new("y", vec![1], TensorData::Fp32(vec![0.5]))],
+            parameters: Default::default(),
+        };
+        let want = crate::v2::json::write_response(&resp, &[]);
+        let (body, header) = write_response(resp, &OutputChoice::default());
+        assert_eq!(header, None);
+        assert_eq!(body, want);
+    }
+
+    #[test]
+    fn several_binary_outputs_follow_in_order() {
+        let resp = InferResponse {
+            model_name: "m".into(),
+            model_version: "1".into(),
+            id: None,
+            outputs: vec![
+                Tensor::new("a", vec![2], TensorData::Int64(vec![1, -1])),
+                Tensor::new("j", vec![1], TensorData::Fp32(vec![0.5])),
+                Tensor::new("b", vec![1], TensorData::Bytes(vec![b"xy".to_vec()])),
+            ],
+            parameters: Default::default(),
+        };
+        let mut req = InferRequest::default();
+        req.parameters.insert(DEFAULT_PARAM, Param::Bool(true));
+        req.outputs.push(requested("j", Some(Param::Bool(false))));
+        let choice = OutputChoice::from_request(&req).unwrap();
+        let (body, header) = write_response(resp, &choice);
+        let n = header.unwrap();
+        let head: serde_json::Value = serde_json::from_slice(&body[..n]).unwrap();
+        assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 16);
+        assert_eq!(head["outputs"][1]["data"], serde_json::json!([0.5]));
+        assert!(head["outputs"][1].get("parameters").is_none());
+        assert_eq!(head["outputs"][2]["parameters"]["binary_data_size"], 6);
+        let mut want = raw::to_vec(&TensorData::Int64(vec![1, -1]));
+        want.extend(raw::to_vec(&TensorData::Bytes(vec![b"xy".to_vec()])));
+        assert_eq!(&body[n..], &want[..]);
+    }
 }

@@ -603,4 +603,239 @@ mod tests {
         let (r, _) = parse_request(br#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT64","data":[9007199254740993]}]}"#).unwrap();
         assert_eq!(r.inputs[0].data, TensorData::Int64(vec![9007199254740993]));
     }
+
+    fn response(outputs: Vec<Tensor>) -> InferResponse {
+        InferResponse {
+            model_name: "iris".into(),
+            model_version: "3".into(),
+            id: None,
+            outputs,
+            parameters: Parameters::default(),
+        }
+    }
+
+    fn text(resp: &InferResponse, binary: &[bool]) -> String {
+        String::from_utf8(write_response(resp, binary)).unwrap()
+    }
+
+    #[test]
+    fn every_datatype_is_written_in_its_own_form() {
+        let cases: Vec<(TensorData, &str)> = vec![
+            (TensorData::Bool(vec![true, false]), "[true,false]"),
+            (TensorData::Uint8(vec![0, 255]), "[0,255]"),
+            (TensorData::Uint16(vec![65535]), "[65535]"),
+            (TensorData::Uint32(vec![4294967295]), "[4294967295]"),
+            (TensorData::Uint64(vec![u64::MAX]), "[18446744073709551615]"),
+            (TensorData::Int8(vec![-128, 127]), "[-128,127]"),
+            (TensorData::Int16(vec![-300]), "[-300]"),
+            (TensorData::Int32(vec![-70000]), "[-70000]"),
+            (TensorData::Int64(vec![i64::MIN]), "[-9223372036854775808]"),
+            // 1.0 and -2.0 as half and bfloat16 bit patterns.
+            (TensorData::Fp16(vec![0x3c00, 0xc000]), "[1.0,-2.0]"),
+            (TensorData::Bf16(vec![0x3f80, 0xc000]), "[1.0,-2.0]"),
+            (TensorData::Fp32(vec![0.25, -1.5]), "[0.25,-1.5]"),
+            (TensorData::Fp64(vec![0.1, 2.0]), "[0.1,2.0]"),
+            (
+                TensorData::Bytes(vec![b"setosa".to_vec(), vec![0xff]]),
+                "[\"setosa\",\"\u{fffd}\"]",
+            ),
+        ];
+        for (data, want) in cases {
+            let got = serde_json::to_string(&DataJson(&data)).unwrap();
+            assert_eq!(got, want, "{:?}", data.datatype());
+            let r = response(vec![Tensor::new(
+                "y",
+                vec![data.len() as i64],
+                data.clone(),
+            )]);
+            let doc: serde_json::Value = serde_json::from_slice(&write_response(&r, &[])).unwrap();
+            assert_eq!(doc["outputs"][0]["datatype"], data.datatype().as_str());
+        }
+    }
+
+    #[test]
+    fn a_response_is_the_v2_document() {
+        let mut r = response(vec![
+            Tensor::new("label", vec![2], TensorData::Int64(vec![1, 0])),
+            Tensor::new(
+                "probabilities",
+                vec![2, 2],
+                TensorData::Fp32(vec![0.25, 0.75, 1.0, 0.0]),
+            ),
+        ]);
+        assert_eq!(
+            text(&r, &[]),
+            concat!(
+                r#"{"model_name":"iris","model_version":"3","outputs":["#,
+                r#"{"name":"label","datatype":"INT64","shape":[2],"data":[1,0]},"#,
+                r#"{"name":"probabilities","datatype":"FP32","shape":[2,2],"data":[0.25,0.75,1.0,0.0]}]}"#
+            )
+        );
+        r.id = Some("req-7".into());
+        r.parameters.insert("sequence_id", Param::Int(-4));
+        r.parameters.insert("flag", Param::Bool(true));
+        r.parameters.insert("scale", Param::Float(0.5));
+        r.parameters.insert("note", Param::Str("hi".into()));
+        r.outputs[1]
+            .parameters
+            .insert("binary_data_size", Param::Int(16));
+        assert_eq!(
+            text(&r, &[false, true]),
+            concat!(
+                r#"{"model_name":"iris","model_version":"3","id":"req-7","#,
+                r#""parameters":{"sequence_id":-4,"flag":true,"scale":0.5,"note":"hi"},"outputs":["#,
+                r#"{"name":"label","datatype":"INT64","shape":[2],"data":[1,0]},"#,
+                r#"{"name":"probabilities","datatype":"FP32","shape":[2,2],"parameters":{"binary_data_size":16}}]}"#
+            )
+        );
+        // Flags beyond the outputs, or missing, mean JSON data.
+        let doc: serde_json::Value = serde_json::from_slice(&write_response(&r, &[true])).unwrap();
+        assert!(doc["outputs"][0].get("data").is_none());
+        assert_eq!(
+            doc["outputs"][1]["data"],
+            serde_json::json!([0.25, 0.75, 1.0, 0.0])
+        );
+    }
+
+    #[test]
+    fn mixed_data_names_both_kinds() {
+        let body = |dt: &str, data: &str| {
+            format!(r#"{{"inputs":[{{"name":"x","shape":[2],"datatype":"{dt}","data":{data}}}]}}"#)
+        };
+        for (dt, data, want) in [
+            (
+                "FP32",
+                r#"[1,"a"]"#,
+                "tensor data mixes numbers and strings",
+            ),
+            (
+                "FP32",
+                r#"[1.5,true]"#,
+                "tensor data mixes numbers and booleans",
+            ),
+            (
+                "BOOL",
+                r#"[true,1]"#,
+                "tensor data mixes booleans and numbers",
+            ),
+            (
+                "BYTES",
+                r#"["a",null]"#,
+                "tensor data mixes strings and null",
+            ),
+            (
+                "BYTES",
+                r#"["a",2]"#,
+                "tensor data mixes strings and numbers",
+            ),
+            (
+                "BOOL",
+                "[1,2]",
+                "datatype BOOL expects booleans, but data holds numbers",
+            ),
+            (
+                "BYTES",
+                "[true,false]",
+                "datatype BYTES expects strings, but data holds booleans",
+            ),
+            (
+                "INT32",
+                r#"["a","b"]"#,
+                "datatype INT32 expects numbers, but data holds strings",
+            ),
+            (
+                "FP64",
+                "[true,true]",
+                "datatype FP64 expects numbers, but data holds booleans",
+            ),
+        ] {
+            let e = parse_request(body(dt, data).as_bytes()).unwrap_err();
+            assert!(e.message.contains(want), "{want}: {}", e.message);
+        }
+        // Floats after floats, integers after floats, floats after integers.
+        let (r, _) = parse_request(body("FP64", "[0.5,1.5]").as_bytes()).unwrap();
+        assert_eq!(r.inputs[0].data, TensorData::Fp64(vec![0.5, 1.5]));
+        let (r, _) = parse_request(body("FP64", "[0.5,2]").as_bytes()).unwrap();
+        assert_eq!(r.inputs[0].data, TensorData::Fp64(vec![0.5, 2.0]));
+        let (r, _) = parse_request(body("FP64", "[2,0.5]").as_bytes()).unwrap();
+        assert_eq!(r.inputs[0].data, TensorData::Fp64(vec![2.0, 0.5]));
+        let e = flat_to_tensor_data("x", DataType::Bool, Flat::Empty).unwrap();
+        assert_eq!(e, TensorData::Bool(vec![]));
+        assert_eq!(Flat::Empty.kind(), "nothing");
+    }
+
+    #[test]
+    fn flat_lengths() {
+        assert!(Flat::Empty.is_empty());
+        assert_eq!(Flat::Empty.len(), 0);
+        for f in [
+            Flat::Int(vec![1, 2]),
+            Flat::Float(vec![1.0, 2.0]),
+            Flat::Bool(vec![true, false]),
+            Flat::Str(vec![b"a".to_vec(), vec![]]),
+        ] {
+            assert!(!f.is_empty());
+            assert_eq!(f.len(), 2, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn parameters_of_request_inputs_and_outputs_are_read() {
+        let (r, has_data) = parse_request(
+            br#"{"id":"r1","parameters":{"i":-3,"b":true,"s":"x","f":0.5,"big":18446744073709551615,"l":[1],"n":null},
+                "inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"parameters":{"p":2}},
+                          {"name":"y","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}],
+                "outputs":[{"name":"o","parameters":{"binary_data":true}},{"name":"q"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.id.as_deref(), Some("r1"));
+        assert_eq!(
+            r.parameters.0,
+            vec![
+                ("i".to_string(), Param::Int(-3)),
+                ("b".to_string(), Param::Bool(true)),
+                ("s".to_string(), Param::Str("x".into())),
+                ("f".to_string(), Param::Float(0.5)),
+                ("big".to_string(), Param::Float(18446744073709551615.0)),
+                ("l".to_string(), Param::Str("[1]".into())),
+                ("n".to_string(), Param::Str("null".into())),
+            ]
+        );
+        assert_eq!(r.inputs[0].parameters.get("p"), Some(&Param::Int(2)));
+        assert_eq!(r.inputs[1].data, TensorData::Fp32(vec![]));
+        assert_eq!(has_data, vec![true, false]);
+        assert_eq!(r.outputs.len(), 2);
+        assert_eq!(r.outputs[0].name, "o");
+        assert_eq!(r.outputs[0].binary_data(), Some(true));
+        assert!(r.outputs[1].parameters.is_empty());
+        // null parameters are none.
+        let (r, _) = parse_request(br#"{"parameters":null,"inputs":[]}"#).unwrap();
+        assert!(r.parameters.is_empty());
+        let e = parse_request(
+            br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"parameters":{"binary_data_size":4}}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("both \"data\" and binary_data_size"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn objects_are_not_tensor_data_nor_numbers_parameters() {
+        for data in ["{}", r#"{"a":1}"#] {
+            let body = format!(
+                r#"{{"inputs":[{{"name":"x","shape":[0],"datatype":"FP32","data":{data}}}]}}"#
+            );
+            let e = parse_request(body.as_bytes()).unwrap_err();
+            assert!(e.message.contains("not an object"), "{data}: {}", e.message);
+        }
+        let e = parse_request(br#"{"parameters":5,"inputs":[]}"#).unwrap_err();
+        assert!(
+            e.message.contains("expected an object of parameters"),
+            "{}",
+            e.message
+        );
+    }
 }

@@ -319,13 +319,10 @@ impl CompiledForest {
         let n_out = self.forest.n_outputs;
         let n_rows = rows.len() / nf;
         assert_eq!(out.len(), n_rows * n_out, "output size");
-        let threads = self.threads.min(n_rows / (PARALLEL_MIN_ROWS / 2)).max(1);
-        if threads <= 1 || n_rows < PARALLEL_MIN_ROWS {
+        let Some(per) = rows_per_thread(self.threads, n_rows) else {
             self.raw_serial(rows, out);
             return;
-        }
-        // Whole blocks per thread.
-        let per = n_rows.div_ceil(threads).div_ceil(BLOCK_ROWS) * BLOCK_ROWS;
+        };
         std::thread::scope(|s| {
             for (r, o) in rows.chunks(per * nf).zip(out.chunks_mut(per * n_out)) {
                 s.spawn(move || self.raw_serial(r, o));
@@ -494,6 +491,17 @@ impl CompiledForest {
     }
 }
 
+/// How a batch of `n_rows` rows is split across at most `threads` threads: `None` to compute it
+/// on the caller's thread, else the rows each thread takes (whole blocks; the last thread takes
+/// what is left). One thread per `PARALLEL_MIN_ROWS / 2` rows, none below `PARALLEL_MIN_ROWS`.
+fn rows_per_thread(threads: usize, n_rows: usize) -> Option<usize> {
+    let threads = threads.min(n_rows / (PARALLEL_MIN_ROWS / 2)).max(1);
+    if threads <= 1 || n_rows < PARALLEL_MIN_ROWS {
+        return None;
+    }
+    Some(n_rows.div_ceil(threads).div_ceil(BLOCK_ROWS) * BLOCK_ROWS)
+}
+
 /// One level of a lockstep walk: from node `i` of a tree without complex splits to the child
 /// that `row` goes to (a leaf to itself).
 #[inline(always)]
@@ -645,6 +653,11 @@ mod tests {
             ];
             for strict in [true, false] {
                 let Some(u) = strict_threshold(t, strict) else {
+                    // Only `x <= t` for a `t` at or beyond the largest f32 has no such `u`.
+                    assert!(
+                        !strict && t as f32 == f32::INFINITY,
+                        "t={t} strict={strict}"
+                    );
                     continue;
                 };
                 for &x in &candidates {
@@ -657,5 +670,147 @@ mod tests {
                 }
             }
         }
+    }
+
+    use crate::ir::{BinaryScores, PostTransform, SourceFormat, Task, Tree};
+
+    /// A stump on `feature`: left when `x < t` (NaN right).
+    fn stump(feature: u32, t: f64, left: &[f64], right: &[f64], kind: LeafKind) -> Tree {
+        let mut tree = Tree {
+            leaf_kind: kind,
+            ..Tree::default()
+        };
+        let id = tree.push_split(
+            feature,
+            Cmp::Lt,
+            t,
+            Missing::Default,
+            false,
+            0,
+            0,
+            left.len(),
+        );
+        let l = tree.push_leaf(left);
+        let r = tree.push_leaf(right);
+        tree.set_children(id, l, r);
+        tree
+    }
+
+    /// Five classes: ten scalar stumps (two per class) and one vector stump.
+    fn five_classes() -> Forest {
+        let mut trees: Vec<Tree> = (0..10u32)
+            .map(|t| {
+                let v = t as f64 * 0.125;
+                stump(
+                    t % 3,
+                    0.5 - v,
+                    &[v],
+                    &[-v],
+                    LeafKind::Scalar { output: t % 5 },
+                )
+            })
+            .collect();
+        trees.push(stump(
+            1,
+            0.0,
+            &[0.5, 0.25, 0.0, -0.25, -0.5],
+            &[-1.0, 0.0, 1.0, 2.0, 3.0],
+            LeafKind::Vector,
+        ));
+        Forest {
+            n_features: 3,
+            feature_names: None,
+            categorical_features: vec![],
+            n_outputs: 5,
+            base_score: vec![0.0, 0.1, 0.2, 0.3, 0.4],
+            aggregate: Aggregate::Sum,
+            accumulate: Accumulate::F64,
+            post_transform: PostTransform::Softmax,
+            task: Task::Classification {
+                n_classes: 5,
+                binary: BinaryScores::PerClass,
+            },
+            class_labels: None,
+            trees,
+            predicts_label_only: false,
+            source: SourceFormat::OnnxMl,
+        }
+    }
+
+    #[test]
+    fn wide_rows_fill_whole_blocks_as_the_reference_does() {
+        let forest = five_classes();
+        forest.validate().unwrap();
+        // 150 rows: two whole blocks of 64 (5 columns each: more than a block's stack array
+        // holds) and a last block of 22, whose last 6 rows go row by row.
+        let rows: Vec<f32> = (0..150 * 3)
+            .map(|i| match i % 11 {
+                0 => f32::NAN,
+                k => (k as f32 - 5.0) * 0.2,
+            })
+            .collect();
+        let want = reference::predict_reference(&forest, &rows);
+        let got = CompiledForest::new(forest).predict(&rows);
+        assert_eq!(got.n_rows, 150);
+        assert_eq!(got.raw.len(), 150 * 5);
+        for (i, (g, w)) in got.raw.iter().zip(&want.raw).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "raw[{i}]: fast {g} reference {w}");
+        }
+        assert_eq!(got.labels, want.labels);
+        // One row by hand: x = (NaN, -0.8, -0.6) goes right on every feature-0 stump (NaN),
+        // and on the others by its value.
+        let row = [f32::NAN, -0.8, -0.6];
+        let one = reference::predict_reference(&five_classes(), &row);
+        let mut raw = [0.0, 0.1, 0.2, 0.3, 0.4];
+        for t in 0..10 {
+            let v = t as f64 * 0.125;
+            let x = row[t % 3] as f64;
+            raw[t % 5] += if x < 0.5 - v { v } else { -v };
+        }
+        for (o, add) in [0.5, 0.25, 0.0, -0.25, -0.5].iter().enumerate() {
+            raw[o] += add;
+        }
+        for (g, w) in one.raw.iter().zip(raw) {
+            assert!((g - w).abs() < 1e-12, "{:?} {raw:?}", one.raw);
+        }
+    }
+
+    #[test]
+    fn thresholds_for_exact_and_inexact_values() {
+        assert_eq!(strict_threshold(0.5, true), Some(0.5));
+        assert_eq!(strict_threshold(0.5, false), Some(0.5f32.next_up()));
+        // 0.1 lies between two f32s: `x < 0.1` is `x < the one above`, `x <= 0.1` is `x <=
+        // the one below`.
+        assert_eq!(strict_threshold(0.1, true), Some(0.1f32));
+        assert_eq!(strict_threshold(0.1, false), Some(0.1f32));
+        assert_eq!(strict_threshold(f64::NAN, true), None);
+        assert_eq!(strict_threshold(f64::INFINITY, true), Some(f32::INFINITY));
+        assert_eq!(strict_threshold(f64::INFINITY, false), None);
+    }
+
+    #[test]
+    fn large_batches_split_into_whole_blocks_per_thread() {
+        assert_eq!(rows_per_thread(1, 100_000), None);
+        assert_eq!(rows_per_thread(4, 2047), None);
+        assert_eq!(rows_per_thread(4, 100), None);
+        // From 2048 rows: one thread per 1024 rows, at most the configured number, each
+        // taking a whole number of 64-row blocks.
+        assert_eq!(rows_per_thread(4, 2048), Some(1024));
+        assert_eq!(rows_per_thread(8, 3000), Some(1536));
+        assert_eq!(rows_per_thread(4, 5000), Some(1280));
+        assert_eq!(rows_per_thread(3, 100_000), Some(33344));
+    }
+
+    #[test]
+    fn threads_are_at_least_one() {
+        let f = CompiledForest::new(five_classes());
+        assert_eq!(f.threads(), 1);
+        assert_eq!(f.with_threads(3).threads(), 3);
+        assert_eq!(
+            CompiledForest::new(five_classes())
+                .with_threads(0)
+                .threads(),
+            1
+        );
     }
 }

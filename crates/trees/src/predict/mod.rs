@@ -206,3 +206,244 @@ fn erf_inv(x: f64) -> f64 {
     let v3 = -v + (v * v - v2).sqrt();
     sgn * v3.sqrt()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Accumulate, SourceFormat};
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    fn transformed(t: PostTransform, v: &[f64]) -> Vec<f64> {
+        let mut v = v.to_vec();
+        transform(t, &mut v);
+        v
+    }
+
+    #[test]
+    fn elementwise_transforms() {
+        assert_eq!(
+            transformed(PostTransform::Identity, &[-1.5, 2.0]),
+            [-1.5, 2.0]
+        );
+        let l = transformed(PostTransform::Logistic, &[0.0, 2.0, -2.0]);
+        assert_eq!(l[0], 0.5);
+        assert!(close(l[1], 0.8807970779778823, 1e-15), "{l:?}");
+        assert!(close(l[2], 0.11920292202211755, 1e-15), "{l:?}");
+        let e = transformed(PostTransform::Exp, &[0.0, 1.0, -1.0]);
+        assert_eq!(e[0], 1.0);
+        assert!(close(e[1], std::f64::consts::E, 1e-15), "{e:?}");
+        assert!(close(e[2], 1.0 / std::f64::consts::E, 1e-15), "{e:?}");
+    }
+
+    #[test]
+    fn softmax_sums_to_one_in_proportion() {
+        let s = transformed(PostTransform::Softmax, &[1.0, 2.0, 3.0]);
+        let want = [0.09003057317038046, 0.24472847105479764, 0.6652409557748219];
+        for (g, w) in s.iter().zip(want) {
+            assert!(close(*g, w, 1e-15), "{s:?}");
+        }
+        // Large scores do not overflow (the maximum is subtracted first).
+        let s = transformed(PostTransform::Softmax, &[1000.0, 1000.0]);
+        assert_eq!(s, [0.5, 0.5]);
+    }
+
+    #[test]
+    fn softmax_zero_leaves_zero_scores_out() {
+        let e1 = (-1.0f64).exp();
+        let s = transformed(PostTransform::SoftmaxZero, &[0.0, 1.0, 2.0]);
+        assert_eq!(s[0], 0.0);
+        assert!(close(s[1], e1 / (e1 + 1.0), 1e-15), "{s:?}");
+        assert!(close(s[2], 1.0 / (e1 + 1.0), 1e-15), "{s:?}");
+        // Negative scores are not zero.
+        let s = transformed(PostTransform::SoftmaxZero, &[-1.0, 0.0, 1.0]);
+        let e2 = (-2.0f64).exp();
+        assert!(close(s[0], e2 / (e2 + 1.0), 1e-15), "{s:?}");
+        assert_eq!(s[1], 0.0);
+        assert!(close(s[2], 1.0 / (e2 + 1.0), 1e-15), "{s:?}");
+        // The band edges: exactly 1e-7 counts as zero, scaled by exp(-max) and kept out of
+        // the sum; just beyond it counts.
+        let s = transformed(PostTransform::SoftmaxZero, &[1e-7, 1.0]);
+        assert!(close(s[0], 1e-7 * e1, 1e-22), "{s:?}");
+        assert_eq!(s[1], 1.0);
+        let s = transformed(PostTransform::SoftmaxZero, &[-1e-7, 1.0]);
+        assert!(close(s[0], -1e-7 * e1, 1e-22), "{s:?}");
+        assert_eq!(s[1], 1.0);
+        let s = transformed(PostTransform::SoftmaxZero, &[2e-7, 1.0]);
+        assert!(s[0] > 0.26 && s[0] < 0.27, "{s:?}");
+    }
+
+    #[test]
+    fn probit_is_the_normal_quantile() {
+        // Standard normal quantiles; Winitzki's approximation is good to a few 1e-3.
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.975, 1.959963984540054),
+            (0.8413447460685429, 1.0),
+            (0.1, -1.2815515655446004),
+            (0.01, -2.3263478740408408),
+            (0.999, 3.090232306167813),
+        ] {
+            let got = transformed(PostTransform::Probit, &[p])[0];
+            assert!(
+                close(got, z, 4e-3 * z.abs().max(1.0)),
+                "probit({p}) = {got}, want {z}"
+            );
+        }
+        // The middle is +0, as ONNX Runtime answers (its sign shows in JSON as "-0.0").
+        let mid = transformed(PostTransform::Probit, &[0.5])[0];
+        assert_eq!(mid.to_bits(), 0.0f64.to_bits(), "{mid}");
+        // Odd around 0.5, exactly.
+        let a = transformed(PostTransform::Probit, &[0.3, 0.7]);
+        assert_eq!(a[0], -a[1]);
+        // The value ONNX Runtime's formula gives (computed from the formula by hand).
+        let x: f64 = 2.0 * 0.9 - 1.0;
+        let ln = ((1.0 - x) * (1.0 + x)).ln();
+        let v = 2.0 / (std::f64::consts::PI * 0.147) + 0.5 * ln;
+        let want = std::f64::consts::SQRT_2 * (-v + (v * v - 1.0 / 0.147 * ln).sqrt()).sqrt();
+        assert_eq!(transformed(PostTransform::Probit, &[0.9])[0], want);
+    }
+
+    #[test]
+    fn argmax_takes_the_first_maximum_and_never_nan() {
+        assert_eq!(argmax(&[1.0, 5.0, 5.0]), 1);
+        assert_eq!(argmax(&[3.0, 3.0]), 0);
+        assert_eq!(argmax(&[0.2, 0.1, 0.7]), 2);
+        assert_eq!(argmax(&[f64::NAN, 1.0, 2.0]), 2);
+        assert_eq!(argmax(&[f64::NAN, 1.0, f64::NAN]), 1);
+        assert_eq!(argmax(&[1.0, f64::NAN, 3.0]), 2);
+        assert_eq!(argmax(&[4.0, f64::NAN, 3.0]), 0);
+        assert_eq!(argmax(&[f64::NAN, f64::NAN]), 0);
+        assert_eq!(argmax(&[-2.0]), 0);
+    }
+
+    #[test]
+    fn aggregates_start_step_and_end() {
+        use Aggregate::*;
+        assert_eq!(aggregate_start(Sum), 0.0);
+        assert_eq!(aggregate_start(Average), 0.0);
+        assert_eq!(aggregate_start(Min), f64::INFINITY);
+        assert_eq!(aggregate_start(Max), f64::NEG_INFINITY);
+        assert_eq!(aggregate_step(Sum, 1.5, 2.0), 3.5);
+        assert_eq!(aggregate_step(Average, 1.5, 2.0), 3.5);
+        assert_eq!(aggregate_step(Min, 1.5, 2.0), 1.5);
+        assert_eq!(aggregate_step(Max, 1.5, 2.0), 2.0);
+        assert_eq!(aggregate_end(Average, 6.0, 4, 0.5), 2.0);
+        assert_eq!(aggregate_end(Sum, 6.0, 4, 0.5), 6.5);
+        assert_eq!(aggregate_end(Min, 6.0, 4, 0.5), 6.5);
+        assert_eq!(aggregate_end(Max, -6.0, 4, 0.5), -5.5);
+        // f32: sums start from the base score and end as they are.
+        assert_eq!(aggregate_start_f32(Sum, 0.5), 0.5);
+        assert_eq!(aggregate_start_f32(Average, 0.5), 0.0);
+        assert_eq!(aggregate_start_f32(Min, 0.5), f32::INFINITY);
+        assert_eq!(aggregate_start_f32(Max, 0.5), f32::NEG_INFINITY);
+        assert_eq!(aggregate_step_f32(Sum, 1.5, 2.0), 3.5);
+        assert_eq!(aggregate_step_f32(Average, 1.5, 2.0), 3.5);
+        assert_eq!(aggregate_step_f32(Min, 1.5, 2.0), 1.5);
+        assert_eq!(aggregate_step_f32(Max, 1.5, 2.0), 2.0);
+        assert_eq!(aggregate_end_f32(Sum, 6.5, 4, 0.5), 6.5);
+        assert_eq!(aggregate_end_f32(Average, 6.0, 4, 0.5), 2.0);
+        assert_eq!(aggregate_end_f32(Min, 6.0, 4, 0.5), 6.5);
+        assert_eq!(aggregate_end_f32(Max, -6.0, 4, 0.5), -5.5);
+    }
+
+    fn forest(n_outputs: usize, post: PostTransform, task: Task) -> Forest {
+        Forest {
+            n_features: 1,
+            feature_names: None,
+            categorical_features: vec![],
+            n_outputs,
+            base_score: vec![0.0; n_outputs],
+            aggregate: Aggregate::Sum,
+            accumulate: Accumulate::F64,
+            post_transform: post,
+            task,
+            class_labels: None,
+            trees: vec![],
+            predicts_label_only: false,
+            source: SourceFormat::OnnxMl,
+        }
+    }
+
+    fn finished(f: &Forest, raw: Vec<f64>) -> Predictions {
+        let mut p = Predictions {
+            n_rows: raw.len() / f.n_outputs,
+            n_outputs: f.n_outputs,
+            raw,
+            n_scores: 0,
+            scores: vec![],
+            labels: None,
+        };
+        finish(f, &mut p);
+        p
+    }
+
+    #[test]
+    fn regressors_answer_their_transformed_raw_scores() {
+        let f = forest(2, PostTransform::Exp, Task::Regression);
+        let p = finished(&f, vec![0.0, 1.0, -1.0, 2.0]);
+        assert_eq!(p.n_scores, 2);
+        assert_eq!(p.labels, None);
+        assert_eq!(p.scores_row(0), [1.0, std::f64::consts::E]);
+        assert_eq!(p.scores_row(1)[0], (-1.0f64).exp());
+        assert_eq!(p.scores_row(1)[1], 2.0f64.exp());
+        assert_eq!(p.raw_row(1), [-1.0, 2.0]);
+        assert_eq!(p.raw_row(0), [0.0, 1.0]);
+    }
+
+    #[test]
+    fn binary_classifiers_answer_two_probabilities() {
+        let one_minus = Task::Classification {
+            n_classes: 2,
+            binary: BinaryScores::OneMinus,
+        };
+        let f = forest(1, PostTransform::Logistic, one_minus);
+        let p = finished(&f, vec![0.0, 2.0, -2.0]);
+        assert_eq!(p.n_scores, 2);
+        assert_eq!(p.scores_row(0), [0.5, 0.5]);
+        let s = 0.8807970779778823;
+        assert!(close(p.scores_row(1)[1], s, 1e-15) && close(p.scores_row(1)[0], 1.0 - s, 1e-15));
+        assert!(close(p.scores_row(2)[0], s, 1e-15) && close(p.scores_row(2)[1], 1.0 - s, 1e-15));
+        assert_eq!(p.labels, Some(vec![0, 1, 0]));
+        // ONNX Runtime's rule: scores [-s, s], then the transform.
+        let negate = Task::Classification {
+            n_classes: 2,
+            binary: BinaryScores::NegatePositive,
+        };
+        let f = forest(1, PostTransform::Softmax, negate.clone());
+        let p = finished(&f, vec![1.0, -0.5]);
+        let e = (-2.0f64).exp();
+        assert!(
+            close(p.scores_row(0)[0], e / (1.0 + e), 1e-15),
+            "{:?}",
+            p.scores
+        );
+        assert!(
+            close(p.scores_row(0)[1], 1.0 / (1.0 + e), 1e-15),
+            "{:?}",
+            p.scores
+        );
+        assert_eq!(p.labels, Some(vec![1, 0]));
+        let f = forest(1, PostTransform::Identity, negate);
+        let p = finished(&f, vec![0.25]);
+        assert_eq!(p.scores, [-0.25, 0.25]);
+    }
+
+    #[test]
+    fn multiclass_scores_and_labels_per_row() {
+        let task = Task::Classification {
+            n_classes: 3,
+            binary: BinaryScores::PerClass,
+        };
+        let f = forest(3, PostTransform::Softmax, task);
+        let p = finished(&f, vec![1.0, 2.0, 3.0, 0.0, 0.0, -1.0]);
+        assert_eq!(p.n_scores, 3);
+        assert!(close(p.scores_row(0)[2], 0.6652409557748219, 1e-15));
+        assert!(close(p.scores_row(1)[0], p.scores_row(1)[1], 0.0));
+        let sum: f64 = p.scores_row(1).iter().sum();
+        assert!(close(sum, 1.0, 1e-15));
+        assert_eq!(p.labels, Some(vec![2, 0]));
+    }
+}

@@ -122,3 +122,25 @@ pub fn predict_reference(forest: &Forest, rows: &[f32]) -> Predictions {
     finish(forest, &mut p);
     p
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn category_sets_hold_truncated_non_negative_values_that_fit() {
+        let set = [0, 3, 7, u32::MAX - 1, u32::MAX];
+        assert!(in_category_set(&set, 0.0));
+        assert!(in_category_set(&set, 3.0));
+        assert!(in_category_set(&set, 3.9), "truncated toward zero");
+        assert!(in_category_set(&set, 7.5));
+        assert!(!in_category_set(&set, 4.0));
+        assert!(!in_category_set(&set, -3.0));
+        assert!(!in_category_set(&set, f64::INFINITY));
+        assert!(!in_category_set(&set, f64::NAN));
+        assert!(in_category_set(&set, (u32::MAX - 1) as f64));
+        // u32::MAX itself is too large to be a category.
+        assert!(!in_category_set(&set, u32::MAX as f64));
+        assert!(!in_category_set(&set, 1e10));
+    }
+}
