@@ -538,11 +538,23 @@ mod tests {
                 inputs: vec![input(dt.as_str(), vec![2], contents.clone())],
                 ..Default::default()
             };
-            let (req, raw_in) = request_from_proto(m).unwrap();
-            assert!(!raw_in);
+            let req = request_from_proto(m).unwrap();
             assert_eq!(req.inputs[0].data, data, "{dt}");
             assert_eq!(req.inputs[0].shape, vec![2]);
-            assert_eq!(typed_output(data.clone()), Some(contents.clone()), "{dt}");
+            // Answers carry the same values as raw bytes (as Triton answers).
+            let r = response_to_proto(InferResponse {
+                model_name: "m".into(),
+                model_version: "1".into(),
+                id: None,
+                outputs: vec![Tensor::new("y", vec![2], data.clone())],
+                parameters: Default::default(),
+            });
+            assert_eq!(r.outputs[0].datatype, dt.as_str(), "{dt}");
+            assert_eq!(
+                raw::decode("y", dt, &r.raw_output_contents[0], 2).unwrap(),
+                data,
+                "{dt} answered raw"
+            );
             // The same values in the wrong field are refused.
             let wrong = if dt == DataType::Bool {
                 InferTensorContents {
@@ -570,12 +582,9 @@ mod tests {
                 raw_input_contents: vec![Bytes::from(raw::to_vec(&data))],
                 ..Default::default()
             };
-            let (req, raw_in) = request_from_proto(m).unwrap();
-            assert!(raw_in);
+            let req = request_from_proto(m).unwrap();
             assert_eq!(req.inputs[0].data, data, "{dt} raw");
         }
-        assert_eq!(typed_output(TensorData::Fp16(vec![0x3c00])), None);
-        assert_eq!(typed_output(TensorData::Bf16(vec![0x3f80])), None);
     }
 
     #[test]
@@ -653,7 +662,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (req, _) = request_from_proto(m).unwrap();
+        let req = request_from_proto(m).unwrap();
         assert_eq!(req.id.as_deref(), Some("abc"));
         assert_eq!(req.parameters.get("sequence_id"), Some(&Param::Int(9)));
         assert_eq!(req.inputs[0].name, "x");
@@ -665,7 +674,7 @@ mod tests {
             inputs: vec![input("FP32", vec![0], Default::default())],
             ..Default::default()
         };
-        let (req, _) = request_from_proto(m).unwrap();
+        let req = request_from_proto(m).unwrap();
         assert_eq!(req.id, None);
         assert_eq!(req.inputs[0].data, TensorData::Fp32(vec![]));
         assert!(req.outputs.is_empty());
@@ -686,15 +695,20 @@ mod tests {
             ..Default::default()
         };
         let e = request_from_proto(m).unwrap_err();
-        assert!(e.message.contains("both contents"), "{}", e.message);
+        assert!(
+            e.message.starts_with(
+                "contents field must not be specified when using raw_input_contents for 'x'"
+            ),
+            "{}",
+            e.message
+        );
         // Empty contents beside raw data are what some clients send: the raw data counts.
         let m = ModelInferRequest {
             inputs: vec![input("FP32", vec![1], Default::default())],
             raw_input_contents: vec![Bytes::from(raw::to_vec(&TensorData::Fp32(vec![2.0])))],
             ..Default::default()
         };
-        let (req, raw_in) = request_from_proto(m).unwrap();
-        assert!(raw_in);
+        let req = request_from_proto(m).unwrap();
         assert_eq!(req.inputs[0].data, TensorData::Fp32(vec![2.0]));
         let m = ModelInferRequest {
             inputs: vec![input("FP32", vec![-2], Default::default())],
@@ -716,7 +730,7 @@ mod tests {
             parameters: Default::default(),
         };
         resp.parameters.insert("flag", Param::Bool(true));
-        let r = response_to_proto(resp.clone(), false);
+        let r = response_to_proto(resp.clone());
         assert_eq!(
             (r.model_name.as_str(), r.model_version.as_str()),
             ("m", "2")
@@ -735,22 +749,21 @@ mod tests {
             r.outputs[1].parameters["binary_data_size"],
             param(ParameterChoice::Int64Param(16))
         );
-        assert_eq!(
-            r.outputs[0].contents.as_ref().unwrap().int64_contents,
-            vec![1]
-        );
-        // One FP16 output makes the whole response raw, every output in order.
-        resp.outputs
-            .push(Tensor::new("h", vec![1], TensorData::Fp16(vec![0x3c00])));
-        let r = response_to_proto(resp.clone(), false);
+        // Every output raw, in order, contents empty.
         assert!(r.outputs.iter().all(|o| o.contents.is_none()));
-        assert_eq!(r.raw_output_contents.len(), 3);
+        assert_eq!(r.raw_output_contents.len(), 2);
         assert_eq!(
             &r.raw_output_contents[0][..],
             &raw::to_vec(&TensorData::Int64(vec![1]))[..]
         );
+        assert_eq!(
+            &r.raw_output_contents[1][..],
+            &raw::to_vec(&TensorData::Fp64(vec![0.25, 0.75]))[..]
+        );
+        resp.outputs
+            .push(Tensor::new("h", vec![1], TensorData::Fp16(vec![0x3c00])));
+        let r = response_to_proto(resp);
+        assert_eq!(r.raw_output_contents.len(), 3);
         assert_eq!(&r.raw_output_contents[2][..], &[0x00, 0x3c]);
-        resp.outputs[2].data = TensorData::Bf16(vec![0x3f80]);
-        assert_eq!(response_to_proto(resp, false).raw_output_contents.len(), 3);
     }
 }
