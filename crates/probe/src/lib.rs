@@ -108,16 +108,32 @@ fn run_python(code: &str) -> Option<(bool, String)> {
 /// `Ok` when Python can import every module named (located with `importlib.util.find_spec`,
 /// not imported: importing them all would take seconds), else which ones it lacks.
 pub fn python_modules(modules: &[&str]) -> Result<(), String> {
+    python_module_files(modules).map(|_| ())
+}
+
+/// The file each module is loaded from (its `__init__.py` or module file), or which modules
+/// Python lacks.
+fn python_module_files(modules: &[&str]) -> Result<Vec<PathBuf>, String> {
     let code = format!(
-        "import importlib.util\nfor m in {modules:?}:\n    if importlib.util.find_spec(m) is None: print(m)"
+        "import importlib.util\nfor m in {modules:?}:\n    s = importlib.util.find_spec(m)\n    print('+' + s.origin if s and s.origin else '-' + m)"
     );
     match run_python(&code) {
-        Some((true, missing)) if missing.trim().is_empty() => Ok(()),
-        Some((true, missing)) => Err(format!(
-            "{} cannot import {} (pip install -r requirements-dev.txt)",
-            python(),
-            missing.split_whitespace().collect::<Vec<_>>().join(", ")
-        )),
+        Some((true, out)) => {
+            let missing: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix('-')).collect();
+            if missing.is_empty() {
+                Ok(out
+                    .lines()
+                    .filter_map(|l| l.strip_prefix('+'))
+                    .map(PathBuf::from)
+                    .collect())
+            } else {
+                Err(format!(
+                    "{} cannot import {} (pip install -r requirements-dev.txt)",
+                    python(),
+                    missing.join(", ")
+                ))
+            }
+        }
         _ => Err(format!(
             "{} did not run (install Python 3, or set FERROSERVE_PYTHON)",
             python()
@@ -304,8 +320,8 @@ pub mod build {
     /// Declares `cfg(<name>)` and sets it when `need` is missing from this machine (never under
     /// `CI=true`), so tests can carry `#[cfg_attr(<name>, ignore = "needs ...")]`. Also asks
     /// cargo to run the build script again when what the answer depends on changes: the
-    /// environment variables read, the site-packages folders (a `pip install` changes them) and
-    /// the `PATH` folders.
+    /// environment variables read, and the files where the need was found or, when it was not,
+    /// the folders an install would change (site-packages, or the `PATH` folders).
     pub fn ignore_unless(name: &str, need: Need<'_>) {
         println!("cargo:rustc-check-cfg=cfg({name})");
         for var in [
@@ -318,22 +334,32 @@ pub mod build {
         ] {
             println!("cargo:rerun-if-env-changed={var}");
         }
-        let watched: Vec<PathBuf> = match need {
-            Need::Program(_) => std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).collect())
+        // What the answer depends on: where the need was found (a file whose removal cargo
+        // notices), else the folders where installing it would change something. Folders are
+        // scanned by cargo on every build, so a found need never watches site-packages.
+        let found = match need {
+            Need::OnnxRuntime => onnx_runtime_library().map(|p| vec![p]),
+            Need::PythonModules(modules) => python_module_files(modules),
+            Need::Program(name) => need.find().map(|_| program(name).into_iter().collect()),
+        };
+        let watched: Vec<PathBuf> = match (&found, need) {
+            (Ok(files), _) => files.clone(),
+            (Err(_), Need::Program(_)) => std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).filter(|d| d.is_dir()).collect())
                 .unwrap_or_default(),
-            _ => usual_site_packages()
+            (Err(_), _) => usual_site_packages()
                 .into_iter()
                 .chain(python_site_packages())
+                .filter(|d| d.is_dir())
                 .collect(),
         };
-        for dir in watched.iter().filter(|d| d.is_dir()) {
-            println!("cargo:rerun-if-changed={}", dir.display());
+        for path in &watched {
+            println!("cargo:rerun-if-changed={}", path.display());
         }
         if in_ci() {
             return;
         }
-        if let Err(reason) = need.find() {
+        if let Err(reason) = found {
             println!("cargo:rustc-cfg={name}");
             println!("cargo:warning=tests that need it are ignored ({name}): {reason}");
         }
