@@ -7,11 +7,12 @@ mod import;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferroserve_runtime::{HandleConfig, Runtime};
+use ferroserve_server::conn::ConnLimits;
 use ferroserve_server::{AppState, Limits, RequestLog};
 
 #[derive(Parser)]
@@ -44,8 +45,13 @@ enum LogFormat {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum RequestLogArg {
+    /// No per-request lines.
     Off,
+    /// A line for each answer with a 5xx status (warn) or a 4xx status (debug).
+    Errors,
+    /// A line for every request, at debug level.
     Debug,
+    /// A line for every request, at info level.
     Info,
 }
 
@@ -97,14 +103,47 @@ struct ServeArgs {
     /// PATH=MODEL, repeatable (environment: comma-separated).
     #[arg(long = "route-owner", env = "FERROSERVE_ROUTE_OWNER", value_delimiter = ',', value_parser = parse_owner)]
     route_owner: Vec<(String, String)>,
-    /// Level of the one line logged per request.
+    /// Which requests get a log line (method, path, status, latency).
     #[arg(
         long,
         env = "FERROSERVE_REQUEST_LOG",
         value_enum,
-        default_value = "info"
+        default_value = "errors"
     )]
     request_log: RequestLogArg,
+    /// Seconds a client has to send a request's head: from connecting (or from the first byte
+    /// of a later request on the same connection) to the end of its headers.
+    #[arg(long, env = "FERROSERVE_HEADER_READ_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    header_read_timeout: Duration,
+    /// Seconds a connection may stay open with no request in flight and nothing received, or
+    /// with its client not reading an answer.
+    #[arg(long, env = "FERROSERVE_IDLE_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    idle_timeout: Duration,
+    /// Seconds a client has to send a request's whole body once its headers have arrived
+    /// (408 past it).
+    #[arg(long, env = "FERROSERVE_BODY_READ_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    body_read_timeout: Duration,
+    /// Open connections per front (HTTP, gRPC); new ones past it are refused (HTTP: 503).
+    /// Default: 4096, or 3/8 of the open-file limit when that is lower.
+    #[arg(long, env = "FERROSERVE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Bytes of request bodies held in memory at once, all requests together; requests past
+    /// it are refused with 503 and Retry-After.
+    #[arg(long, env = "FERROSERVE_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
+    max_buffered_bytes: usize,
+    /// Seconds shutdown (SIGTERM, Ctrl-C) waits for requests in flight before closing the
+    /// connections still open and exiting.
+    #[arg(long, env = "FERROSERVE_DRAIN_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
+    drain_timeout: Duration,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 86_400.0 => Ok(Duration::from_secs_f64(x)),
+        _ => Err(format!(
+            "expected a number of seconds greater than 0 and at most 86400 (e.g. 10 or 0.5), got {s:?}"
+        )),
+    }
 }
 
 fn parse_owner(s: &str) -> Result<(String, String), String> {
@@ -145,6 +184,19 @@ fn default_repository() -> Option<PathBuf> {
     }
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
     built.is_dir().then_some(built)
+}
+
+/// SIGHUP (a closed terminal, or `kill -HUP` expecting a reload) would end the process: it is
+/// logged and ignored.
+fn ignore_sighup() {
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP ignored: the configuration is read at start; restart ferroserve to change it");
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {
@@ -205,14 +257,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         runtime,
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
+            conn: ConnLimits {
+                header_read_timeout: args.header_read_timeout,
+                idle_timeout: args.idle_timeout,
+                body_read_timeout: args.body_read_timeout,
+                max_connections: args
+                    .max_connections
+                    .unwrap_or_else(ferroserve_server::conn::default_max_connections)
+                    .max(1),
+                max_buffered_bytes: args.max_buffered_bytes.max(1),
+                drain_timeout: args.drain_timeout,
+            },
         },
         strict_readiness: args.strict_readiness,
         request_log: match args.request_log {
             RequestLogArg::Off => RequestLog::Off,
+            RequestLogArg::Errors => RequestLog::Errors,
             RequestLogArg::Debug => RequestLog::Debug,
             RequestLogArg::Info => RequestLog::Info,
         },
         route_owners: args.route_owner.clone(),
+        connections: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))
         .await
@@ -227,6 +292,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The HTTP line first: scripts that read only the first line find the HTTP address.
     println!("ferroserve: HTTP listening on {addr}");
     println!("ferroserve: gRPC listening on {grpc_addr}");
+    ignore_sighup();
     // One signal stops both fronts.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

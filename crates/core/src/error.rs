@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The request's deadline passed before it could be answered (504, DEADLINE_EXCEEDED).
     DeadlineExceeded,
+    /// The client did not send its request body in time (408, DEADLINE_EXCEEDED).
+    RequestTimeout,
     /// The content type is not one the route accepts (415, INVALID_ARGUMENT).
     UnsupportedMediaType,
     /// A bug or an unexpected backend failure (500, INTERNAL).

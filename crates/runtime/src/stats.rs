@@ -137,7 +137,7 @@ impl Outcome {
             | ErrorKind::UnsupportedMediaType => Outcome::InvalidInput,
             ErrorKind::TooLarge => Outcome::TooLarge,
             ErrorKind::Overloaded => Outcome::Overloaded,
-            ErrorKind::DeadlineExceeded => Outcome::Timeout,
+            ErrorKind::DeadlineExceeded | ErrorKind::RequestTimeout => Outcome::Timeout,
             ErrorKind::Unavailable => Outcome::Unavailable,
             ErrorKind::NotFound | ErrorKind::Internal => Outcome::Error,
         }

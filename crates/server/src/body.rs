@@ -126,6 +126,22 @@ pub fn compress(body: &[u8], coding: Coding) -> (Vec<u8>, HeaderValue) {
     (out, coding.header())
 }
 
+/// A body that could not be read: a connection limit that fired (408 for a body too slow,
+/// 503 when the bodies in flight hold all the memory allowed), or a broken upload (400).
+pub fn unreadable(e: &(dyn std::error::Error + 'static)) -> ApiError {
+    match crate::conn::fault_of(e) {
+        Some(f) => ApiError(InferError::new(
+            if f.limit == crate::conn::Limit::Body {
+                ErrorKind::RequestTimeout
+            } else {
+                ErrorKind::Unavailable
+            },
+            f.to_string(),
+        )),
+        None => ApiError::invalid(format!("could not read the request body: {e}")),
+    }
+}
+
 fn too_large(limit: usize, what: &str) -> ApiError {
     ApiError(InferError::new(
         ErrorKind::TooLarge,
@@ -152,13 +168,10 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
         Ok(b) => Ok(b),
         Err(e) => {
             // A length-limit failure is reported as such; anything else is a broken upload.
-            let msg = e.to_string();
-            if msg.contains("length limit") {
+            if e.to_string().contains("length limit") {
                 Err(too_large(limit, ""))
             } else {
-                Err(ApiError::invalid(format!(
-                    "could not read the request body: {msg}"
-                )))
+                Err(unreadable(&e))
             }
         }
     }
@@ -240,8 +253,7 @@ async fn inflate(body: Body, coding: Coding, limit: usize) -> Result<Bytes, ApiE
     let mut stream = body.into_data_stream();
     let mut read = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::invalid(format!("could not read the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| unreadable(&e))?;
         read += chunk.len();
         if read > limit {
             return Err(too_large(limit, ""));

@@ -37,6 +37,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -52,7 +53,7 @@ pub fn code_of(kind: ErrorKind) -> tonic::Code {
         ErrorKind::TooLarge => tonic::Code::ResourceExhausted,
         ErrorKind::Overloaded => tonic::Code::ResourceExhausted,
         ErrorKind::Unavailable => tonic::Code::Unavailable,
-        ErrorKind::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+        ErrorKind::DeadlineExceeded | ErrorKind::RequestTimeout => tonic::Code::DeadlineExceeded,
         ErrorKind::UnsupportedMediaType => tonic::Code::InvalidArgument,
         ErrorKind::Internal => tonic::Code::Internal,
     }
@@ -139,6 +140,7 @@ mod tests {
             ErrorKind::Overloaded,
             ErrorKind::Unavailable,
             ErrorKind::DeadlineExceeded,
+            ErrorKind::RequestTimeout,
             ErrorKind::UnsupportedMediaType,
             ErrorKind::Internal,
         ];
@@ -156,6 +158,7 @@ mod tests {
                 (429, tonic::Code::ResourceExhausted),
                 (503, tonic::Code::Unavailable),
                 (504, tonic::Code::DeadlineExceeded),
+                (408, tonic::Code::DeadlineExceeded),
                 (415, tonic::Code::InvalidArgument),
                 (500, tonic::Code::Internal),
             ]

@@ -6,6 +6,7 @@
 //! shutdown. Routes are built by [`app`] so tests can drive them without a socket.
 
 pub mod body;
+pub mod conn;
 pub mod docs;
 pub mod error;
 pub mod friendly;
@@ -27,17 +28,20 @@ use ferroserve_runtime::Runtime;
 
 use crate::error::ApiError;
 
-/// Limits on what a request may carry.
+/// Limits on what a request may carry, and on connections.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Timeouts, connection caps, buffered bytes, drain deadline.
+    pub conn: conn::ConnLimits,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 64 * 1024 * 1024,
+            conn: conn::ConnLimits::default(),
         }
     }
 }
@@ -46,6 +50,8 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestLog {
     Off,
+    /// Answers with a 5xx status at warn, 4xx at debug.
+    Errors,
     Debug,
     Info,
 }
@@ -59,6 +65,8 @@ pub struct AppState {
     pub request_log: RequestLog,
     /// `--route-owner PATH=MODEL`: which model serves a route alias several models declare.
     pub route_owners: Vec<(String, String)>,
+    /// Connection counters of both fronts (and the buffered-bytes budget they share).
+    pub connections: Arc<conn::ConnStats>,
 }
 
 impl AppState {
@@ -67,8 +75,9 @@ impl AppState {
             runtime,
             limits: Limits::default(),
             strict_readiness: false,
-            request_log: RequestLog::Info,
+            request_log: RequestLog::Errors,
             route_owners: Vec::new(),
+            connections: Arc::default(),
         }
     }
 
@@ -150,12 +159,14 @@ fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 async fn metrics_route(State(st): State<Arc<AppState>>) -> Response {
+    let mut text = metrics::render(&st.runtime);
+    conn::render(&mut text, &st.connections);
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&st.runtime),
+        text,
     )
         .into_response()
 }
@@ -171,14 +182,15 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
     r
 }
 
-/// One structured line per request: method, path, status, latency.
+/// One structured line per request (or per failed request): method, path, status, latency.
 async fn log_request(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if st.request_log == RequestLog::Off {
         return next.run(req).await;
     }
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let uri = req.uri().clone();
+    let path = uri.path();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
@@ -189,19 +201,29 @@ async fn log_request(State(st): State<Arc<AppState>>, req: Request, next: Next) 
         RequestLog::Debug => {
             tracing::debug!(target: "ferroserve::request", %method, %path, status, micros)
         }
-        RequestLog::Off => {}
+        RequestLog::Errors if status >= 500 => {
+            tracing::warn!(target: "ferroserve::request", %method, %path, status, micros)
+        }
+        RequestLog::Errors if status >= 400 => {
+            tracing::debug!(target: "ferroserve::request", %method, %path, status, micros)
+        }
+        RequestLog::Errors | RequestLog::Off => {}
     }
     resp
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, lets requests
-/// in flight finish, and returns.
+/// in flight finish up to the drain deadline, and returns (see [`conn`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let cfg = conn::FrontConfig {
+        front: conn::Front::Http,
+        limits: state.limits.conn.clone(),
+        stats: state.connections.clone(),
+        max_concurrent_streams: None,
+    };
+    conn::serve(listener, app(state), cfg, shutdown).await
 }

@@ -43,10 +43,26 @@ impl InferenceService {
     }
 
     fn log(&self, method: &str, started: Instant, code: tonic::Code) {
+        use tonic::Code::{DataLoss, DeadlineExceeded, Internal, Unavailable, Unknown};
+        // The codes HTTP would answer with a 5xx status.
+        let server_fault = matches!(
+            code,
+            Internal | Unknown | DataLoss | Unavailable | DeadlineExceeded
+        );
+        let level = self.state.request_log;
+        if level == RequestLog::Off || (level == RequestLog::Errors && code == tonic::Code::Ok) {
+            return;
+        }
         let micros = started.elapsed().as_micros() as u64;
         let code = format!("{code:?}");
-        match self.state.request_log {
+        match level {
             RequestLog::Off => {}
+            RequestLog::Errors if server_fault => {
+                tracing::warn!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
+            }
+            RequestLog::Errors => {
+                tracing::debug!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
+            }
             RequestLog::Info => {
                 tracing::info!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
             }
@@ -339,6 +355,7 @@ impl GrpcInferenceService for InferenceService {
                 | ErrorKind::TooLarge
                 | ErrorKind::Overloaded
                 | ErrorKind::DeadlineExceeded
+                | ErrorKind::RequestTimeout
                 | ErrorKind::UnsupportedMediaType
                 | ErrorKind::Internal => Err(e),
             },
@@ -606,21 +623,22 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
     let (tx, rx) = watch::channel(false);
     let mut rx_done = rx.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, routes(state, rx))
-        .with_graceful_shutdown(async move {
-            let _ = rx_done.wait_for(|s| *s).await;
-        })
-        .await
+    let cfg = crate::conn::FrontConfig {
+        front: crate::conn::Front::Grpc,
+        limits: state.limits.conn.clone(),
+        stats: state.connections.clone(),
+        max_concurrent_streams: None,
+    };
+    crate::conn::serve(listener, routes(state, rx), cfg, async move {
+        let _ = rx_done.wait_for(|s| *s).await;
+    })
+    .await
 }
 
 #[cfg(test)]
