@@ -270,7 +270,12 @@ fn a_request_in_flight_is_answered_during_the_drain() {
     )
     .unwrap();
     c.write_all(first).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // In flight: this request and the scrape asking.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&s, "ferroserve_requests_in_flight{front=\"http\"}") < 2.0 {
+        assert!(Instant::now() < deadline, "the request never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = s.child.id().to_string();
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -405,4 +410,56 @@ fn the_default_request_log_writes_no_line_per_request() {
     };
     assert_eq!(lines(&quiet), 0);
     assert!(lines(&loud) >= 20);
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// A 60 MB JSON body with far more rows than the model takes is refused (413) once its data
+/// passes the limit: memory peaks at about the body, not at the body plus every value parsed.
+#[test]
+fn data_over_the_row_limit_is_refused_without_parsing_all_of_it() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let s = Server::start(&[], &[]);
+    let pid = s.child.id();
+    assert_eq!(live(&s), 200);
+    let before = peak_rss_mb(pid);
+    let rows = 3_000_000;
+    let mut body = String::with_capacity(64 << 20);
+    body.push_str(&format!(
+        r#"{{"inputs":[{{"name":"input","shape":[{rows},4],"datatype":"FP32","data":["#
+    ));
+    for i in 0..rows {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str("5.1,3.5,1.4,0.2");
+    }
+    body.push_str("]}]}");
+    let mb = body.len() as f64 / 1048576.0;
+    let r = reqwest::blocking::Client::new()
+        .post(s.url("/v2/models/iris/infer"))
+        .body(body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let e: Value = r.json().unwrap();
+    assert!(
+        e["error"].as_str().unwrap().contains("max_request_rows"),
+        "{e}"
+    );
+    let grew = peak_rss_mb(pid) - before;
+    eprintln!("a {mb:.0} MB body over the row limit: peak RSS grew by {grew:.0} MB");
+    assert!(grew < mb * 2.0, "peak RSS grew by {grew:.0} MB for a {mb:.0} MB body");
+    assert_eq!(live(&s), 200);
 }

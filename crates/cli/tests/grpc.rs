@@ -667,3 +667,68 @@ async fn sigterm_stops_both_fronts_with_a_stream_still_open() {
     assert!(status.success(), "{status:?}");
     drop(tx);
 }
+
+async fn grpc_limit(s: &Server, what: &str) -> f64 {
+    let text = client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(what)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {what} in /metrics"))
+}
+
+/// The idle timeout closes a gRPC connection with no call in flight (with GOAWAY, so the
+/// channel reconnects for the next call), but a stream resting between messages for longer
+/// than the body-read timeout is left alone: only a message that stops half-way is timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_connections_idle_out_and_resting_streams_do_not() {
+    let s = Server::start(&["--idle-timeout", "1", "--body-read-timeout", "0.5"], &[]);
+    let mut c = connect(&s).await;
+    c.model_infer(raw_request("iris", &[5.1, 3.5, 1.4, 0.2], 1, 4))
+        .await
+        .expect("inference");
+    let open = "ferroserve_connections_open{front=\"grpc\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while grpc_limit(&s, open).await > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle gRPC connection not closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        grpc_limit(
+            &s,
+            "ferroserve_connection_limits_total{front=\"grpc\",limit=\"idle_timeout\"}"
+        )
+        .await
+            >= 1.0
+    );
+    // The same client goes on working.
+    c.model_infer(raw_request("iris", &[5.1, 3.5, 1.4, 0.2], 1, 4))
+        .await
+        .expect("inference");
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<ModelInferRequest>(4);
+    let mut answers = c
+        .model_stream_infer(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 0..3 {
+        tx.send(raw_request("iris", &[5.1, 3.5, 1.4, 0.2], 1, 4))
+            .await
+            .unwrap();
+        let a = answers.message().await.unwrap().expect("an answer");
+        assert_eq!(a.error_message, "", "message {i}");
+        // Longer than the body-read timeout (and than the idle timeout: a call is in flight).
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    drop(tx);
+    assert!(answers.message().await.unwrap().is_none());
+}

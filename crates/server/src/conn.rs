@@ -174,6 +174,7 @@ fn open_file_limit() -> Option<u64> {
 #[derive(Debug, Default)]
 pub struct ConnStats {
     open: [AtomicUsize; 2],
+    in_flight: [AtomicUsize; 2],
     accepted: [AtomicU64; 2],
     limited: [[AtomicU64; Limit::ALL.len()]; 2],
     buffered: Arc<Budget>,
@@ -193,6 +194,11 @@ impl Default for OnceInstant {
 impl ConnStats {
     pub fn open(&self, front: Front) -> usize {
         self.open[front.index()].load(Ordering::Relaxed)
+    }
+
+    /// Requests read and not yet answered (HTTP/2: calls, streams included).
+    pub fn in_flight(&self, front: Front) -> usize {
+        self.in_flight[front.index()].load(Ordering::Relaxed)
     }
 
     pub fn limited(&self, front: Front, limit: Limit) -> u64 {
@@ -252,6 +258,18 @@ pub fn render(out: &mut String, stats: &ConnStats) {
             "ferroserve_connections_open{{front=\"{}\"}} {}",
             f.as_str(),
             stats.open(f)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ferroserve_requests_in_flight Requests read and not yet answered (gRPC: calls, streams included), by front; this scrape counts itself.\n# TYPE ferroserve_requests_in_flight gauge"
+    );
+    for f in Front::ALL {
+        let _ = writeln!(
+            out,
+            "ferroserve_requests_in_flight{{front=\"{}\"}} {}",
+            f.as_str(),
+            stats.in_flight(f)
         );
     }
     let _ = writeln!(
@@ -347,6 +365,70 @@ impl Ticket {
         }
         self.held.fetch_add(n, Ordering::Relaxed);
         true
+    }
+}
+
+impl Ticket {
+    /// Holds exactly `n` bytes: takes more, or gives back the difference.
+    fn hold(&self, n: usize) -> bool {
+        let held = self.held.load(Ordering::Relaxed);
+        if n > held {
+            self.take(n - held)
+        } else {
+            self.budget.used.fetch_sub(held - n, Ordering::Relaxed);
+            self.held.store(n, Ordering::Relaxed);
+            true
+        }
+    }
+}
+
+/// Where a gRPC request body is in its length-prefixed messages (1 byte flag, 4 bytes length,
+/// then the message).
+#[derive(Debug, Default)]
+struct GrpcFrames {
+    /// A stream of messages (not one unary request).
+    streaming: bool,
+    prefix: [u8; 5],
+    prefix_have: usize,
+    body_left: u64,
+    /// Bytes of the message being received (prefix included); 0 between messages.
+    message_bytes: usize,
+}
+
+impl GrpcFrames {
+    fn in_message(&self) -> bool {
+        self.prefix_have > 0 || self.body_left > 0
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let take = if self.body_left == 0 {
+                let take = (5 - self.prefix_have).min(data.len());
+                self.prefix[self.prefix_have..self.prefix_have + take]
+                    .copy_from_slice(&data[..take]);
+                self.prefix_have += take;
+                if self.prefix_have == 5 {
+                    let len = [
+                        self.prefix[1],
+                        self.prefix[2],
+                        self.prefix[3],
+                        self.prefix[4],
+                    ];
+                    self.body_left = u32::from_be_bytes(len) as u64;
+                }
+                take
+            } else {
+                let take = (self.body_left as usize).min(data.len());
+                self.body_left -= take as u64;
+                take
+            };
+            self.message_bytes += take;
+            data = &data[take..];
+            if self.prefix_have == 5 && self.body_left == 0 {
+                self.prefix_have = 0;
+                self.message_bytes = 0;
+            }
+        }
     }
 }
 
@@ -556,21 +638,43 @@ impl AsyncWrite for Watched {
 /// Held from a request's head until its answer's body is finished or dropped.
 struct InFlight {
     act: Arc<Activity>,
+    cfg: Arc<FrontConfig>,
     _ticket: Arc<Ticket>,
+}
+
+impl InFlight {
+    fn new(act: Arc<Activity>, cfg: Arc<FrontConfig>, ticket: Arc<Ticket>) -> Self {
+        act.started();
+        cfg.stats.in_flight[cfg.front.index()].fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            act,
+            cfg,
+            _ticket: ticket,
+        }
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.act.ended();
+        self.cfg.stats.in_flight[self.cfg.front.index()].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// A request body under the body-read timeout and the buffered-bytes cap.
+///
+/// Over HTTP the whole body is timed from the request's head and its bytes are held until the
+/// answer. Over gRPC the body is a series of length-prefixed messages: only the message being
+/// received holds budget; a unary call's body is timed from its head, a stream's each message
+/// from its first byte (a stream may rest between messages as long as it likes).
 struct Metered {
     inner: Incoming,
     ticket: Arc<Ticket>,
-    deadline_at: tokio::time::Instant,
+    /// When the body (or the message being received) must be complete; `None`: not timed now.
+    deadline_at: Option<tokio::time::Instant>,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// gRPC message framing, when this is a gRPC request body.
+    grpc: Option<GrpcFrames>,
     timeout: Duration,
     front: Front,
     stats: Arc<ConnStats>,
@@ -622,7 +726,21 @@ impl HttpBody for Metered {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    if !this.ticket.take(data.len()) {
+                    let ok = match &mut this.grpc {
+                        None => this.ticket.take(data.len()),
+                        Some(g) => {
+                            let was_in = g.in_message();
+                            g.feed(data);
+                            if g.streaming && g.in_message() != was_in {
+                                this.deadline_at = g
+                                    .in_message()
+                                    .then(|| tokio::time::Instant::now() + this.timeout);
+                                this.deadline = None;
+                            }
+                            this.ticket.hold(g.message_bytes)
+                        }
+                    };
+                    if !ok {
                         return this.fail(Limit::Buffered);
                     }
                 }
@@ -631,7 +749,9 @@ impl HttpBody for Metered {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                let at = this.deadline_at;
+                let Some(at) = this.deadline_at else {
+                    return Poll::Pending;
+                };
                 let sleep = this
                     .deadline
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
@@ -700,17 +820,13 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.act.started();
         let cfg = &self.cfg;
         let ticket = Arc::new(Ticket {
             budget: cfg.stats.buffered.clone(),
             max: cfg.limits.max_buffered_bytes,
             held: AtomicUsize::new(0),
         });
-        let in_flight = InFlight {
-            act: self.act.clone(),
-            _ticket: ticket.clone(),
-        };
+        let in_flight = InFlight::new(self.act.clone(), cfg.clone(), ticket.clone());
         // A body declared larger than what is left of the budget is refused before it is read.
         let declared = req
             .headers()
@@ -736,11 +852,18 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             return Box::pin(async move { Ok(resp) });
         }
         let (parts, body) = req.into_parts();
+        let grpc = (cfg.front == Front::Grpc).then(|| GrpcFrames {
+            streaming: parts.uri.path().ends_with("StreamInfer"),
+            ..GrpcFrames::default()
+        });
+        let timed_from_head = !grpc.as_ref().is_some_and(|g| g.streaming);
         let body = Metered {
             inner: body,
             ticket,
-            deadline_at: tokio::time::Instant::now() + cfg.limits.body_read_timeout,
+            deadline_at: timed_from_head
+                .then(|| tokio::time::Instant::now() + cfg.limits.body_read_timeout),
             deadline: None,
+            grpc,
             timeout: cfg.limits.body_read_timeout,
             front: cfg.front,
             stats: cfg.stats.clone(),
@@ -1022,6 +1145,43 @@ mod tests {
 
     fn at(act: &mut Activity, ms: u64) {
         act.opened = Instant::now() - Duration::from_millis(ms);
+    }
+
+    #[test]
+    fn grpc_framing_follows_messages_across_chunks() {
+        let mut g = GrpcFrames::default();
+        let mut msg = vec![0u8, 0, 0, 0, 3, b'a', b'b', b'c'];
+        msg.extend_from_slice(&[0, 0, 0, 0, 0]); // an empty message
+        msg.extend_from_slice(&[1, 0, 0, 1, 0]); // 256 bytes follow
+        g.feed(&msg[..2]);
+        assert!(g.in_message());
+        assert_eq!(g.message_bytes, 2);
+        g.feed(&msg[2..8]);
+        assert!(!g.in_message(), "the first message is complete");
+        assert_eq!(g.message_bytes, 0);
+        g.feed(&msg[8..]);
+        assert!(g.in_message());
+        assert_eq!(g.message_bytes, 5);
+        g.feed(&[7u8; 255]);
+        assert_eq!(g.message_bytes, 260);
+        g.feed(&[7u8; 1]);
+        assert!(!g.in_message());
+        assert_eq!(g.message_bytes, 0);
+    }
+
+    #[test]
+    fn a_held_amount_moves_both_ways() {
+        let budget = Arc::new(Budget::default());
+        let t = Ticket {
+            budget: budget.clone(),
+            max: 10,
+            held: AtomicUsize::new(0),
+        };
+        assert!(t.hold(8));
+        assert!(t.hold(3));
+        assert_eq!(budget.used.load(Ordering::Relaxed), 3);
+        assert!(!t.hold(11));
+        assert_eq!(budget.used.load(Ordering::Relaxed), 3);
     }
 
     #[test]

@@ -91,6 +91,16 @@ impl Flat {
     }
 }
 
+thread_local! {
+    /// The most values one input's `data` may hold while this thread parses a request (set by
+    /// [`parse_request_limited`] for the length of one parse, which runs on one thread): a
+    /// request over a model's row limit is refused as soon as its data passes it, before the
+    /// rest is read into memory.
+    static VALUE_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    /// Set when [`VALUE_LIMIT`] stopped a parse.
+    static OVER_LIMIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Collects (possibly nested) JSON arrays of scalars into a [`Flat`].
 struct Collect<'a>(&'a mut Flat);
 
@@ -111,7 +121,15 @@ impl<'de> Visitor<'de> for Collect<'_> {
         f.write_str("an array of numbers, booleans or strings (flat or nested)")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Collect(self.0))?.is_some() {}
+        let limit = VALUE_LIMIT.get();
+        while seq.next_element_seed(Collect(self.0))?.is_some() {
+            if self.0.len() > limit {
+                OVER_LIMIT.set(true);
+                return Err(de::Error::custom(format!(
+                    "an input's data holds more than {limit} values"
+                )));
+            }
+        }
         Ok(())
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
@@ -323,12 +341,36 @@ fn json_error(e: serde_json::Error) -> InferError {
 /// Parses a v2 JSON inference request. Tensors with `binary_data_size` in their parameters
 /// are left without data for the binary extension to fill.
 pub fn parse_request(body: &[u8]) -> Result<(InferRequest, Vec<bool>), InferError> {
+    parse_request_limited(body, usize::MAX)
+}
+
+/// [`parse_request`], refusing (413, as soon as it is seen) an input whose `data` holds more
+/// than `max_values` values.
+pub fn parse_request_limited(
+    body: &[u8],
+    max_values: usize,
+) -> Result<(InferRequest, Vec<bool>), InferError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(InferError::invalid(
             "empty request body: expected a JSON inference request with \"inputs\"",
         ));
     }
-    let req: JsonRequest = serde_json::from_slice(body).map_err(json_error)?;
+    VALUE_LIMIT.set(max_values);
+    OVER_LIMIT.set(false);
+    let parsed = serde_json::from_slice::<JsonRequest>(body);
+    VALUE_LIMIT.set(usize::MAX);
+    let req = match parsed {
+        Ok(r) => r,
+        Err(e) if OVER_LIMIT.replace(false) => {
+            return Err(InferError::new(
+                ferroserve_core::ErrorKind::TooLarge,
+                format!(
+                    "an input's data holds more than {max_values} values, more than this model accepts in one request (max_request_rows): {e}"
+                ),
+            ))
+        }
+        Err(e) => return Err(json_error(e)),
+    };
     let mut inputs = Vec::with_capacity(req.inputs.len());
     let mut has_data = Vec::with_capacity(req.inputs.len());
     for inp in req.inputs {
@@ -588,6 +630,30 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn data_over_the_value_limit_is_refused_as_soon_as_it_passes() {
+        let body = br#"{"inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[[1,2,3],[4,5,6]]}]}"#;
+        assert!(parse_request_limited(body, 6).is_ok());
+        let e = parse_request_limited(body, 5).unwrap_err();
+        assert_eq!(
+            e.kind,
+            ferroserve_core::ErrorKind::TooLarge,
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("max_request_rows"), "{}", e.message);
+        // Stopped at the sixth of 1000 values, not at the end of the body.
+        let long = format!(
+            r#"{{"inputs":[{{"name":"x","shape":[1000],"datatype":"FP32","data":[{}]}}]}}"#,
+            vec!["1"; 1000].join(",")
+        );
+        let e = parse_request_limited(long.as_bytes(), 5).unwrap_err();
+        let column: usize = e.message.rsplit("column ").next().unwrap().parse().unwrap();
+        assert!(column < 80 && long.len() > 2000, "{}", e.message);
+        // The limit is this parse's only.
+        assert!(parse_request(body).is_ok());
     }
 
     #[test]

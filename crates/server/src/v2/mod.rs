@@ -234,7 +234,7 @@ async fn infer_inner(
         }
         let bytes = read_body(body, &headers, st.limits.max_body_bytes).await?;
         let (head, bin) = binary::split(bytes, header_len)?;
-        let (mut req, has_data) = json::parse_request(&head)?;
+        let (mut req, has_data) = json::parse_request_limited(&head, max_values(&served))?;
         binary::fill_inputs(&mut req.inputs, &has_data, &bin)?;
         let choice = binary::OutputChoice::from_request(&req)?;
         let timeout = request_timeout(&req, &headers)?;
@@ -319,6 +319,30 @@ pub fn request_timeout(
         return Ok(Some(Duration::from_secs_f64(ms / 1e3)));
     }
     Ok(None)
+}
+
+/// The most values any one input of `served` can hold in a request within its row limit
+/// (unbounded when an input has a variable dimension past the batch one).
+pub fn max_values(served: &ServedVersion) -> usize {
+    let rows = served.config.max_request_rows();
+    served
+        .model
+        .metadata()
+        .inputs
+        .iter()
+        .map(|i| {
+            let (batch, rest) = match i.shape.split_first() {
+                Some((&-1, rest)) => (rows, rest),
+                _ => (1, &i.shape[..]),
+            };
+            rest.iter().try_fold(batch, |n, &d| {
+                usize::try_from(d)
+                    .ok()
+                    .and_then(|d| n.checked_mul(d.max(1)))
+            })
+        })
+        .try_fold(0usize, |m, n| n.map(|n| m.max(n)))
+        .unwrap_or(usize::MAX)
 }
 
 /// Validates a request against the model, runs it and assembles the response; returns it with
