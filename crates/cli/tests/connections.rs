@@ -460,6 +460,33 @@ fn data_over_the_row_limit_is_refused_without_parsing_all_of_it() {
     );
     let grew = peak_rss_mb(pid) - before;
     eprintln!("a {mb:.0} MB body over the row limit: peak RSS grew by {grew:.0} MB");
-    assert!(grew < mb * 2.0, "peak RSS grew by {grew:.0} MB for a {mb:.0} MB body");
+    assert!(
+        grew < mb * 2.0,
+        "peak RSS grew by {grew:.0} MB for a {mb:.0} MB body"
+    );
+    assert_eq!(live(&s), 200);
+}
+
+/// A client that sends requests and never reads the answers: once the socket's buffers are
+/// full the server's writes stall, and the connection is closed after the idle timeout.
+#[test]
+fn a_client_that_stops_reading_is_closed() {
+    let s = Server::start(&["--idle-timeout", "1"], &[]);
+    let mut c = connect(&s);
+    c.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    // /openapi.json is about 170 kB: a few hundred unread fill any socket buffer.
+    let burst = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(100);
+    for _ in 0..20 {
+        if c.write_all(&burst).is_err() || limit_count(&s, "http", "write_stalled") >= 1.0 {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while limit_count(&s, "http", "write_stalled") < 1.0 {
+        assert!(Instant::now() < deadline, "not closed for a stalled write");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("closed for a stalled write after {:?}", started.elapsed());
     assert_eq!(live(&s), 200);
 }
