@@ -132,7 +132,7 @@ impl OnnxModel {
         // to install.
         let rt = library::runtime()?;
         let bytes: Arc<[u8]> = std::fs::read(file)
-            .map_err(|e| OnnxError::Load(format!("cannot read {}: {e}", file.display())))?
+            .map_err(|e| OnnxError::Load(format!("cannot read the file: {e}")))?
             .into();
         let recipe = Recipe {
             bytes,
