@@ -257,8 +257,9 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("{}/v2/models/{}/infer", server.http, args.model);
     // The model in-process: the ceiling.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let found = ferroserve_runtime::scan_repository(&root.join("examples/models"))
-        .map_err(anyhow::Error::msg)?;
+    let found =
+        ferroserve_runtime::scan_repository(&root.join("examples/models"), &Default::default())
+            .map_err(anyhow::Error::msg)?;
     let runtime = ferroserve_runtime::Runtime::start(found, &Default::default());
     let served = runtime
         .version(&args.model, None)

@@ -103,6 +103,11 @@ struct ServeArgs {
     /// PATH=MODEL, repeatable (environment: comma-separated).
     #[arg(long = "route-owner", env = "FERROSERVE_ROUTE_OWNER", value_delimiter = ',', value_parser = parse_owner)]
     route_owner: Vec<(String, String)>,
+    /// Follow symbolic links that lead out of the model repository (model folders, model.toml,
+    /// version folders, artifacts). By default such a link makes its model or version not ready,
+    /// and links inside the repository work as usual.
+    #[arg(long, env = "FERROSERVE_FOLLOW_SYMLINKS")]
+    follow_symlinks: bool,
     /// Which requests get a log line (method, path, status, latency).
     #[arg(
         long,
@@ -223,26 +228,30 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let scan = ferroserve_runtime::ScanOptions {
+        follow_symlinks: args.follow_symlinks,
+    };
     let found = match (&args.model, &args.repository) {
         (Some(file), _) => {
             if !file.is_file() {
                 bail!("model file {} does not exist", file.display());
             }
-            let m = ferroserve_runtime::single_model(file, args.model_name.as_deref());
-            if let Some(Err(reason)) = m.versions.first().map(|v| v.result.as_ref().map(|_| ())) {
-                bail!("cannot serve {}: {reason}", file.display());
+            let m = ferroserve_runtime::single_model(file, args.model_name.as_deref(), &scan);
+            if let Some(Err(failure)) = m.versions.first().map(|v| v.result.as_ref().map(|_| ())) {
+                // At start-up, on the operator's terminal: the full detail.
+                bail!("cannot serve {}: {}", file.display(), failure.detail);
             }
             vec![m]
         }
         (None, Some(repo)) => {
-            ferroserve_runtime::scan_repository(repo).map_err(anyhow::Error::msg)?
+            ferroserve_runtime::scan_repository(repo, &scan).map_err(anyhow::Error::msg)?
         }
         (None, None) => {
             let repo = default_repository().context(
                 "no --repository or --model given and the bundled examples/models was not found",
             )?;
             tracing::info!(repository = %repo.display(), "serving the bundled example models");
-            ferroserve_runtime::scan_repository(&repo).map_err(anyhow::Error::msg)?
+            ferroserve_runtime::scan_repository(&repo, &scan).map_err(anyhow::Error::msg)?
         }
     };
     let runtime = Arc::new(Runtime::start(

@@ -75,8 +75,9 @@ pub struct ModelConfig {
     /// files and ONNX graphs that hold only a tree ensemble run on `trees`; other ONNX graphs on
     /// `onnx`). Set `"onnx"` to force ONNX Runtime for a tree ensemble.
     pub backend: Option<BackendKind>,
-    /// The artifact's file name inside each version folder, e.g. `"model.json"`. Default: the
-    /// only model file there (`.json`, `.ubj`, `.txt`, `.onnx`, `.lgb`).
+    /// The artifact's file name inside each version folder, e.g. `"model.json"` (a relative
+    /// path; absolute paths are refused). Default: the only model file there (`.json`, `.ubj`,
+    /// `.txt`, `.onnx`, `.lgb`).
     pub file: Option<String>,
     /// Which versions to serve: `{ latest = N }` (default `{ latest = 1 }`), `"all"`, or
     /// `{ specific = [..] }`.
@@ -469,11 +470,70 @@ impl BatchingConfig {
     }
 }
 
+/// Why `model.toml` text was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where and what (`line 2, column 7: unknown field ...`), without quoting the file: what
+    /// answers say.
+    pub message: String,
+    /// The parser's full report, which quotes the offending line: for the server log only.
+    pub report: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ConfigError {
+    fn from_toml(e: &toml::de::Error, text: &str) -> ConfigError {
+        let report = e.to_string().trim_end().to_string();
+        // Without its input the error prints only its message (and the key it was in).
+        let mut bare = e.clone();
+        bare.set_input(None);
+        let what = bare.to_string().trim_end().replace('\n', " ");
+        let message = match e.span() {
+            Some(span) => {
+                let (line, column) = line_and_column(text, span.start);
+                format!("line {line}, column {column}: {what}")
+            }
+            None => what,
+        };
+        ConfigError { message, report }
+    }
+}
+
+/// The 1-based line and column (in characters) of byte `at` of `text`.
+fn line_and_column(text: &str, at: usize) -> (usize, usize) {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
 impl ModelConfig {
-    /// Parses `model.toml` text; unknown keys are errors naming the key.
+    /// Parses `model.toml` text; unknown keys are errors naming the key. The error says where
+    /// and what without quoting the text (see [`ModelConfig::parse_toml`] for the full report).
     pub fn from_toml(text: &str) -> Result<ModelConfig, String> {
-        let cfg: ModelConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        cfg.check()?;
+        Self::parse_toml(text).map_err(|e| e.message)
+    }
+
+    /// Parses `model.toml` text. The error's `message` names the line and column and what was
+    /// wrong, and never quotes the text (a `model.toml` that is really some other file must not
+    /// have its content answered to clients); its `report` is the parser's own, quoting the
+    /// offending line, for the server log.
+    pub fn parse_toml(text: &str) -> Result<ModelConfig, ConfigError> {
+        let cfg: ModelConfig =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(&e, text))?;
+        cfg.check().map_err(|m| ConfigError {
+            message: m.clone(),
+            report: m,
+        })?;
         Ok(cfg)
     }
 
@@ -487,6 +547,15 @@ impl ModelConfig {
                         "output_datatype = {dt:?}: expected \"FP32\" or \"FP64\""
                     ))
                 }
+            }
+        }
+        if let Some(f) = &self.file {
+            // Not echoed: an absolute path may name the repository's place on disk.
+            if std::path::Path::new(f).has_root() {
+                return Err(
+                    "file: expected a path relative to the version folder, got an absolute path"
+                        .into(),
+                );
             }
         }
         if self.threads == Some(0) {
@@ -757,6 +826,54 @@ mod tests {
         assert!(e.contains("max_queue_delay"), "{e}");
         let e = ModelConfig::from_toml("[batching]\nmax_delay = \"1ms\"").unwrap_err();
         assert!(e.contains("max_delay"), "{e}");
+    }
+
+    #[test]
+    fn parse_errors_say_where_without_quoting_the_file() {
+        // A model.toml that is really another file (here a passwd line): the message names the
+        // line and column and what was expected; only the report, for the log, quotes it.
+        let text = "\nroot:x:0:0:root:/root:/bin/bash\n";
+        let e = ModelConfig::parse_toml(text).unwrap_err();
+        assert!(e.message.starts_with("line 2, column "), "{}", e.message);
+        assert!(
+            !e.message.contains("root:x") && !e.message.contains("bin"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains('\n'), "{}", e.message);
+        assert!(
+            e.report.contains("root:x:0:0:root:/root:/bin/bash"),
+            "{}",
+            e.report
+        );
+        assert_eq!(ModelConfig::from_toml(text).unwrap_err(), e.message);
+        // Serde's errors keep their message (the unknown key is what helps) and gain the place.
+        let e = ModelConfig::parse_toml("threads = 1\nnmae = \"x\"\n").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("line 2, column 1: unknown field `nmae`"),
+            "{}",
+            e.message
+        );
+        // A multi-byte character before the error counts as one column.
+        let e = ModelConfig::parse_toml("description = \"é\" x").unwrap_err();
+        assert!(
+            e.message.starts_with("line 1, column 19: "),
+            "{}",
+            e.message
+        );
+        // Checks serde cannot do are reported as they are.
+        let e = ModelConfig::parse_toml("threads = 0").unwrap_err();
+        assert_eq!(e.message, "threads = 0: expected at least 1");
+    }
+
+    #[test]
+    fn the_artifact_file_is_relative_to_its_version_folder() {
+        ModelConfig::from_toml("file = \"model.json\"").unwrap();
+        ModelConfig::from_toml("file = \"sub/model.json\"").unwrap();
+        let e = ModelConfig::from_toml("file = \"/srv/models/iris/1/model.json\"").unwrap_err();
+        assert!(e.contains("relative to the version folder"), "{e}");
+        assert!(!e.contains("/srv"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod model;
 pub mod raw;
 pub mod tensor;
 
-pub use config::ModelConfig;
+pub use config::{ConfigError, ModelConfig};
 pub use datatype::DataType;
 pub use error::{BackendError, ErrorDetail, ErrorKind, InferError, Problem};
 pub use model::{Backend, LoadedModel, ModelMetadata, TensorMeta};

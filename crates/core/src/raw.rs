@@ -162,7 +162,14 @@ mod tests {
             TensorData::Bf16(vec![0x3f80]),
             TensorData::Fp32(vec![1.5, -0.0, f32::INFINITY]),
             TensorData::Fp64(vec![std::f64::consts::PI]),
-            TensorData::Bytes(vec![b"setosa".to_vec(), vec![], vec![0, 1, 2]]),
+            // BYTES are bytes: NUL and invalid UTF-8 travel as they are.
+            TensorData::Bytes(vec![
+                b"setosa".to_vec(),
+                vec![],
+                vec![0, 1, 2],
+                vec![0xff, 0xfe],
+                vec![0],
+            ]),
         ]
     }
 

@@ -4,12 +4,14 @@
 //! through `ORT_DYLIB_PATH` or the `onnxruntime` Python wheel ([`library`]); without it a model
 //! that needs it is not ready and its reason says what to install. [`OnnxModel`] describes the
 //! graph in v2 terms (names, data types, shapes with `-1`), turns ZipMap outputs into a
-//! probabilities tensor, carries strings as BYTES, and runs synchronously on the calling
-//! instance thread with a session of its own.
+//! probabilities tensor, carries strings as BYTES (any bytes, NUL and invalid UTF-8 included,
+//! both ways: the `strings` module), and runs synchronously on the calling instance thread with a session
+//! of its own.
 
 pub mod graph;
 pub mod library;
 pub mod model;
+mod strings;
 
 use std::path::Path;
 use std::sync::Arc;

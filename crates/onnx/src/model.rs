@@ -21,7 +21,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynMap, DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
 
 use crate::graph::{self, Labels};
-use crate::{library, OnnxError};
+use crate::{library, strings, OnnxError};
 
 /// How one graph output is answered.
 #[derive(Debug, Clone)]
@@ -132,7 +132,7 @@ impl OnnxModel {
         // to install.
         let rt = library::runtime()?;
         let bytes: Arc<[u8]> = std::fs::read(file)
-            .map_err(|e| OnnxError::Load(format!("cannot read {}: {e}", file.display())))?
+            .map_err(|e| OnnxError::Load(format!("cannot read the file: {e}")))?
             .into();
         let recipe = Recipe {
             bytes,
@@ -491,17 +491,6 @@ fn owned<T: ort::value::PrimitiveTensorElementType + std::fmt::Debug + Clone + '
         .map_err(|e| e.to_string())
 }
 
-/// One BYTES element handed to ONNX Runtime as it is (`ort` calls its string elements UTF-8,
-/// but ONNX Runtime's own string tensors hold any bytes but NUL).
-#[derive(Clone)]
-struct OrtBytes(Vec<u8>);
-
-impl ort::value::Utf8Data for OrtBytes {
-    fn as_utf8_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 /// Converts a request tensor to the element type the graph declares (numbers to numbers, BYTES
 /// to strings; anything else is the client's mistake).
 fn to_value(spec: &Input, t: &Tensor) -> Result<DynValue, OnnxError> {
@@ -515,17 +504,9 @@ fn to_value(spec: &Input, t: &Tensor) -> Result<DynValue, OnnxError> {
                     t.data.datatype()
                 )));
             };
-            // BYTES are bytes: any byte but NUL reaches the graph as it came (ONNX Runtime
-            // fills its string tensors from C strings, which end at the first NUL).
-            if let Some((i, _)) = items.iter().enumerate().find(|(_, b)| b.contains(&0)) {
-                return Err(OnnxError::Input(format!(
-                    "input '{name}': element {i} holds a NUL byte, which ONNX Runtime string tensors cannot carry (they are filled from NUL-terminated C strings)"
-                )));
-            }
-            let strings: Vec<OrtBytes> = items.iter().map(|b| OrtBytes(b.clone())).collect();
-            OrtTensor::from_string_array((shape.clone(), strings.as_slice()))
-                .map(|t| t.into_dyn())
-                .map_err(|e| e.to_string())
+            // BYTES are bytes: every element reaches the graph as it came, NUL and invalid
+            // UTF-8 included.
+            strings::to_tensor(shape, items)
         }
         TensorElementType::Float32 => owned(
             shape,
@@ -635,16 +616,9 @@ fn from_value(o: &Output, v: &DynValue) -> Result<Tensor, OnnxError> {
                     )
                 })?,
                 DataType::Bytes => {
-                    let (shape, strings) = v.try_extract_strings().map_err(|e| {
-                        OnnxError::Run(format!(
-                            "output '{}': {e} (ONNX Runtime answered strings that ferroserve's ONNX Runtime binding reads as UTF-8 only; a string that is not UTF-8 cannot be answered)",
-                            o.name
-                        ))
-                    })?;
-                    (
-                        shape.to_vec(),
-                        TensorData::Bytes(strings.into_iter().map(String::into_bytes).collect()),
-                    )
+                    let (shape, items) = strings::from_tensor(v)
+                        .map_err(|e| OnnxError::Run(format!("output '{}': {e}", o.name)))?;
+                    (shape, TensorData::Bytes(items))
                 }
             };
             Ok(Tensor::new(o.name.clone(), shape, data))

@@ -1,9 +1,10 @@
 //! Differential tests of the ONNX Runtime backend: every graph in `tests/fixtures` (ZipMap with
 //! integer and string classes, one input per column with a string column, FP64 in and out,
-//! string in and out, a graph fixed at one row) and the two ONNX Runtime examples in `examples/models` answer what ONNX
+//! string in and out, strings through an identity, a graph fixed at one row) and the two ONNX Runtime examples in `examples/models` answer what ONNX
 //! Runtime's Python API and scikit-learn answered (`fixtures/golden.json`,
 //! `examples/models/expected.json`, written by `make_fixtures.py` and `train.py`). Also:
-//! metadata, session options, bad inputs, and concurrent `infer` from several threads.
+//! metadata, session options, bad inputs, BYTES that are not text (NUL, invalid UTF-8) through
+//! ONNX Runtime, and concurrent `infer` from several threads.
 //!
 //! Without ONNX Runtime these tests show as ignored, with the reason (`build.rs`), except under
 //! `CI=true`, where CI installs it and its absence fails them.
@@ -140,7 +141,7 @@ fn fixtures_answer_what_onnxruntime_and_sklearn_answer() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 6);
+    assert_eq!(checked, 7);
 }
 
 fn model_labels(m: &OnnxModel) -> Option<Vec<String>> {
@@ -307,6 +308,47 @@ fn bad_inputs_are_the_clients_fault() {
     let out = m.run(&b).unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].name, "output_label");
+}
+
+/// BYTES elements are bytes: NUL, invalid UTF-8 and empty elements reach the graph exactly as
+/// sent and come back exactly (`ort` itself would cut at a NUL going in and refuse invalid UTF-8
+/// coming out).
+#[test]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
+fn bytes_that_are_not_text_pass_through_onnx_runtime() {
+    require(Need::OnnxRuntime, "the ONNX BYTES test");
+    let m = load(
+        &fixtures().join("identity_bytes.onnx"),
+        &ModelConfig::default(),
+    );
+    let items: Vec<Vec<u8>> = vec![
+        b"he\0llo".to_vec(),
+        vec![0xff, 0xfe],
+        vec![],
+        vec![0],
+        b"\0\0".to_vec(),
+        "ünï".as_bytes().to_vec(),
+        vec![0xc3],
+        (0..=255u8).collect(),
+    ];
+    let n = items.len() as i64;
+    let x = Tensor::new("x", vec![n], TensorData::Bytes(items.clone()));
+    let out = m.run(&batch(vec![x])).unwrap();
+    assert_eq!(out[0].shape, vec![n]);
+    assert_eq!(out[0].data, TensorData::Bytes(items));
+    // The graph's own operators see the bytes: a trailing NUL makes "wine\0" another word than
+    // "wine" (cut at the NUL, it would be found), and invalid UTF-8 is just an unknown word.
+    let m = load(&fixtures().join("text_upper.onnx"), &ModelConfig::default());
+    let words: Vec<Vec<u8>> = vec![b"wine".to_vec(), b"wine\0".to_vec(), b"\xffwine".to_vec()];
+    let x = Tensor::new("text", vec![3], TensorData::Bytes(words));
+    let out = m.run(&batch(vec![x])).unwrap();
+    assert_eq!(
+        out[0].data,
+        TensorData::Bytes(vec![b"WINE".to_vec(), b"?".to_vec(), b"?".to_vec()])
+    );
 }
 
 /// A graph fixed at one row still serves a batch the batcher joined: row by row.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ferroserve_core::{InferError, LoadedModel, ModelConfig};
 
 pub use handle::{HandleConfig, ModelHandle};
-pub use repository::{scan_repository, single_model, FoundModel};
+pub use repository::{scan_repository, single_model, Failure, FoundModel, ScanOptions};
 pub use stats::{Outcome, VersionStats};
 
 /// A version that is loaded and serving.
@@ -129,23 +129,23 @@ impl Runtime {
                             stats,
                         }))
                     }
-                    Err(reason) => {
+                    Err(Failure { reason, detail }) => {
                         load_failures += 1;
-                        tracing::warn!(model = %f.name, version = v.version, %reason, "model version not ready");
+                        tracing::warn!(model = %f.name, version = v.version, %reason, %detail, "model version not ready");
                         VersionState::Unavailable(reason)
                     }
                 };
                 versions.insert(v.version, state);
             }
             if let Some(p) = &f.problem {
-                tracing::warn!(model = %f.name, reason = %p, "model not ready");
+                tracing::warn!(model = %f.name, reason = %p.reason, detail = %p.detail, "model not ready");
             }
             models.insert(
                 f.name.clone(),
                 ModelEntry {
                     name: f.name,
                     versions,
-                    problem: f.problem,
+                    problem: f.problem.map(|p| p.reason),
                     config,
                 },
             );

@@ -2,6 +2,13 @@
 //! `<repo>/<model>/<n>/` holding one artifact each. Scanning never fails as a whole: a model or
 //! version that cannot be loaded is kept with the reason, reported not ready, while the others
 //! serve.
+//!
+//! Reasons reach clients (the repository index, not-ready answers), so they name files relative
+//! to the repository (`iris/1/model.onnx: ...`) and never quote a file's content; the full path
+//! and the underlying error in full (a TOML parse error quotes the offending line) are the
+//! [`Failure::detail`], which only the server log gets. Symbolic links that lead out of the
+//! repository (a model folder, `model.toml`, a version folder, an artifact) are not followed
+//! unless [`ScanOptions::follow_symlinks`] says so; links inside it work as usual.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,28 +26,131 @@ pub const MODEL_EXTENSIONS: [&str; 6] = ["json", "ubj", "txt", "lgb", "onnx", "m
 /// Extensions of pickles, which must be imported first.
 pub const PICKLE_EXTENSIONS: [&str; 4] = ["pkl", "pickle", "joblib", "sav"];
 
+/// How a repository (or the folder of a single model file) is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions {
+    /// Follow symbolic links that lead out of the repository (model folders, `model.toml`,
+    /// version folders, artifacts). Off by default: such a link makes its model or version not
+    /// ready, and the reason names the link.
+    pub follow_symlinks: bool,
+}
+
+/// Why a model or version cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What answers say: files named relative to the repository, no file content.
+    pub reason: String,
+    /// What the server log says besides: full paths and the underlying error in full.
+    pub detail: String,
+}
+
+impl Failure {
+    fn same(text: impl Into<String>) -> Failure {
+        let text = text.into();
+        Failure {
+            reason: text.clone(),
+            detail: text,
+        }
+    }
+}
+
 /// One version found on disk and what became of it.
 pub struct FoundVersion {
     pub version: u64,
-    pub result: Result<Arc<dyn LoadedModel>, String>,
+    pub result: Result<Arc<dyn LoadedModel>, Failure>,
 }
 
 /// One model folder.
 pub struct FoundModel {
     pub name: String,
-    pub config: Result<ModelConfig, String>,
+    pub config: Result<ModelConfig, Failure>,
     pub versions: Vec<FoundVersion>,
     /// Why the model has no servable version, when that is decided before any version is tried.
-    pub problem: Option<String>,
+    pub problem: Option<Failure>,
 }
 
-/// Explains how to serve a pickle.
-pub fn pickle_help(path: &Path) -> String {
+/// The folder files are named relative to, and whether links out of it are followed.
+struct Root {
+    /// As given: the paths scanned are built on it, so answers name them by stripping it.
+    shown: PathBuf,
+    /// Where it really is (links resolved): a path whose real place is not under it leads out.
+    real: PathBuf,
+    follow_symlinks: bool,
+}
+
+impl Root {
+    fn new(dir: &Path, opts: &ScanOptions) -> std::io::Result<Root> {
+        let shown = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.to_path_buf()
+        };
+        Ok(Root {
+            real: shown.canonicalize()?,
+            shown,
+            follow_symlinks: opts.follow_symlinks,
+        })
+    }
+
+    /// `p` as answers name it: relative to the root, `/`-separated (only the file name when
+    /// `p` is not under the root).
+    fn name(&self, p: &Path) -> String {
+        let rel = p
+            .strip_prefix(&self.shown)
+            .ok()
+            .map(Path::to_path_buf)
+            .or_else(|| p.file_name().map(PathBuf::from))
+            .unwrap_or_default();
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if parts.is_empty() {
+            ".".into()
+        } else {
+            parts.join("/")
+        }
+    }
+
+    /// A failure about `p`: named relative in the reason, in full in the detail.
+    fn fail(&self, p: &Path, what: impl std::fmt::Display) -> Failure {
+        Failure {
+            reason: format!("{}: {what}", self.name(p)),
+            detail: format!("{}: {what}", p.display()),
+        }
+    }
+
+    /// Refuses `p` when its real place (every link on the way resolved) is outside the root,
+    /// unless links out are followed.
+    fn inside(&self, p: &Path) -> Result<(), Failure> {
+        if self.follow_symlinks {
+            return Ok(());
+        }
+        match p.canonicalize() {
+            Ok(real) if real.starts_with(&self.real) => Ok(()),
+            Ok(real) => Err(Failure {
+                reason: format!(
+                    "{}: leads out of the repository, which the server does not follow unless \
+                     started with --follow-symlinks",
+                    self.name(p)
+                ),
+                detail: format!(
+                    "{} resolves to {}, outside {}",
+                    p.display(),
+                    real.display(),
+                    self.real.display()
+                ),
+            }),
+            Err(e) => Err(self.fail(p, e)),
+        }
+    }
+}
+
+/// Explains how to serve a pickle (`shown`: how to name it).
+pub fn pickle_help(shown: &str) -> String {
     format!(
-        "{} is a Python pickle, which ferroserve does not load directly (unpickling runs code). \
-         Convert it once with `ferroserve import {} --out <repository>/<name>`, then serve the repository",
-        path.display(),
-        path.display()
+        "{shown} is a Python pickle, which ferroserve does not load directly (unpickling runs code). \
+         Convert it once with `ferroserve import {shown} --out <repository>/<name>`, then serve the repository"
     )
 }
 
@@ -51,22 +161,20 @@ fn extension(path: &Path) -> String {
         .to_ascii_lowercase()
 }
 
-/// Picks the artifact in a version folder: the configured file, or the only model file.
-fn find_artifact(dir: &Path, cfg: &ModelConfig) -> Result<PathBuf, String> {
+/// Picks the artifact in a version folder: the configured file, or the only model file. Either
+/// must really be inside the repository (unless links out are followed).
+fn find_artifact(root: &Root, dir: &Path, cfg: &ModelConfig) -> Result<PathBuf, Failure> {
     if let Some(file) = &cfg.file {
         let p = dir.join(file);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!(
-                "{} does not exist (model.toml file = {file:?})",
-                p.display()
-            ))
-        };
+        if !p.is_file() {
+            return Err(root.fail(&p, format!("does not exist (model.toml file = {file:?})")));
+        }
+        root.inside(&p)?;
+        return Ok(p);
     }
     let mut found = Vec::new();
     let mut pickles = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| root.fail(dir, e))?;
     for e in entries.flatten() {
         let p = e.path();
         if !p.is_file() {
@@ -81,33 +189,66 @@ fn find_artifact(dir: &Path, cfg: &ModelConfig) -> Result<PathBuf, String> {
     }
     found.sort();
     match found.len() {
-        1 => Ok(found.remove(0)),
-        0 if !pickles.is_empty() => Err(pickle_help(&pickles[0])),
-        0 => Err(format!(
-            "no model file in {} (expected one of .{})",
-            dir.display(),
-            MODEL_EXTENSIONS.join(", .")
+        1 => {
+            let p = found.remove(0);
+            root.inside(&p)?;
+            Ok(p)
+        }
+        0 if !pickles.is_empty() => Err(Failure {
+            reason: pickle_help(&root.name(&pickles[0])),
+            detail: pickle_help(&pickles[0].display().to_string()),
+        }),
+        0 => Err(root.fail(
+            dir,
+            format!(
+                "no model file (expected one of .{})",
+                MODEL_EXTENSIONS.join(", .")
+            ),
         )),
-        _ => Err(format!(
-            "{} model files in {}; name one with `file = \"...\"` in model.toml",
-            found.len(),
-            dir.display()
+        _ => Err(root.fail(
+            dir,
+            format!(
+                "{} model files; name one with `file = \"...\"` in model.toml",
+                found.len()
+            ),
         )),
+    }
+}
+
+/// Why an artifact could not be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The artifact itself: unreadable, malformed, unsupported (the message does not name it).
+    Artifact(String),
+    /// The artifact loaded but `model.toml` does not fit it (feature counts, classes).
+    Config(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Artifact(m) => f.write_str(m),
+            LoadError::Config(m) => write!(f, "model.toml: {m}"),
+        }
     }
 }
 
 /// Loads one artifact with the right backend: `backend` in model.toml when set; otherwise
 /// XGBoost and LightGBM files and ONNX graphs that are only a tree ensemble go to the native
-/// engine, and every other ONNX graph goes to ONNX Runtime.
-pub fn load_artifact(cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, String> {
+/// engine, and every other ONNX graph goes to ONNX Runtime. Errors do not name the file.
+pub fn load_artifact(cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, LoadError> {
     let ext = extension(file);
     if PICKLE_EXTENSIONS.contains(&ext.as_str()) {
-        return Err(pickle_help(file));
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Err(LoadError::Artifact(pickle_help(&name)));
     }
-    let model = load_with_backend(cfg, file, &ext)?;
+    let model = load_with_backend(cfg, file, &ext).map_err(LoadError::Artifact)?;
     // The parts of model.toml that depend on the model (feature counts, classes).
     cfg.check_model(model.metadata())
-        .map_err(|e| format!("model.toml: {e}"))?;
+        .map_err(LoadError::Config)?;
     Ok(model)
 }
 
@@ -118,48 +259,65 @@ fn load_with_backend(
 ) -> Result<Arc<dyn LoadedModel>, String> {
     let on_onnx = |why: Option<String>| {
         OnnxBackend.load(cfg, file).map_err(|e| match why {
-            Some(why) => format!(
-                "{}: {e} (it needs ONNX Runtime because {why})",
-                file.display()
-            ),
-            None => format!("{}: {e}", file.display()),
+            Some(why) => format!("{e} (it needs ONNX Runtime because {why})"),
+            None => e.to_string(),
         })
     };
     match cfg.backend {
         Some(BackendKind::Onnx) => on_onnx(None),
-        Some(BackendKind::Trees) => TreesBackend
-            .load(cfg, file)
-            .map_err(|e| format!("{}: {e}", file.display())),
+        Some(BackendKind::Trees) => TreesBackend.load(cfg, file).map_err(|e| e.to_string()),
         None if ext == "onnx" => match ferroserve_trees::load_path(file) {
             Ok(forest) => TreesModel::new(cfg, forest)
                 .map(|m| Arc::new(m) as Arc<dyn LoadedModel>)
-                .map_err(|e| format!("{}: {e}", file.display())),
+                .map_err(|e| e.to_string()),
             // Not (only) a tree ensemble: ONNX Runtime runs it.
             Err(e @ TreeError::Unsupported { .. }) => {
                 tracing::debug!(file = %file.display(), reason = %e, "not a pure tree ensemble: ONNX Runtime");
                 on_onnx(Some(e.to_string()))
             }
-            Err(e) => Err(format!("{}: {e}", file.display())),
+            Err(e) => Err(e.to_string()),
         },
-        None => TreesBackend
-            .load(cfg, file)
-            .map_err(|e| format!("{}: {e}", file.display())),
+        None => TreesBackend.load(cfg, file).map_err(|e| e.to_string()),
     }
 }
 
-/// Reads `<dir>/model.toml` if present.
-fn read_config(dir: &Path, name: &str) -> Result<ModelConfig, String> {
-    let path = dir.join("model.toml");
-    if !path.exists() {
+/// Loads a version's artifact, naming the artifact or `toml` (the model.toml that applies) in
+/// the failure.
+fn load_version(
+    root: &Root,
+    cfg: &ModelConfig,
+    file: &Path,
+    toml: &Path,
+) -> Result<Arc<dyn LoadedModel>, Failure> {
+    load_artifact(cfg, file).map_err(|e| match e {
+        LoadError::Artifact(m) => root.fail(file, m),
+        LoadError::Config(m) => root.fail(toml, m),
+    })
+}
+
+/// Reads `path` (a model.toml) if there is anything at that name (a dangling link is reported,
+/// not taken for a missing file).
+fn read_config(root: &Root, path: &Path) -> Result<ModelConfig, Failure> {
+    if path.symlink_metadata().is_err() {
         return Ok(ModelConfig::default());
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let cfg = ModelConfig::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    root.inside(path)?;
+    let text = std::fs::read_to_string(path).map_err(|e| root.fail(path, e))?;
+    ModelConfig::parse_toml(&text).map_err(|e| Failure {
+        reason: format!("{}: {}", root.name(path), e.message),
+        detail: format!("{}: {}", path.display(), e.report),
+    })
+}
+
+/// Reads `<dir>/model.toml` of the model `name`, whose `name` key must match the folder.
+fn read_model_config(root: &Root, dir: &Path, name: &str) -> Result<ModelConfig, Failure> {
+    let path = dir.join("model.toml");
+    let cfg = read_config(root, &path)?;
     if let Some(n) = &cfg.name {
         if n != name {
-            return Err(format!(
-                "{}: name = {n:?} but the folder is {name:?}; they must match",
-                path.display()
+            return Err(root.fail(
+                &path,
+                format!("name = {n:?} but the folder is {name:?}; they must match"),
             ));
         }
     }
@@ -167,9 +325,9 @@ fn read_config(dir: &Path, name: &str) -> Result<ModelConfig, String> {
 }
 
 /// Numeric version folders of a model, selected by the policy.
-fn select_versions(dir: &Path, policy: &VersionPolicy) -> Result<Vec<u64>, String> {
+fn select_versions(root: &Root, dir: &Path, policy: &VersionPolicy) -> Result<Vec<u64>, Failure> {
     let mut all: Vec<u64> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(|e| root.fail(dir, e))?
         .flatten()
         .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()))
@@ -184,9 +342,9 @@ fn select_versions(dir: &Path, policy: &VersionPolicy) -> Result<Vec<u64>, Strin
         VersionPolicy::Specific(want) => {
             let missing: Vec<_> = want.iter().filter(|v| !all.contains(v)).collect();
             if !missing.is_empty() {
-                return Err(format!(
-                    "version_policy names versions {missing:?} that have no folder in {}",
-                    dir.display()
+                return Err(root.fail(
+                    dir,
+                    format!("version_policy names versions {missing:?} that have no folder"),
                 ));
             }
             let mut v = want.clone();
@@ -198,12 +356,14 @@ fn select_versions(dir: &Path, policy: &VersionPolicy) -> Result<Vec<u64>, Strin
 }
 
 /// Scans one model folder and loads its selected versions.
-pub fn scan_model(dir: &Path) -> FoundModel {
+fn scan_model(root: &Root, dir: &Path) -> FoundModel {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let config = read_config(dir, &name);
+    let config = root
+        .inside(dir)
+        .and_then(|()| read_model_config(root, dir, &name));
     let mut found = FoundModel {
         name,
         config: config.clone(),
@@ -217,7 +377,8 @@ pub fn scan_model(dir: &Path) -> FoundModel {
             return found;
         }
     };
-    let versions = match select_versions(dir, &cfg.version_policy) {
+    let toml = dir.join("model.toml");
+    let versions = match select_versions(root, dir, &cfg.version_policy) {
         Ok(v) => v,
         Err(e) => {
             found.problem = Some(e);
@@ -226,29 +387,38 @@ pub fn scan_model(dir: &Path) -> FoundModel {
     };
     if versions.is_empty() {
         // A model file straight in the model folder is served as version 1.
-        match find_artifact(dir, &cfg) {
+        match find_artifact(root, dir, &cfg) {
             Ok(file) => found.versions.push(FoundVersion {
                 version: 1,
-                result: load_artifact(&cfg, &file),
+                result: load_version(root, &cfg, &file, &toml),
             }),
             Err(e) => {
-                found.problem = Some(format!("no version folders in {} and {e}", dir.display()))
+                found.problem = Some(Failure {
+                    reason: format!("no version folders, and {}", e.reason),
+                    detail: format!("no version folders, and {}", e.detail),
+                })
             }
         }
         return found;
     }
     for v in versions {
         let vdir = dir.join(v.to_string());
-        let result = find_artifact(&vdir, &cfg).and_then(|file| load_artifact(&cfg, &file));
+        let result = root
+            .inside(&vdir)
+            .and_then(|()| find_artifact(root, &vdir, &cfg))
+            .and_then(|file| load_version(root, &cfg, &file, &toml));
         found.versions.push(FoundVersion { version: v, result });
     }
     found
 }
 
 /// Scans a repository: every sub-folder is a model (hidden folders are skipped).
-pub fn scan_repository(repo: &Path) -> Result<Vec<FoundModel>, String> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo)
-        .map_err(|e| format!("cannot read model repository {}: {e}", repo.display()))?
+pub fn scan_repository(repo: &Path, opts: &ScanOptions) -> Result<Vec<FoundModel>, String> {
+    let cannot =
+        |e: std::io::Error| format!("cannot read model repository {}: {e}", repo.display());
+    let root = Root::new(repo, opts).map_err(cannot)?;
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root.shown)
+        .map_err(cannot)?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_dir())
@@ -259,13 +429,13 @@ pub fn scan_repository(repo: &Path) -> Result<Vec<FoundModel>, String> {
         })
         .collect();
     dirs.sort();
-    Ok(load_in_parallel(&dirs))
+    Ok(load_in_parallel(&root, &dirs))
 }
 
 /// Loads model folders on up to 8 threads at once (start-up time is about the slowest model,
 /// not the sum: ONNX Runtime's one-time load overlaps the tree models), keeping the folders'
 /// order.
-fn load_in_parallel(dirs: &[PathBuf]) -> Vec<FoundModel> {
+fn load_in_parallel(root: &Root, dirs: &[PathBuf]) -> Vec<FoundModel> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     let next = AtomicUsize::new(0);
@@ -276,18 +446,19 @@ fn load_in_parallel(dirs: &[PathBuf]) -> Vec<FoundModel> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(d) = dirs.get(i) else { break };
-                let found =
-                    std::panic::catch_unwind(|| scan_model(d)).unwrap_or_else(|_| FoundModel {
+                let found = std::panic::catch_unwind(|| scan_model(root, d)).unwrap_or_else(|_| {
+                    FoundModel {
                         name: d
                             .file_name()
                             .map(|n| n.to_string_lossy().to_string())
                             .unwrap_or_default(),
-                        config: Err("loading this model panicked".into()),
+                        config: Err(Failure::same("loading this model panicked")),
                         versions: Vec::new(),
-                        problem: Some(
-                            "loading this model panicked (a bug: please report it)".into(),
-                        ),
-                    });
+                        problem: Some(Failure::same(
+                            "loading this model panicked (a bug: please report it)",
+                        )),
+                    }
+                });
                 if let Ok(mut slot) = slots[i].lock() {
                     *slot = Some(found);
                 }
@@ -300,8 +471,12 @@ fn load_in_parallel(dirs: &[PathBuf]) -> Vec<FoundModel> {
         .collect()
 }
 
-/// A single model file served without a repository (`--model FILE`, `MODEL_FILE`).
-pub fn single_model(file: &Path, name: Option<&str>) -> FoundModel {
+/// A single model file served without a repository (`--model FILE`, `MODEL_FILE`). Answers name
+/// files relative to the folder of the model.toml that applies (the file's own folder, or the
+/// model folder above a numeric version folder), never that folder's place on disk. The file
+/// itself was named by the operator and is read wherever it leads; its model.toml is held to
+/// `opts` like a repository's.
+pub fn single_model(file: &Path, name: Option<&str>, opts: &ScanOptions) -> FoundModel {
     let name = name.map(str::to_string).unwrap_or_else(|| {
         file.file_stem()
             .map(|s| s.to_string_lossy().to_string())
@@ -310,15 +485,35 @@ pub fn single_model(file: &Path, name: Option<&str>) -> FoundModel {
     // A model.toml next to the file applies to it; for a file inside a numeric version folder
     // of a repository (`<model>/<n>/<file>`), the model folder's model.toml does.
     let cfg_path = single_model_config(file);
-    let config = match cfg_path {
-        Some(p) => std::fs::read_to_string(&p)
-            .map_err(|e| e.to_string())
-            .and_then(|t| ModelConfig::from_toml(&t))
-            .map_err(|e| format!("{}: {e}", p.display())),
-        None => Ok(ModelConfig::default()),
+    let base = cfg_path
+        .as_deref()
+        .unwrap_or(file)
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let base = base.as_path();
+    let root = match Root::new(base, opts) {
+        Ok(r) => r,
+        Err(e) => {
+            let f = Failure {
+                reason: format!("cannot read the model's folder: {e}"),
+                detail: format!("cannot read {}: {e}", base.display()),
+            };
+            return FoundModel {
+                name,
+                config: Err(f.clone()),
+                versions: vec![FoundVersion {
+                    version: 1,
+                    result: Err(f),
+                }],
+                problem: None,
+            };
+        }
     };
+    let toml = cfg_path.unwrap_or_else(|| base.join("model.toml"));
+    let config = read_config(&root, &toml);
     let result = match &config {
-        Ok(cfg) => load_artifact(cfg, file),
+        Ok(cfg) => load_version(&root, cfg, file, &toml),
         Err(e) => Err(e.clone()),
     };
     FoundModel {
@@ -333,7 +528,7 @@ pub fn single_model(file: &Path, name: Option<&str>) -> FoundModel {
 fn single_model_config(file: &Path) -> Option<PathBuf> {
     let dir = file.parent()?;
     let here = dir.join("model.toml");
-    if here.is_file() {
+    if here.symlink_metadata().is_ok() {
         return Some(here);
     }
     let is_version = dir
@@ -341,5 +536,68 @@ fn single_model_config(file: &Path) -> Option<PathBuf> {
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.parse::<u64>().is_ok());
     let above = dir.parent()?.join("model.toml");
-    (is_version && above.is_file()).then_some(above)
+    (is_version && above.symlink_metadata().is_ok()).then_some(above)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(dir: &Path, follow_symlinks: bool) -> Root {
+        Root::new(dir, &ScanOptions { follow_symlinks }).unwrap()
+    }
+
+    #[test]
+    fn names_are_relative_to_the_root_and_never_absolute() {
+        let tmp = std::env::temp_dir();
+        let r = root(&tmp, false);
+        assert_eq!(r.name(&tmp.join("iris/1/model.onnx")), "iris/1/model.onnx");
+        assert_eq!(r.name(&tmp.join("iris/1/../x.json")), "iris/1/../x.json");
+        assert_eq!(r.name(&tmp), ".");
+        // Not under the root: the file name only.
+        assert_eq!(
+            r.name(Path::new("/elsewhere/deep/model.json")),
+            "model.json"
+        );
+        let f = r.fail(&tmp.join("iris/model.toml"), "bad");
+        assert_eq!(f.reason, "iris/model.toml: bad");
+        assert_eq!(
+            f.detail,
+            format!("{}: bad", tmp.join("iris/model.toml").display())
+        );
+        // An empty folder (a bare file name's parent) is the current one.
+        assert_eq!(root(Path::new(""), false).shown, PathBuf::from("."));
+    }
+
+    #[test]
+    fn links_out_are_refused_unless_followed() {
+        let tmp = std::env::temp_dir().join(format!("ferroserve-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(tmp.join("repo/m")).unwrap();
+        std::fs::write(tmp.join("secret"), b"s").unwrap();
+        std::fs::write(tmp.join("repo/m/real.toml"), b"").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(tmp.join("secret"), tmp.join("repo/m/out.toml")).unwrap();
+            std::os::unix::fs::symlink("real.toml", tmp.join("repo/m/in.toml")).unwrap();
+            let r = root(&tmp.join("repo"), false);
+            let e = r.inside(&tmp.join("repo/m/out.toml")).unwrap_err();
+            assert!(
+                e.reason
+                    .starts_with("m/out.toml: leads out of the repository"),
+                "{e:?}"
+            );
+            assert!(!e.reason.contains(&*tmp.to_string_lossy()), "{e:?}");
+            assert!(e.detail.contains("secret"), "{e:?}");
+            r.inside(&tmp.join("repo/m/in.toml")).unwrap();
+            root(&tmp.join("repo"), true)
+                .inside(&tmp.join("repo/m/out.toml"))
+                .unwrap();
+        }
+        // `..` out is the same as a link out.
+        let r = root(&tmp.join("repo"), false);
+        assert!(r.inside(&tmp.join("repo/m/../../secret")).is_err());
+        r.inside(&tmp.join("repo/m/real.toml")).unwrap();
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 }

@@ -17,13 +17,9 @@ pub use predict::Predictions;
 /// Everything that can go wrong reading or checking a model.
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read (the caller names the file).
+    #[error("cannot read the file: {0}")]
+    Io(#[source] std::io::Error),
     /// The bytes are not a well-formed file of the expected format.
     #[error("malformed {format} model: {message}")]
     Parse {

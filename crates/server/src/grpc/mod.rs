@@ -647,7 +647,7 @@ mod tests {
 
     fn examples_state() -> Arc<AppState> {
         let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
-        let found = ferroserve_runtime::scan_repository(&repo).unwrap();
+        let found = ferroserve_runtime::scan_repository(&repo, &Default::default()).unwrap();
         let runtime = ferroserve_runtime::Runtime::start(found, &Default::default());
         let mut st = AppState::new(Arc::new(runtime));
         st.request_log = RequestLog::Off;

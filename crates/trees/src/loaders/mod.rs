@@ -54,19 +54,14 @@ impl ModelFormat {
     }
 }
 
-/// Reads a model file, detecting its format from the name and content.
+/// Reads a model file, detecting its format from the name and content. Errors do not name the
+/// file (the caller knows how to name it: the server names it relative to its repository).
 pub fn load_path(path: &Path) -> Result<Forest, TreeError> {
-    let bytes = std::fs::read(path).map_err(|source| TreeError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(TreeError::Io)?;
     let format = ModelFormat::detect(path, &bytes).ok_or_else(|| {
         TreeError::unsupported(
             "model",
-            format!(
-                "cannot tell the format of {} (expected XGBoost .json/.ubj, LightGBM text or ONNX)",
-                path.display()
-            ),
+            "cannot tell the file's format (expected XGBoost .json/.ubj, LightGBM text or ONNX)",
         )
     })?;
     load_bytes(format, &bytes)
@@ -86,4 +81,30 @@ pub fn load_bytes(format: ModelFormat, bytes: &[u8]) -> Result<Forest, TreeError
     };
     forest.validate()?;
     Ok(forest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The caller names the file (the server names it relative to its repository): the errors
+    /// must not give its place on disk.
+    #[test]
+    fn errors_do_not_name_the_file() {
+        let e = load_path(Path::new("/no-such-folder/secret-place/model.json")).unwrap_err();
+        assert!(matches!(e, TreeError::Io(_)), "{e:?}");
+        assert!(e.to_string().starts_with("cannot read the file: "), "{e}");
+        assert!(!e.to_string().contains("secret-place"), "{e}");
+        let dir = std::env::temp_dir().join(format!("ferroserve-trees-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("model.bin");
+        std::fs::write(&file, b"hello").unwrap();
+        let e = load_path(&file).unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            e.to_string().contains("cannot tell the file's format"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("ferroserve-trees-"), "{e}");
+    }
 }
