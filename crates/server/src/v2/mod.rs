@@ -434,6 +434,16 @@ pub fn to_batch(
                 t.name, want.datatype
             )));
         }
+        // Numbers are converted to the model's input type; one it cannot hold (1e39 as FP64
+        // for an FP32 input, 300 for UINT8) is refused, not turned into infinity or wrapped.
+        if let Some((i, value)) = t.data.first_unheld(want.datatype) {
+            return Err(InferError::invalid(format!(
+                "input '{}': value {value} (element {i}) is out of range for {}, the model's input type ({})",
+                t.name,
+                want.datatype,
+                want.datatype.range()
+            )));
+        }
         inputs.push(Tensor {
             name: want.name.clone(),
             shape,
@@ -539,4 +549,97 @@ pub async fn version_stats(
 ) -> Result<Response, ApiError> {
     let v = st.runtime.version(&model, Some(&version))?;
     Ok(ok_json(json!({ "model_stats": [stats_json(&v)] })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroserve_core::{BackendError, DataType, ModelMetadata, TensorMeta};
+
+    /// A model with the given inputs (name, type, shape) that answers nothing.
+    struct Declared(ModelMetadata);
+
+    impl Declared {
+        fn new(inputs: &[(&str, DataType, &[i64])]) -> Declared {
+            Declared(ModelMetadata {
+                inputs: inputs
+                    .iter()
+                    .map(|(name, datatype, shape)| TensorMeta {
+                        name: name.to_string(),
+                        datatype: *datatype,
+                        shape: shape.to_vec(),
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+        }
+    }
+
+    impl LoadedModel for Declared {
+        fn metadata(&self) -> &ModelMetadata {
+            &self.0
+        }
+        fn infer(&self, _: &Batch) -> Result<Vec<Tensor>, BackendError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn one(name: &str, shape: Vec<i64>, data: TensorData) -> Vec<Tensor> {
+        vec![Tensor::new(name, shape, data)]
+    }
+
+    #[test]
+    fn values_the_models_input_type_cannot_hold_are_refused() {
+        let m = Declared::new(&[("x", DataType::Fp32, &[-1, 2])]);
+        let e = to_batch(
+            &m,
+            one(
+                "x",
+                vec![2, 2],
+                TensorData::Fp64(vec![1.0, 2.0, 3.0, -1e39]),
+            ),
+            &[],
+            100,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ferroserve_core::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.message,
+            "input 'x': value -1e39 (element 3) is out of range for FP32, the model's input type (numbers up to ±3.4028235e38)"
+        );
+        // What FP32 holds is converted as before (by the backend), infinities and NaN included.
+        let b = to_batch(
+            &m,
+            one(
+                "x",
+                vec![2, 2],
+                TensorData::Fp64(vec![3e38, f64::NAN, f64::INFINITY, 1e-60]),
+            ),
+            &[],
+            100,
+        )
+        .unwrap();
+        assert_eq!(b.rows, 2);
+        let m = Declared::new(&[("k", DataType::Uint8, &[-1])]);
+        let e = to_batch(
+            &m,
+            one("k", vec![2], TensorData::Int64(vec![7, 300])),
+            &[],
+            100,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("input 'k': value 300 (element 1) is out of range for UINT8"),
+            "{}",
+            e.message
+        );
+        assert!(to_batch(
+            &m,
+            one("k", vec![2], TensorData::Int64(vec![7, 255])),
+            &[],
+            100
+        )
+        .is_ok());
+    }
 }
