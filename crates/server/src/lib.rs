@@ -8,6 +8,7 @@
 pub mod body;
 pub mod docs;
 pub mod error;
+pub mod extract;
 pub mod friendly;
 pub mod grpc;
 pub mod metrics;

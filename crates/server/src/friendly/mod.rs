@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
@@ -40,6 +40,7 @@ use serde_json::json;
 
 use crate::body::read_body;
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::AppState;
 use answer::{Answerer, Outputs};
 use parse::Parsed;

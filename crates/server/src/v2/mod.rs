@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ferroserve_core::model::Batch;
@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::body::{accepted_coding, body_kind, compress, read_body, BodyKind};
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::AppState;
 
 /// The protocol extensions this server implements (and no others), over HTTP and gRPC.

@@ -1,0 +1,390 @@
+//! End-to-end: inputs at the edges, on every adapter of the real binary (v2 JSON, v2 binary,
+//! gRPC, the friendly routes' JSON, CSV, query parameters and forms): numbers a type cannot
+//! hold and infinities follow one rule everywhere; a URL whose path is not UTF-8 gets the v2
+//! error body; 0-d (`shape: []`) inputs get a clean 400 / INVALID_ARGUMENT. Each bad request is
+//! answered and the server keeps serving.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{client, Server};
+use ferroserve_server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use ferroserve_server::grpc::proto::model_infer_request::InferInputTensor;
+use ferroserve_server::grpc::proto::{InferTensorContents, ModelInferRequest};
+use serde_json::{json, Value};
+
+const FP32_RANGE: &str = "numbers up to ±3.4028235e38";
+
+fn iris_v2(datatype: &str, data: Value) -> Value {
+    json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": datatype, "data": data}]})
+}
+
+/// POSTs `body` with `content_type`; answers the status and the body as JSON.
+async fn post(s: &Server, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = client()
+        .post(s.url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+    (status, v)
+}
+
+async fn get(s: &Server, path: &str) -> (u16, String, Value) {
+    let r = client().get(s.url(path)).send().await.unwrap();
+    let status = r.status().as_u16();
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+    (status, ct, v)
+}
+
+/// (problem, row, column, field, got) of each detail of a friendly error.
+fn details(v: &Value) -> Vec<(String, Value, Value, Value, Value)> {
+    v["details"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no details in {v}"))
+        .iter()
+        .map(|d| {
+            (
+                d["problem"].as_str().unwrap().to_string(),
+                d["row"].clone(),
+                d["column"].clone(),
+                d["field"].clone(),
+                d["got"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn grpc_input(datatype: &str, shape: Vec<i64>, contents: InferTensorContents) -> InferInputTensor {
+    InferInputTensor {
+        name: "input".into(),
+        datatype: datatype.into(),
+        shape,
+        parameters: HashMap::new(),
+        contents: Some(contents),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_follow_one_rule_on_every_adapter() {
+    let s = Server::start(&[], &[]);
+    let json_ct = "application/json";
+    let v2 = |b: Value| serde_json::to_vec(&b).unwrap();
+
+    // v2 JSON: a value the request's datatype cannot hold.
+    for (dt, x, shown) in [
+        ("FP32", json!(1e39), "1e39"),
+        ("FP32", json!(-3.5e38), "-3.5e38"),
+        ("FP16", json!(70000), "70000"),
+        ("BF16", json!(1e39), "1e39"),
+    ] {
+        let (st, e) = post(
+            &s,
+            "/v2/models/iris/infer",
+            json_ct,
+            v2(iris_v2(dt, json!([x, 1, 1, 1]))),
+        )
+        .await;
+        assert_eq!(st, 400, "{dt} {x}: {e}");
+        let want = format!("input 'input': value {shown} is out of range for {dt} (");
+        assert!(e["error"].as_str().unwrap().starts_with(&want), "{e}");
+    }
+    // ... or that the model's input type (FP32) cannot hold.
+    let model_type = format!(
+        "input 'input': value 1e39 (element 2) is out of range for FP32, the model's input type ({FP32_RANGE})"
+    );
+    let (st, e) = post(
+        &s,
+        "/v2/models/iris/infer",
+        json_ct,
+        v2(iris_v2("FP64", json!([1, 1, 1e39, 1]))),
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str().unwrap()),
+        (400, model_type.as_str())
+    );
+    // JSON itself refuses 1e400 (no float holds it).
+    let (st, e) = post(
+        &s,
+        "/v2/models/iris/infer",
+        json_ct,
+        br#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1e400,1,1,1]}]}"#
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(
+        e["error"].as_str().unwrap().contains("number out of range"),
+        "{e}"
+    );
+
+    // v2 binary: raw FP64 bits, converted to the model's FP32.
+    let raw: Vec<u8> = [1.0f64, 1.0, 1e39, 1.0]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let mut body = serde_json::to_vec(&json!({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "parameters": {"binary_data_size": 32}}]})).unwrap();
+    let header_len = body.len();
+    body.extend_from_slice(&raw);
+    let r = client()
+        .post(s.url("/v2/models/iris/infer"))
+        .header("content-type", "application/octet-stream")
+        .header("inference-header-content-length", header_len.to_string())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"], model_type.as_str());
+
+    // gRPC: typed FP64 contents and raw FP64 bits, for the model's FP32.
+    let mut g = GrpcInferenceServiceClient::connect(s.grpc.clone())
+        .await
+        .unwrap();
+    let typed = ModelInferRequest {
+        model_name: "iris".into(),
+        inputs: vec![grpc_input(
+            "FP64",
+            vec![1, 4],
+            InferTensorContents {
+                fp64_contents: vec![1.0, 1.0, 1e39, 1.0],
+                ..Default::default()
+            },
+        )],
+        ..Default::default()
+    };
+    let mut raw_req = typed.clone();
+    raw_req.inputs[0].contents = None;
+    raw_req.raw_input_contents = vec![raw.clone().into()];
+    for m in [typed, raw_req] {
+        let e = g.model_infer(m).await.unwrap_err();
+        assert_eq!(
+            (e.code(), e.message()),
+            (tonic::Code::InvalidArgument, model_type.as_str())
+        );
+    }
+    // An FP64 infinity is a value of FP32: converted, not refused (the model answers).
+    let inf = ModelInferRequest {
+        model_name: "iris".into(),
+        inputs: vec![grpc_input(
+            "FP64",
+            vec![1, 4],
+            InferTensorContents {
+                fp64_contents: vec![5.1, 3.5, f64::INFINITY, 0.2],
+                ..Default::default()
+            },
+        )],
+        ..Default::default()
+    };
+    assert!(g.model_infer(inf).await.is_ok());
+
+    // The friendly routes: one 422 detail per value, where it is, in every form.
+    let feature = |i: usize| {
+        [
+            "sepal length (cm)",
+            "sepal width (cm)",
+            "petal length (cm)",
+            "petal width (cm)",
+        ][i]
+    };
+    let (st, e) = post(
+        &s,
+        "/models/iris/predict",
+        json_ct,
+        br#"[[5.1, 3.5, 1.4, 0.2], [1e39, 3.5, 1.4, -1e39]]"#.to_vec(),
+    )
+    .await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(
+        details(&e),
+        [
+            (
+                "out_of_range".into(),
+                json!(1),
+                json!(0),
+                json!(feature(0)),
+                json!("1e39")
+            ),
+            (
+                "out_of_range".into(),
+                json!(1),
+                json!(3),
+                json!(feature(3)),
+                json!("-1e39")
+            ),
+        ]
+    );
+    assert!(
+        e["details"][0]["expected"]
+            .as_str()
+            .unwrap()
+            .contains(FP32_RANGE),
+        "{e}"
+    );
+    let (st, e) = post(
+        &s,
+        "/models/iris/predict",
+        "text/csv",
+        b"5.1,3.5,1.4,0.2\ninf,1e400,1e39,-Infinity\n".to_vec(),
+    )
+    .await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(
+        details(&e),
+        [
+            (
+                "not_a_number".into(),
+                json!(1),
+                json!(0),
+                json!(feature(0)),
+                json!("\"inf\"")
+            ),
+            (
+                "out_of_range".into(),
+                json!(1),
+                json!(1),
+                json!(feature(1)),
+                json!("\"1e400\"")
+            ),
+            (
+                "out_of_range".into(),
+                json!(1),
+                json!(2),
+                json!(feature(2)),
+                json!("1e39")
+            ),
+            (
+                "not_a_number".into(),
+                json!(1),
+                json!(3),
+                json!(feature(3)),
+                json!("\"-Infinity\"")
+            ),
+        ]
+    );
+    let pairs = "sepal_length=inf&sepal_width=1e400&petal_length=1e39&petal_width=1";
+    let r = client()
+        .get(s.url(&format!("/models/iris/predict?{pairs}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let from_query: Value = r.json().await.unwrap();
+    let (st, from_form) = post(
+        &s,
+        "/models/iris/predict",
+        "application/x-www-form-urlencoded",
+        pairs.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(st, 422);
+    for e in [&from_query, &from_form] {
+        let got: Vec<(String, Value)> = details(e)
+            .into_iter()
+            .map(|(p, _, _, _, got)| (p, got))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("not_a_number".into(), json!("\"inf\"")),
+                ("out_of_range".into(), json!("\"1e400\"")),
+                ("out_of_range".into(), json!("1e39")),
+            ],
+            "{e}"
+        );
+    }
+    let (st, e) = post(
+        &s,
+        "/models/iris/predict",
+        json_ct,
+        b"[[1e400, 3.5, 1.4, 0.2]]".to_vec(),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(
+        e["error"].as_str().unwrap().contains("number out of range"),
+        "{e}"
+    );
+
+    // Missing values read the same in every form (NaN: the trees route them as trained), and
+    // the largest FP32 is a value.
+    let mut answers = Vec::new();
+    for (ct, body) in [
+        (json_ct, br#"[[5.1, null, 1.4, 3.4028235e38]]"#.to_vec()),
+        ("text/csv", b"5.1,,1.4,3.4028235e38\n".to_vec()),
+        ("text/csv", b"5.1,NaN,1.4,3.4028235e38\n".to_vec()),
+        (
+            "application/x-www-form-urlencoded",
+            b"sepal_length=5.1&sepal_width=NA&petal_length=1.4&petal_width=3.4028235e38".to_vec(),
+        ),
+    ] {
+        let (st, a) = post(&s, "/models/iris/predict?probabilities=true", ct, body).await;
+        assert_eq!(st, 200, "{ct}: {a}");
+        answers.push(a);
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+
+    // Still serving.
+    let (st, _) = post(
+        &s,
+        "/v2/models/iris/infer",
+        json_ct,
+        v2(iris_v2("FP32", json!([5.1, 3.5, 1.4, 0.2]))),
+    )
+    .await;
+    assert_eq!(st, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_path_that_is_not_utf8_gets_the_v2_error_body() {
+    let s = Server::start(&[], &[]);
+    for (method, path, key) in [
+        ("GET", "/v2/models/%FF", "model"),
+        ("GET", "/v2/models/%FF/ready", "model"),
+        ("GET", "/v2/models/iris/versions/%C3%28/ready", "version"),
+        ("GET", "/v2/models/%FF/stats", "model"),
+        ("GET", "/v2/models/%FF/config", "model"),
+        ("POST", "/v2/models/%FF/infer", "model"),
+        ("POST", "/v2/models/iris/versions/%FF/infer", "version"),
+        ("GET", "/models/%FF", "model"),
+        ("GET", "/models/%FF/predict", "model"),
+        ("POST", "/v1/models/%FF:predict", "name"),
+        ("GET", "/docs/%FF.js", "file"),
+    ] {
+        let r = match method {
+            "GET" => client().get(s.url(path)),
+            _ => client().post(s.url(path)).body("{}"),
+        }
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 400, "{method} {path}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{path}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(
+            e,
+            json!({"error": format!("invalid URL {path}: the path segment for {{{key}}} is not UTF-8 once percent-decoded")}),
+        );
+    }
+    // Percent-encoded UTF-8 is a name like any other (here an unknown model).
+    let (st, ct, e) = get(&s, "/v2/models/%C3%A9").await;
+    assert_eq!((st, ct.as_str()), (404, "application/json"));
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Request for unknown model"),
+        "{e}"
+    );
+    let (st, _, _) = get(&s, "/v2/models/iris").await;
+    assert_eq!(st, 200);
+}
