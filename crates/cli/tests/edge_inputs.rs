@@ -388,3 +388,61 @@ async fn a_url_path_that_is_not_utf8_gets_the_v2_error_body() {
     let (st, _, _) = get(&s, "/v2/models/iris").await;
     assert_eq!(st, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_body_limit_error_names_what_sets_the_limit() {
+    let index_rule = "request body is larger than the limit of 65536 bytes (POST /v2/repository/index reads at most {\"ready\": true}; --max-body-bytes does not raise it)";
+    // The repository index reads at most 64 KiB, whatever --max-body-bytes says above it.
+    let s = Server::start(&[], &[]);
+    let (st, e) = post(
+        &s,
+        "/v2/repository/index",
+        "application/json",
+        vec![b' '; 70_000],
+    )
+    .await;
+    assert_eq!((st, e["error"].as_str().unwrap()), (413, index_rule));
+    let (st, _) = post(
+        &s,
+        "/v2/repository/index",
+        "application/json",
+        b"{\"ready\": true}".to_vec(),
+    )
+    .await;
+    assert_eq!(st, 200);
+    drop(s);
+    // Below it, --max-body-bytes is the limit everywhere, and every error names it.
+    let s = Server::start(&["--max-body-bytes", "4096"], &[]);
+    let flag = "request body is larger than the limit of 4096 bytes (--max-body-bytes)";
+    for path in [
+        "/v2/repository/index",
+        "/v2/models/iris/infer",
+        "/models/iris/predict",
+        "/v1/models/iris:predict",
+    ] {
+        let (st, e) = post(&s, path, "application/json", vec![b' '; 5000]).await;
+        assert_eq!((st, e["error"].as_str().unwrap()), (413, flag), "{path}");
+    }
+    let mut g = GrpcInferenceServiceClient::connect(s.grpc.clone())
+        .await
+        .unwrap();
+    let big = ModelInferRequest {
+        model_name: "iris".into(),
+        inputs: vec![grpc_input(
+            "FP32",
+            vec![2000, 4],
+            InferTensorContents {
+                fp32_contents: vec![1.0; 8000],
+                ..Default::default()
+            },
+        )],
+        ..Default::default()
+    };
+    let e = g.model_infer(big).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        e.message().ends_with("(--max-body-bytes)"),
+        "{}",
+        e.message()
+    );
+}

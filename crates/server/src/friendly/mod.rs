@@ -38,7 +38,7 @@ use ferroserve_core::{
 use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
 use serde_json::json;
 
-use crate::body::read_body;
+use crate::body::{read_body, Limit};
 use crate::error::ApiError;
 use crate::extract::Path;
 use crate::AppState;
@@ -400,7 +400,7 @@ async fn answer_spec(
         RequestForm::Query => parse::read_pairs(pairs, spec, &table)?,
         form => {
             let kind = content(headers)?;
-            let bytes = read_body(body, headers, st.limits.max_body_bytes).await?;
+            let bytes = read_body(body, headers, Limit::flag(st.limits.max_body_bytes)).await?;
             let body_empty = bytes.iter().all(|b| b.is_ascii_whitespace());
             let csv_ok = matches!(form, RequestForm::Auto | RequestForm::Csv);
             let json_ok = !matches!(form, RequestForm::Csv);

@@ -21,7 +21,7 @@ use ferroserve_core::{
 use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
 use serde_json::json;
 
-use crate::body::{accepted_coding, body_kind, compress, read_body, BodyKind};
+use crate::body::{accepted_coding, body_kind, compress, read_body, BodyKind, Limit};
 use crate::error::ApiError;
 use crate::extract::Path;
 use crate::AppState;
@@ -164,12 +164,21 @@ pub async fn version_ready(
     ))
 }
 
+/// The most `POST /v2/repository/index` reads: its body holds at most `{"ready": true}`.
+const INDEX_BODY_BYTES: usize = 64 * 1024;
+
 pub async fn repository_index(
     State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     // The body may hold {"ready": true} to list ready models only.
-    let bytes = read_body(body, &HeaderMap::new(), 64 * 1024).await?;
+    let limit = Limit::fixed(
+        INDEX_BODY_BYTES,
+        "POST /v2/repository/index reads at most {\"ready\": true}; --max-body-bytes does not raise it",
+        st.limits.max_body_bytes,
+    );
+    let bytes = read_body(body, &headers, limit).await?;
     let ready_only = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         false
     } else {
@@ -233,7 +242,7 @@ async fn infer_inner(
                 "an application/octet-stream body needs an Inference-Header-Content-Length header giving the length of its JSON part",
             ));
         }
-        let bytes = read_body(body, &headers, st.limits.max_body_bytes).await?;
+        let bytes = read_body(body, &headers, Limit::flag(st.limits.max_body_bytes)).await?;
         let (head, bin) = binary::split(bytes, header_len)?;
         let (mut req, has_data) = json::parse_request(&head)?;
         binary::fill_inputs(&mut req.inputs, &has_data, &bin)?;
