@@ -213,6 +213,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             RequestLogArg::Info => RequestLog::Info,
         },
         route_owners: args.route_owner.clone(),
+        answers: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))
         .await

@@ -60,6 +60,8 @@ pub struct AppState {
     pub request_log: RequestLog,
     /// `--route-owner PATH=MODEL`: which model serves a route alias several models declare.
     pub route_owners: Vec<(String, String)>,
+    /// Every answer of both fronts, by route class or method and status (`/metrics`).
+    pub answers: metrics::Answers,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             strict_readiness: false,
             request_log: RequestLog::Info,
             route_owners: Vec::new(),
+            answers: metrics::Answers::default(),
         }
     }
 
@@ -125,15 +128,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(docs::router(docs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            log_request,
-        ))
         // A bug must not drop the connection: a panic in a handler answers 500, in the one
         // error body, and the server keeps serving.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_answer,
         ))
+        // Around it, so that the 500 of a panic is counted and logged too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
@@ -156,7 +157,7 @@ async fn metrics_route(State(st): State<Arc<AppState>>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&st.runtime),
+        metrics::render(&st.runtime, &st.answers),
     )
         .into_response()
 }
@@ -172,16 +173,27 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
     r
 }
 
-/// One structured line per request: method, path, status, latency.
-async fn log_request(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// Every answer counted by route class and status (`ferroserve_http_responses_total`: 404s of
+/// unknown models and paths included), and one structured line per request when asked:
+/// method, path, status, latency.
+async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // The router sets the matched route's template before this layer runs (none: no route).
+    let class = metrics::RouteClass::of(
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| m.as_str()),
+    );
     if st.request_log == RequestLog::Off {
-        return next.run(req).await;
+        let resp = next.run(req).await;
+        st.answers.http(class, resp.status().as_u16());
+        return resp;
     }
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
+    st.answers.http(class, status);
     let micros = started.elapsed().as_micros() as u64;
     match st.request_log {
         RequestLog::Info => {
@@ -205,4 +217,72 @@ pub async fn serve(
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use metrics::RouteClass;
+    use tower::ServiceExt;
+
+    fn examples_state() -> Arc<AppState> {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
+        let found = ferroserve_runtime::scan_repository(&repo).unwrap();
+        let runtime = Runtime::start(found, &Default::default());
+        let mut st = AppState::new(Arc::new(runtime));
+        st.request_log = RequestLog::Off;
+        Arc::new(st)
+    }
+
+    #[tokio::test]
+    async fn every_answer_is_counted_by_route_class_and_status() {
+        let st = examples_state();
+        let app = app(st.clone());
+        for (method, uri, status) in [
+            (Method::GET, "/v2/models/nope", 404),
+            (Method::GET, "/v2/models/nope/versions/1/ready", 404),
+            (Method::POST, "/v2/models/nope/infer", 404),
+            (Method::POST, "/v2/models/nope/infer", 404),
+            (Method::POST, "/models/nope/predict", 404),
+            (Method::GET, "/no/such/path", 404),
+            (Method::GET, "/v2/models/iris", 200),
+            (Method::GET, "/v2/models/iris/infer", 405),
+            (Method::GET, "/v2/health/live", 200),
+            (Method::GET, "/docs", 308),
+            (Method::GET, "/metrics", 200),
+        ] {
+            let req = Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap();
+            let r = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(r.status().as_u16(), status, "{method} {uri}");
+        }
+        let a = &st.answers;
+        assert_eq!(a.http_count(RouteClass::V2Infer, 404), 2);
+        assert_eq!(a.http_count(RouteClass::V2Infer, 405), 1);
+        assert_eq!(a.http_count(RouteClass::V2Model, 404), 2);
+        assert_eq!(a.http_count(RouteClass::V2Model, 200), 1);
+        assert_eq!(a.http_count(RouteClass::Friendly, 404), 1);
+        assert_eq!(a.http_count(RouteClass::Unmatched, 404), 1);
+        assert_eq!(a.http_count(RouteClass::V2Server, 200), 1);
+        assert_eq!(a.http_count(RouteClass::Docs, 308), 1);
+        assert_eq!(a.http_count(RouteClass::Metrics, 200), 1);
+        // And /metrics says so.
+        let r = app
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            text.contains("ferroserve_http_responses_total{route=\"v2_infer\",code=\"404\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferroserve_http_responses_total{route=\"unmatched\",code=\"404\"} 1\n")
+        );
+    }
 }

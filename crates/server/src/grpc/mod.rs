@@ -31,6 +31,52 @@ use proto::*;
 /// Requests of one `ModelStreamInfer` stream run at once; answers keep request order.
 const STREAM_CONCURRENCY: usize = 16;
 
+/// The service's methods: the bounded `method` label of `ferroserve_grpc_responses_total`, and
+/// the `path` of their log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    ServerLive,
+    ServerReady,
+    ModelReady,
+    ServerMetadata,
+    ModelMetadata,
+    ModelInfer,
+    ModelStreamInfer,
+    ModelStatistics,
+    ModelConfig,
+    RepositoryIndex,
+}
+
+impl Method {
+    pub const ALL: [Method; 10] = [
+        Method::ServerLive,
+        Method::ServerReady,
+        Method::ModelReady,
+        Method::ServerMetadata,
+        Method::ModelMetadata,
+        Method::ModelInfer,
+        Method::ModelStreamInfer,
+        Method::ModelStatistics,
+        Method::ModelConfig,
+        Method::RepositoryIndex,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::ServerLive => "ServerLive",
+            Method::ServerReady => "ServerReady",
+            Method::ModelReady => "ModelReady",
+            Method::ServerMetadata => "ServerMetadata",
+            Method::ModelMetadata => "ModelMetadata",
+            Method::ModelInfer => "ModelInfer",
+            Method::ModelStreamInfer => "ModelStreamInfer",
+            Method::ModelStatistics => "ModelStatistics",
+            Method::ModelConfig => "ModelConfig",
+            Method::RepositoryIndex => "RepositoryIndex",
+        }
+    }
+}
+
 /// The service: shared state, and a signal that ends open streams when the server stops.
 pub struct InferenceService {
     state: Arc<AppState>,
@@ -42,37 +88,40 @@ impl InferenceService {
         InferenceService { state, stopping }
     }
 
-    fn log(&self, method: &str, started: Instant, code: tonic::Code) {
+    fn log(&self, method: Method, started: Instant, code: tonic::Code) {
         let micros = started.elapsed().as_micros() as u64;
-        let code = format!("{code:?}");
+        let path = method.as_str();
         match self.state.request_log {
             RequestLog::Off => {}
             RequestLog::Info => {
-                tracing::info!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
+                let code = format!("{code:?}");
+                tracing::info!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
             }
             RequestLog::Debug => {
-                tracing::debug!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
+                let code = format!("{code:?}");
+                tracing::debug!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
             }
         }
     }
 
+    /// Answers a unary call: logged, and counted in `ferroserve_grpc_responses_total`.
     fn answer<T>(
         &self,
-        method: &str,
+        method: Method,
         started: Instant,
         r: Result<T, InferError>,
     ) -> Result<Response<T>, Status> {
-        match r {
-            Ok(v) => {
-                self.log(method, started, tonic::Code::Ok);
-                Ok(Response::new(v))
-            }
+        let (r, code) = match r {
+            Ok(v) => (Ok(Response::new(v)), tonic::Code::Ok),
             Err(e) => {
                 let s = grpc_status(e);
-                self.log(method, started, s.code());
-                Err(s)
+                let code = s.code();
+                (Err(s), code)
             }
-        }
+        };
+        self.state.answers.grpc(method, code);
+        self.log(method, started, code);
+        r
     }
 }
 
@@ -167,7 +216,13 @@ async fn infer_one(
 async fn stream_answer(state: Arc<AppState>, m: ModelInferRequest) -> ModelStreamInferResponse {
     let (model_name, model_version, id) =
         (m.model_name.clone(), m.model_version.clone(), m.id.clone());
-    match infer_one(&state, m, None).await {
+    let r = infer_one(&state, m, None).await;
+    let code = match &r {
+        Ok(_) => tonic::Code::Ok,
+        Err(e) => crate::error::code_of(e.kind),
+    };
+    state.answers.grpc(Method::ModelStreamInfer, code);
+    match r {
         Ok(r) => ModelStreamInferResponse {
             error_message: String::new(),
             infer_response: Some(r),
@@ -305,7 +360,7 @@ impl GrpcInferenceService for InferenceService {
         _: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
         self.answer(
-            "ServerLive",
+            Method::ServerLive,
             Instant::now(),
             Ok(ServerLiveResponse { live: true }),
         )
@@ -317,7 +372,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ServerReadyResponse>, Status> {
         let ready = self.state.is_ready();
         self.answer(
-            "ServerReady",
+            Method::ServerReady,
             Instant::now(),
             Ok(ServerReadyResponse { ready }),
         )
@@ -344,7 +399,7 @@ impl GrpcInferenceService for InferenceService {
             },
         };
         self.answer(
-            "ModelReady",
+            Method::ModelReady,
             started,
             ready.map(|ready| ModelReadyResponse { ready }),
         )
@@ -355,7 +410,7 @@ impl GrpcInferenceService for InferenceService {
         _: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
         self.answer(
-            "ServerMetadata",
+            Method::ServerMetadata,
             Instant::now(),
             Ok(ServerMetadataResponse {
                 name: "ferroserve".into(),
@@ -387,7 +442,7 @@ impl GrpcInferenceService for InferenceService {
                 outputs: m.outputs.iter().map(tensor_metadata).collect(),
             }
         });
-        self.answer("ModelMetadata", started, answer)
+        self.answer(Method::ModelMetadata, started, answer)
     }
 
     async fn model_infer(
@@ -397,7 +452,7 @@ impl GrpcInferenceService for InferenceService {
         let started = Instant::now();
         let deadline = deadline_of(&req);
         let r = infer_one(&self.state, req.into_inner(), deadline).await;
-        self.answer("ModelInfer", started, r)
+        self.answer(Method::ModelInfer, started, r)
     }
 
     type ModelStreamInferStream = AnswerStream;
@@ -427,7 +482,7 @@ impl GrpcInferenceService for InferenceService {
                 }
             })
             .buffered(STREAM_CONCURRENCY);
-        self.log("ModelStreamInfer", started, tonic::Code::Ok);
+        self.log(Method::ModelStreamInfer, started, tonic::Code::Ok);
         Ok(Response::new(Box::pin(answers)))
     }
 
@@ -458,7 +513,7 @@ impl GrpcInferenceService for InferenceService {
                 .map(|v| vec![model_statistics(&v)]),
         };
         self.answer(
-            "ModelStatistics",
+            Method::ModelStatistics,
             started,
             stats.map(|model_stats| ModelStatisticsResponse { model_stats }),
         )
@@ -477,7 +532,7 @@ impl GrpcInferenceService for InferenceService {
             .map(|v| proto::ModelConfigResponse {
                 config: Some(model_config_proto(v2::model_config::TritonConfig::of(&v))),
             });
-        self.answer("ModelConfig", started, answer)
+        self.answer(Method::ModelConfig, started, answer)
     }
 
     async fn repository_index(
@@ -499,7 +554,7 @@ impl GrpcInferenceService for InferenceService {
             })
             .collect();
         self.answer(
-            "RepositoryIndex",
+            Method::RepositoryIndex,
             Instant::now(),
             Ok(RepositoryIndexResponse { models }),
         )
