@@ -446,3 +446,166 @@ async fn every_body_limit_error_names_what_sets_the_limit() {
         e.message()
     );
 }
+
+/// A v2 binary request: the JSON header, then `bin`.
+async fn post_binary(s: &Server, path: &str, header: &Value, bin: &[u8]) -> (u16, Value) {
+    let mut body = serde_json::to_vec(header).unwrap();
+    let n = body.len();
+    body.extend_from_slice(bin);
+    let r = client()
+        .post(s.url(path))
+        .header("content-type", "application/octet-stream")
+        .header("inference-header-content-length", n.to_string())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+/// Sends one FP32 scalar (`shape: []`) as input `input_name` to `model` over v2 JSON, v2
+/// binary and gRPC (typed and raw), checking that each answers exactly `message` (400 /
+/// INVALID_ARGUMENT), and that the gRPC connection still serves afterwards.
+async fn scalar_is_refused_everywhere(s: &Server, model: &str, input_name: &str, message: &str) {
+    let path = format!("/v2/models/{model}/infer");
+    let json_body =
+        json!({"inputs": [{"name": input_name, "shape": [], "datatype": "FP32", "data": [1.5]}]});
+    let (st, e) = post(
+        s,
+        &path,
+        "application/json",
+        serde_json::to_vec(&json_body).unwrap(),
+    )
+    .await;
+    assert_eq!((st, e["error"].as_str().unwrap()), (400, message), "JSON");
+    let header = json!({"inputs": [{"name": input_name, "shape": [], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]});
+    let (st, e) = post_binary(s, &path, &header, &1.5f32.to_le_bytes()).await;
+    assert_eq!((st, e["error"].as_str().unwrap()), (400, message), "binary");
+    let mut g = GrpcInferenceServiceClient::connect(s.grpc.clone())
+        .await
+        .unwrap();
+    let mut typed = ModelInferRequest {
+        model_name: model.into(),
+        inputs: vec![grpc_input(
+            "FP32",
+            vec![],
+            InferTensorContents {
+                fp32_contents: vec![1.5],
+                ..Default::default()
+            },
+        )],
+        ..Default::default()
+    };
+    typed.inputs[0].name = input_name.into();
+    let mut raw = typed.clone();
+    raw.inputs[0].contents = None;
+    raw.raw_input_contents = vec![1.5f32.to_le_bytes().to_vec().into()];
+    for m in [typed, raw] {
+        let e = g.model_infer(m).await.unwrap_err();
+        assert_eq!(
+            (e.code(), e.message()),
+            (tonic::Code::InvalidArgument, message)
+        );
+    }
+    // The same connection goes on.
+    assert!(
+        g.server_live(ferroserve_server::grpc::proto::ServerLiveRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .live
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scalar_for_a_model_with_a_batch_dimension_is_a_clean_400() {
+    let s = Server::start(&[], &[]);
+    scalar_is_refused_everywhere(
+        &s,
+        "iris",
+        "input",
+        "input 'input': shape [] is a scalar (0-d), but the model expects shape [-1, 4], whose first dimension is the batch (rows)",
+    )
+    .await;
+    let (st, _) = post(
+        &s,
+        "/v2/models/iris/infer",
+        "application/json",
+        serde_json::to_vec(&iris_v2("FP32", json!([5.1, 3.5, 1.4, 0.2]))).unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200);
+}
+
+/// An ONNX graph `y = Identity(x)` on FP32 scalars: input and output of shape [].
+fn scalar_identity_onnx() -> Vec<u8> {
+    use ferroserve_trees::loaders::onnx_proto::{
+        GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+        TypeProtoTensor, ValueInfoProto,
+    };
+    use prost::Message;
+    let scalar = |name: &str| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                // FLOAT
+                elem_type: 1,
+                shape: Some(TensorShapeProto { dim: vec![] }),
+            }),
+        }),
+    };
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        producer_name: "ferroserve-tests".into(),
+        graph: Some(GraphProto {
+            node: vec![NodeProto {
+                input: vec!["x".into()],
+                output: vec!["y".into()],
+                name: "identity".into(),
+                op_type: "Identity".into(),
+                ..Default::default()
+            }],
+            name: "scalar_identity".into(),
+            input: vec![scalar("x")],
+            output: vec![scalar("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
+async fn a_model_whose_input_is_a_scalar_answers_400_not_a_panic() {
+    ferroserve_testkit::require(ferroserve_testkit::Need::OnnxRuntime, "a 0-d ONNX graph");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("scalar/1")).unwrap();
+    std::fs::write(
+        dir.path().join("scalar/1/model.onnx"),
+        scalar_identity_onnx(),
+    )
+    .unwrap();
+    let s = Server::start(&["--repository", dir.path().to_str().unwrap()], &[]);
+    let (st, _, meta) = get(&s, "/v2/models/scalar").await;
+    assert_eq!(st, 200, "{meta}");
+    assert_eq!(meta["inputs"][0]["shape"], json!([]), "{meta}");
+    scalar_is_refused_everywhere(
+        &s,
+        "scalar",
+        "x",
+        "input 'x': shape [] is a scalar (0-d), as this model declares input 'x'; ferroserve runs models along a first, batch dimension, which this input lacks (export the model with a batch dimension, shape [-1], to serve it)",
+    )
+    .await;
+    // No panic was logged on either front.
+    let logs: Vec<String> = s.stderr.try_iter().collect();
+    assert!(!logs.iter().any(|l| l.contains("panicked")), "{logs:#?}");
+}

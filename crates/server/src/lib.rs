@@ -139,16 +139,7 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    tracing::error!(%what, "handler panicked");
-    ApiError(ferroserve_core::InferError::internal(format!(
-        "internal error: {what}"
-    )))
-    .into_response()
+    ApiError(error::panicked(panic.as_ref())).into_response()
 }
 
 async fn metrics_route(State(st): State<Arc<AppState>>) -> Response {

@@ -6,17 +6,18 @@
 
 pub mod convert;
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferroserve_core::{ErrorKind, InferError};
 use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::error::grpc_status;
+use crate::error::{grpc_status, panicked};
 use crate::{v2, AppState, RequestLog};
 
 /// Messages, server trait and client generated from `proto/grpc_service.proto`.
@@ -216,7 +217,15 @@ async fn infer_one(
 async fn stream_answer(state: Arc<AppState>, m: ModelInferRequest) -> ModelStreamInferResponse {
     let (model_name, model_version, id) =
         (m.model_name.clone(), m.model_version.clone(), m.id.clone());
-    let r = infer_one(&state, m, None).await;
+    // A panic answers this message as INTERNAL, and the stream goes on: the stream's answers
+    // are computed while its body is sent, where the router's panic layer cannot reach.
+    let r = match AssertUnwindSafe(infer_one(&state, m, None))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(panic) => Err(panicked(panic.as_ref())),
+    };
     let code = match &r {
         Ok(_) => tonic::Code::Ok,
         Err(e) => crate::error::code_of(e.kind),
@@ -635,10 +644,17 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// A handler's panic as gRPC answers it: INTERNAL, with what the panic said, in a trailers-only
+/// response; the connection and the server go on.
+fn panic_status(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    grpc_status(panicked(panic.as_ref())).into_http()
+}
+
 /// The gRPC routes: the inference service, with message size limits from `state.limits`
 /// (larger messages, or compressed ones that grow larger once decompressed, are refused with
 /// RESOURCE_EXHAUSTED); gzip and deflate messages are read, and answers are compressed when the
-/// client's `grpc-accept-encoding` asks for it; any other method is UNIMPLEMENTED.
+/// client's `grpc-accept-encoding` asks for it; any other method is UNIMPLEMENTED. A panic in a
+/// handler answers INTERNAL (as over HTTP it answers 500), and the server keeps serving.
 pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Router {
     use tonic::codec::CompressionEncoding;
     let limit = state.limits.max_body_bytes;
@@ -652,6 +668,9 @@ pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Ro
     tonic::service::Routes::new(svc)
         .into_axum_router()
         .layer(axum::middleware::map_response(oversized_headers))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_status,
+        ))
 }
 
 /// Serves gRPC on `listener` until `shutdown` resolves, then ends open streams, lets requests
@@ -720,6 +739,118 @@ mod tests {
         // Without a deadline the same request is answered.
         let r = svc.model_infer(Request::new(m)).await.unwrap().into_inner();
         assert_eq!(r.outputs.len(), 2);
+    }
+
+    use prost::Message;
+
+    /// A model whose metadata panics once armed (a stand-in for any bug in a handler).
+    struct Trap {
+        armed: std::sync::atomic::AtomicBool,
+        meta: ferroserve_core::ModelMetadata,
+    }
+
+    impl ferroserve_core::LoadedModel for Trap {
+        fn metadata(&self) -> &ferroserve_core::ModelMetadata {
+            if self.armed.load(std::sync::atomic::Ordering::Relaxed) {
+                panic!("trap sprung");
+            }
+            &self.meta
+        }
+        fn infer(
+            &self,
+            _: &ferroserve_core::model::Batch,
+        ) -> Result<Vec<ferroserve_core::Tensor>, ferroserve_core::BackendError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// One gRPC message as a request body: the 5-byte prefix (uncompressed, length), then it.
+    fn frame(m: &impl prost::Message) -> Vec<u8> {
+        let b = m.encode_to_vec();
+        let mut out = vec![0u8];
+        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        out.extend_from_slice(&b);
+        out
+    }
+
+    async fn call(
+        app: &axum::Router,
+        method: &str,
+        body: Vec<u8>,
+    ) -> (
+        axum::http::HeaderMap,
+        Vec<u8>,
+        Option<axum::http::HeaderMap>,
+    ) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let req = axum::http::Request::post(format!("/inference.GRPCInferenceService/{method}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let r = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let headers = r.headers().clone();
+        let collected = r.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned();
+        (headers, collected.to_bytes().to_vec(), trailers)
+    }
+
+    #[tokio::test]
+    async fn a_handler_panic_answers_internal_and_the_server_keeps_serving() {
+        let trap = Arc::new(Trap {
+            armed: false.into(),
+            meta: Default::default(),
+        });
+        let found = vec![ferroserve_runtime::FoundModel {
+            name: "trap".into(),
+            config: Ok(Default::default()),
+            versions: vec![ferroserve_runtime::repository::FoundVersion {
+                version: 1,
+                result: Ok(trap.clone()),
+            }],
+            problem: None,
+        }];
+        let runtime = ferroserve_runtime::Runtime::start(found, &Default::default());
+        let mut st = AppState::new(Arc::new(runtime));
+        st.request_log = RequestLog::Off;
+        let st = Arc::new(st);
+        let (_tx, rx) = watch::channel(false);
+        let app = routes(st.clone(), rx);
+        trap.armed.store(true, std::sync::atomic::Ordering::Relaxed);
+
+        // A unary call: INTERNAL with the panic's message, in a trailers-only answer.
+        let meta = ModelMetadataRequest {
+            name: "trap".into(),
+            version: String::new(),
+        };
+        let (h, body, _) = call(&app, "ModelMetadata", frame(&meta)).await;
+        assert_eq!(h["grpc-status"], "13", "{h:?}");
+        let msg = percent_decode(h["grpc-message"].to_str().unwrap());
+        assert_eq!(msg, "internal error: trap sprung");
+        assert!(body.is_empty());
+        // A stream: the message is answered with the error, and the stream ends cleanly.
+        let m = ModelInferRequest {
+            model_name: "trap".into(),
+            id: "s-1".into(),
+            ..Default::default()
+        };
+        let (_, body, trailers) = call(&app, "ModelStreamInfer", frame(&m)).await;
+        let answer = ModelStreamInferResponse::decode(&body[5..]).unwrap();
+        assert_eq!(answer.error_message, "internal error: trap sprung");
+        assert_eq!(answer.infer_response.unwrap().id, "s-1");
+        assert_eq!(trailers.unwrap()["grpc-status"], "0");
+        // The same router keeps answering.
+        let (h, body, trailers) = call(&app, "ServerLive", frame(&ServerLiveRequest {})).await;
+        let status = trailers.as_ref().map_or(&h, |t| t)["grpc-status"].clone();
+        assert_eq!(status, "0");
+        assert!(ServerLiveResponse::decode(&body[5..]).unwrap().live);
+        assert_eq!(
+            st.answers
+                .grpc_count(Method::ModelStreamInfer, tonic::Code::Internal),
+            1
+        );
     }
 
     #[test]

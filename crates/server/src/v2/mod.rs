@@ -407,6 +407,12 @@ pub fn to_batch(
             shape.insert(0, 1);
         }
         if shape.len() != want.shape.len() {
+            if t.shape.is_empty() {
+                return Err(InferError::invalid(format!(
+                    "input '{}': shape [] is a scalar (0-d), but the model expects shape {:?}, whose first dimension is the batch (rows)",
+                    t.name, want.shape
+                )));
+            }
             return Err(InferError::invalid(format!(
                 "input '{}': shape {:?} does not match the model's {:?}",
                 t.name, t.shape, want.shape
@@ -420,7 +426,15 @@ pub fn to_batch(
                 )));
             }
         }
-        let n = shape[0] as usize;
+        // Rows are the first dimension: a model whose input has none (0-d) cannot be batched,
+        // as Triton refuses a batching model without its batch dimension.
+        let Some(&n) = shape.first() else {
+            return Err(InferError::invalid(format!(
+                "input '{}': shape [] is a scalar (0-d), as this model declares input '{}'; ferroserve runs models along a first, batch dimension, which this input lacks (export the model with a batch dimension, shape [-1], to serve it)",
+                t.name, want.name
+            )));
+        };
+        let n = n as usize;
         if n > max_rows {
             return Err(InferError::new(
                 ferroserve_core::ErrorKind::TooLarge,
@@ -651,5 +665,32 @@ mod tests {
             100
         )
         .is_ok());
+    }
+
+    #[test]
+    fn zero_dimensional_inputs_are_refused_with_the_reason() {
+        // A model whose input is 0-d: no batch dimension to run along.
+        let m = Declared::new(&[("s", DataType::Fp32, &[])]);
+        let e = to_batch(&m, one("s", vec![], TensorData::Fp32(vec![1.0])), &[], 100).unwrap_err();
+        assert_eq!(e.kind, ferroserve_core::ErrorKind::InvalidInput);
+        assert!(
+            e.message.starts_with(
+                "input 's': shape [] is a scalar (0-d), as this model declares input 's'; ferroserve runs models along a first, batch dimension"
+            ),
+            "{}",
+            e.message
+        );
+        // A scalar for a model with a batch dimension and features.
+        let m = Declared::new(&[("x", DataType::Fp32, &[-1, 4])]);
+        let e = to_batch(&m, one("x", vec![], TensorData::Fp32(vec![1.0])), &[], 100).unwrap_err();
+        assert_eq!(
+            e.message,
+            "input 'x': shape [] is a scalar (0-d), but the model expects shape [-1, 4], whose first dimension is the batch (rows)"
+        );
+        // A scalar for a one-dimensional input is one row of one value, as [n] is one row of
+        // an [-1, n] input.
+        let m = Declared::new(&[("k", DataType::Int64, &[-1])]);
+        let b = to_batch(&m, one("k", vec![], TensorData::Int64(vec![7])), &[], 100).unwrap();
+        assert_eq!((b.rows, b.inputs[0].shape.as_slice()), (1, &[1][..]));
     }
 }
