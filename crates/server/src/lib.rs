@@ -33,12 +33,16 @@ use crate::error::ApiError;
 pub struct Limits {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Streams one gRPC connection may have open at once (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`;
+    /// a client opens more only as others close).
+    pub grpc_max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 64 * 1024 * 1024,
+            grpc_max_concurrent_streams: 1024,
         }
     }
 }

@@ -675,26 +675,78 @@ pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Ro
 
 /// Serves gRPC on `listener` until `shutdown` resolves, then ends open streams, lets requests
 /// in flight finish, and returns.
+///
+/// Each connection allows `limits.grpc_max_concurrent_streams` streams at once (hyper, which
+/// `axum::serve` runs with its defaults, allows 200: a client holding 200 idle streams on a
+/// connection, `ModelStreamInfer` calls waiting for requests, left every further call on it
+/// waiting for a stream to close). Everything else is as `axum::serve` does it: TCP_NODELAY,
+/// HTTP/1 and HTTP/2 (h2c) on one port, and a graceful stop (no new connections, GOAWAY, the
+/// calls in flight answered).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
     let (tx, rx) = watch::channel(false);
-    let mut rx_done = rx.clone();
+    let mut stop = rx.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
-    let listener = listener.tap_io(|tcp| {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_concurrent_streams(state.limits.grpc_max_concurrent_streams);
+    let app = routes(state, rx);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                accept_failed(e).await;
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, routes(state, rx))
-        .with_graceful_shutdown(async move {
-            let _ = rx_done.wait_for(|s| *s).await;
-        })
-        .await
+        let conn = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(tcp),
+                TowerToHyperService::new(app.clone()),
+            )
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "gRPC connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// As `axum::serve` takes a failed accept: a connection that failed before it was accepted is
+/// skipped; anything else (out of file descriptors, say) is logged and retried after a second.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "gRPC: accepting a connection failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 #[cfg(test)]
