@@ -99,7 +99,8 @@ pub fn f32_to_bf16(x: f32) -> u16 {
 /// very small (`1e39`, not forty digits).
 pub fn number_text(x: f64) -> String {
     let a = x.abs();
-    if a.is_finite() && a != 0.0 && !(1e-6..1e16).contains(&a) {
+    // (NaN and the infinities read the same either way.)
+    if a != 0.0 && !(1e-6..1e16).contains(&a) {
         format!("{x:e}")
     } else {
         format!("{x}")
@@ -204,15 +205,14 @@ impl TensorData {
     }
 
     /// The first element that `target` cannot hold ([`DataType::holds`]), as its index and its
-    /// value written out; `None` when every element converts, without looking when `target`
-    /// holds every value of this type. BYTES on either side is not a number conversion and is
-    /// answered elsewhere (`None`).
+    /// value written out; `None` when every element converts. (It looks at every element: a
+    /// caller skips it when `target` holds every value of this type, [`DataType::holds_all`].)
+    /// BYTES on either side is not a number conversion and is answered elsewhere (`None`).
     pub fn first_unheld(&self, target: DataType) -> Option<(usize, String)> {
-        let from = self.datatype();
-        if target.holds_all(from) || from == DataType::Bytes || target == DataType::Bytes {
+        if target == DataType::Bytes {
             return None;
         }
-        if let (Some(_), Some((lo, hi))) = (from.int_range(), target.int_range()) {
+        if let (Some(_), Some((lo, hi))) = (self.datatype().int_range(), target.int_range()) {
             // Integers to integers, exactly (an f64 would round 64-bit values).
             macro_rules! exact {
                 ($($var:ident),*) => {
@@ -227,6 +227,7 @@ impl TensorData {
             }
             return exact!(Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64);
         }
+        // (BYTES elements have no f64: none is unheld.)
         (0..self.len()).find_map(|i| {
             let x = self.get_f64(i)?;
             (!target.holds(x)).then(|| (i, number_text(x)))
@@ -704,6 +705,14 @@ mod tests {
         );
         assert_eq!(
             TensorData::Bytes(vec![b"x".to_vec()]).first_unheld(DataType::Fp32),
+            None
+        );
+        assert_eq!(
+            TensorData::Fp32(vec![1.0]).first_unheld(DataType::Bytes),
+            None
+        );
+        assert_eq!(
+            TensorData::Int64(vec![1]).first_unheld(DataType::Bytes),
             None
         );
         let e = out_of_range("x", DataType::Fp32, &number_text(1e39));

@@ -460,7 +460,12 @@ pub fn to_batch(
         }
         // Numbers are converted to the model's input type; one it cannot hold (1e39 as FP64
         // for an FP32 input, 300 for UINT8) is refused, not turned into infinity or wrapped.
-        if let Some((i, value)) = t.data.first_unheld(want.datatype) {
+        let unheld = if want.datatype.holds_all(t.data.datatype()) {
+            None
+        } else {
+            t.data.first_unheld(want.datatype)
+        };
+        if let Some((i, value)) = unheld {
             return Err(InferError::invalid(format!(
                 "input '{}': value {value} (element {i}) is out of range for {}, the model's input type ({})",
                 t.name,
