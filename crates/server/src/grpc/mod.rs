@@ -2,7 +2,9 @@
 //! under the name Triton's and KServe's clients call) over the same runtime as HTTP. Requests go
 //! through the same [`crate::v2::run`] (validation, classification) as HTTP; every error is
 //! answered through the one [`crate::error::code_of`] mapping. Served by the same axum/hyper
-//! machinery as HTTP (plain HTTP/2), with the client's `grpc-timeout` honoured as a deadline.
+//! machinery as HTTP (plain HTTP/2, through hyper-util's connection builder for its stream
+//! limit), with the client's `grpc-timeout` honoured as a deadline; a handler's panic answers
+//! INTERNAL.
 
 pub mod convert;
 
