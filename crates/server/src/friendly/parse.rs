@@ -2036,8 +2036,10 @@ mod tests {
         assert!(values(&p)[1].is_nan());
     }
 
-    /// (problem, row, column, field, got) of each detail.
-    fn placed(e: &InferError) -> Vec<(&str, Option<usize>, Option<usize>, Option<&str>, &str)> {
+    /// (problem, row, column, field, got) of one detail.
+    type Placed<'a> = (&'a str, Option<usize>, Option<usize>, Option<&'a str>, &'a str);
+
+    fn placed(e: &InferError) -> Vec<Placed<'_>> {
         e.details
             .iter()
             .map(|d| {
