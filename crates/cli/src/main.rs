@@ -79,6 +79,10 @@ struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "FERROSERVE_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Streams one gRPC connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS):
+    /// beyond it, a client's further calls on that connection wait for one to close.
+    #[arg(long, env = "FERROSERVE_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    grpc_max_concurrent_streams: u32,
     /// Compute threads per model version.
     #[arg(long, env = "FERROSERVE_INSTANCES", default_value_t = 1)]
     instances: usize,
@@ -277,6 +281,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 max_buffered_bytes: args.max_buffered_bytes.max(1),
                 drain_timeout: args.drain_timeout,
             },
+            grpc_max_concurrent_streams: args.grpc_max_concurrent_streams,
         },
         strict_readiness: args.strict_readiness,
         request_log: match args.request_log {
@@ -287,6 +292,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         route_owners: args.route_owner.clone(),
         connections: Default::default(),
+        answers: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))
         .await

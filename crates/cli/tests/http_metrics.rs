@@ -227,3 +227,130 @@ async fn request_timeouts_are_validated_and_generous_ones_succeed() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_models_and_paths_are_counted_by_route_class_and_code() {
+    use ferroserve_server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use ferroserve_server::grpc::proto::{ModelInferRequest, ModelMetadataRequest};
+
+    let s = Server::start(&[], &[]);
+    let c = client();
+    let line = |route: &str, code: &str| {
+        format!("ferroserve_http_responses_total{{route=\"{route}\",code=\"{code}\"}}")
+    };
+    // Before any: the usual codes are there at zero, so a rate over them starts at once.
+    let text = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric(&text, &line("v2_infer", "404")), 0.0);
+    assert_eq!(metric(&text, &line("unmatched", "404")), 0.0);
+    assert!(text.contains("# TYPE ferroserve_http_responses_total counter"));
+    for _ in 0..3 {
+        let r = c
+            .post(s.url("/v2/models/nope/infer"))
+            .json(&iris_body(1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    for path in ["/v2/models/nope", "/v2/models/iris/versions/9/ready"] {
+        assert_eq!(c.get(s.url(path)).send().await.unwrap().status(), 404);
+    }
+    assert_eq!(
+        c.get(s.url("/models/nope/predict?a=1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    for path in ["/nope", "/v3/models/iris/infer"] {
+        assert_eq!(c.get(s.url(path)).send().await.unwrap().status(), 404);
+    }
+    let ok = c
+        .post(s.url("/v2/models/iris/infer"))
+        .json(&iris_body(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let mut g = GrpcInferenceServiceClient::connect(s.grpc.clone())
+        .await
+        .unwrap();
+    let e = g
+        .model_infer(ModelInferRequest {
+            model_name: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = g
+        .model_metadata(ModelMetadataRequest {
+            name: "nope".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    // A stream counts each message it answers.
+    let msgs = vec![
+        ModelInferRequest {
+            model_name: "nope".into(),
+            ..Default::default()
+        };
+        2
+    ];
+    let mut answers = g
+        .model_stream_infer(tokio_stream::iter(msgs))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while let Some(a) = answers.message().await.unwrap() {
+        assert!(
+            a.error_message.starts_with("Request for unknown model"),
+            "{}",
+            a.error_message
+        );
+        n += 1;
+    }
+    assert_eq!(n, 2);
+
+    let text = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric(&text, &line("v2_infer", "404")), 3.0);
+    assert_eq!(metric(&text, &line("v2_infer", "200")), 1.0);
+    assert_eq!(metric(&text, &line("v2_model", "404")), 2.0);
+    assert_eq!(metric(&text, &line("friendly", "404")), 1.0);
+    assert_eq!(metric(&text, &line("unmatched", "404")), 2.0);
+    // The first /metrics, answered before this one was rendered.
+    assert_eq!(metric(&text, &line("metrics", "200")), 1.0);
+    let grpc = |method: &str, code: &str| {
+        format!("ferroserve_grpc_responses_total{{method=\"{method}\",code=\"{code}\"}}")
+    };
+    assert_eq!(metric(&text, &grpc("ModelInfer", "NotFound")), 1.0);
+    assert_eq!(metric(&text, &grpc("ModelMetadata", "NotFound")), 1.0);
+    assert_eq!(metric(&text, &grpc("ModelStreamInfer", "NotFound")), 2.0);
+    assert_eq!(metric(&text, &grpc("ModelInfer", "Ok")), 0.0);
+    // Nothing of this is in a model's own counters (no model was found).
+    assert_eq!(
+        metric(
+            &text,
+            "ferroserve_requests_total{model=\"iris\",version=\"1\",outcome=\"success\"}"
+        ),
+        1.0
+    );
+}

@@ -42,6 +42,9 @@ pub enum Problem {
     DuplicateFeature,
     /// A value is not a number (nor null / empty, which mean missing).
     NotANumber,
+    /// A number the model's input type cannot hold: too large for it (`1e39` for FP32, which
+    /// would become infinity; `1e400`, beyond any float), or not whole for an integer input.
+    OutOfRange,
     /// More rows than the model accepts in one request (`max_request_rows`).
     TooManyRows,
     /// A CSV line has more columns than the model has features.
@@ -55,12 +58,13 @@ pub enum Problem {
 }
 
 impl Problem {
-    pub const ALL: [Problem; 10] = [
+    pub const ALL: [Problem; 11] = [
         Problem::WrongFeatureCount,
         Problem::UnknownFeature,
         Problem::MissingFeature,
         Problem::DuplicateFeature,
         Problem::NotANumber,
+        Problem::OutOfRange,
         Problem::TooManyRows,
         Problem::TooManyColumns,
         Problem::NoRows,
@@ -76,6 +80,7 @@ impl Problem {
             Problem::MissingFeature => "missing_feature",
             Problem::DuplicateFeature => "duplicate_feature",
             Problem::NotANumber => "not_a_number",
+            Problem::OutOfRange => "out_of_range",
             Problem::TooManyRows => "too_many_rows",
             Problem::TooManyColumns => "too_many_columns",
             Problem::NoRows => "no_rows",

@@ -95,6 +95,26 @@ pub fn f32_to_bf16(x: f32) -> u16 {
     ((b + round) >> 16) as u16
 }
 
+/// A number as messages write it: its shortest form, in exponent notation when very large or
+/// very small (`1e39`, not forty digits).
+pub fn number_text(x: f64) -> String {
+    let a = x.abs();
+    // (NaN and the infinities read the same either way.)
+    if a != 0.0 && !(1e-6..1e16).contains(&a) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// The error for a value of input `input` that `dt` cannot hold ([`DataType::holds`]).
+pub fn out_of_range(input: &str, dt: DataType, value: &str) -> InferError {
+    InferError::invalid(format!(
+        "input '{input}': value {value} is out of range for {dt} ({})",
+        dt.range()
+    ))
+}
+
 macro_rules! each_numeric {
     ($self:expr, $v:ident => $e:expr) => {
         match $self {
@@ -181,6 +201,36 @@ impl TensorData {
             TensorData::Fp32(v) => v[i] as f64,
             TensorData::Fp64(v) => v[i],
             TensorData::Bytes(_) => return None,
+        })
+    }
+
+    /// The first element that `target` cannot hold ([`DataType::holds`]), as its index and its
+    /// value written out; `None` when every element converts. (It looks at every element: a
+    /// caller skips it when `target` holds every value of this type, [`DataType::holds_all`].)
+    /// BYTES on either side is not a number conversion and is answered elsewhere (`None`).
+    pub fn first_unheld(&self, target: DataType) -> Option<(usize, String)> {
+        if target == DataType::Bytes {
+            return None;
+        }
+        if let (Some(_), Some((lo, hi))) = (self.datatype().int_range(), target.int_range()) {
+            // Integers to integers, exactly (an f64 would round 64-bit values).
+            macro_rules! exact {
+                ($($var:ident),*) => {
+                    match self {
+                        $(TensorData::$var(v) => v
+                            .iter()
+                            .position(|&x| !(lo..=hi).contains(&(x as i128)))
+                            .map(|i| (i, v[i].to_string())),)*
+                        _ => None,
+                    }
+                };
+            }
+            return exact!(Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64);
+        }
+        // (BYTES elements have no f64: none is unheld.)
+        (0..self.len()).find_map(|i| {
+            let x = self.get_f64(i)?;
+            (!target.holds(x)).then(|| (i, number_text(x)))
         })
     }
 
@@ -608,6 +658,80 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn the_first_value_a_type_cannot_hold_is_found() {
+        let d = TensorData::Fp64(vec![1.0, 3e38, 1e39, -1e39]);
+        assert_eq!(d.first_unheld(DataType::Fp32), Some((2, "1e39".into())));
+        assert_eq!(d.first_unheld(DataType::Fp64), None);
+        assert_eq!(
+            TensorData::Fp32(vec![1.0, 65504.0, 65520.0]).first_unheld(DataType::Fp16),
+            Some((2, "65520".into()))
+        );
+        assert_eq!(
+            TensorData::Fp32(vec![f32::NAN, f32::INFINITY]).first_unheld(DataType::Fp16),
+            None
+        );
+        assert_eq!(
+            TensorData::Fp32(vec![1.0, 2.5]).first_unheld(DataType::Int32),
+            Some((1, "2.5".into()))
+        );
+        // Integers are compared exactly, at 64 bits too.
+        assert_eq!(
+            TensorData::Uint64(vec![i64::MAX as u64, i64::MAX as u64 + 1])
+                .first_unheld(DataType::Int64),
+            Some((1, "9223372036854775808".into()))
+        );
+        assert_eq!(
+            TensorData::Int64(vec![-1]).first_unheld(DataType::Uint8),
+            Some((0, "-1".into()))
+        );
+        assert_eq!(
+            TensorData::Int64(vec![0, 255]).first_unheld(DataType::Uint8),
+            None
+        );
+        assert_eq!(
+            TensorData::Int32(vec![70000]).first_unheld(DataType::Fp16),
+            Some((0, "70000".into()))
+        );
+        assert_eq!(
+            TensorData::Bf16(vec![0x7f7f]).first_unheld(DataType::Fp16),
+            Some((0, "3.3895313892515355e38".into()))
+        );
+        assert_eq!(
+            TensorData::Bool(vec![true]).first_unheld(DataType::Int8),
+            None
+        );
+        assert_eq!(
+            TensorData::Bytes(vec![b"x".to_vec()]).first_unheld(DataType::Fp32),
+            None
+        );
+        assert_eq!(
+            TensorData::Fp32(vec![1.0]).first_unheld(DataType::Bytes),
+            None
+        );
+        assert_eq!(
+            TensorData::Int64(vec![1]).first_unheld(DataType::Bytes),
+            None
+        );
+        let e = out_of_range("x", DataType::Fp32, &number_text(1e39));
+        assert_eq!(
+            e.message,
+            "input 'x': value 1e39 is out of range for FP32 (numbers up to ±3.4028235e38)"
+        );
+        assert_eq!(e.kind, crate::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn numbers_are_written_short() {
+        assert_eq!(number_text(1e39), "1e39");
+        assert_eq!(number_text(-2.5e-9), "-2.5e-9");
+        assert_eq!(number_text(0.5), "0.5");
+        assert_eq!(number_text(0.0), "0");
+        assert_eq!(number_text(123456.0), "123456");
+        assert_eq!(number_text(f64::NAN), "NaN");
+        assert_eq!(number_text(f64::INFINITY), "inf");
     }
 
     #[test]

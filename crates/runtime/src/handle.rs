@@ -9,7 +9,10 @@
 //! A panic inside a model is caught, answered as an internal error, and the instance keeps
 //! serving. A cheap model (measured cost below `inline_compute_below`) whose queue is empty is
 //! computed on the caller's own task instead: a batch could not form, and the two thread hops
-//! would cost more than the model.
+//! would cost more than the model. Inline computations take an idle instance's permit (the
+//! batcher's, with `try_acquire`: no wait, and none when every instance is busy, when the
+//! request is queued instead), so that at most `instances` computations of a version run at
+//! once, inline or not.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -52,6 +55,9 @@ pub struct ModelHandle {
     pending: Arc<AtomicUsize>,
     /// Compute inline below this measured cost when the queue is empty (zero: never).
     inline_below: Duration,
+    /// One permit per instance, shared with the batcher: held by every computation, inline
+    /// ones included.
+    instances: Arc<Semaphore>,
     admission: Arc<Semaphore>,
     max_queue_size: usize,
     max_batch_size: usize,
@@ -80,10 +86,11 @@ impl ModelHandle {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
+        let permits = Arc::new(Semaphore::new(instances));
         tokio::spawn(batcher::run(
             Policy::from_config(&cfg.batching),
             rx,
-            Arc::new(Semaphore::new(instances)),
+            permits.clone(),
             jobs_tx,
             stats.clone(),
             pending.clone(),
@@ -93,6 +100,7 @@ impl ModelHandle {
             model,
             pending,
             inline_below: cfg.batching.inline_compute_below(),
+            instances: permits,
             admission: Arc::new(Semaphore::new(cfg.max_queue_size.max(1))),
             max_queue_size: cfg.max_queue_size.max(1),
             max_batch_size: cfg.batching.max_batch_size.max(1),
@@ -187,8 +195,9 @@ impl ModelHandle {
 
 impl ModelHandle {
     /// Computes `batch` on the caller's task when the model is cheap (its measured cost for
-    /// these rows is below `inline_compute_below`) and nothing is queued: a batch could not form
-    /// anyway, and two thread hops would cost more than the model.
+    /// these rows is below `inline_compute_below`), nothing is queued and an instance is idle
+    /// (its permit is held while computing): a batch could not form anyway, and two thread hops
+    /// would cost more than the model.
     fn try_inline(&self, batch: &Batch) -> Option<Result<Vec<Tensor>, InferError>> {
         if self.inline_below.is_zero()
             || batch.rows > self.max_batch_size
@@ -200,6 +209,8 @@ impl ModelHandle {
         if cost >= self.inline_below {
             return None;
         }
+        // Every instance busy (inline or on its thread): the queue, like any other request.
+        let _instance = self.instances.try_acquire().ok()?;
         // Counted as queued for no time, as Triton counts every request in its queue statistics
         // (perf_analyzer finds the version a request went to by its queue count).
         self.stats.dequeued(Duration::ZERO);
@@ -265,23 +276,31 @@ fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Jo
             tracing::debug!("batch dropped before compute: every client went away");
             continue;
         }
+        let Job {
+            batch,
+            parts,
+            stats,
+            _instance: permit,
+        } = job;
         let started = Instant::now();
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.infer(&job.batch)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.infer(&batch)));
         let took = started.elapsed();
-        job.stats.batch_done(job.batch.rows, took);
+        stats.batch_done(batch.rows, took);
+        // The instance is idle from here: its permit goes back before the answers do, so that
+        // a caller's next request finds it free (and may compute inline).
+        drop(permit);
         let result = match result {
             Ok(r) => r.map_err(InferError::from),
             Err(panic) => Err(panic_error(panic)),
         };
-        match result.and_then(|outs| batcher::split(outs, &job.parts)) {
+        match result.and_then(|outs| batcher::split(outs, &parts)) {
             Ok(split) => {
-                for (part, outs) in job.parts.into_iter().zip(split) {
+                for (part, outs) in parts.into_iter().zip(split) {
                     let _ = part.reply.send(Ok(outs));
                 }
             }
             Err(e) => {
-                for part in job.parts {
+                for part in parts {
                     let _ = part.reply.send(Err(e.clone()));
                 }
             }
@@ -463,6 +482,84 @@ mod tests {
             ..h.clone()
         };
         assert!(fresh.try_inline(&batch(&[1.0], &[])).is_none());
+    }
+
+    /// A model that records how many of its computations run at once: each waits (up to
+    /// 100 ms) for another to join it, so that two that can overlap do.
+    struct Crowd {
+        meta: ferroserve_core::ModelMetadata,
+        running: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl LoadedModel for Crowd {
+        fn metadata(&self) -> &ferroserve_core::ModelMetadata {
+            &self.meta
+        }
+        fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, ferroserve_core::BackendError> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            let started = Instant::now();
+            while self.running.load(Ordering::SeqCst) < 2
+                && started.elapsed() < Duration::from_millis(100)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.most
+                .fetch_max(self.running.load(Ordering::SeqCst), Ordering::SeqCst);
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            let r = batch.rows as i64;
+            Ok(vec![Tensor::new(
+                "a",
+                vec![r],
+                TensorData::Fp32(vec![0.0; batch.rows]),
+            )])
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn inline_computations_are_bounded_by_the_instances() {
+        let stats = Arc::new(VersionStats::default());
+        for _ in 0..8 {
+            stats.batch_done(1, Duration::from_micros(1));
+        }
+        let model = Arc::new(Crowd {
+            meta: Default::default(),
+            running: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        });
+        let cfg = HandleConfig {
+            instances: 1,
+            max_queue_size: 16,
+            batching: BatchingConfig {
+                max_batch_size: 4,
+                // Far above any measure here: every request may go inline.
+                inline_compute_below: "10s".into(),
+                ..BatchingConfig::default()
+            },
+        };
+        let h = ModelHandle::start("crowd", model.clone(), &cfg, stats.clone());
+        // Four callers at once, on four worker threads: one instance, one computation at a
+        // time, whether inline or queued.
+        let calls: Vec<_> = (0..4)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move { h.submit(batch(&[i as f32], &[]), None).await })
+            })
+            .collect();
+        for c in calls {
+            let out = c.await.unwrap().unwrap();
+            assert_eq!(out[0].shape, vec![1]);
+        }
+        assert_eq!(model.most.load(Ordering::SeqCst), 1);
+        assert_eq!(h.queue_depth(), 0);
+        // With the permits back, the next one is computed inline again.
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+        // While an instance is busy, no inline compute: the permit is the instance's.
+        let busy = h.instances.clone().try_acquire_owned().unwrap();
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+        drop(busy);
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
     }
 
     #[tokio::test]

@@ -142,29 +142,62 @@ pub fn unreadable(e: &(dyn std::error::Error + 'static)) -> ApiError {
     }
 }
 
-fn too_large(limit: usize, what: &str) -> ApiError {
+/// The most bytes a body may hold, and what sets it (named in the error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub bytes: usize,
+    /// The flag or rule the error names.
+    pub source: &'static str,
+}
+
+impl Limit {
+    /// The server's `--max-body-bytes`.
+    pub fn flag(bytes: usize) -> Limit {
+        Limit {
+            bytes,
+            source: "--max-body-bytes",
+        }
+    }
+
+    /// `rule`'s own `bytes`, unless `--max-body-bytes` (`flag`) is smaller.
+    pub fn fixed(bytes: usize, rule: &'static str, flag: usize) -> Limit {
+        if flag <= bytes {
+            Limit::flag(flag)
+        } else {
+            Limit {
+                bytes,
+                source: rule,
+            }
+        }
+    }
+}
+
+fn too_large(limit: Limit, what: &str) -> ApiError {
     ApiError(InferError::new(
         ErrorKind::TooLarge,
-        format!("request body{what} is larger than the limit of {limit} bytes (--max-body-bytes)"),
+        format!(
+            "request body{what} is larger than the limit of {} bytes ({})",
+            limit.bytes, limit.source
+        ),
     ))
 }
 
-/// Reads the whole body, refusing more than `limit` bytes, compressed or decompressed.
-pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the whole body, refusing more than the limit, compressed or decompressed.
+pub async fn read_body(body: Body, headers: &HeaderMap, limit: Limit) -> Result<Bytes, ApiError> {
     let coding = content_coding(headers)?;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
     {
-        if len > limit as u64 {
+        if len > limit.bytes as u64 {
             return Err(too_large(limit, ""));
         }
     }
     if let Some(coding) = coding {
         return inflate(body, coding, limit).await;
     }
-    match axum::body::to_bytes(body, limit).await {
+    match axum::body::to_bytes(body, limit.bytes).await {
         Ok(b) => Ok(b),
         Err(e) => {
             // A length-limit failure is reported as such; anything else is a broken upload.
@@ -201,7 +234,7 @@ impl Write for Bounded {
 }
 
 /// Decompresses the body as it arrives, frame by frame.
-async fn inflate(body: Body, coding: Coding, limit: usize) -> Result<Bytes, ApiError> {
+async fn inflate(body: Body, coding: Coding, limit: Limit) -> Result<Bytes, ApiError> {
     enum Decoder {
         Gzip(flate2::write::GzDecoder<Bounded>),
         Deflate(flate2::write::ZlibDecoder<Bounded>),
@@ -234,7 +267,7 @@ async fn inflate(body: Body, coding: Coding, limit: usize) -> Result<Bytes, ApiE
     }
     let out = Bounded {
         buf: Vec::new(),
-        limit,
+        limit: limit.bytes,
         exceeded: false,
     };
     let mut d = match coding {
@@ -255,7 +288,7 @@ async fn inflate(body: Body, coding: Coding, limit: usize) -> Result<Bytes, ApiE
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| unreadable(&e))?;
         read += chunk.len();
-        if read > limit {
+        if read > limit.bytes {
             return Err(too_large(limit, ""));
         }
         if let Err(e) = d.write_all(&chunk) {
@@ -296,12 +329,16 @@ mod tests {
         let plain = br#"{"inputs":[]}"#.repeat(100);
         let gz = gzip(&plain);
         let h = headers(&[(header::CONTENT_ENCODING, "gzip")]);
-        let got = read_body(Body::from(gz), &h, 1 << 20).await.unwrap();
+        let got = read_body(Body::from(gz), &h, Limit::flag(1 << 20))
+            .await
+            .unwrap();
         assert_eq!(&got[..], &plain[..]);
         let (z, ce) = compress(&plain, Coding::Deflate);
         assert_eq!(ce, "deflate");
         let h = headers(&[(header::CONTENT_ENCODING, "deflate")]);
-        let got = read_body(Body::from(z), &h, 1 << 20).await.unwrap();
+        let got = read_body(Body::from(z), &h, Limit::flag(1 << 20))
+            .await
+            .unwrap();
         assert_eq!(&got[..], &plain[..]);
     }
 
@@ -310,7 +347,9 @@ mod tests {
         let bomb = gzip(&vec![0u8; 8 << 20]);
         assert!(bomb.len() < 64 << 10);
         let h = headers(&[(header::CONTENT_ENCODING, "gzip")]);
-        let e = read_body(Body::from(bomb), &h, 1 << 20).await.unwrap_err();
+        let e = read_body(Body::from(bomb), &h, Limit::flag(1 << 20))
+            .await
+            .unwrap_err();
         assert_eq!(e.0.kind, ErrorKind::TooLarge);
         assert!(e.0.message.contains("once decompressed"), "{}", e.0.message);
     }
@@ -318,10 +357,12 @@ mod tests {
     #[tokio::test]
     async fn bad_codings_and_bad_data_are_named() {
         let h = headers(&[(header::CONTENT_ENCODING, "br")]);
-        let e = read_body(Body::from("x"), &h, 100).await.unwrap_err();
+        let e = read_body(Body::from("x"), &h, Limit::flag(100))
+            .await
+            .unwrap_err();
         assert_eq!(e.0.kind, ErrorKind::UnsupportedMediaType);
         let h = headers(&[(header::CONTENT_ENCODING, "gzip")]);
-        let e = read_body(Body::from("not gzip"), &h, 100)
+        let e = read_body(Body::from("not gzip"), &h, Limit::flag(100))
             .await
             .unwrap_err();
         assert_eq!(e.0.kind, ErrorKind::InvalidInput);
@@ -329,8 +370,35 @@ mod tests {
         // Truncated: the gzip trailer is missing.
         let mut gz = gzip(b"hello world");
         gz.truncate(gz.len() - 4);
-        let e = read_body(Body::from(gz), &h, 100).await.unwrap_err();
+        let e = read_body(Body::from(gz), &h, Limit::flag(100))
+            .await
+            .unwrap_err();
         assert_eq!(e.0.kind, ErrorKind::InvalidInput, "{}", e.0.message);
+    }
+
+    #[tokio::test]
+    async fn the_limit_error_names_what_sets_the_limit() {
+        let big = Body::from(vec![b' '; 200]);
+        let e = read_body(big, &HeaderMap::new(), Limit::flag(100))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.0.message,
+            "request body is larger than the limit of 100 bytes (--max-body-bytes)"
+        );
+        let rule = Limit::fixed(100, "its own rule", 1000);
+        assert_eq!((rule.bytes, rule.source), (100, "its own rule"));
+        let h = headers(&[(header::CONTENT_LENGTH, "200")]);
+        let e = read_body(Body::from(vec![b' '; 200]), &h, rule)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.0.message,
+            "request body is larger than the limit of 100 bytes (its own rule)"
+        );
+        // The flag, when it is the smaller.
+        assert_eq!(Limit::fixed(100, "its own rule", 50), Limit::flag(50));
+        assert_eq!(Limit::fixed(100, "its own rule", 100), Limit::flag(100));
     }
 
     #[test]

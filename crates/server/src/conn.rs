@@ -1055,9 +1055,6 @@ async fn connection(
         cfg: cfg.clone(),
     };
     let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if front == Front::Grpc {
-        b = b.http2_only();
-    }
     // The watchdog below times heads and idleness; hyper's own header timer would also close
     // idle keep-alive connections at the header timeout.
     b.http1().timer(TokioTimer::new()).header_read_timeout(None);

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -13,6 +13,7 @@ use axum::Router;
 use utoipa_swagger_ui::Config;
 
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::AppState;
 
 /// What the documentation routes serve.

@@ -64,6 +64,18 @@ pub fn grpc_status(e: InferError) -> tonic::Status {
     tonic::Status::new(code_of(e.kind), e.message)
 }
 
+/// What a panic said (its `&str` or `String` payload), logged as a handler's panic, and the
+/// internal error both fronts answer for it.
+pub fn panicked(panic: &(dyn std::any::Any + Send)) -> InferError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(%what, "handler panicked");
+    InferError::internal(format!("internal error: {what}"))
+}
+
 #[derive(serde::Serialize)]
 struct DetailJson<'a> {
     problem: &'static str,

@@ -9,6 +9,7 @@ pub mod body;
 pub mod conn;
 pub mod docs;
 pub mod error;
+pub mod extract;
 pub mod friendly;
 pub mod grpc;
 pub mod metrics;
@@ -35,6 +36,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Timeouts, connection caps, buffered bytes, drain deadline.
     pub conn: conn::ConnLimits,
+    /// Streams one gRPC connection may have open at once (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`;
+    /// a client opens more only as others close).
+    pub grpc_max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -42,6 +46,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 64 * 1024 * 1024,
             conn: conn::ConnLimits::default(),
+            grpc_max_concurrent_streams: 1024,
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct AppState {
     pub route_owners: Vec<(String, String)>,
     /// Connection counters of both fronts (and the buffered-bytes budget they share).
     pub connections: Arc<conn::ConnStats>,
+    /// Every answer of both fronts, by route class or method and status (`/metrics`).
+    pub answers: metrics::Answers,
 }
 
 impl AppState {
@@ -78,6 +85,7 @@ impl AppState {
             request_log: RequestLog::Errors,
             route_owners: Vec::new(),
             connections: Arc::default(),
+            answers: metrics::Answers::default(),
         }
     }
 
@@ -133,40 +141,29 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(docs::router(docs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            log_request,
-        ))
         // A bug must not drop the connection: a panic in a handler answers 500, in the one
         // error body, and the server keeps serving.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_answer,
         ))
+        // Around it, so that the 500 of a panic is counted and logged too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
 fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    tracing::error!(%what, "handler panicked");
-    ApiError(ferroserve_core::InferError::internal(format!(
-        "internal error: {what}"
-    )))
-    .into_response()
+    ApiError(error::panicked(panic.as_ref())).into_response()
 }
 
 async fn metrics_route(State(st): State<Arc<AppState>>) -> Response {
-    let mut text = metrics::render(&st.runtime);
+    let mut text = String::new();
     conn::render(&mut text, &st.connections);
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        text,
+        metrics::render(&st.runtime, &st.answers) + &text,
     )
         .into_response()
 }
@@ -182,10 +179,20 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
     r
 }
 
-/// One structured line per request (or per failed request): method, path, status, latency.
-async fn log_request(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// Every answer counted by route class and status (`ferroserve_http_responses_total`: 404s of
+/// unknown models and paths included), and one structured line per request when asked:
+/// method, path, status, latency.
+async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // The router sets the matched route's template before this layer runs (none: no route).
+    let class = metrics::RouteClass::of(
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| m.as_str()),
+    );
     if st.request_log == RequestLog::Off {
-        return next.run(req).await;
+        let resp = next.run(req).await;
+        st.answers.http(class, resp.status().as_u16());
+        return resp;
     }
     let started = Instant::now();
     let method = req.method().clone();
@@ -193,6 +200,7 @@ async fn log_request(State(st): State<Arc<AppState>>, req: Request, next: Next) 
     let path = uri.path();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
+    st.answers.http(class, status);
     let micros = started.elapsed().as_micros() as u64;
     match st.request_log {
         RequestLog::Info => {
@@ -226,4 +234,72 @@ pub async fn serve(
         max_concurrent_streams: None,
     };
     conn::serve(listener, app(state), cfg, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use metrics::RouteClass;
+    use tower::ServiceExt;
+
+    fn examples_state() -> Arc<AppState> {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
+        let found = ferroserve_runtime::scan_repository(&repo, &Default::default()).unwrap();
+        let runtime = Runtime::start(found, &Default::default());
+        let mut st = AppState::new(Arc::new(runtime));
+        st.request_log = RequestLog::Off;
+        Arc::new(st)
+    }
+
+    #[tokio::test]
+    async fn every_answer_is_counted_by_route_class_and_status() {
+        let st = examples_state();
+        let app = app(st.clone());
+        for (method, uri, status) in [
+            (Method::GET, "/v2/models/nope", 404),
+            (Method::GET, "/v2/models/nope/versions/1/ready", 404),
+            (Method::POST, "/v2/models/nope/infer", 404),
+            (Method::POST, "/v2/models/nope/infer", 404),
+            (Method::POST, "/models/nope/predict", 404),
+            (Method::GET, "/no/such/path", 404),
+            (Method::GET, "/v2/models/iris", 200),
+            (Method::GET, "/v2/models/iris/infer", 405),
+            (Method::GET, "/v2/health/live", 200),
+            (Method::GET, "/docs", 308),
+            (Method::GET, "/metrics", 200),
+        ] {
+            let req = Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap();
+            let r = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(r.status().as_u16(), status, "{method} {uri}");
+        }
+        let a = &st.answers;
+        assert_eq!(a.http_count(RouteClass::V2Infer, 404), 2);
+        assert_eq!(a.http_count(RouteClass::V2Infer, 405), 1);
+        assert_eq!(a.http_count(RouteClass::V2Model, 404), 2);
+        assert_eq!(a.http_count(RouteClass::V2Model, 200), 1);
+        assert_eq!(a.http_count(RouteClass::Friendly, 404), 1);
+        assert_eq!(a.http_count(RouteClass::Unmatched, 404), 1);
+        assert_eq!(a.http_count(RouteClass::V2Server, 200), 1);
+        assert_eq!(a.http_count(RouteClass::Docs, 308), 1);
+        assert_eq!(a.http_count(RouteClass::Metrics, 200), 1);
+        // And /metrics says so.
+        let r = app
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            text.contains("ferroserve_http_responses_total{route=\"v2_infer\",code=\"404\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferroserve_http_responses_total{route=\"unmatched\",code=\"404\"} 1\n")
+        );
+    }
 }

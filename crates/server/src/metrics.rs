@@ -1,11 +1,199 @@
-//! `/metrics`: the runtime's per-version statistics rendered in the Prometheus text format.
+//! `/metrics`: the runtime's per-version statistics rendered in the Prometheus text format,
+//! and the answers of both fronts counted by route class or method and status ([`Answers`]:
+//! what is asked of no model, an unknown model or an unknown path, is counted there).
 //! Names follow Prometheus conventions (`_total`, `_seconds`); labels are bounded: model,
-//! version, outcome.
+//! version, outcome, route class, gRPC method, status code.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferroserve_runtime::stats::Histogram;
 use ferroserve_runtime::{Outcome, Runtime, VersionState};
+
+use crate::grpc::Method;
+
+/// What an HTTP route serves: the bounded `route` label of `ferroserve_http_responses_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    /// `POST /v2/models/{m}[/versions/{v}]/infer`.
+    V2Infer,
+    /// The other `/v2/models/...` routes: metadata, readiness, configuration, statistics.
+    V2Model,
+    /// `/v2`, `/v2/health/*`, `/v2/repository/index`.
+    V2Server,
+    /// The friendly routes (`/models/...`, KServe v1, `GET /`) and route aliases.
+    Friendly,
+    /// `/metrics`.
+    Metrics,
+    /// `/openapi.json`, `/docs/`, `/apidocs/`.
+    Docs,
+    /// No route: the path is unknown to the server.
+    Unmatched,
+}
+
+impl RouteClass {
+    pub const ALL: [RouteClass; 7] = [
+        RouteClass::V2Infer,
+        RouteClass::V2Model,
+        RouteClass::V2Server,
+        RouteClass::Friendly,
+        RouteClass::Metrics,
+        RouteClass::Docs,
+        RouteClass::Unmatched,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteClass::V2Infer => "v2_infer",
+            RouteClass::V2Model => "v2_model",
+            RouteClass::V2Server => "v2_server",
+            RouteClass::Friendly => "friendly",
+            RouteClass::Metrics => "metrics",
+            RouteClass::Docs => "docs",
+            RouteClass::Unmatched => "unmatched",
+        }
+    }
+
+    /// The class of the route template that matched a request (`None`: none did).
+    pub fn of(template: Option<&str>) -> RouteClass {
+        let Some(t) = template else {
+            return RouteClass::Unmatched;
+        };
+        match t {
+            "/v2/models/{model}/infer" | "/v2/models/{model}/versions/{version}/infer" => {
+                RouteClass::V2Infer
+            }
+            "/metrics" => RouteClass::Metrics,
+            "/openapi.json" => RouteClass::Docs,
+            t if t.starts_with("/v2/models/") => RouteClass::V2Model,
+            t if t == "/v2" || t.starts_with("/v2/") => RouteClass::V2Server,
+            t if t == "/docs" || t.starts_with("/docs/") => RouteClass::Docs,
+            t if t == "/apidocs" || t.starts_with("/apidocs/") => RouteClass::Docs,
+            _ => RouteClass::Friendly,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// HTTP status codes counted one by one (100 to 599); any other is counted as `other`.
+const HTTP_CODES: usize = 500;
+/// gRPC status codes: 0 (OK) to 16 (UNAUTHENTICATED).
+const GRPC_CODES: usize = 17;
+/// Codes rendered even at zero, so that a rate over them exists before the first one (a
+/// series that appears at its first increment hides that increment from `increase()`): what
+/// this server answers (the one error mapping, 200 and 405).
+const HTTP_ALWAYS: [u16; 11] = [200, 400, 404, 405, 413, 415, 422, 429, 500, 503, 504];
+const GRPC_ALWAYS: [tonic::Code; 7] = [
+    tonic::Code::Ok,
+    tonic::Code::InvalidArgument,
+    tonic::Code::NotFound,
+    tonic::Code::ResourceExhausted,
+    tonic::Code::Unavailable,
+    tonic::Code::DeadlineExceeded,
+    tonic::Code::Internal,
+];
+
+/// Every answer of both fronts, by route class (HTTP) or method (gRPC) and status: one atomic
+/// counter per pair, counted with one relaxed add.
+pub struct Answers {
+    /// `[class][code - 100]`, then one `other` slot per class.
+    http: Vec<AtomicU64>,
+    /// `[method][code]`.
+    grpc: Vec<AtomicU64>,
+}
+
+impl Default for Answers {
+    fn default() -> Self {
+        let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
+        Answers {
+            http: zeros(RouteClass::ALL.len() * (HTTP_CODES + 1)),
+            grpc: zeros(Method::ALL.len() * GRPC_CODES),
+        }
+    }
+}
+
+impl Answers {
+    fn http_slot(class: RouteClass, status: u16) -> usize {
+        let code = match status {
+            100..=599 => (status - 100) as usize,
+            _ => HTTP_CODES,
+        };
+        class.index() * (HTTP_CODES + 1) + code
+    }
+
+    fn grpc_slot(method: Method, code: tonic::Code) -> usize {
+        method as usize * GRPC_CODES + (code as usize).min(GRPC_CODES - 1)
+    }
+
+    /// Counts one HTTP answer.
+    pub fn http(&self, class: RouteClass, status: u16) {
+        self.http[Self::http_slot(class, status)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one gRPC answer (for a stream, one per message answered).
+    pub fn grpc(&self, method: Method, code: tonic::Code) {
+        self.grpc[Self::grpc_slot(method, code)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn http_count(&self, class: RouteClass, status: u16) -> u64 {
+        self.http[Self::http_slot(class, status)].load(Ordering::Relaxed)
+    }
+
+    pub fn grpc_count(&self, method: Method, code: tonic::Code) -> u64 {
+        self.grpc[Self::grpc_slot(method, code)].load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String) {
+        header(
+            out,
+            "ferroserve_http_responses_total",
+            "counter",
+            "HTTP answers by route class (v2_infer, v2_model, v2_server, friendly, metrics, docs; unmatched: no route) and status code. An unknown model is a 404 of its route's class, an unknown path a 404 of unmatched.",
+        );
+        for class in RouteClass::ALL {
+            for status in 100..=600u16 {
+                let n = self.http[Self::http_slot(class, status)].load(Ordering::Relaxed);
+                let always = HTTP_ALWAYS.contains(&status);
+                if n == 0 && !always {
+                    continue;
+                }
+                let code = if status == 600 {
+                    "other".to_string()
+                } else {
+                    status.to_string()
+                };
+                let _ = writeln!(
+                    out,
+                    "ferroserve_http_responses_total{{route=\"{}\",code=\"{code}\"}} {n}",
+                    class.as_str()
+                );
+            }
+        }
+        header(
+            out,
+            "ferroserve_grpc_responses_total",
+            "counter",
+            "gRPC answers by method and status code (a stream counts each message it answers). An unknown model is NotFound.",
+        );
+        for method in Method::ALL {
+            for c in 0..GRPC_CODES as i32 {
+                let code = tonic::Code::from_i32(c);
+                let n = self.grpc_count(method, code);
+                if n == 0 && !GRPC_ALWAYS.contains(&code) {
+                    continue;
+                }
+                let _ = writeln!(
+                    out,
+                    "ferroserve_grpc_responses_total{{method=\"{}\",code=\"{code:?}\"}} {n}",
+                    method.as_str()
+                );
+            }
+        }
+    }
+}
 
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -29,7 +217,7 @@ fn histogram<const N: usize>(out: &mut String, name: &str, labels: &str, h: &His
 }
 
 /// Renders every metric.
-pub fn render(rt: &Runtime) -> String {
+pub fn render(rt: &Runtime, answers: &Answers) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let served: Vec<_> = rt
         .models()
@@ -205,5 +393,75 @@ pub fn render(rt: &Runtime) -> String {
         "ferroserve_model_load_failures_total {}",
         rt.load_failures()
     );
+    answers.render(&mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_template_has_its_class() {
+        use RouteClass::*;
+        for (t, class) in [
+            (Some("/v2/models/{model}/infer"), V2Infer),
+            (Some("/v2/models/{model}/versions/{version}/infer"), V2Infer),
+            (Some("/v2/models/{model}"), V2Model),
+            (Some("/v2/models/{model}/versions/{version}/stats"), V2Model),
+            (Some("/v2/models/stats"), V2Model),
+            (Some("/v2"), V2Server),
+            (Some("/v2/"), V2Server),
+            (Some("/v2/health/ready"), V2Server),
+            (Some("/v2/repository/index"), V2Server),
+            (Some("/metrics"), Metrics),
+            (Some("/openapi.json"), Docs),
+            (Some("/docs/{*file}"), Docs),
+            (Some("/apidocs"), Docs),
+            (Some("/models/{model}/predict"), Friendly),
+            (Some("/v1/models/{name}"), Friendly),
+            (Some("/"), Friendly),
+            (Some("/predict"), Friendly),
+            (Some("/v2x"), Friendly),
+            (Some("/docsy"), Friendly),
+            (None, Unmatched),
+        ] {
+            assert_eq!(RouteClass::of(t), class, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn answers_are_counted_by_class_or_method_and_code() {
+        let a = Answers::default();
+        a.http(RouteClass::V2Infer, 404);
+        a.http(RouteClass::V2Infer, 404);
+        a.http(RouteClass::Unmatched, 404);
+        a.http(RouteClass::Docs, 308);
+        a.http(RouteClass::Friendly, 999);
+        a.grpc(Method::ModelInfer, tonic::Code::NotFound);
+        a.grpc(Method::ModelStreamInfer, tonic::Code::Ok);
+        assert_eq!(a.http_count(RouteClass::V2Infer, 404), 2);
+        assert_eq!(a.http_count(RouteClass::V2Model, 404), 0);
+        assert_eq!(a.grpc_count(Method::ModelInfer, tonic::Code::NotFound), 1);
+        let mut out = String::new();
+        a.render(&mut out);
+        let lines: Vec<&str> = out.lines().collect();
+        for want in [
+            "ferroserve_http_responses_total{route=\"v2_infer\",code=\"404\"} 2",
+            "ferroserve_http_responses_total{route=\"unmatched\",code=\"404\"} 1",
+            "ferroserve_http_responses_total{route=\"docs\",code=\"308\"} 1",
+            "ferroserve_http_responses_total{route=\"friendly\",code=\"other\"} 1",
+            // Zero, rendered all the same.
+            "ferroserve_http_responses_total{route=\"v2_model\",code=\"404\"} 0",
+            "ferroserve_grpc_responses_total{method=\"ModelInfer\",code=\"NotFound\"} 1",
+            "ferroserve_grpc_responses_total{method=\"ModelStreamInfer\",code=\"Ok\"} 1",
+            "ferroserve_grpc_responses_total{method=\"ServerLive\",code=\"Ok\"} 0",
+        ] {
+            assert!(lines.contains(&want), "{want} not in\n{out}");
+        }
+        // Codes never answered and not in the usual set are left out.
+        assert!(!out.contains("code=\"201\""));
+        assert!(!out.contains("code=\"Aborted\""));
+        assert!(out.contains("# TYPE ferroserve_http_responses_total counter"));
+    }
 }

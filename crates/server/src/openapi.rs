@@ -466,7 +466,7 @@ impl<'a> ModelSchemas<'a> {
                     "schema": {
                         "type": "object",
                         "properties": { field.clone(): { "type": "string", "format": "binary", "contentMediaType": "text/csv",
-                            "description": "CSV file: one row per line, header row optional" } },
+                            "description": "CSV file: one row per line, header row optional; an empty cell, NA or NaN is a missing value, infinities are refused" } },
                         "required": [field],
                     }
                 }),
@@ -474,7 +474,7 @@ impl<'a> ModelSchemas<'a> {
             content.insert(
                 "text/csv".into(),
                 json!({
-                    "schema": { "type": "string", "description": "CSV: one row per line in feature order, or any order under a header row of feature names" },
+                    "schema": { "type": "string", "description": "CSV: one row per line in feature order, or any order under a header row of feature names; an empty cell, NA or NaN is a missing value, infinities are refused" },
                     "example": self.csv_example(spec, spec.form == RequestForm::Auto),
                 }),
             );
@@ -529,6 +529,10 @@ impl<'a> ModelSchemas<'a> {
                 if n != &t.names[i] {
                     desc = format!("{} ({})", desc, t.names[i]);
                 }
+                desc.push_str(&format!(
+                    ": a finite number within the range of {}, or empty, NA or NaN for a missing value (infinities are refused, as in JSON)",
+                    t.input_dtype
+                ));
                 json!({
                     "name": n, "in": "query", "required": true,
                     "description": desc,

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
@@ -38,8 +38,9 @@ use ferroserve_core::{
 use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
 use serde_json::json;
 
-use crate::body::read_body;
+use crate::body::{read_body, Limit};
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::AppState;
 use answer::{Answerer, Outputs};
 use parse::Parsed;
@@ -399,7 +400,7 @@ async fn answer_spec(
         RequestForm::Query => parse::read_pairs(pairs, spec, &table)?,
         form => {
             let kind = content(headers)?;
-            let bytes = read_body(body, headers, st.limits.max_body_bytes).await?;
+            let bytes = read_body(body, headers, Limit::flag(st.limits.max_body_bytes)).await?;
             let body_empty = bytes.iter().all(|b| b.is_ascii_whitespace());
             let csv_ok = matches!(form, RequestForm::Auto | RequestForm::Csv);
             let json_ok = !matches!(form, RequestForm::Csv);

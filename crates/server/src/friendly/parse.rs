@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use ferroserve_core::config::RequestForm;
+use ferroserve_core::tensor::number_text;
 use ferroserve_core::{DataType, ErrorDetail, InferError, Problem, TensorData};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -64,16 +65,41 @@ pub struct Parsed {
     pub single: bool,
 }
 
-/// Parses a number as CSV cells and query parameters carry it; empty, `NA`, `null`, `NaN` ...
-/// are a missing value (NaN).
-pub fn parse_number(s: &str) -> Option<f64> {
+/// Why a text is not a value ([`parse_number`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a number: a word, or an infinity (`inf`), which JSON cannot carry either.
+    NotANumber,
+    /// A number beyond any float (`1e400`), which JSON refuses too.
+    OutOfRange,
+}
+
+/// Parses a number as CSV cells, query parameters and forms carry it, by the rule JSON
+/// follows: a missing value (NaN) is written empty, `NA`, `N/A`, `null`, `None` or `NaN` (as
+/// `null` in JSON); infinities are refused, as numbers too large for any float (`1e400`) are.
+/// Whether the model's input type holds the number is checked where it is stored.
+pub fn parse_number(s: &str) -> Result<f64, Refused> {
     let t = s.trim();
     match t {
-        "" | "NA" | "N/A" | "na" | "n/a" | "null" | "NULL" | "None" | "none" | "-nan" => {
-            Some(f64::NAN)
-        }
-        _ => t.parse::<f64>().ok(),
+        "" | "NA" | "N/A" | "na" | "n/a" | "null" | "NULL" | "None" | "none" => Ok(f64::NAN),
+        _ => match t.parse::<f64>() {
+            // `NaN`, `nan`, `-nan` ... (any case, as Rust reads them): missing.
+            Ok(x) if x.is_nan() => Ok(f64::NAN),
+            Ok(x) if x.is_finite() => Ok(x),
+            // An infinity: spelled out, or digits beyond the largest float.
+            Ok(_) if t.trim_start_matches(['+', '-']).starts_with(['i', 'I']) => {
+                Err(Refused::NotANumber)
+            }
+            Ok(_) => Err(Refused::OutOfRange),
+            Err(_) => Err(Refused::NotANumber),
+        },
     }
+}
+
+/// Whether a CSV cell reads as a number (or a missing one) rather than a column name: what
+/// `parse_number` takes, and what it refuses as an infinity or out of range.
+fn numeric_cell(s: &str) -> bool {
+    parse_number(s).is_ok() || s.trim().parse::<f64>().is_ok()
 }
 
 fn quoted(s: &str) -> String {
@@ -89,6 +115,8 @@ enum Buf {
 pub struct Sink {
     n: usize,
     max_rows: usize,
+    /// The model's input type: every value stored must be one it holds.
+    dtype: DataType,
     buf: Buf,
     /// Rows begun, including those over the limit (counted, not stored).
     rows: usize,
@@ -101,6 +129,7 @@ impl Sink {
         Sink {
             n: table.n(),
             max_rows: table.max_rows,
+            dtype: table.input_dtype,
             buf: match table.input_dtype {
                 DataType::Fp32 | DataType::Fp16 | DataType::Bf16 => Buf::F32(Vec::new()),
                 _ => Buf::F64(Vec::new()),
@@ -131,6 +160,32 @@ impl Sink {
             Buf::F64(v) => v.resize(v.len() + n, f64::NAN),
         }
         Some(r)
+    }
+
+    /// Stores `x` (finite, or NaN for a missing value) as feature `col` of stored row `at`; or,
+    /// when the model's input type cannot hold it (1e39 for FP32, which would become infinity;
+    /// 2.5 or 300 for UINT8), answers the detail to record, for the caller to place.
+    fn put(&mut self, at: Option<usize>, col: usize, x: f64) -> Result<(), ErrorDetail> {
+        // NaN is a missing value; an integer input refuses it when the rows are converted.
+        if !x.is_nan() && !self.dtype.holds(x) {
+            return Err(self.out_of_range().got(number_text(x)));
+        }
+        if let Some(at) = at {
+            self.set(at, col, x);
+        }
+        Ok(())
+    }
+
+    /// The detail for a number the model's input type cannot hold (without `got`).
+    fn out_of_range(&self) -> ErrorDetail {
+        ErrorDetail::new(
+            Problem::OutOfRange,
+            format!(
+                "a number within the range of {}, the model's input type ({})",
+                self.dtype,
+                self.dtype.range()
+            ),
+        )
     }
 
     fn set(&mut self, row: usize, col: usize, x: f64) {
@@ -416,8 +471,12 @@ impl<'a> Reader<'a> {
     fn cell(&mut self, row: usize, at: Option<usize>, col: usize, c: Cell, named: bool) {
         match c {
             Cell::Num(x) => {
-                if let Some(at) = at {
-                    self.sink.set(at, col, x);
+                if let Err(d) = self.sink.put(at, col, x) {
+                    let mut d = d.row(row).column(col);
+                    if named && col < self.n() {
+                        d.field = Some(self.name(col));
+                    }
+                    self.sink.error(d);
                 }
             }
             Cell::Bad(got) => {
@@ -1407,12 +1466,13 @@ impl Reader<'_> {
             self.sink.error(d);
         }
         let mut values = ray.values.into_iter();
-        for _ in 0..rows {
+        for r in 0..rows {
             let at = self.sink.begin_row();
             for c in 0..n {
                 let x = values.next().unwrap_or(f64::NAN);
-                if let Some(at) = at {
-                    self.sink.set(at, c, x);
+                if let Err(d) = self.sink.put(at, c, x) {
+                    let d = d.row(r).column(c).field(self.name(c));
+                    self.sink.error(d);
                 }
             }
         }
@@ -1661,16 +1721,23 @@ pub fn read_pairs<'q>(
                 }
                 given[i] = true;
                 match parse_number(&v) {
-                    Some(x) => {
-                        if let Some(at) = at {
-                            sink.set(at, i, x);
+                    Ok(x) => {
+                        if let Err(d) = sink.put(at, i, x) {
+                            sink.error(d.field(k.as_ref()));
                         }
                     }
-                    None => sink.error(
-                        ErrorDetail::new(Problem::NotANumber, "a number")
-                            .field(k.as_ref())
-                            .got(quoted(&v)),
+                    Err(Refused::NotANumber) => sink.error(
+                        ErrorDetail::new(
+                            Problem::NotANumber,
+                            "a finite number (empty, NA or NaN for a missing one)",
+                        )
+                        .field(k.as_ref())
+                        .got(quoted(&v)),
                     ),
+                    Err(Refused::OutOfRange) => {
+                        let d = sink.out_of_range().field(k.as_ref()).got(quoted(&v));
+                        sink.error(d);
+                    }
                 }
             }
             None => sink.error(
@@ -1726,10 +1793,9 @@ pub fn read_csv(body: &[u8], spec: &Spec, table: &Table) -> Result<Parsed, Infer
         }
         if first {
             first = false;
-            let header = rec.iter().any(|f| {
-                let s = String::from_utf8_lossy(f);
-                !s.trim().is_empty() && parse_number(&s).is_none()
-            });
+            let header = rec
+                .iter()
+                .any(|f| !numeric_cell(&String::from_utf8_lossy(f)));
             if header {
                 let mut given = vec![false; n];
                 let mut map = Vec::with_capacity(rec.len());
@@ -1803,22 +1869,24 @@ pub fn read_csv(body: &[u8], spec: &Spec, table: &Table) -> Result<Parsed, Infer
                 None => j,
             };
             let text = String::from_utf8_lossy(f);
+            let place = |d: ErrorDetail| d.row(row).column(j).field(spec.name(table, col));
             match parse_number(&text) {
-                Some(x) => {
-                    if let Some(at) = at {
-                        sink.set(at, col, x);
+                Ok(x) => {
+                    if let Err(d) = sink.put(at, col, x) {
+                        sink.error(place(d));
                     }
                 }
-                None => sink.error(
+                Err(Refused::NotANumber) => sink.error(place(
                     ErrorDetail::new(
                         Problem::NotANumber,
-                        "a number (empty or NA for a missing one)",
+                        "a finite number (empty, NA or NaN for a missing one)",
                     )
-                    .row(row)
-                    .column(j)
-                    .field(spec.name(table, col))
                     .got(quoted(&text)),
-                ),
+                )),
+                Err(Refused::OutOfRange) => {
+                    let d = place(sink.out_of_range().got(quoted(&text)));
+                    sink.error(d);
+                }
             }
         }
         row += 1;
@@ -1966,6 +2034,129 @@ mod tests {
         assert!(v[0].is_nan() && v[1].is_nan() && v[2] == 3.0);
         let p = read_pairs(form_urlencoded::parse(b"alias_a=1&b+c=nan&d=2"), &spec, &t).unwrap();
         assert!(values(&p)[1].is_nan());
+    }
+
+    /// (problem, row, column, field, got) of one detail.
+    type Placed<'a> = (
+        &'a str,
+        Option<usize>,
+        Option<usize>,
+        Option<&'a str>,
+        &'a str,
+    );
+
+    fn placed(e: &InferError) -> Vec<Placed<'_>> {
+        e.details
+            .iter()
+            .map(|d| {
+                (
+                    d.problem.as_str(),
+                    d.row,
+                    d.column,
+                    d.field.as_deref(),
+                    d.got.as_deref().unwrap_or(""),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn text_numbers_follow_the_json_rule() {
+        // Missing (NaN), as null is in JSON.
+        for t in [
+            "", " ", "NA", "N/A", "null", "None", "NaN", "nan", "-nan", "NAN",
+        ] {
+            assert!(parse_number(t).unwrap().is_nan(), "{t:?}");
+        }
+        for (t, x) in [("1", 1.0), (" -2.5 ", -2.5), ("1e39", 1e39), ("+3", 3.0)] {
+            assert_eq!(parse_number(t), Ok(x), "{t:?}");
+        }
+        // Infinities are refused, as JSON cannot carry them; so are numbers beyond any float.
+        for t in ["inf", "-inf", "+Infinity", "INF", "infinity"] {
+            assert_eq!(parse_number(t), Err(Refused::NotANumber), "{t:?}");
+        }
+        for t in ["1e400", "-1e309", "123e999"] {
+            assert_eq!(parse_number(t), Err(Refused::OutOfRange), "{t:?}");
+        }
+        for t in ["x", "1,5", "0x10", "1 2", "true"] {
+            assert_eq!(parse_number(t), Err(Refused::NotANumber), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn csv_query_and_json_refuse_the_same_values() {
+        let t = table();
+        let spec = Spec::predict("m", RouteMethod::Post);
+        let e = read_csv(b"a,b c,d\n1,inf,1e400\n1e39,NaN,\n", &spec, &t).unwrap_err();
+        let fp32 = "a number within the range of FP32, the model's input type (numbers up to ±3.4028235e38)";
+        assert_eq!(
+            placed(&e),
+            [
+                ("not_a_number", Some(0), Some(1), Some("b c"), "\"inf\""),
+                ("out_of_range", Some(0), Some(2), Some("d"), "\"1e400\""),
+                ("out_of_range", Some(1), Some(0), Some("a"), "1e39"),
+            ]
+        );
+        assert_eq!(e.details[2].expected, fp32);
+        // A first line with an infinity is data, not a header.
+        let e = read_csv(b"inf,1,2\n", &spec, &t).unwrap_err();
+        assert_eq!(problems(&e), ["not_a_number"]);
+        let e = read_pairs(
+            form_urlencoded::parse(b"a=-inf&b+c=1e400&d=-1e39"),
+            &spec,
+            &t,
+        )
+        .unwrap_err();
+        assert_eq!(
+            placed(&e),
+            [
+                ("not_a_number", None, None, Some("a"), "\"-inf\""),
+                ("out_of_range", None, None, Some("b c"), "\"1e400\""),
+                ("out_of_range", None, None, Some("d"), "-1e39"),
+            ]
+        );
+        let e = json(&json!([[1, 2, 3], [1e39, 2, -3.5e38]]), None).unwrap_err();
+        assert_eq!(
+            placed(&e),
+            [
+                ("out_of_range", Some(1), Some(0), Some("a"), "1e39"),
+                ("out_of_range", Some(1), Some(2), Some("d"), "-3.5e38"),
+            ]
+        );
+        let e = json(&json!({"a": 1, "b c": 1e39, "d": 3}), None).unwrap_err();
+        assert_eq!(
+            placed(&e),
+            [("out_of_range", Some(0), Some(1), Some("b c"), "1e39")]
+        );
+        let e = json(&json!({"array": [[1, 2, 3], [4, 5, 1e300]]}), None).unwrap_err();
+        assert_eq!(
+            placed(&e),
+            [("out_of_range", Some(1), Some(2), Some("d"), "1e300")]
+        );
+        // JSON itself refuses 1e400 (malformed: no float holds it).
+        let e = read_json(b"[[1, 2, 1e400]]", &spec, &t, None).unwrap_err();
+        assert_eq!(e.kind, ferroserve_core::ErrorKind::InvalidInput);
+        assert!(e.message.contains("number out of range"), "{}", e.message);
+        // The largest FP32, and anything for an FP64 model, are values.
+        let p = json(&json!([[3.4028235e38, -3.4028235e38, 1e-60]]), None).unwrap();
+        assert_eq!(values(&p)[0], f32::MAX);
+        let mut wide = table();
+        wide.input_dtype = DataType::Fp64;
+        let p = read_csv(b"1e39,1e300,-1e308\n", &spec, &wide).unwrap();
+        assert_eq!(p.data, TensorData::Fp64(vec![1e39, 1e300, -1e308]));
+        // An integer input: whole numbers in range, placed like the rest.
+        let mut ints = table();
+        ints.input_dtype = DataType::Uint8;
+        let e = read_csv(b"1,2.5,300\n", &spec, &ints).unwrap_err();
+        assert_eq!(
+            placed(&e),
+            [
+                ("out_of_range", Some(0), Some(1), Some("b c"), "2.5"),
+                ("out_of_range", Some(0), Some(2), Some("d"), "300"),
+            ]
+        );
+        let p = read_csv(b"1,2,255\n", &spec, &ints).unwrap();
+        assert_eq!(p.data, TensorData::Uint8(vec![1, 2, 255]));
     }
 
     #[test]

@@ -79,11 +79,8 @@ fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(
 ) -> Result<Vec<T>, InferError> {
     v.into_iter()
         .map(|x| {
-            T::try_from(x).map_err(|_| {
-                InferError::invalid(format!(
-                    "input '{name}': value {x} is out of range for {dt}"
-                ))
-            })
+            T::try_from(x)
+                .map_err(|_| ferroserve_core::tensor::out_of_range(name, dt, &x.to_string()))
         })
         .collect()
 }

@@ -2,21 +2,24 @@
 //! under the name Triton's and KServe's clients call) over the same runtime as HTTP. Requests go
 //! through the same [`crate::v2::run`] (validation, classification) as HTTP; every error is
 //! answered through the one [`crate::error::code_of`] mapping. Served by the same axum/hyper
-//! machinery as HTTP (plain HTTP/2), with the client's `grpc-timeout` honoured as a deadline.
+//! machinery as HTTP (plain HTTP/2, through hyper-util's connection builder for its stream
+//! limit), with the client's `grpc-timeout` honoured as a deadline; a handler's panic answers
+//! INTERNAL.
 
 pub mod convert;
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferroserve_core::{ErrorKind, InferError};
 use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::error::grpc_status;
+use crate::error::{grpc_status, panicked};
 use crate::{v2, AppState, RequestLog};
 
 /// Messages, server trait and client generated from `proto/grpc_service.proto`.
@@ -31,6 +34,52 @@ use proto::*;
 /// Requests of one `ModelStreamInfer` stream run at once; answers keep request order.
 const STREAM_CONCURRENCY: usize = 16;
 
+/// The service's methods: the bounded `method` label of `ferroserve_grpc_responses_total`, and
+/// the `path` of their log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    ServerLive,
+    ServerReady,
+    ModelReady,
+    ServerMetadata,
+    ModelMetadata,
+    ModelInfer,
+    ModelStreamInfer,
+    ModelStatistics,
+    ModelConfig,
+    RepositoryIndex,
+}
+
+impl Method {
+    pub const ALL: [Method; 10] = [
+        Method::ServerLive,
+        Method::ServerReady,
+        Method::ModelReady,
+        Method::ServerMetadata,
+        Method::ModelMetadata,
+        Method::ModelInfer,
+        Method::ModelStreamInfer,
+        Method::ModelStatistics,
+        Method::ModelConfig,
+        Method::RepositoryIndex,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::ServerLive => "ServerLive",
+            Method::ServerReady => "ServerReady",
+            Method::ModelReady => "ModelReady",
+            Method::ServerMetadata => "ServerMetadata",
+            Method::ModelMetadata => "ModelMetadata",
+            Method::ModelInfer => "ModelInfer",
+            Method::ModelStreamInfer => "ModelStreamInfer",
+            Method::ModelStatistics => "ModelStatistics",
+            Method::ModelConfig => "ModelConfig",
+            Method::RepositoryIndex => "RepositoryIndex",
+        }
+    }
+}
+
 /// The service: shared state, and a signal that ends open streams when the server stops.
 pub struct InferenceService {
     state: Arc<AppState>,
@@ -42,7 +91,7 @@ impl InferenceService {
         InferenceService { state, stopping }
     }
 
-    fn log(&self, method: &str, started: Instant, code: tonic::Code) {
+    fn log(&self, method: Method, started: Instant, code: tonic::Code) {
         use tonic::Code::{DataLoss, DeadlineExceeded, Internal, Unavailable, Unknown};
         // The codes HTTP would answer with a 5xx status.
         let server_fault = matches!(
@@ -54,41 +103,46 @@ impl InferenceService {
             return;
         }
         let micros = started.elapsed().as_micros() as u64;
-        let code = format!("{code:?}");
+        let path = method.as_str();
         match level {
             RequestLog::Off => {}
             RequestLog::Errors if server_fault => {
-                tracing::warn!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
+                let code = format!("{code:?}");
+                tracing::warn!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
             }
             RequestLog::Errors => {
-                tracing::debug!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
+                let code = format!("{code:?}");
+                tracing::debug!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
             }
             RequestLog::Info => {
-                tracing::info!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
+                let code = format!("{code:?}");
+                tracing::info!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
             }
             RequestLog::Debug => {
-                tracing::debug!(target: "ferroserve::request", method = "gRPC", path = method, %code, micros)
+                let code = format!("{code:?}");
+                tracing::debug!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
             }
         }
     }
 
+    /// Answers a unary call: logged, and counted in `ferroserve_grpc_responses_total`.
     fn answer<T>(
         &self,
-        method: &str,
+        method: Method,
         started: Instant,
         r: Result<T, InferError>,
     ) -> Result<Response<T>, Status> {
-        match r {
-            Ok(v) => {
-                self.log(method, started, tonic::Code::Ok);
-                Ok(Response::new(v))
-            }
+        let (r, code) = match r {
+            Ok(v) => (Ok(Response::new(v)), tonic::Code::Ok),
             Err(e) => {
                 let s = grpc_status(e);
-                self.log(method, started, s.code());
-                Err(s)
+                let code = s.code();
+                (Err(s), code)
             }
-        }
+        };
+        self.state.answers.grpc(method, code);
+        self.log(method, started, code);
+        r
     }
 }
 
@@ -183,7 +237,21 @@ async fn infer_one(
 async fn stream_answer(state: Arc<AppState>, m: ModelInferRequest) -> ModelStreamInferResponse {
     let (model_name, model_version, id) =
         (m.model_name.clone(), m.model_version.clone(), m.id.clone());
-    match infer_one(&state, m, None).await {
+    // A panic answers this message as INTERNAL, and the stream goes on: the stream's answers
+    // are computed while its body is sent, where the router's panic layer cannot reach.
+    let r = match AssertUnwindSafe(infer_one(&state, m, None))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(panic) => Err(panicked(panic.as_ref())),
+    };
+    let code = match &r {
+        Ok(_) => tonic::Code::Ok,
+        Err(e) => crate::error::code_of(e.kind),
+    };
+    state.answers.grpc(Method::ModelStreamInfer, code);
+    match r {
         Ok(r) => ModelStreamInferResponse {
             error_message: String::new(),
             infer_response: Some(r),
@@ -321,7 +389,7 @@ impl GrpcInferenceService for InferenceService {
         _: Request<ServerLiveRequest>,
     ) -> Result<Response<ServerLiveResponse>, Status> {
         self.answer(
-            "ServerLive",
+            Method::ServerLive,
             Instant::now(),
             Ok(ServerLiveResponse { live: true }),
         )
@@ -333,7 +401,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ServerReadyResponse>, Status> {
         let ready = self.state.is_ready();
         self.answer(
-            "ServerReady",
+            Method::ServerReady,
             Instant::now(),
             Ok(ServerReadyResponse { ready }),
         )
@@ -361,7 +429,7 @@ impl GrpcInferenceService for InferenceService {
             },
         };
         self.answer(
-            "ModelReady",
+            Method::ModelReady,
             started,
             ready.map(|ready| ModelReadyResponse { ready }),
         )
@@ -372,7 +440,7 @@ impl GrpcInferenceService for InferenceService {
         _: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
         self.answer(
-            "ServerMetadata",
+            Method::ServerMetadata,
             Instant::now(),
             Ok(ServerMetadataResponse {
                 name: "ferroserve".into(),
@@ -404,7 +472,7 @@ impl GrpcInferenceService for InferenceService {
                 outputs: m.outputs.iter().map(tensor_metadata).collect(),
             }
         });
-        self.answer("ModelMetadata", started, answer)
+        self.answer(Method::ModelMetadata, started, answer)
     }
 
     async fn model_infer(
@@ -414,7 +482,7 @@ impl GrpcInferenceService for InferenceService {
         let started = Instant::now();
         let deadline = deadline_of(&req);
         let r = infer_one(&self.state, req.into_inner(), deadline).await;
-        self.answer("ModelInfer", started, r)
+        self.answer(Method::ModelInfer, started, r)
     }
 
     type ModelStreamInferStream = AnswerStream;
@@ -444,7 +512,7 @@ impl GrpcInferenceService for InferenceService {
                 }
             })
             .buffered(STREAM_CONCURRENCY);
-        self.log("ModelStreamInfer", started, tonic::Code::Ok);
+        self.log(Method::ModelStreamInfer, started, tonic::Code::Ok);
         Ok(Response::new(Box::pin(answers)))
     }
 
@@ -475,7 +543,7 @@ impl GrpcInferenceService for InferenceService {
                 .map(|v| vec![model_statistics(&v)]),
         };
         self.answer(
-            "ModelStatistics",
+            Method::ModelStatistics,
             started,
             stats.map(|model_stats| ModelStatisticsResponse { model_stats }),
         )
@@ -494,7 +562,7 @@ impl GrpcInferenceService for InferenceService {
             .map(|v| proto::ModelConfigResponse {
                 config: Some(model_config_proto(v2::model_config::TritonConfig::of(&v))),
             });
-        self.answer("ModelConfig", started, answer)
+        self.answer(Method::ModelConfig, started, answer)
     }
 
     async fn repository_index(
@@ -516,7 +584,7 @@ impl GrpcInferenceService for InferenceService {
             })
             .collect();
         self.answer(
-            "RepositoryIndex",
+            Method::RepositoryIndex,
             Instant::now(),
             Ok(RepositoryIndexResponse { models }),
         )
@@ -597,10 +665,17 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// A handler's panic as gRPC answers it: INTERNAL, with what the panic said, in a trailers-only
+/// response; the connection and the server go on.
+fn panic_status(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    grpc_status(panicked(panic.as_ref())).into_http()
+}
+
 /// The gRPC routes: the inference service, with message size limits from `state.limits`
 /// (larger messages, or compressed ones that grow larger once decompressed, are refused with
 /// RESOURCE_EXHAUSTED); gzip and deflate messages are read, and answers are compressed when the
-/// client's `grpc-accept-encoding` asks for it; any other method is UNIMPLEMENTED.
+/// client's `grpc-accept-encoding` asks for it; any other method is UNIMPLEMENTED. A panic in a
+/// handler answers INTERNAL (as over HTTP it answers 500), and the server keeps serving.
 pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Router {
     use tonic::codec::CompressionEncoding;
     let limit = state.limits.max_body_bytes;
@@ -614,17 +689,26 @@ pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Ro
     tonic::service::Routes::new(svc)
         .into_axum_router()
         .layer(axum::middleware::map_response(oversized_headers))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_status,
+        ))
 }
 
 /// Serves gRPC on `listener` until `shutdown` resolves, then ends open streams, lets requests
 /// in flight finish, and returns.
+///
+/// Each connection allows `limits.grpc_max_concurrent_streams` streams at once (hyper's default
+/// is 200: a client holding 200 idle streams on a connection, `ModelStreamInfer` calls waiting
+/// for requests, left every further call on it waiting for a stream to close). Connections are
+/// served by [`crate::conn`], as HTTP's are: timeouts, caps, graceful stop with a drain
+/// deadline.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (tx, rx) = watch::channel(false);
-    let mut rx_done = rx.clone();
+    let mut stop = rx.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
@@ -633,10 +717,10 @@ pub async fn serve(
         front: crate::conn::Front::Grpc,
         limits: state.limits.conn.clone(),
         stats: state.connections.clone(),
-        max_concurrent_streams: None,
+        max_concurrent_streams: Some(state.limits.grpc_max_concurrent_streams),
     };
     crate::conn::serve(listener, routes(state, rx), cfg, async move {
-        let _ = rx_done.wait_for(|s| *s).await;
+        let _ = stop.wait_for(|s| *s).await;
     })
     .await
 }
@@ -683,6 +767,118 @@ mod tests {
         // Without a deadline the same request is answered.
         let r = svc.model_infer(Request::new(m)).await.unwrap().into_inner();
         assert_eq!(r.outputs.len(), 2);
+    }
+
+    use prost::Message;
+
+    /// A model whose metadata panics once armed (a stand-in for any bug in a handler).
+    struct Trap {
+        armed: std::sync::atomic::AtomicBool,
+        meta: ferroserve_core::ModelMetadata,
+    }
+
+    impl ferroserve_core::LoadedModel for Trap {
+        fn metadata(&self) -> &ferroserve_core::ModelMetadata {
+            if self.armed.load(std::sync::atomic::Ordering::Relaxed) {
+                panic!("trap sprung");
+            }
+            &self.meta
+        }
+        fn infer(
+            &self,
+            _: &ferroserve_core::model::Batch,
+        ) -> Result<Vec<ferroserve_core::Tensor>, ferroserve_core::BackendError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// One gRPC message as a request body: the 5-byte prefix (uncompressed, length), then it.
+    fn frame(m: &impl prost::Message) -> Vec<u8> {
+        let b = m.encode_to_vec();
+        let mut out = vec![0u8];
+        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        out.extend_from_slice(&b);
+        out
+    }
+
+    async fn call(
+        app: &axum::Router,
+        method: &str,
+        body: Vec<u8>,
+    ) -> (
+        axum::http::HeaderMap,
+        Vec<u8>,
+        Option<axum::http::HeaderMap>,
+    ) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let req = axum::http::Request::post(format!("/inference.GRPCInferenceService/{method}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let r = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let headers = r.headers().clone();
+        let collected = r.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned();
+        (headers, collected.to_bytes().to_vec(), trailers)
+    }
+
+    #[tokio::test]
+    async fn a_handler_panic_answers_internal_and_the_server_keeps_serving() {
+        let trap = Arc::new(Trap {
+            armed: false.into(),
+            meta: Default::default(),
+        });
+        let found = vec![ferroserve_runtime::FoundModel {
+            name: "trap".into(),
+            config: Ok(Default::default()),
+            versions: vec![ferroserve_runtime::repository::FoundVersion {
+                version: 1,
+                result: Ok(trap.clone()),
+            }],
+            problem: None,
+        }];
+        let runtime = ferroserve_runtime::Runtime::start(found, &Default::default());
+        let mut st = AppState::new(Arc::new(runtime));
+        st.request_log = RequestLog::Off;
+        let st = Arc::new(st);
+        let (_tx, rx) = watch::channel(false);
+        let app = routes(st.clone(), rx);
+        trap.armed.store(true, std::sync::atomic::Ordering::Relaxed);
+
+        // A unary call: INTERNAL with the panic's message, in a trailers-only answer.
+        let meta = ModelMetadataRequest {
+            name: "trap".into(),
+            version: String::new(),
+        };
+        let (h, body, _) = call(&app, "ModelMetadata", frame(&meta)).await;
+        assert_eq!(h["grpc-status"], "13", "{h:?}");
+        let msg = percent_decode(h["grpc-message"].to_str().unwrap());
+        assert_eq!(msg, "internal error: trap sprung");
+        assert!(body.is_empty());
+        // A stream: the message is answered with the error, and the stream ends cleanly.
+        let m = ModelInferRequest {
+            model_name: "trap".into(),
+            id: "s-1".into(),
+            ..Default::default()
+        };
+        let (_, body, trailers) = call(&app, "ModelStreamInfer", frame(&m)).await;
+        let answer = ModelStreamInferResponse::decode(&body[5..]).unwrap();
+        assert_eq!(answer.error_message, "internal error: trap sprung");
+        assert_eq!(answer.infer_response.unwrap().id, "s-1");
+        assert_eq!(trailers.unwrap()["grpc-status"], "0");
+        // The same router keeps answering.
+        let (h, body, trailers) = call(&app, "ServerLive", frame(&ServerLiveRequest {})).await;
+        let status = trailers.as_ref().map_or(&h, |t| t)["grpc-status"].clone();
+        assert_eq!(status, "0");
+        assert!(ServerLiveResponse::decode(&body[5..]).unwrap().live);
+        assert_eq!(
+            st.answers
+                .grpc_count(Method::ModelStreamInfer, tonic::Code::Internal),
+            1
+        );
     }
 
     #[test]

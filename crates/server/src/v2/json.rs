@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use ferroserve_core::tensor::number_text;
 use ferroserve_core::{
     DataType, InferError, InferRequest, InferResponse, Param, Parameters, RequestedOutput, Tensor,
     TensorData,
@@ -239,9 +240,16 @@ struct JsonRequest {
 }
 
 fn range_err(name: &str, dt: DataType, x: impl fmt::Display) -> InferError {
-    InferError::invalid(format!(
-        "input '{name}': value {x} is out of range for {dt}"
-    ))
+    ferroserve_core::tensor::out_of_range(name, dt, &x.to_string())
+}
+
+/// Floats for a floating-point type, refusing a finite value too large for it (it would become
+/// infinity), as integer types refuse values beyond their range.
+fn narrow_floats(name: &str, dt: DataType, v: Vec<f64>) -> Result<Vec<f64>, InferError> {
+    match v.iter().find(|&&x| !dt.holds(x)) {
+        Some(&x) => Err(range_err(name, dt, number_text(x))),
+        None => Ok(v),
+    }
 }
 
 /// Converts parsed JSON data to the declared data type, checking ranges and kinds.
@@ -258,8 +266,10 @@ pub fn flat_to_tensor_data(name: &str, dt: DataType, flat: Flat) -> Result<Tenso
                 Flat::Float(v) => TensorData::$var(
                     v.into_iter()
                         .map(|x| {
-                            if x.fract() == 0.0 && x >= <$t>::MIN as f64 && x <= <$t>::MAX as f64 {
+                            if dt.holds(x) {
                                 Ok(x as $t)
+                            } else if x.fract() == 0.0 {
+                                Err(range_err(name, dt, number_text(x)))
                             } else {
                                 Err(InferError::invalid(format!(
                                     "input '{name}': {x} is not a valid {dt} value"
@@ -311,18 +321,23 @@ pub fn flat_to_tensor_data(name: &str, dt: DataType, flat: Flat) -> Result<Tenso
         DataType::Int32 => ints!(Int32, i32),
         DataType::Int64 => ints!(Int64, i64),
         DataType::Fp16 => TensorData::Fp16(
-            floats(flat)?
+            narrow_floats(name, dt, floats(flat)?)?
                 .into_iter()
                 .map(|x| ferroserve_core::tensor::f32_to_f16(x as f32))
                 .collect(),
         ),
         DataType::Bf16 => TensorData::Bf16(
-            floats(flat)?
+            narrow_floats(name, dt, floats(flat)?)?
                 .into_iter()
                 .map(|x| ferroserve_core::tensor::f32_to_bf16(x as f32))
                 .collect(),
         ),
-        DataType::Fp32 => TensorData::Fp32(floats(flat)?.into_iter().map(|x| x as f32).collect()),
+        DataType::Fp32 => TensorData::Fp32(
+            narrow_floats(name, dt, floats(flat)?)?
+                .into_iter()
+                .map(|x| x as f32)
+                .collect(),
+        ),
         DataType::Fp64 => TensorData::Fp64(floats(flat)?),
     })
 }
@@ -590,6 +605,48 @@ mod tests {
         assert!(e.message.contains("mixes"), "{}", e.message);
         let e = parse_request(body("BOOL", "[1,2]").as_bytes()).unwrap_err();
         assert!(e.message.contains("expects booleans"), "{}", e.message);
+    }
+
+    #[test]
+    fn floats_too_large_for_their_type_are_refused_as_integers_are() {
+        let body = |dt: &str, data: &str| {
+            format!(r#"{{"inputs":[{{"name":"x","shape":[2],"datatype":"{dt}","data":{data}}}]}}"#)
+        };
+        for (dt, data, value) in [
+            ("FP32", "[1,1e39]", "1e39"),
+            ("FP32", "[-1e39,1]", "-1e39"),
+            ("FP32", "[1,3.4028236e38]", "3.4028236e38"),
+            ("FP16", "[1,70000]", "70000"),
+            ("FP16", "[65520.0,1]", "65520"),
+            ("BF16", "[1e39,1]", "1e39"),
+            ("INT64", "[9223372036854775808.0,1]", "9.223372036854776e18"),
+            (
+                "UINT64",
+                "[0.0,18446744073709551616]",
+                "1.8446744073709552e19",
+            ),
+        ] {
+            let e = parse_request(body(dt, data).as_bytes()).unwrap_err();
+            assert_eq!(e.kind, ferroserve_core::ErrorKind::InvalidInput);
+            let want = format!("input 'x': value {value} is out of range for {dt} (");
+            assert!(e.message.starts_with(&want), "{dt} {data}: {}", e.message);
+        }
+        // The largest finite values, and everything a wider type holds, pass.
+        for (dt, data) in [
+            ("FP32", "[3.4028235e38,-3.4028235e38]"),
+            ("FP16", "[65504,-65504]"),
+            ("BF16", "[3.3895314e38,0]"),
+            ("FP64", "[1e39,1e300]"),
+            ("FP32", "[null,1e-50]"),
+        ] {
+            let (r, _) = parse_request(body(dt, data).as_bytes())
+                .unwrap_or_else(|e| panic!("{dt} {data}: {}", e.message));
+            assert_eq!(r.inputs[0].data.len(), 2);
+            assert!(
+                r.inputs[0].data.get_f64(1).unwrap().is_finite(),
+                "{dt} {data}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ferroserve_core::model::Batch;
@@ -21,8 +21,9 @@ use ferroserve_core::{
 use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
 use serde_json::json;
 
-use crate::body::{accepted_coding, body_kind, compress, read_body, BodyKind};
+use crate::body::{accepted_coding, body_kind, compress, read_body, BodyKind, Limit};
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::AppState;
 
 /// The protocol extensions this server implements (and no others), over HTTP and gRPC.
@@ -163,12 +164,21 @@ pub async fn version_ready(
     ))
 }
 
+/// The most `POST /v2/repository/index` reads: its body holds at most `{"ready": true}`.
+const INDEX_BODY_BYTES: usize = 64 * 1024;
+
 pub async fn repository_index(
     State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     // The body may hold {"ready": true} to list ready models only.
-    let bytes = read_body(body, &HeaderMap::new(), 64 * 1024).await?;
+    let limit = Limit::fixed(
+        INDEX_BODY_BYTES,
+        "POST /v2/repository/index reads at most {\"ready\": true}; --max-body-bytes does not raise it",
+        st.limits.max_body_bytes,
+    );
+    let bytes = read_body(body, &headers, limit).await?;
     let ready_only = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         false
     } else {
@@ -232,7 +242,7 @@ async fn infer_inner(
                 "an application/octet-stream body needs an Inference-Header-Content-Length header giving the length of its JSON part",
             ));
         }
-        let bytes = read_body(body, &headers, st.limits.max_body_bytes).await?;
+        let bytes = read_body(body, &headers, Limit::flag(st.limits.max_body_bytes)).await?;
         let (head, bin) = binary::split(bytes, header_len)?;
         let (mut req, has_data) = json::parse_request_limited(&head, max_values(&served))?;
         binary::fill_inputs(&mut req.inputs, &has_data, &bin)?;
@@ -421,6 +431,12 @@ pub fn to_batch(
             shape.insert(0, 1);
         }
         if shape.len() != want.shape.len() {
+            if t.shape.is_empty() {
+                return Err(InferError::invalid(format!(
+                    "input '{}': shape [] is a scalar (0-d), but the model expects shape {:?}, whose first dimension is the batch (rows)",
+                    t.name, want.shape
+                )));
+            }
             return Err(InferError::invalid(format!(
                 "input '{}': shape {:?} does not match the model's {:?}",
                 t.name, t.shape, want.shape
@@ -434,7 +450,15 @@ pub fn to_batch(
                 )));
             }
         }
-        let n = shape[0] as usize;
+        // Rows are the first dimension: a model whose input has none (0-d) cannot be batched,
+        // as Triton refuses a batching model without its batch dimension.
+        let Some(&n) = shape.first() else {
+            return Err(InferError::invalid(format!(
+                "input '{}': shape [] is a scalar (0-d), as this model declares input '{}'; ferroserve runs models along a first, batch dimension, which this input lacks (export the model with a batch dimension, shape [-1], to serve it)",
+                t.name, want.name
+            )));
+        };
+        let n = n as usize;
         if n > max_rows {
             return Err(InferError::new(
                 ferroserve_core::ErrorKind::TooLarge,
@@ -456,6 +480,21 @@ pub fn to_batch(
             return Err(InferError::invalid(format!(
                 "input '{}': BYTES data for a {} input",
                 t.name, want.datatype
+            )));
+        }
+        // Numbers are converted to the model's input type; one it cannot hold (1e39 as FP64
+        // for an FP32 input, 300 for UINT8) is refused, not turned into infinity or wrapped.
+        let unheld = if want.datatype.holds_all(t.data.datatype()) {
+            None
+        } else {
+            t.data.first_unheld(want.datatype)
+        };
+        if let Some((i, value)) = unheld {
+            return Err(InferError::invalid(format!(
+                "input '{}': value {value} (element {i}) is out of range for {}, the model's input type ({})",
+                t.name,
+                want.datatype,
+                want.datatype.range()
             )));
         }
         inputs.push(Tensor {
@@ -563,4 +602,124 @@ pub async fn version_stats(
 ) -> Result<Response, ApiError> {
     let v = st.runtime.version(&model, Some(&version))?;
     Ok(ok_json(json!({ "model_stats": [stats_json(&v)] })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroserve_core::{BackendError, DataType, ModelMetadata, TensorMeta};
+
+    /// A model with the given inputs (name, type, shape) that answers nothing.
+    struct Declared(ModelMetadata);
+
+    impl Declared {
+        fn new(inputs: &[(&str, DataType, &[i64])]) -> Declared {
+            Declared(ModelMetadata {
+                inputs: inputs
+                    .iter()
+                    .map(|(name, datatype, shape)| TensorMeta {
+                        name: name.to_string(),
+                        datatype: *datatype,
+                        shape: shape.to_vec(),
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+        }
+    }
+
+    impl LoadedModel for Declared {
+        fn metadata(&self) -> &ModelMetadata {
+            &self.0
+        }
+        fn infer(&self, _: &Batch) -> Result<Vec<Tensor>, BackendError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn one(name: &str, shape: Vec<i64>, data: TensorData) -> Vec<Tensor> {
+        vec![Tensor::new(name, shape, data)]
+    }
+
+    #[test]
+    fn values_the_models_input_type_cannot_hold_are_refused() {
+        let m = Declared::new(&[("x", DataType::Fp32, &[-1, 2])]);
+        let e = to_batch(
+            &m,
+            one(
+                "x",
+                vec![2, 2],
+                TensorData::Fp64(vec![1.0, 2.0, 3.0, -1e39]),
+            ),
+            &[],
+            100,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ferroserve_core::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.message,
+            "input 'x': value -1e39 (element 3) is out of range for FP32, the model's input type (numbers up to ±3.4028235e38)"
+        );
+        // What FP32 holds is converted as before (by the backend), infinities and NaN included.
+        let b = to_batch(
+            &m,
+            one(
+                "x",
+                vec![2, 2],
+                TensorData::Fp64(vec![3e38, f64::NAN, f64::INFINITY, 1e-60]),
+            ),
+            &[],
+            100,
+        )
+        .unwrap();
+        assert_eq!(b.rows, 2);
+        let m = Declared::new(&[("k", DataType::Uint8, &[-1])]);
+        let e = to_batch(
+            &m,
+            one("k", vec![2], TensorData::Int64(vec![7, 300])),
+            &[],
+            100,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("input 'k': value 300 (element 1) is out of range for UINT8"),
+            "{}",
+            e.message
+        );
+        assert!(to_batch(
+            &m,
+            one("k", vec![2], TensorData::Int64(vec![7, 255])),
+            &[],
+            100
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn zero_dimensional_inputs_are_refused_with_the_reason() {
+        // A model whose input is 0-d: no batch dimension to run along.
+        let m = Declared::new(&[("s", DataType::Fp32, &[])]);
+        let e = to_batch(&m, one("s", vec![], TensorData::Fp32(vec![1.0])), &[], 100).unwrap_err();
+        assert_eq!(e.kind, ferroserve_core::ErrorKind::InvalidInput);
+        assert!(
+            e.message.starts_with(
+                "input 's': shape [] is a scalar (0-d), as this model declares input 's'; ferroserve runs models along a first, batch dimension"
+            ),
+            "{}",
+            e.message
+        );
+        // A scalar for a model with a batch dimension and features.
+        let m = Declared::new(&[("x", DataType::Fp32, &[-1, 4])]);
+        let e = to_batch(&m, one("x", vec![], TensorData::Fp32(vec![1.0])), &[], 100).unwrap_err();
+        assert_eq!(
+            e.message,
+            "input 'x': shape [] is a scalar (0-d), but the model expects shape [-1, 4], whose first dimension is the batch (rows)"
+        );
+        // A scalar for a one-dimensional input is one row of one value, as [n] is one row of
+        // an [-1, n] input.
+        let m = Declared::new(&[("k", DataType::Int64, &[-1])]);
+        let b = to_batch(&m, one("k", vec![], TensorData::Int64(vec![7])), &[], 100).unwrap();
+        assert_eq!((b.rows, b.inputs[0].shape.as_slice()), (1, &[1][..]));
+    }
 }
