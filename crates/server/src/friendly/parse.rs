@@ -2037,7 +2037,13 @@ mod tests {
     }
 
     /// (problem, row, column, field, got) of one detail.
-    type Placed<'a> = (&'a str, Option<usize>, Option<usize>, Option<&'a str>, &'a str);
+    type Placed<'a> = (
+        &'a str,
+        Option<usize>,
+        Option<usize>,
+        Option<&'a str>,
+        &'a str,
+    );
 
     fn placed(e: &InferError) -> Vec<Placed<'_>> {
         e.details
