@@ -169,7 +169,8 @@ def model_repo(work, name, src_dir, extra_toml):
     for entry in os.listdir(src_dir):
         s = os.path.join(src_dir, entry)
         if entry.isdigit() and os.path.isdir(s):
-            os.symlink(s, os.path.join(dst, entry))
+            # Copied, not linked: the server does not follow links out of its repository.
+            shutil.copytree(s, os.path.join(dst, entry))
     toml = ""
     if os.path.exists(os.path.join(src_dir, "model.toml")):
         toml = open(os.path.join(src_dir, "model.toml")).read()
