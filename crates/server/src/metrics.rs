@@ -6,11 +6,30 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use ferroserve_runtime::stats::Histogram;
 use ferroserve_runtime::{Outcome, Runtime, VersionState};
 
 use crate::grpc::Method;
+use crate::state::AppState;
+
+/// `GET /metrics`: every metric, the connections' included.
+pub async fn route(State(st): State<Arc<AppState>>) -> Response {
+    let mut text = String::new();
+    crate::conn::render(&mut text, &st.connections);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&st.runtime, &st.answers) + &text,
+    )
+        .into_response()
+}
 
 /// What an HTTP route serves: the bounded `route` label of `ferroserve_http_responses_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::friendly::parse::Orient;
 use crate::friendly::table::{Spec, Table};
 use crate::friendly::Friendly;
-use crate::AppState;
+use crate::state::AppState;
 
 /// A name usable in `#/components/schemas/...`.
 fn component_name(model: &str) -> String {

@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{grpc_status, panicked};
-use crate::{v2, AppState, RequestLog};
+use crate::state::{request_line, AppState};
+use crate::v2;
 
 /// Messages, server trait and client generated from `proto/grpc_service.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -98,31 +99,17 @@ impl InferenceService {
             code,
             Internal | Unknown | DataLoss | Unavailable | DeadlineExceeded
         );
-        let level = self.state.request_log;
-        if level == RequestLog::Off || (level == RequestLog::Errors && code == tonic::Code::Ok) {
+        let Some(level) = self
+            .state
+            .request_log
+            .line(code != tonic::Code::Ok, server_fault)
+        else {
             return;
-        }
+        };
         let micros = started.elapsed().as_micros() as u64;
         let path = method.as_str();
-        match level {
-            RequestLog::Off => {}
-            RequestLog::Errors if server_fault => {
-                let code = format!("{code:?}");
-                tracing::warn!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
-            }
-            RequestLog::Errors => {
-                let code = format!("{code:?}");
-                tracing::debug!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
-            }
-            RequestLog::Info => {
-                let code = format!("{code:?}");
-                tracing::info!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
-            }
-            RequestLog::Debug => {
-                let code = format!("{code:?}");
-                tracing::debug!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
-            }
-        }
+        let code = format!("{code:?}");
+        request_line!(Some(level), method = "gRPC", path, %code, micros);
     }
 
     /// Answers a unary call: logged, and counted in `ferroserve_grpc_responses_total`.
@@ -728,15 +715,8 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn examples_state() -> Arc<AppState> {
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
-        let found = ferroserve_runtime::scan_repository(&repo, &Default::default()).unwrap();
-        let runtime = ferroserve_runtime::Runtime::start(found, &Default::default());
-        let mut st = AppState::new(Arc::new(runtime));
-        st.request_log = RequestLog::Off;
-        Arc::new(st)
-    }
+    use crate::state::RequestLog;
+    use crate::testing::examples_state;
 
     /// Clients enforce their own deadline too (and tonic's reports CANCELLED), so the server's
     /// answer is checked here, in-process.

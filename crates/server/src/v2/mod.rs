@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::body::{accepted_coding, body_kind, compress, read_body, BodyKind, Limit};
 use crate::error::ApiError;
 use crate::extract::Path;
-use crate::AppState;
+use crate::state::AppState;
 
 /// The protocol extensions this server implements (and no others), over HTTP and gRPC.
 pub const EXTENSIONS: &[&str] = &[
