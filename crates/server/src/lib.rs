@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod observe;
 pub mod openapi;
 pub mod state;
+pub mod stats;
 #[cfg(test)]
 mod testing;
 pub mod v2;

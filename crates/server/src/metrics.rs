@@ -238,15 +238,7 @@ fn histogram<const N: usize>(out: &mut String, name: &str, labels: &str, h: &His
 /// Renders every metric.
 pub fn render(rt: &Runtime, answers: &Answers) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    let served: Vec<_> = rt
-        .models()
-        .flat_map(|m| {
-            m.versions.values().filter_map(|v| match v {
-                VersionState::Ready(s) => Some(s.clone()),
-                VersionState::Unavailable(_) => None,
-            })
-        })
-        .collect();
+    let served: Vec<_> = crate::stats::ready_versions(rt).collect();
     let labels = |s: &ferroserve_runtime::ServedVersion| {
         format!("model=\"{}\",version=\"{}\"", esc(&s.name), s.version)
     };
