@@ -30,75 +30,40 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-/// Which front a connection belongs to (a metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Front {
-    Http,
-    Grpc,
-}
+use crate::labels::label_enum;
 
-impl Front {
-    pub const ALL: [Front; 2] = [Front::Http, Front::Grpc];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Front::Http => "http",
-            Front::Grpc => "grpc",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
+label_enum! {
+    /// Which front a connection belongs to (a metric label).
+    pub enum Front {
+        Http => "http",
+        Grpc => "grpc",
     }
 }
 
-/// Why a connection was closed or a request body refused by a limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// The request head did not arrive within the header-read timeout.
-    Header,
-    /// No request in flight and nothing received for the idle timeout.
-    Idle,
-    /// The request body did not arrive within the body-read timeout.
-    Body,
-    /// The client stopped reading its answer for the idle timeout.
-    Write,
-    /// The connection cap was reached with every connection busy: the new one was refused.
-    Connections,
-    /// The connection cap was reached: the connection idle the longest (no request in flight,
-    /// or a head not yet complete) was closed to make room for the new one.
-    Evicted,
-    /// The global cap on buffered request-body bytes was reached: the request was refused.
-    Buffered,
-    /// The drain deadline passed at shutdown: the connection was closed.
-    Drain,
+label_enum! {
+    /// Why a connection was closed or a request body refused by a limit.
+    pub enum Limit {
+        /// The request head did not arrive within the header-read timeout.
+        Header => "header_timeout",
+        /// No request in flight and nothing received for the idle timeout.
+        Idle => "idle_timeout",
+        /// The request body did not arrive within the body-read timeout.
+        Body => "body_timeout",
+        /// The client stopped reading its answer for the idle timeout.
+        Write => "write_stalled",
+        /// The connection cap was reached with every connection busy: the new one was refused.
+        Connections => "max_connections",
+        /// The connection cap was reached: the connection idle the longest (no request in flight,
+        /// or a head not yet complete) was closed to make room for the new one.
+        Evicted => "evicted",
+        /// The global cap on buffered request-body bytes was reached: the request was refused.
+        Buffered => "max_buffered_bytes",
+        /// The drain deadline passed at shutdown: the connection was closed.
+        Drain => "drain_timeout",
+    }
 }
 
 impl Limit {
-    pub const ALL: [Limit; 8] = [
-        Limit::Header,
-        Limit::Idle,
-        Limit::Body,
-        Limit::Write,
-        Limit::Connections,
-        Limit::Evicted,
-        Limit::Buffered,
-        Limit::Drain,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::Header => "header_timeout",
-            Limit::Idle => "idle_timeout",
-            Limit::Body => "body_timeout",
-            Limit::Write => "write_stalled",
-            Limit::Connections => "max_connections",
-            Limit::Evicted => "evicted",
-            Limit::Buffered => "max_buffered_bytes",
-            Limit::Drain => "drain_timeout",
-        }
-    }
-
     /// The flag that sets this limit (named in warnings and errors).
     pub fn flag(self) -> &'static str {
         match self {
@@ -109,10 +74,6 @@ impl Limit {
             Limit::Buffered => "--max-buffered-bytes",
             Limit::Drain => "--drain-timeout",
         }
-    }
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 

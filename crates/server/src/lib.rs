@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod friendly;
 pub mod grpc;
+mod labels;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
@@ -107,11 +108,6 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let cfg = conn::FrontConfig {
-        front: conn::Front::Http,
-        limits: state.limits.conn.clone(),
-        stats: state.connections.clone(),
-        max_concurrent_streams: None,
-    };
+    let cfg = state.front(conn::Front::Http);
     conn::serve(listener, app(state), cfg, shutdown).await
 }

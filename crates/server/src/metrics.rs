@@ -15,6 +15,7 @@ use ferroserve_runtime::stats::Histogram;
 use ferroserve_runtime::{Outcome, Runtime, VersionState};
 
 use crate::grpc::Method;
+use crate::labels::label_enum;
 use crate::state::AppState;
 
 /// `GET /metrics`: every metric, the connections' included.
@@ -31,48 +32,27 @@ pub async fn route(State(st): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// What an HTTP route serves: the bounded `route` label of `ferroserve_http_responses_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteClass {
-    /// `POST /v2/models/{m}[/versions/{v}]/infer`.
-    V2Infer,
-    /// The other `/v2/models/...` routes: metadata, readiness, configuration, statistics.
-    V2Model,
-    /// `/v2`, `/v2/health/*`, `/v2/repository/index`.
-    V2Server,
-    /// The friendly routes (`/models/...`, KServe v1, `GET /`) and route aliases.
-    Friendly,
-    /// `/metrics`.
-    Metrics,
-    /// `/openapi.json`, `/docs/`, `/apidocs/`.
-    Docs,
-    /// No route: the path is unknown to the server.
-    Unmatched,
+label_enum! {
+    /// What an HTTP route serves: the bounded `route` label of `ferroserve_http_responses_total`.
+    pub enum RouteClass {
+        /// `POST /v2/models/{m}[/versions/{v}]/infer`.
+        V2Infer => "v2_infer",
+        /// The other `/v2/models/...` routes: metadata, readiness, configuration, statistics.
+        V2Model => "v2_model",
+        /// `/v2`, `/v2/health/*`, `/v2/repository/index`.
+        V2Server => "v2_server",
+        /// The friendly routes (`/models/...`, KServe v1, `GET /`) and route aliases.
+        Friendly => "friendly",
+        /// `/metrics`.
+        Metrics => "metrics",
+        /// `/openapi.json`, `/docs/`, `/apidocs/`.
+        Docs => "docs",
+        /// No route: the path is unknown to the server.
+        Unmatched => "unmatched",
+    }
 }
 
 impl RouteClass {
-    pub const ALL: [RouteClass; 7] = [
-        RouteClass::V2Infer,
-        RouteClass::V2Model,
-        RouteClass::V2Server,
-        RouteClass::Friendly,
-        RouteClass::Metrics,
-        RouteClass::Docs,
-        RouteClass::Unmatched,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteClass::V2Infer => "v2_infer",
-            RouteClass::V2Model => "v2_model",
-            RouteClass::V2Server => "v2_server",
-            RouteClass::Friendly => "friendly",
-            RouteClass::Metrics => "metrics",
-            RouteClass::Docs => "docs",
-            RouteClass::Unmatched => "unmatched",
-        }
-    }
-
     /// The class of the route template that matched a request (`None`: none did).
     pub fn of(template: Option<&str>) -> RouteClass {
         let Some(t) = template else {
@@ -90,10 +70,6 @@ impl RouteClass {
             t if t == "/apidocs" || t.starts_with("/apidocs/") => RouteClass::Docs,
             _ => RouteClass::Friendly,
         }
-    }
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -144,7 +120,7 @@ impl Answers {
     }
 
     fn grpc_slot(method: Method, code: tonic::Code) -> usize {
-        method as usize * GRPC_CODES + (code as usize).min(GRPC_CODES - 1)
+        method.index() * GRPC_CODES + (code as usize).min(GRPC_CODES - 1)
     }
 
     /// Counts one HTTP answer.

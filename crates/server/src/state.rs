@@ -111,6 +111,20 @@ impl AppState {
         }
     }
 
+    /// How `front`'s listener is served: the connection limits and counters both fronts share,
+    /// and (gRPC) the streams a connection may have open at once.
+    pub fn front(&self, front: conn::Front) -> conn::FrontConfig {
+        conn::FrontConfig {
+            front,
+            limits: self.limits.conn.clone(),
+            stats: self.connections.clone(),
+            max_concurrent_streams: match front {
+                conn::Front::Http => None,
+                conn::Front::Grpc => Some(self.limits.grpc_max_concurrent_streams),
+            },
+        }
+    }
+
     /// The readiness rule both fronts answer (`/v2/health/ready`, gRPC `ServerReady`).
     pub fn is_ready(&self) -> bool {
         if self.strict_readiness {

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{grpc_status, panicked};
+use crate::labels::label_enum;
 use crate::state::{request_line, AppState};
 use crate::{stats, v2};
 
@@ -35,49 +36,20 @@ use proto::*;
 /// Requests of one `ModelStreamInfer` stream run at once; answers keep request order.
 const STREAM_CONCURRENCY: usize = 16;
 
-/// The service's methods: the bounded `method` label of `ferroserve_grpc_responses_total`, and
-/// the `path` of their log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    ServerLive,
-    ServerReady,
-    ModelReady,
-    ServerMetadata,
-    ModelMetadata,
-    ModelInfer,
-    ModelStreamInfer,
-    ModelStatistics,
-    ModelConfig,
-    RepositoryIndex,
-}
-
-impl Method {
-    pub const ALL: [Method; 10] = [
-        Method::ServerLive,
-        Method::ServerReady,
-        Method::ModelReady,
-        Method::ServerMetadata,
-        Method::ModelMetadata,
-        Method::ModelInfer,
-        Method::ModelStreamInfer,
-        Method::ModelStatistics,
-        Method::ModelConfig,
-        Method::RepositoryIndex,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::ServerLive => "ServerLive",
-            Method::ServerReady => "ServerReady",
-            Method::ModelReady => "ModelReady",
-            Method::ServerMetadata => "ServerMetadata",
-            Method::ModelMetadata => "ModelMetadata",
-            Method::ModelInfer => "ModelInfer",
-            Method::ModelStreamInfer => "ModelStreamInfer",
-            Method::ModelStatistics => "ModelStatistics",
-            Method::ModelConfig => "ModelConfig",
-            Method::RepositoryIndex => "RepositoryIndex",
-        }
+label_enum! {
+    /// The service's methods: the bounded `method` label of `ferroserve_grpc_responses_total`,
+    /// and the `path` of their log lines.
+    pub enum Method {
+        ServerLive => "ServerLive",
+        ServerReady => "ServerReady",
+        ModelReady => "ModelReady",
+        ServerMetadata => "ServerMetadata",
+        ModelMetadata => "ModelMetadata",
+        ModelInfer => "ModelInfer",
+        ModelStreamInfer => "ModelStreamInfer",
+        ModelStatistics => "ModelStatistics",
+        ModelConfig => "ModelConfig",
+        RepositoryIndex => "RepositoryIndex",
     }
 }
 
@@ -683,12 +655,7 @@ pub async fn serve(
         shutdown.await;
         let _ = tx.send(true);
     });
-    let cfg = crate::conn::FrontConfig {
-        front: crate::conn::Front::Grpc,
-        limits: state.limits.conn.clone(),
-        stats: state.connections.clone(),
-        max_concurrent_streams: Some(state.limits.grpc_max_concurrent_streams),
-    };
+    let cfg = state.front(crate::conn::Front::Grpc);
     crate::conn::serve(listener, routes(state, rx), cfg, async move {
         let _ = stop.wait_for(|s| *s).await;
     })

@@ -13,38 +13,16 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use super::json::{skip_map, skip_seq, Cell, Json, NameSeed, Shape};
 use super::lists::{read_record, Allow, ListSeed};
 use super::sink::{quoted, Sink};
+use crate::labels::label_enum;
 
-/// The pandas `orient` of a JSON body (query parameter `orient`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Orient {
-    Records,
-    Split,
-    Columns,
-    Index,
-    Values,
-}
-
-impl Orient {
-    pub const ALL: [Orient; 5] = [
-        Orient::Records,
-        Orient::Split,
-        Orient::Columns,
-        Orient::Index,
-        Orient::Values,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Orient::Records => "records",
-            Orient::Split => "split",
-            Orient::Columns => "columns",
-            Orient::Index => "index",
-            Orient::Values => "values",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Orient> {
-        Orient::ALL.into_iter().find(|o| o.as_str() == s)
+label_enum! {
+    /// The pandas `orient` of a JSON body (query parameter `orient`).
+    pub enum Orient {
+        Records => "records",
+        Split => "split",
+        Columns => "columns",
+        Index => "index",
+        Values => "values",
     }
 }
 
