@@ -4,8 +4,9 @@
 //! ([`body`]), the single mapping from error kinds to HTTP statuses and the one error body
 //! ([`error`]), Prometheus metrics ([`metrics`]), the counting and logging of every answer
 //! ([`observe`]), and serving with graceful shutdown ([`conn`]); and the gRPC front ([`grpc`]).
-//! What the handlers of both fronts share is in [`state`]. Routes are built by [`app`] so
-//! tests can drive them without a socket.
+//! What the handlers of both fronts share is in [`state`]; the views both fronts write out
+//! are [`stats`] (the statistics extension) and [`v2::model_config`]. Routes are built by
+//! [`app`] so tests can drive them without a socket (`tests/routes.rs`).
 
 pub mod body;
 pub mod conn;
