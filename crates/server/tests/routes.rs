@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
+use ferroserve_server::metrics::RouteClass;
 use ferroserve_server::{app, AppState, RequestLog};
 use ferroserve_testkit::{assert_close, assert_same, numbers, strings, Tol};
 use http_body_util::BodyExt;
@@ -21,13 +22,18 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models")
 }
 
-/// The routes over the bundled repository (its tree models need nothing but Rust).
-fn routes() -> Router {
+/// The bundled repository served (its tree models need nothing but Rust), request log off.
+fn state() -> Arc<AppState> {
     let found = ferroserve_runtime::scan_repository(&examples(), &Default::default()).unwrap();
     let runtime = ferroserve_runtime::Runtime::start(found, &Default::default());
     let mut st = AppState::new(Arc::new(runtime));
     st.request_log = RequestLog::Off;
-    app(Arc::new(st))
+    Arc::new(st)
+}
+
+/// The routes over [`state`].
+fn routes() -> Router {
+    app(state())
 }
 
 /// `examples/models/expected.json`: the training libraries' answers.
@@ -233,4 +239,55 @@ async fn errors_answer_their_status_in_the_one_error_body() {
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
     let msg = a.body["error"].as_str().unwrap();
     assert!(msg.contains("DELETE"), "{msg}");
+}
+
+/// The answer-observing layer (`observe.rs`) counts every answer by route class and status,
+/// unknown models and paths included, and `/metrics` says so.
+#[tokio::test]
+async fn every_answer_is_counted_by_route_class_and_status() {
+    let st = state();
+    let app = app(st.clone());
+    for (method, uri, status) in [
+        (Method::GET, "/v2/models/nope", 404),
+        (Method::GET, "/v2/models/nope/versions/1/ready", 404),
+        (Method::POST, "/v2/models/nope/infer", 404),
+        (Method::POST, "/v2/models/nope/infer", 404),
+        (Method::POST, "/models/nope/predict", 404),
+        (Method::GET, "/no/such/path", 404),
+        (Method::GET, "/v2/models/iris", 200),
+        (Method::GET, "/v2/models/iris/infer", 405),
+        (Method::GET, "/v2/health/live", 200),
+        (Method::GET, "/docs", 308),
+        (Method::GET, "/metrics", 200),
+    ] {
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let r = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {uri}");
+    }
+    let a = &st.answers;
+    assert_eq!(a.http_count(RouteClass::V2Infer, 404), 2);
+    assert_eq!(a.http_count(RouteClass::V2Infer, 405), 1);
+    assert_eq!(a.http_count(RouteClass::V2Model, 404), 2);
+    assert_eq!(a.http_count(RouteClass::V2Model, 200), 1);
+    assert_eq!(a.http_count(RouteClass::Friendly, 404), 1);
+    assert_eq!(a.http_count(RouteClass::Unmatched, 404), 1);
+    assert_eq!(a.http_count(RouteClass::V2Server, 200), 1);
+    assert_eq!(a.http_count(RouteClass::Docs, 308), 1);
+    assert_eq!(a.http_count(RouteClass::Metrics, 200), 1);
+    // And /metrics says so.
+    let r = app
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        text.contains("ferroserve_http_responses_total{route=\"v2_infer\",code=\"404\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("ferroserve_http_responses_total{route=\"unmatched\",code=\"404\"} 1\n"));
 }
