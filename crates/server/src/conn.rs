@@ -208,63 +208,50 @@ impl ConnStats {
 
 /// Renders the connection metrics in the Prometheus text format.
 pub fn render(out: &mut String, stats: &ConnStats) {
-    use std::fmt::Write;
-    let _ = writeln!(
+    use crate::metrics::{header, sample};
+    let front = |f: Front| format!("front=\"{}\"", f.as_str());
+    let name = "ferroserve_connections_open";
+    header(out, name, "gauge", "Connections open now, by front.");
+    for f in Front::ALL {
+        sample(out, name, &front(f), stats.open(f));
+    }
+    let name = "ferroserve_requests_in_flight";
+    header(
         out,
-        "# HELP ferroserve_connections_open Connections open now, by front.\n# TYPE ferroserve_connections_open gauge"
+        name,
+        "gauge",
+        "Requests read and not yet answered (gRPC: calls, streams included), by front; this scrape counts itself.",
     );
     for f in Front::ALL {
-        let _ = writeln!(
-            out,
-            "ferroserve_connections_open{{front=\"{}\"}} {}",
-            f.as_str(),
-            stats.open(f)
-        );
+        sample(out, name, &front(f), stats.in_flight(f));
     }
-    let _ = writeln!(
-        out,
-        "# HELP ferroserve_requests_in_flight Requests read and not yet answered (gRPC: calls, streams included), by front; this scrape counts itself.\n# TYPE ferroserve_requests_in_flight gauge"
-    );
+    let name = "ferroserve_connections_total";
+    header(out, name, "counter", "Connections accepted, by front.");
     for f in Front::ALL {
-        let _ = writeln!(
-            out,
-            "ferroserve_requests_in_flight{{front=\"{}\"}} {}",
-            f.as_str(),
-            stats.in_flight(f)
-        );
+        let accepted = stats.accepted[f.index()].load(Ordering::Relaxed);
+        sample(out, name, &front(f), accepted);
     }
-    let _ = writeln!(
+    let name = "ferroserve_connection_limits_total";
+    header(
         out,
-        "# HELP ferroserve_connections_total Connections accepted, by front.\n# TYPE ferroserve_connections_total counter"
-    );
-    for f in Front::ALL {
-        let _ = writeln!(
-            out,
-            "ferroserve_connections_total{{front=\"{}\"}} {}",
-            f.as_str(),
-            stats.accepted[f.index()].load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ferroserve_connection_limits_total Connections closed or refused, and requests refused, by a connection limit.\n# TYPE ferroserve_connection_limits_total counter"
+        name,
+        "counter",
+        "Connections closed or refused, and requests refused, by a connection limit.",
     );
     for f in Front::ALL {
         for l in Limit::ALL {
-            let _ = writeln!(
-                out,
-                "ferroserve_connection_limits_total{{front=\"{}\",limit=\"{}\"}} {}",
-                f.as_str(),
-                l.as_str(),
-                stats.limited(f, l)
-            );
+            let labels = format!("{},limit=\"{}\"", front(f), l.as_str());
+            sample(out, name, &labels, stats.limited(f, l));
         }
     }
-    let _ = writeln!(
+    let name = "ferroserve_request_body_buffered_bytes";
+    header(
         out,
-        "# HELP ferroserve_request_body_buffered_bytes Request-body bytes held in memory now, all requests together.\n# TYPE ferroserve_request_body_buffered_bytes gauge\nferroserve_request_body_buffered_bytes {}",
-        stats.buffered_bytes()
+        name,
+        "gauge",
+        "Request-body bytes held in memory now, all requests together.",
     );
+    sample(out, name, "", stats.buffered_bytes());
 }
 
 /// Why reading a request body stopped: found by [`fault_of`] in a body error's source chain.
