@@ -30,75 +30,40 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-/// Which front a connection belongs to (a metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Front {
-    Http,
-    Grpc,
-}
+use crate::labels::label_enum;
 
-impl Front {
-    pub const ALL: [Front; 2] = [Front::Http, Front::Grpc];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Front::Http => "http",
-            Front::Grpc => "grpc",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
+label_enum! {
+    /// Which front a connection belongs to (a metric label).
+    pub enum Front {
+        Http => "http",
+        Grpc => "grpc",
     }
 }
 
-/// Why a connection was closed or a request body refused by a limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// The request head did not arrive within the header-read timeout.
-    Header,
-    /// No request in flight and nothing received for the idle timeout.
-    Idle,
-    /// The request body did not arrive within the body-read timeout.
-    Body,
-    /// The client stopped reading its answer for the idle timeout.
-    Write,
-    /// The connection cap was reached with every connection busy: the new one was refused.
-    Connections,
-    /// The connection cap was reached: the connection idle the longest (no request in flight,
-    /// or a head not yet complete) was closed to make room for the new one.
-    Evicted,
-    /// The global cap on buffered request-body bytes was reached: the request was refused.
-    Buffered,
-    /// The drain deadline passed at shutdown: the connection was closed.
-    Drain,
+label_enum! {
+    /// Why a connection was closed or a request body refused by a limit.
+    pub enum Limit {
+        /// The request head did not arrive within the header-read timeout.
+        Header => "header_timeout",
+        /// No request in flight and nothing received for the idle timeout.
+        Idle => "idle_timeout",
+        /// The request body did not arrive within the body-read timeout.
+        Body => "body_timeout",
+        /// The client stopped reading its answer for the idle timeout.
+        Write => "write_stalled",
+        /// The connection cap was reached with every connection busy: the new one was refused.
+        Connections => "max_connections",
+        /// The connection cap was reached: the connection idle the longest (no request in flight,
+        /// or a head not yet complete) was closed to make room for the new one.
+        Evicted => "evicted",
+        /// The global cap on buffered request-body bytes was reached: the request was refused.
+        Buffered => "max_buffered_bytes",
+        /// The drain deadline passed at shutdown: the connection was closed.
+        Drain => "drain_timeout",
+    }
 }
 
 impl Limit {
-    pub const ALL: [Limit; 8] = [
-        Limit::Header,
-        Limit::Idle,
-        Limit::Body,
-        Limit::Write,
-        Limit::Connections,
-        Limit::Evicted,
-        Limit::Buffered,
-        Limit::Drain,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::Header => "header_timeout",
-            Limit::Idle => "idle_timeout",
-            Limit::Body => "body_timeout",
-            Limit::Write => "write_stalled",
-            Limit::Connections => "max_connections",
-            Limit::Evicted => "evicted",
-            Limit::Buffered => "max_buffered_bytes",
-            Limit::Drain => "drain_timeout",
-        }
-    }
-
     /// The flag that sets this limit (named in warnings and errors).
     pub fn flag(self) -> &'static str {
         match self {
@@ -109,10 +74,6 @@ impl Limit {
             Limit::Buffered => "--max-buffered-bytes",
             Limit::Drain => "--drain-timeout",
         }
-    }
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -247,63 +208,50 @@ impl ConnStats {
 
 /// Renders the connection metrics in the Prometheus text format.
 pub fn render(out: &mut String, stats: &ConnStats) {
-    use std::fmt::Write;
-    let _ = writeln!(
+    use crate::metrics::{header, sample};
+    let front = |f: Front| format!("front=\"{}\"", f.as_str());
+    let name = "ferroserve_connections_open";
+    header(out, name, "gauge", "Connections open now, by front.");
+    for f in Front::ALL {
+        sample(out, name, &front(f), stats.open(f));
+    }
+    let name = "ferroserve_requests_in_flight";
+    header(
         out,
-        "# HELP ferroserve_connections_open Connections open now, by front.\n# TYPE ferroserve_connections_open gauge"
+        name,
+        "gauge",
+        "Requests read and not yet answered (gRPC: calls, streams included), by front; this scrape counts itself.",
     );
     for f in Front::ALL {
-        let _ = writeln!(
-            out,
-            "ferroserve_connections_open{{front=\"{}\"}} {}",
-            f.as_str(),
-            stats.open(f)
-        );
+        sample(out, name, &front(f), stats.in_flight(f));
     }
-    let _ = writeln!(
-        out,
-        "# HELP ferroserve_requests_in_flight Requests read and not yet answered (gRPC: calls, streams included), by front; this scrape counts itself.\n# TYPE ferroserve_requests_in_flight gauge"
-    );
+    let name = "ferroserve_connections_total";
+    header(out, name, "counter", "Connections accepted, by front.");
     for f in Front::ALL {
-        let _ = writeln!(
-            out,
-            "ferroserve_requests_in_flight{{front=\"{}\"}} {}",
-            f.as_str(),
-            stats.in_flight(f)
-        );
+        let accepted = stats.accepted[f.index()].load(Ordering::Relaxed);
+        sample(out, name, &front(f), accepted);
     }
-    let _ = writeln!(
+    let name = "ferroserve_connection_limits_total";
+    header(
         out,
-        "# HELP ferroserve_connections_total Connections accepted, by front.\n# TYPE ferroserve_connections_total counter"
-    );
-    for f in Front::ALL {
-        let _ = writeln!(
-            out,
-            "ferroserve_connections_total{{front=\"{}\"}} {}",
-            f.as_str(),
-            stats.accepted[f.index()].load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ferroserve_connection_limits_total Connections closed or refused, and requests refused, by a connection limit.\n# TYPE ferroserve_connection_limits_total counter"
+        name,
+        "counter",
+        "Connections closed or refused, and requests refused, by a connection limit.",
     );
     for f in Front::ALL {
         for l in Limit::ALL {
-            let _ = writeln!(
-                out,
-                "ferroserve_connection_limits_total{{front=\"{}\",limit=\"{}\"}} {}",
-                f.as_str(),
-                l.as_str(),
-                stats.limited(f, l)
-            );
+            let labels = format!("{},limit=\"{}\"", front(f), l.as_str());
+            sample(out, name, &labels, stats.limited(f, l));
         }
     }
-    let _ = writeln!(
+    let name = "ferroserve_request_body_buffered_bytes";
+    header(
         out,
-        "# HELP ferroserve_request_body_buffered_bytes Request-body bytes held in memory now, all requests together.\n# TYPE ferroserve_request_body_buffered_bytes gauge\nferroserve_request_body_buffered_bytes {}",
-        stats.buffered_bytes()
+        name,
+        "gauge",
+        "Request-body bytes held in memory now, all requests together.",
     );
+    sample(out, name, "", stats.buffered_bytes());
 }
 
 /// Why reading a request body stopped: found by [`fault_of`] in a body error's source chain.

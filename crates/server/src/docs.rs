@@ -14,7 +14,7 @@ use utoipa_swagger_ui::Config;
 
 use crate::error::ApiError;
 use crate::extract::Path;
-use crate::AppState;
+use crate::state::AppState;
 
 /// What the documentation routes serve.
 pub struct Docs {

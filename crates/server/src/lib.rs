@@ -2,8 +2,11 @@
 //! ([`v2`]), the friendly routes and route aliases of hand-written services ([`friendly`]), the
 //! OpenAPI document ([`openapi`]) and Swagger UI ([`docs`]), request bodies with their limits
 //! ([`body`]), the single mapping from error kinds to HTTP statuses and the one error body
-//! ([`error`]), Prometheus metrics ([`metrics`]), request logging, and serving with graceful
-//! shutdown. Routes are built by [`app`] so tests can drive them without a socket.
+//! ([`error`]), Prometheus metrics ([`metrics`]), the counting and logging of every answer
+//! ([`observe`]), and serving with graceful shutdown ([`conn`]); and the gRPC front ([`grpc`]).
+//! What the handlers of both fronts share is in [`state`]; the views both fronts write out
+//! are [`stats`] (the statistics extension) and [`v2::model_config`]. Routes are built by
+//! [`app`] so tests can drive them without a socket (`tests/routes.rs`).
 
 pub mod body;
 pub mod conn;
@@ -12,91 +15,25 @@ pub mod error;
 pub mod extract;
 pub mod friendly;
 pub mod grpc;
+mod labels;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
+pub mod state;
+pub mod stats;
+#[cfg(test)]
+mod testing;
 pub mod v2;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use ferroserve_runtime::Runtime;
 
 use crate::error::ApiError;
-
-/// Limits on what a request may carry, and on connections.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
-    /// Timeouts, connection caps, buffered bytes, drain deadline.
-    pub conn: conn::ConnLimits,
-    /// Streams one gRPC connection may have open at once (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`;
-    /// a client opens more only as others close).
-    pub grpc_max_concurrent_streams: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body_bytes: 64 * 1024 * 1024,
-            conn: conn::ConnLimits::default(),
-            grpc_max_concurrent_streams: 1024,
-        }
-    }
-}
-
-/// The level of the one log line written per request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestLog {
-    Off,
-    /// Answers with a 5xx status at warn, 4xx at debug.
-    Errors,
-    Debug,
-    Info,
-}
-
-/// Everything the handlers share.
-pub struct AppState {
-    pub runtime: Arc<Runtime>,
-    pub limits: Limits,
-    /// Ready only when every model has a ready version (otherwise: when at least one has).
-    pub strict_readiness: bool,
-    pub request_log: RequestLog,
-    /// `--route-owner PATH=MODEL`: which model serves a route alias several models declare.
-    pub route_owners: Vec<(String, String)>,
-    /// Connection counters of both fronts (and the buffered-bytes budget they share).
-    pub connections: Arc<conn::ConnStats>,
-    /// Every answer of both fronts, by route class or method and status (`/metrics`).
-    pub answers: metrics::Answers,
-}
-
-impl AppState {
-    pub fn new(runtime: Arc<Runtime>) -> Self {
-        AppState {
-            runtime,
-            limits: Limits::default(),
-            strict_readiness: false,
-            request_log: RequestLog::Errors,
-            route_owners: Vec::new(),
-            connections: Arc::default(),
-            answers: metrics::Answers::default(),
-        }
-    }
-
-    pub fn is_ready(&self) -> bool {
-        if self.strict_readiness {
-            self.runtime.all_ready()
-        } else {
-            self.runtime.any_ready()
-        }
-    }
-}
+pub use crate::state::{AppState, Limits, RequestLog};
 
 /// All routes.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -110,7 +47,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .route("/v2/repository/index", post(v2::repository_index))
-        .route("/metrics", get(metrics_route))
+        .route("/metrics", get(metrics::route))
         .route("/v2/models/stats", get(v2::all_stats))
         .route("/v2/models/{model}/stats", get(v2::model_stats))
         .route(
@@ -144,28 +81,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         // A bug must not drop the connection: a panic in a handler answers 500, in the one
         // error body, and the server keeps serving.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_answer,
+            observe::panic_answer,
         ))
         // Around it, so that the 500 of a panic is counted and logged too.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .with_state(state)
-}
-
-fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    ApiError(error::panicked(panic.as_ref())).into_response()
-}
-
-async fn metrics_route(State(st): State<Arc<AppState>>) -> Response {
-    let mut text = String::new();
-    conn::render(&mut text, &st.connections);
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        metrics::render(&st.runtime, &st.answers) + &text,
-    )
-        .into_response()
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -179,47 +102,6 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
     r
 }
 
-/// Every answer counted by route class and status (`ferroserve_http_responses_total`: 404s of
-/// unknown models and paths included), and one structured line per request when asked:
-/// method, path, status, latency.
-async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    // The router sets the matched route's template before this layer runs (none: no route).
-    let class = metrics::RouteClass::of(
-        req.extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map(|m| m.as_str()),
-    );
-    if st.request_log == RequestLog::Off {
-        let resp = next.run(req).await;
-        st.answers.http(class, resp.status().as_u16());
-        return resp;
-    }
-    let started = Instant::now();
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let path = uri.path();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16();
-    st.answers.http(class, status);
-    let micros = started.elapsed().as_micros() as u64;
-    match st.request_log {
-        RequestLog::Info => {
-            tracing::info!(target: "ferroserve::request", %method, %path, status, micros)
-        }
-        RequestLog::Debug => {
-            tracing::debug!(target: "ferroserve::request", %method, %path, status, micros)
-        }
-        RequestLog::Errors if status >= 500 => {
-            tracing::warn!(target: "ferroserve::request", %method, %path, status, micros)
-        }
-        RequestLog::Errors if status >= 400 => {
-            tracing::debug!(target: "ferroserve::request", %method, %path, status, micros)
-        }
-        RequestLog::Errors | RequestLog::Off => {}
-    }
-    resp
-}
-
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, lets requests
 /// in flight finish up to the drain deadline, and returns (see [`conn`]).
 pub async fn serve(
@@ -227,79 +109,6 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let cfg = conn::FrontConfig {
-        front: conn::Front::Http,
-        limits: state.limits.conn.clone(),
-        stats: state.connections.clone(),
-        max_concurrent_streams: None,
-    };
+    let cfg = state.front(conn::Front::Http);
     conn::serve(listener, app(state), cfg, shutdown).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use metrics::RouteClass;
-    use tower::ServiceExt;
-
-    fn examples_state() -> Arc<AppState> {
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
-        let found = ferroserve_runtime::scan_repository(&repo, &Default::default()).unwrap();
-        let runtime = Runtime::start(found, &Default::default());
-        let mut st = AppState::new(Arc::new(runtime));
-        st.request_log = RequestLog::Off;
-        Arc::new(st)
-    }
-
-    #[tokio::test]
-    async fn every_answer_is_counted_by_route_class_and_status() {
-        let st = examples_state();
-        let app = app(st.clone());
-        for (method, uri, status) in [
-            (Method::GET, "/v2/models/nope", 404),
-            (Method::GET, "/v2/models/nope/versions/1/ready", 404),
-            (Method::POST, "/v2/models/nope/infer", 404),
-            (Method::POST, "/v2/models/nope/infer", 404),
-            (Method::POST, "/models/nope/predict", 404),
-            (Method::GET, "/no/such/path", 404),
-            (Method::GET, "/v2/models/iris", 200),
-            (Method::GET, "/v2/models/iris/infer", 405),
-            (Method::GET, "/v2/health/live", 200),
-            (Method::GET, "/docs", 308),
-            (Method::GET, "/metrics", 200),
-        ] {
-            let req = Request::builder()
-                .method(method.clone())
-                .uri(uri)
-                .body(Body::empty())
-                .unwrap();
-            let r = app.clone().oneshot(req).await.unwrap();
-            assert_eq!(r.status().as_u16(), status, "{method} {uri}");
-        }
-        let a = &st.answers;
-        assert_eq!(a.http_count(RouteClass::V2Infer, 404), 2);
-        assert_eq!(a.http_count(RouteClass::V2Infer, 405), 1);
-        assert_eq!(a.http_count(RouteClass::V2Model, 404), 2);
-        assert_eq!(a.http_count(RouteClass::V2Model, 200), 1);
-        assert_eq!(a.http_count(RouteClass::Friendly, 404), 1);
-        assert_eq!(a.http_count(RouteClass::Unmatched, 404), 1);
-        assert_eq!(a.http_count(RouteClass::V2Server, 200), 1);
-        assert_eq!(a.http_count(RouteClass::Docs, 308), 1);
-        assert_eq!(a.http_count(RouteClass::Metrics, 200), 1);
-        // And /metrics says so.
-        let r = app
-            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
-        let text = String::from_utf8(body.to_vec()).unwrap();
-        assert!(
-            text.contains("ferroserve_http_responses_total{route=\"v2_infer\",code=\"404\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ferroserve_http_responses_total{route=\"unmatched\",code=\"404\"} 1\n")
-        );
-    }
 }

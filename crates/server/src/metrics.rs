@@ -6,54 +6,53 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use ferroserve_runtime::stats::Histogram;
-use ferroserve_runtime::{Outcome, Runtime, VersionState};
+use ferroserve_runtime::{Outcome, Runtime, ServedVersion, VersionState};
 
 use crate::grpc::Method;
+use crate::labels::label_enum;
+use crate::state::AppState;
 
-/// What an HTTP route serves: the bounded `route` label of `ferroserve_http_responses_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteClass {
-    /// `POST /v2/models/{m}[/versions/{v}]/infer`.
-    V2Infer,
-    /// The other `/v2/models/...` routes: metadata, readiness, configuration, statistics.
-    V2Model,
-    /// `/v2`, `/v2/health/*`, `/v2/repository/index`.
-    V2Server,
-    /// The friendly routes (`/models/...`, KServe v1, `GET /`) and route aliases.
-    Friendly,
-    /// `/metrics`.
-    Metrics,
-    /// `/openapi.json`, `/docs/`, `/apidocs/`.
-    Docs,
-    /// No route: the path is unknown to the server.
-    Unmatched,
+/// `GET /metrics`: every metric, the connections' included.
+pub async fn route(State(st): State<Arc<AppState>>) -> Response {
+    let mut text = String::new();
+    crate::conn::render(&mut text, &st.connections);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&st.runtime, &st.answers) + &text,
+    )
+        .into_response()
+}
+
+label_enum! {
+    /// What an HTTP route serves: the bounded `route` label of `ferroserve_http_responses_total`.
+    pub enum RouteClass {
+        /// `POST /v2/models/{m}[/versions/{v}]/infer`.
+        V2Infer => "v2_infer",
+        /// The other `/v2/models/...` routes: metadata, readiness, configuration, statistics.
+        V2Model => "v2_model",
+        /// `/v2`, `/v2/health/*`, `/v2/repository/index`.
+        V2Server => "v2_server",
+        /// The friendly routes (`/models/...`, KServe v1, `GET /`) and route aliases.
+        Friendly => "friendly",
+        /// `/metrics`.
+        Metrics => "metrics",
+        /// `/openapi.json`, `/docs/`, `/apidocs/`.
+        Docs => "docs",
+        /// No route: the path is unknown to the server.
+        Unmatched => "unmatched",
+    }
 }
 
 impl RouteClass {
-    pub const ALL: [RouteClass; 7] = [
-        RouteClass::V2Infer,
-        RouteClass::V2Model,
-        RouteClass::V2Server,
-        RouteClass::Friendly,
-        RouteClass::Metrics,
-        RouteClass::Docs,
-        RouteClass::Unmatched,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteClass::V2Infer => "v2_infer",
-            RouteClass::V2Model => "v2_model",
-            RouteClass::V2Server => "v2_server",
-            RouteClass::Friendly => "friendly",
-            RouteClass::Metrics => "metrics",
-            RouteClass::Docs => "docs",
-            RouteClass::Unmatched => "unmatched",
-        }
-    }
-
     /// The class of the route template that matched a request (`None`: none did).
     pub fn of(template: Option<&str>) -> RouteClass {
         let Some(t) = template else {
@@ -71,10 +70,6 @@ impl RouteClass {
             t if t == "/apidocs" || t.starts_with("/apidocs/") => RouteClass::Docs,
             _ => RouteClass::Friendly,
         }
-    }
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -125,7 +120,7 @@ impl Answers {
     }
 
     fn grpc_slot(method: Method, code: tonic::Code) -> usize {
-        method as usize * GRPC_CODES + (code as usize).min(GRPC_CODES - 1)
+        method.index() * GRPC_CODES + (code as usize).min(GRPC_CODES - 1)
     }
 
     /// Counts one HTTP answer.
@@ -165,11 +160,8 @@ impl Answers {
                 } else {
                     status.to_string()
                 };
-                let _ = writeln!(
-                    out,
-                    "ferroserve_http_responses_total{{route=\"{}\",code=\"{code}\"}} {n}",
-                    class.as_str()
-                );
+                let labels = format!("route=\"{}\",code=\"{code}\"", class.as_str());
+                sample(out, "ferroserve_http_responses_total", &labels, n);
             }
         }
         header(
@@ -185,11 +177,8 @@ impl Answers {
                 if n == 0 && !GRPC_ALWAYS.contains(&code) {
                     continue;
                 }
-                let _ = writeln!(
-                    out,
-                    "ferroserve_grpc_responses_total{{method=\"{}\",code=\"{code:?}\"}} {n}",
-                    method.as_str()
-                );
+                let labels = format!("method=\"{}\",code=\"{code:?}\"", method.as_str());
+                sample(out, "ferroserve_grpc_responses_total", &labels, n);
             }
         }
     }
@@ -201,9 +190,19 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// The `# HELP` and `# TYPE` lines that open a metric family.
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One sample: `name{labels} value`, or `name value` without labels.
+pub(crate) fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
 }
 
 fn histogram<const N: usize>(out: &mut String, name: &str, labels: &str, h: &Histogram<N>) {
@@ -216,183 +215,152 @@ fn histogram<const N: usize>(out: &mut String, name: &str, labels: &str, h: &His
     let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
 }
 
+/// The labels of one served version.
+fn version_labels(model: &str, version: u64) -> String {
+    format!("model=\"{}\",version=\"{version}\"", esc(model))
+}
+
+/// A family with one sample per served version.
+fn per_version<V: std::fmt::Display>(
+    out: &mut String,
+    served: &[&Arc<ServedVersion>],
+    (name, kind, help): (&str, &str, &str),
+    value: impl Fn(&ServedVersion) -> V,
+) {
+    header(out, name, kind, help);
+    for s in served {
+        sample(out, name, &version_labels(&s.name, s.version), value(s));
+    }
+}
+
+/// A histogram family with one histogram per served version.
+fn histograms<const N: usize>(
+    out: &mut String,
+    served: &[&Arc<ServedVersion>],
+    (name, help): (&str, &str),
+    h: impl Fn(&ServedVersion) -> &Histogram<N>,
+) {
+    header(out, name, "histogram", help);
+    for s in served {
+        histogram(out, name, &version_labels(&s.name, s.version), h(s));
+    }
+}
+
 /// Renders every metric.
 pub fn render(rt: &Runtime, answers: &Answers) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    let served: Vec<_> = rt
-        .models()
-        .flat_map(|m| {
-            m.versions.values().filter_map(|v| match v {
-                VersionState::Ready(s) => Some(s.clone()),
-                VersionState::Unavailable(_) => None,
-            })
-        })
-        .collect();
-    let labels = |s: &ferroserve_runtime::ServedVersion| {
-        format!("model=\"{}\",version=\"{}\"", esc(&s.name), s.version)
-    };
-
+    let served: Vec<_> = crate::stats::ready_versions(rt).collect();
+    let name = "ferroserve_requests_total";
     header(
         &mut out,
-        "ferroserve_requests_total",
+        name,
         "counter",
         "Inference requests by model, version and outcome.",
     );
     for s in &served {
         for o in Outcome::ALL {
-            let _ = writeln!(
-                out,
-                "ferroserve_requests_total{{{},outcome=\"{}\"}} {}",
-                labels(s),
-                o.as_str(),
-                s.stats.requests(o)
+            let labels = format!(
+                "{},outcome=\"{}\"",
+                version_labels(&s.name, s.version),
+                o.as_str()
             );
+            sample(&mut out, name, &labels, s.stats.requests(o));
         }
     }
-    header(
+    per_version(
         &mut out,
-        "ferroserve_inference_rows_total",
-        "counter",
-        "Rows answered successfully.",
+        &served,
+        (
+            "ferroserve_inference_rows_total",
+            "counter",
+            "Rows answered successfully.",
+        ),
+        |s| s.stats.inference_count.load(Ordering::Relaxed),
     );
-    for s in &served {
-        let _ = writeln!(
-            out,
-            "ferroserve_inference_rows_total{{{}}} {}",
-            labels(s),
-            s.stats
-                .inference_count
-                .load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
-    header(
+    per_version(
         &mut out,
-        "ferroserve_batches_total",
-        "counter",
-        "Batches run by the model's instances.",
+        &served,
+        (
+            "ferroserve_batches_total",
+            "counter",
+            "Batches run by the model's instances.",
+        ),
+        |s| s.stats.execution_count.load(Ordering::Relaxed),
     );
-    for s in &served {
-        let _ = writeln!(
-            out,
-            "ferroserve_batches_total{{{}}} {}",
-            labels(s),
-            s.stats
-                .execution_count
-                .load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
-    header(
+    histograms(
         &mut out,
-        "ferroserve_request_duration_seconds",
-        "histogram",
-        "Total time from request to answer (server side).",
-    );
-    for s in &served {
-        histogram(
-            &mut out,
+        &served,
+        (
             "ferroserve_request_duration_seconds",
-            &labels(s),
-            &s.stats.latency_seconds,
-        );
-    }
-    header(
-        &mut out,
-        "ferroserve_queue_duration_seconds",
-        "histogram",
-        "Time requests waited in the model's queue.",
+            "Total time from request to answer (server side).",
+        ),
+        |s| &s.stats.latency_seconds,
     );
-    for s in &served {
-        histogram(
-            &mut out,
+    histograms(
+        &mut out,
+        &served,
+        (
             "ferroserve_queue_duration_seconds",
-            &labels(s),
-            &s.stats.queue_seconds,
-        );
-    }
-    header(
-        &mut out,
-        "ferroserve_compute_duration_seconds",
-        "histogram",
-        "Time an instance spent on one batch.",
+            "Time requests waited in the model's queue.",
+        ),
+        |s| &s.stats.queue_seconds,
     );
-    for s in &served {
-        histogram(
-            &mut out,
+    histograms(
+        &mut out,
+        &served,
+        (
             "ferroserve_compute_duration_seconds",
-            &labels(s),
-            &s.stats.compute_seconds,
-        );
-    }
-    header(
-        &mut out,
-        "ferroserve_batch_rows",
-        "histogram",
-        "Rows per batch run.",
+            "Time an instance spent on one batch.",
+        ),
+        |s| &s.stats.compute_seconds,
     );
-    for s in &served {
-        histogram(
-            &mut out,
-            "ferroserve_batch_rows",
-            &labels(s),
-            &s.stats.batch_rows,
-        );
-    }
-    header(
+    histograms(
         &mut out,
-        "ferroserve_queue_depth",
-        "gauge",
-        "Requests admitted and not yet answered.",
+        &served,
+        ("ferroserve_batch_rows", "Rows per batch run."),
+        |s| &s.stats.batch_rows,
     );
-    for s in &served {
-        let _ = writeln!(
-            out,
-            "ferroserve_queue_depth{{{}}} {}",
-            labels(s),
-            s.handle.queue_depth()
-        );
-    }
-    header(
+    per_version(
         &mut out,
-        "ferroserve_instance_busy_seconds_total",
-        "counter",
-        "Time the model's instances spent computing.",
+        &served,
+        (
+            "ferroserve_queue_depth",
+            "gauge",
+            "Requests admitted and not yet answered.",
+        ),
+        |s| s.handle.queue_depth(),
     );
-    for s in &served {
-        let (_, ns) = s.stats.busy.get();
-        let _ = writeln!(
-            out,
-            "ferroserve_instance_busy_seconds_total{{{}}} {}",
-            labels(s),
-            ns as f64 / 1e9
-        );
-    }
+    per_version(
+        &mut out,
+        &served,
+        (
+            "ferroserve_instance_busy_seconds_total",
+            "counter",
+            "Time the model's instances spent computing.",
+        ),
+        |s| s.stats.busy.get().1 as f64 / 1e9,
+    );
+    let name = "ferroserve_model_ready";
     header(
         &mut out,
-        "ferroserve_model_ready",
+        name,
         "gauge",
         "1 when the model version is loaded and serving.",
     );
     for m in rt.models() {
-        for (v, st) in &m.versions {
+        for (&v, st) in &m.versions {
             let ready = matches!(st, VersionState::Ready(_)) as u8;
-            let _ = writeln!(
-                out,
-                "ferroserve_model_ready{{model=\"{}\",version=\"{v}\"}} {ready}",
-                esc(&m.name)
-            );
+            sample(&mut out, name, &version_labels(&m.name, v), ready);
         }
     }
+    let name = "ferroserve_model_load_failures_total";
     header(
         &mut out,
-        "ferroserve_model_load_failures_total",
+        name,
         "counter",
         "Models or versions that failed to load.",
     );
-    let _ = writeln!(
-        out,
-        "ferroserve_model_load_failures_total {}",
-        rt.load_failures()
-    );
+    sample(&mut out, name, "", rt.load_failures());
     answers.render(&mut out);
     out
 }

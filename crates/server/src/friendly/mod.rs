@@ -41,7 +41,7 @@ use serde_json::json;
 use crate::body::{read_body, Limit};
 use crate::error::ApiError;
 use crate::extract::Path;
-use crate::AppState;
+use crate::state::AppState;
 use answer::{Answerer, Outputs};
 use parse::Parsed;
 use table::{Spec, Table};

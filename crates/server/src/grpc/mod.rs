@@ -14,13 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferroserve_core::{ErrorKind, InferError};
-use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
+use ferroserve_runtime::Outcome;
 use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{grpc_status, panicked};
-use crate::{v2, AppState, RequestLog};
+use crate::labels::label_enum;
+use crate::state::{request_line, AppState};
+use crate::{stats, v2};
 
 /// Messages, server trait and client generated from `proto/grpc_service.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -34,49 +36,20 @@ use proto::*;
 /// Requests of one `ModelStreamInfer` stream run at once; answers keep request order.
 const STREAM_CONCURRENCY: usize = 16;
 
-/// The service's methods: the bounded `method` label of `ferroserve_grpc_responses_total`, and
-/// the `path` of their log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    ServerLive,
-    ServerReady,
-    ModelReady,
-    ServerMetadata,
-    ModelMetadata,
-    ModelInfer,
-    ModelStreamInfer,
-    ModelStatistics,
-    ModelConfig,
-    RepositoryIndex,
-}
-
-impl Method {
-    pub const ALL: [Method; 10] = [
-        Method::ServerLive,
-        Method::ServerReady,
-        Method::ModelReady,
-        Method::ServerMetadata,
-        Method::ModelMetadata,
-        Method::ModelInfer,
-        Method::ModelStreamInfer,
-        Method::ModelStatistics,
-        Method::ModelConfig,
-        Method::RepositoryIndex,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::ServerLive => "ServerLive",
-            Method::ServerReady => "ServerReady",
-            Method::ModelReady => "ModelReady",
-            Method::ServerMetadata => "ServerMetadata",
-            Method::ModelMetadata => "ModelMetadata",
-            Method::ModelInfer => "ModelInfer",
-            Method::ModelStreamInfer => "ModelStreamInfer",
-            Method::ModelStatistics => "ModelStatistics",
-            Method::ModelConfig => "ModelConfig",
-            Method::RepositoryIndex => "RepositoryIndex",
-        }
+label_enum! {
+    /// The service's methods: the bounded `method` label of `ferroserve_grpc_responses_total`,
+    /// and the `path` of their log lines.
+    pub enum Method {
+        ServerLive => "ServerLive",
+        ServerReady => "ServerReady",
+        ModelReady => "ModelReady",
+        ServerMetadata => "ServerMetadata",
+        ModelMetadata => "ModelMetadata",
+        ModelInfer => "ModelInfer",
+        ModelStreamInfer => "ModelStreamInfer",
+        ModelStatistics => "ModelStatistics",
+        ModelConfig => "ModelConfig",
+        RepositoryIndex => "RepositoryIndex",
     }
 }
 
@@ -98,31 +71,17 @@ impl InferenceService {
             code,
             Internal | Unknown | DataLoss | Unavailable | DeadlineExceeded
         );
-        let level = self.state.request_log;
-        if level == RequestLog::Off || (level == RequestLog::Errors && code == tonic::Code::Ok) {
+        let Some(level) = self
+            .state
+            .request_log
+            .line(code != tonic::Code::Ok, server_fault)
+        else {
             return;
-        }
+        };
         let micros = started.elapsed().as_micros() as u64;
         let path = method.as_str();
-        match level {
-            RequestLog::Off => {}
-            RequestLog::Errors if server_fault => {
-                let code = format!("{code:?}");
-                tracing::warn!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
-            }
-            RequestLog::Errors => {
-                let code = format!("{code:?}");
-                tracing::debug!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
-            }
-            RequestLog::Info => {
-                let code = format!("{code:?}");
-                tracing::info!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
-            }
-            RequestLog::Debug => {
-                let code = format!("{code:?}");
-                tracing::debug!(target: "ferroserve::request", method = "gRPC", path, %code, micros)
-            }
-        }
+        let code = format!("{code:?}");
+        request_line!(Some(level), method = "gRPC", path, %code, micros);
     }
 
     /// Answers a unary call: logged, and counted in `ferroserve_grpc_responses_total`.
@@ -268,45 +227,42 @@ async fn stream_answer(state: Arc<AppState>, m: ModelInferRequest) -> ModelStrea
     }
 }
 
-/// The statistics extension's record of one version, from the runtime's counters (the same
-/// numbers `GET /v2/models/{m}/stats` answers).
-fn model_statistics(v: &ServedVersion) -> proto::ModelStatistics {
-    use std::sync::atomic::Ordering::Relaxed;
-    let s = &v.stats;
-    let d = |(count, ns): (u64, u64)| Some(StatisticDuration { count, ns });
-    let p = s.phases();
-    let zero = || Some(StatisticDuration::default());
-    let batch_stats = s
-        .by_batch_size
-        .lock()
-        .map(|m| {
-            m.iter()
-                .map(|(&size, &(count, ns))| InferBatchStatistics {
-                    batch_size: size as u64,
-                    compute_input: Some(StatisticDuration { count, ns: 0 }),
-                    compute_infer: Some(StatisticDuration { count, ns }),
-                    compute_output: Some(StatisticDuration { count, ns: 0 }),
-                })
-                .collect()
+/// The statistics extension's record of one version, from the one view both fronts answer
+/// ([`crate::stats`]).
+fn model_statistics(s: stats::Statistics) -> proto::ModelStatistics {
+    let d = |t: stats::Tally| {
+        Some(StatisticDuration {
+            count: t.count,
+            ns: t.ns,
         })
-        .unwrap_or_default();
+    };
+    let i = s.inference_stats;
     proto::ModelStatistics {
-        name: v.name.clone(),
-        version: v.version.to_string(),
-        last_inference: s.last_inference_ms.load(Relaxed),
-        inference_count: s.inference_count.load(Relaxed),
-        execution_count: s.execution_count.load(Relaxed),
+        name: s.name,
+        version: s.version,
+        last_inference: s.last_inference,
+        inference_count: s.inference_count,
+        execution_count: s.execution_count,
         inference_stats: Some(InferStatistics {
-            success: d(p.success),
-            fail: d(p.fail),
-            queue: d(p.queue),
-            compute_input: d(p.compute_input),
-            compute_infer: d(p.compute_infer),
-            compute_output: d(p.compute_output),
-            cache_hit: zero(),
-            cache_miss: zero(),
+            success: d(i.success),
+            fail: d(i.fail),
+            queue: d(i.queue),
+            compute_input: d(i.compute_input),
+            compute_infer: d(i.compute_infer),
+            compute_output: d(i.compute_output),
+            cache_hit: d(i.cache_hit),
+            cache_miss: d(i.cache_miss),
         }),
-        batch_stats,
+        batch_stats: s
+            .batch_stats
+            .into_iter()
+            .map(|b| InferBatchStatistics {
+                batch_size: b.batch_size,
+                compute_input: d(b.compute_input),
+                compute_infer: d(b.compute_infer),
+                compute_output: d(b.compute_output),
+            })
+            .collect(),
         memory_usage: Vec::new(),
         response_stats: Default::default(),
     }
@@ -522,26 +478,12 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelStatisticsResponse>, Status> {
         let started = Instant::now();
         let r = req.into_inner();
-        let rt = &self.state.runtime;
-        let ready = |v: &VersionState| match v {
-            VersionState::Ready(s) => Some(model_statistics(s)),
-            VersionState::Unavailable(_) => None,
-        };
         // As `GET /v2/models[/{m}[/versions/{v}]]/stats`: every model, one model's ready
         // versions, or one version.
-        let stats = match (r.name.as_str(), r.version.as_str()) {
-            ("", _) => Ok(rt
-                .models()
-                .flat_map(|m| m.versions.values())
-                .filter_map(ready)
-                .collect()),
-            (name, "") => rt
-                .model(name)
-                .map(|m| m.versions.values().filter_map(ready).collect()),
-            (name, version) => rt
-                .version(name, Some(version))
-                .map(|v| vec![model_statistics(&v)]),
-        };
+        let model = Some(r.name.as_str()).filter(|n| !n.is_empty());
+        let version = Some(r.version.as_str()).filter(|v| !v.is_empty());
+        let stats = stats::select(&self.state.runtime, model, version)
+            .map(|s| s.into_iter().map(model_statistics).collect());
         self.answer(
             Method::ModelStatistics,
             started,
@@ -713,12 +655,7 @@ pub async fn serve(
         shutdown.await;
         let _ = tx.send(true);
     });
-    let cfg = crate::conn::FrontConfig {
-        front: crate::conn::Front::Grpc,
-        limits: state.limits.conn.clone(),
-        stats: state.connections.clone(),
-        max_concurrent_streams: Some(state.limits.grpc_max_concurrent_streams),
-    };
+    let cfg = state.front(crate::conn::Front::Grpc);
     crate::conn::serve(listener, routes(state, rx), cfg, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
@@ -728,15 +665,8 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn examples_state() -> Arc<AppState> {
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
-        let found = ferroserve_runtime::scan_repository(&repo, &Default::default()).unwrap();
-        let runtime = ferroserve_runtime::Runtime::start(found, &Default::default());
-        let mut st = AppState::new(Arc::new(runtime));
-        st.request_log = RequestLog::Off;
-        Arc::new(st)
-    }
+    use crate::state::RequestLog;
+    use crate::testing::examples_state;
 
     /// Clients enforce their own deadline too (and tonic's reports CANCELLED), so the server's
     /// answer is checked here, in-process.

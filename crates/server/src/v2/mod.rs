@@ -18,13 +18,14 @@ use ferroserve_core::model::Batch;
 use ferroserve_core::{
     InferError, InferRequest, InferResponse, LoadedModel, RequestedOutput, Tensor, TensorData,
 };
-use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
+use ferroserve_runtime::{Outcome, ServedVersion};
 use serde_json::json;
 
 use crate::body::{accepted_coding, body_kind, compress, read_body, BodyKind, Limit};
 use crate::error::ApiError;
 use crate::extract::Path;
-use crate::AppState;
+use crate::state::AppState;
+use crate::stats;
 
 /// The protocol extensions this server implements (and no others), over HTTP and gRPC.
 pub const EXTENSIONS: &[&str] = &[
@@ -523,85 +524,27 @@ pub fn to_batch(
     })
 }
 
-/// `GET /v2/models/stats`, `/v2/models/{m}/stats`, `/v2/models/{m}/versions/{v}/stats`: the
-/// statistics extension, in Triton's shape.
-fn stats_json(v: &ServedVersion) -> serde_json::Value {
-    use std::sync::atomic::Ordering::Relaxed;
-    let s = &v.stats;
-    let d = |(count, ns): (u64, u64)| json!({ "count": count, "ns": ns });
-    let zero = json!({ "count": 0, "ns": 0 });
-    let p = s.phases();
-    let batches: Vec<serde_json::Value> = s
-        .by_batch_size
-        .lock()
-        .map(|m| {
-            m.iter()
-                .map(|(size, (count, ns))| {
-                    json!({
-                        "batch_size": size,
-                        "compute_input": { "count": count, "ns": 0 },
-                        "compute_infer": { "count": count, "ns": ns },
-                        "compute_output": { "count": count, "ns": 0 },
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({
-        "name": v.name,
-        "version": v.version.to_string(),
-        "last_inference": s.last_inference_ms.load(Relaxed),
-        "inference_count": s.inference_count.load(Relaxed),
-        "execution_count": s.execution_count.load(Relaxed),
-        "inference_stats": {
-            "success": d(p.success),
-            "fail": d(p.fail),
-            "queue": d(p.queue),
-            "compute_input": d(p.compute_input),
-            "compute_infer": d(p.compute_infer),
-            "compute_output": d(p.compute_output),
-            "cache_hit": zero,
-            "cache_miss": zero,
-        },
-        "batch_stats": batches,
-    })
-}
-
+/// `GET /v2/models/stats`: the statistics extension ([`crate::stats`]) of every ready version.
 pub async fn all_stats(State(st): State<Arc<AppState>>) -> Response {
-    let rows: Vec<serde_json::Value> = st
-        .runtime
-        .models()
-        .flat_map(|m| m.versions.values())
-        .filter_map(|v| match v {
-            VersionState::Ready(s) => Some(stats_json(s)),
-            VersionState::Unavailable(_) => None,
-        })
-        .collect();
-    ok_json(json!({ "model_stats": rows }))
+    ok_json(json!({ "model_stats": stats::all(&st.runtime) }))
 }
 
+/// `GET /v2/models/{m}/stats`: of a model's ready versions.
 pub async fn model_stats(
     State(st): State<Arc<AppState>>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let entry = st.runtime.model(&model)?;
-    let rows: Vec<serde_json::Value> = entry
-        .versions
-        .values()
-        .filter_map(|v| match v {
-            VersionState::Ready(s) => Some(stats_json(s)),
-            VersionState::Unavailable(_) => None,
-        })
-        .collect();
+    let rows = stats::select(&st.runtime, Some(&model), None)?;
     Ok(ok_json(json!({ "model_stats": rows })))
 }
 
+/// `GET /v2/models/{m}/versions/{v}/stats`: of one version.
 pub async fn version_stats(
     State(st): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, Some(&version))?;
-    Ok(ok_json(json!({ "model_stats": [stats_json(&v)] })))
+    let rows = stats::select(&st.runtime, Some(&model), Some(&version))?;
+    Ok(ok_json(json!({ "model_stats": rows })))
 }
 
 #[cfg(test)]

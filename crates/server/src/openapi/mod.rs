@@ -1,0 +1,115 @@
+//! `/openapi.json`: an OpenAPI 3.1 document generated from the live repository at start-up.
+//! Every model gets typed schemas (its feature names, its classes) with examples from its
+//! `sample_rows` ([`components`]); every friendly route and route alias is described in its own
+//! request and answer shapes ([`friendly`]), beside the v2 routes ([`v2`]); every error answer
+//! points to the one `Error` schema the server writes, under the status the one mapping gives
+//! its kind ([`crate::error::status_of`], [`errors`]).
+
+mod components;
+mod friendly;
+mod v2;
+
+use ferroserve_core::ErrorKind;
+use serde_json::{json, Map, Value};
+
+use crate::error::status_of;
+use crate::friendly::Friendly;
+use crate::state::AppState;
+
+fn r(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn ok_json(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+/// What an error answer of each kind means, as the document says it.
+fn meaning(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput => "Malformed request (bad JSON, bad v2 tensors)",
+        ErrorKind::NotFound => "Unknown model, version or route",
+        ErrorKind::TooLarge => "Body over --max-body-bytes, or too many rows for a v2 request",
+        ErrorKind::UnsupportedMediaType => "Unsupported Content-Type",
+        ErrorKind::Unprocessable => "The request's data does not fit the model: every bad row, column or field is listed in `details`",
+        ErrorKind::Overloaded => "The model's queue is full; retry (Retry-After)",
+        ErrorKind::Internal => "The model failed while running",
+        ErrorKind::Unavailable => {
+            "The model is not ready (the reason is in the message); retry (Retry-After)"
+        }
+        ErrorKind::DeadlineExceeded => "The request's deadline passed before it was answered",
+        ErrorKind::RequestTimeout => "The request body did not arrive in time (--body-read-timeout)",
+    }
+}
+
+/// The error answers of an operation that may fail with `kinds`: each under the status
+/// [`status_of`] gives it, in the one `Error` body, in status order.
+fn errors(kinds: &[ErrorKind]) -> Map<String, Value> {
+    let mut answers: Vec<(u16, ErrorKind)> =
+        kinds.iter().map(|&k| (status_of(k).as_u16(), k)).collect();
+    answers.sort_by_key(|&(status, _)| status);
+    let mut m = Map::new();
+    for (status, kind) in answers {
+        m.insert(
+            status.to_string(),
+            json!({
+                "description": meaning(kind),
+                "content": { "application/json": { "schema": r("Error") } }
+            }),
+        );
+    }
+    m
+}
+
+/// The OpenAPI document of this server, as it is configured now.
+pub fn document(st: &AppState, f: &Friendly) -> Value {
+    let models: Vec<String> = st.runtime.models().map(|m| m.name.clone()).collect();
+    let mut components = Map::new();
+    components::common(&mut components, &models);
+    let mut paths = Map::new();
+    let mut tags = Vec::new();
+    friendly::welcome(&mut paths, f);
+    paths.insert(
+        "/metrics".into(),
+        json!({ "get": { "tags": ["server"], "operationId": "metrics", "summary": "Prometheus metrics",
+            "responses": { "200": { "description": "Prometheus text format",
+                "content": { "text/plain": { "schema": { "type": "string" } } } } } } }),
+    );
+    friendly::paths(&mut paths, &mut components, &mut tags, st, f, &models);
+    v2::paths(&mut paths, &models, v2::example(st, f));
+    tags.push(json!({ "name": "server", "description": "The server and its models" }));
+    tags.push(json!({ "name": "v2", "description": "Open Inference Protocol (KServe v2 / Triton) REST API" }));
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ferroserve",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Models served by this ferroserve, with typed request and answer schemas per model. Errors share one body: {\"error\": \"...\", \"details\": [...]}.",
+        },
+        "tags": tags,
+        "paths": paths,
+        "components": { "schemas": components },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_answers_come_from_the_one_status_mapping() {
+        let m = errors(&[
+            ErrorKind::Unavailable,
+            ErrorKind::InvalidInput,
+            ErrorKind::NotFound,
+        ]);
+        let codes: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(codes, ["400", "404", "503"]);
+        assert_eq!(m["404"]["description"], "Unknown model, version or route");
+        assert_eq!(
+            m["503"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error"
+        );
+        assert!(errors(&[]).is_empty());
+    }
+}

@@ -1,0 +1,236 @@
+//! The paths of the Open Inference Protocol (v2) REST routes: server and model metadata,
+//! health, readiness, statistics, configuration, inference, the repository index.
+
+use ferroserve_core::ErrorKind::{self, *};
+use serde_json::{json, Map, Value};
+
+use super::{errors, ok_json, r};
+use crate::friendly::Friendly;
+use crate::state::AppState;
+
+/// The inference body shown: the first row of the first model that has one.
+pub(super) fn example(st: &AppState, f: &Friendly) -> Option<Value> {
+    st.runtime.models().find_map(|m| {
+        let t = f.latest_table(&m.name)?;
+        Some(json!({ "inputs": [{
+            "name": t.input_name, "shape": [1, t.n()], "datatype": t.input_dtype.as_str(),
+            "data": t.samples[0],
+        }] }))
+    })
+}
+
+/// Every v2 path; `example` is the body shown for inference.
+pub(super) fn paths(paths: &mut Map<String, Value>, models: &[String], example: Option<Value>) {
+    let model = json!({ "name": "model", "in": "path", "required": true, "schema": { "type": "string", "enum": models } });
+    let version = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[0-9]+$" }, "example": "1" });
+    let get = |id: &str, summary: &str, ok: Value, params: Vec<Value>, kinds: &[ErrorKind]| {
+        let mut responses = Map::new();
+        responses.insert("200".into(), ok);
+        responses.extend(errors(kinds));
+        json!({ "get": { "tags": ["v2"], "operationId": id, "summary": summary, "parameters": params, "responses": responses } })
+    };
+    let server_meta = json!({ "type": "object", "properties": {
+        "name": { "type": "string" }, "version": { "type": "string" },
+        "extensions": { "type": "array", "items": { "type": "string" } } },
+        "required": ["name", "version", "extensions"], "additionalProperties": false });
+    paths.insert(
+        "/v2".into(),
+        get(
+            "v2_server_metadata",
+            "Server metadata",
+            ok_json("name, version, extensions", server_meta.clone()),
+            vec![],
+            &[],
+        ),
+    );
+    // The path the Open Inference Protocol's own OpenAPI document gives.
+    paths.insert(
+        "/v2/".into(),
+        get(
+            "v2_server_metadata_slash",
+            "Server metadata (the protocol document's path)",
+            ok_json("name, version, extensions", server_meta),
+            vec![],
+            &[],
+        ),
+    );
+    paths.insert(
+        "/v2/health/live".into(),
+        get(
+            "v2_live",
+            "Liveness",
+            ok_json("live", json!({ "type": "object", "properties": { "live": { "const": true } }, "required": ["live"], "additionalProperties": false })),
+            vec![],
+            &[],
+        ),
+    );
+    paths.insert(
+        "/v2/health/ready".into(),
+        get(
+            "v2_ready",
+            "Readiness (503 with the reasons when not ready)",
+            ok_json("ready", json!({ "type": "object", "properties": { "ready": { "const": true } }, "required": ["ready"], "additionalProperties": false })),
+            vec![],
+            &[Unavailable],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}".into(),
+        get(
+            "v2_model_metadata",
+            "Model metadata: inputs, outputs, feature names, class labels",
+            ok_json("metadata", r("V2ModelMetadata")),
+            vec![model.clone()],
+            &[NotFound, Unavailable],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}/ready".into(),
+        get(
+            "v2_model_ready",
+            "Model readiness",
+            ok_json("ready", r("V2ModelReady")),
+            vec![model.clone()],
+            &[NotFound, Unavailable],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}/versions/{version}".into(),
+        get(
+            "v2_version_metadata",
+            "Version metadata",
+            ok_json("metadata", r("V2ModelMetadata")),
+            vec![model.clone(), version.clone()],
+            &[NotFound, Unavailable],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}/versions/{version}/ready".into(),
+        get(
+            "v2_version_ready",
+            "Version readiness",
+            ok_json("ready", r("V2ModelReady")),
+            vec![model.clone(), version.clone()],
+            &[NotFound, Unavailable],
+        ),
+    );
+    let stats = json!({ "type": "object", "description": "The v2 statistics extension (Triton's shape)",
+        "properties": { "model_stats": { "type": "array", "items": { "type": "object",
+            "properties": { "name": { "type": "string" }, "version": { "type": "string" } },
+            "required": ["name", "version"] } } },
+        "required": ["model_stats"] });
+    paths.insert(
+        "/v2/models/stats".into(),
+        get(
+            "v2_all_stats",
+            "Statistics of every model version",
+            ok_json("statistics", stats.clone()),
+            vec![],
+            &[],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}/stats".into(),
+        get(
+            "v2_model_stats",
+            "Statistics of a model's versions",
+            ok_json("statistics", stats.clone()),
+            vec![model.clone()],
+            &[NotFound, Unavailable],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}/versions/{version}/stats".into(),
+        get(
+            "v2_version_stats",
+            "Statistics of one version",
+            ok_json("statistics", stats),
+            vec![model.clone(), version.clone()],
+            &[NotFound, Unavailable],
+        ),
+    );
+    let tensor_config = json!({ "type": "object", "properties": {
+        "name": { "type": "string" }, "data_type": { "type": "string" },
+        "dims": { "type": "array", "items": { "type": "integer" } } },
+        "required": ["name", "data_type", "dims"] });
+    let config = json!({ "type": "object",
+        "description": "Triton's model configuration extension: the version as Triton's ModelConfig",
+        "properties": { "name": { "type": "string" }, "platform": { "type": "string" },
+            "backend": { "type": "string" }, "version_policy": { "type": "object" },
+            "max_batch_size": { "type": "integer" },
+            "input": { "type": "array", "items": tensor_config.clone() },
+            "output": { "type": "array", "items": tensor_config },
+            "instance_group": { "type": "array", "items": { "type": "object" } },
+            "dynamic_batching": { "type": "object" } },
+        "required": ["name", "platform", "backend", "max_batch_size", "input", "output", "instance_group"] });
+    paths.insert(
+        "/v2/models/{model}/config".into(),
+        get(
+            "v2_model_config",
+            "Model configuration (Triton's shape)",
+            ok_json("configuration", config.clone()),
+            vec![model.clone()],
+            &[NotFound, Unavailable],
+        ),
+    );
+    paths.insert(
+        "/v2/models/{model}/versions/{version}/config".into(),
+        get(
+            "v2_version_config",
+            "Configuration of one version (Triton's shape)",
+            ok_json("configuration", config),
+            vec![model.clone(), version.clone()],
+            &[NotFound, Unavailable],
+        ),
+    );
+    let infer = |id: &str, params: Vec<Value>| {
+        let mut responses = Map::new();
+        responses.insert("200".into(), ok_json("outputs", r("V2InferResponse")));
+        responses.extend(errors(&[
+            InvalidInput,
+            NotFound,
+            TooLarge,
+            UnsupportedMediaType,
+            Overloaded,
+            Internal,
+            Unavailable,
+        ]));
+        json!({ "post": {
+            "tags": ["v2"], "operationId": id,
+            "summary": "Inference (Open Inference Protocol v2 JSON)",
+            "parameters": params,
+            "requestBody": { "required": true, "content": { "application/json": {
+                "schema": r("V2InferRequest"),
+                "example": example.clone().unwrap_or_else(|| json!({ "inputs": [] })),
+            } } },
+            "responses": responses,
+        } })
+    };
+    paths.insert(
+        "/v2/models/{model}/infer".into(),
+        infer("v2_infer", vec![model.clone()]),
+    );
+    paths.insert(
+        "/v2/models/{model}/versions/{version}/infer".into(),
+        infer("v2_infer_version", vec![model, version]),
+    );
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        ok_json(
+            "every model and version with its state",
+            json!({ "type": "array", "items": r("V2IndexEntry") }),
+        ),
+    );
+    responses.extend(errors(&[InvalidInput]));
+    paths.insert(
+        "/v2/repository/index".into(),
+        json!({ "post": {
+            "tags": ["v2"], "operationId": "v2_repository_index",
+            "summary": "Repository index",
+            "requestBody": { "required": false, "content": { "application/json": { "schema": {
+                "type": "object", "properties": { "ready": { "type": "boolean" } } } } } },
+            "responses": responses,
+        } }),
+    );
+}
