@@ -20,7 +20,7 @@ use ferroserve_core::model::Batch;
 use ferroserve_core::{ErrorKind, InferError, LoadedModel, Tensor};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::batcher::{self, Entry, Job, Policy};
+use crate::batcher::{self, Dispatched, Entry, Policy};
 use crate::stats::VersionStats;
 
 /// How a version's instances and queue are set up.
@@ -69,9 +69,9 @@ impl ModelHandle {
         stats: Arc<VersionStats>,
     ) -> ModelHandle {
         let instances = cfg.instances.max(1);
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+        let (batches_tx, batches_rx) = crossbeam_channel::unbounded::<Dispatched>();
         for i in 0..instances {
-            let rx = jobs_rx.clone();
+            let rx = batches_rx.clone();
             let model = model.clone();
             std::thread::Builder::new()
                 .name(format!("fs-{name}-{i}"))
@@ -84,7 +84,7 @@ impl ModelHandle {
             Policy::from_config(&cfg.batching),
             rx,
             Arc::new(Semaphore::new(instances)),
-            jobs_tx,
+            batches_tx,
             stats.clone(),
             pending.clone(),
         ));
@@ -259,29 +259,29 @@ fn chunks(inputs: Vec<Tensor>, rows: usize, max: usize) -> Vec<(Vec<Tensor>, usi
     out
 }
 
-fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Job>) {
-    while let Ok(job) = rx.recv() {
-        if job.parts.iter().all(|p| p.reply.is_closed()) {
+fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Dispatched>) {
+    while let Ok(work) = rx.recv() {
+        if work.parts.iter().all(|p| p.reply.is_closed()) {
             tracing::debug!("batch dropped before compute: every client went away");
             continue;
         }
         let started = Instant::now();
         let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.infer(&job.batch)));
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.infer(&work.batch)));
         let took = started.elapsed();
-        job.stats.batch_done(job.batch.rows, took);
+        work.stats.batch_done(work.batch.rows, took);
         let result = match result {
             Ok(r) => r.map_err(InferError::from),
             Err(panic) => Err(panic_error(panic)),
         };
-        match result.and_then(|outs| batcher::split(outs, &job.parts)) {
+        match result.and_then(|outs| batcher::split(outs, &work.parts)) {
             Ok(split) => {
-                for (part, outs) in job.parts.into_iter().zip(split) {
+                for (part, outs) in work.parts.into_iter().zip(split) {
                     let _ = part.reply.send(Ok(outs));
                 }
             }
             Err(e) => {
-                for part in job.parts {
+                for part in work.parts {
                     let _ = part.reply.send(Err(e.clone()));
                 }
             }
