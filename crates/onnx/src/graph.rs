@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use ferroserve_trees::loaders::onnx_proto::{AttributeProto, ModelProto};
+use ferroserve_onnx_proto::{AttributeProto, ModelProto};
 use prost::Message;
 
 /// Class labels as a node's attribute holds them.
