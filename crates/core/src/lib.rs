@@ -8,12 +8,14 @@ pub mod datatype;
 pub mod error;
 pub mod model;
 pub mod raw;
+pub mod task;
 pub mod tensor;
 
 pub use config::{ConfigError, ModelConfig};
 pub use datatype::DataType;
 pub use error::{BackendError, ErrorDetail, ErrorKind, InferError, Problem};
 pub use model::{Backend, LoadedModel, ModelMetadata, TensorMeta};
+pub use task::ClassLabels;
 pub use tensor::{
     InferRequest, InferResponse, Param, Parameters, RequestedOutput, Tensor, TensorData,
 };

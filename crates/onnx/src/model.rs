@@ -14,13 +14,13 @@ use ferroserve_core::config::OptimizationLevel;
 use ferroserve_core::model::Batch;
 use ferroserve_core::tensor::{f32_to_bf16, f32_to_f16};
 use ferroserve_core::{
-    DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor, TensorData, TensorMeta,
+    ClassLabels, DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor, TensorData, TensorMeta,
 };
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynMap, DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
 
-use crate::graph::{self, Labels};
+use crate::graph;
 use crate::{library, strings, OnnxError};
 
 /// How one graph output is answered.
@@ -30,7 +30,7 @@ enum OutputKind {
     Tensor(DataType),
     /// A sequence of maps (ZipMap: class → probability), answered as FP32 `[rows, classes]`
     /// in the order of `labels` (from the ZipMap node; else the first row's keys).
-    ProbabilityMaps { labels: Option<Labels> },
+    ProbabilityMaps { labels: Option<ClassLabels> },
 }
 
 #[derive(Debug, Clone)]
@@ -629,14 +629,14 @@ fn from_value(o: &Output, v: &DynValue) -> Result<Tensor, OnnxError> {
                 .map_err(|e| OnnxError::Run(format!("output '{}': {e}", o.name)))?;
             let rows = maps.len();
             let mut probs: Vec<f32> = Vec::new();
-            let mut order: Option<Labels> = labels.clone();
+            let mut order: Option<ClassLabels> = labels.clone();
             for m in &maps {
                 let row =
                     map_row(m).map_err(|e| OnnxError::Run(format!("output '{}': {e}", o.name)))?;
                 let want = order.get_or_insert_with(|| row.keys());
                 row.push_in_order(want, &mut probs);
             }
-            let n = order.as_ref().map_or(0, Labels::len);
+            let n = order.as_ref().map_or(0, ClassLabels::len);
             Ok(Tensor::new(
                 o.name.clone(),
                 vec![rows as i64, n as i64],
@@ -653,29 +653,29 @@ enum Row {
 }
 
 impl Row {
-    fn keys(&self) -> Labels {
+    fn keys(&self) -> ClassLabels {
         match self {
-            Row::Int(v) => Labels::Int(v.iter().map(|(k, _)| *k).collect()),
-            Row::Str(v) => Labels::Str(v.iter().map(|(k, _)| k.clone()).collect()),
+            Row::Int(v) => ClassLabels::Int(v.iter().map(|(k, _)| *k).collect()),
+            Row::Str(v) => ClassLabels::Str(v.iter().map(|(k, _)| k.clone()).collect()),
         }
     }
 
     /// Appends the row's probabilities in label order (a class the row lacks gets 0).
-    fn push_in_order(&self, labels: &Labels, out: &mut Vec<f32>) {
+    fn push_in_order(&self, labels: &ClassLabels, out: &mut Vec<f32>) {
         match (self, labels) {
-            (Row::Int(kv), Labels::Int(l)) => out.extend(
+            (Row::Int(kv), ClassLabels::Int(l)) => out.extend(
                 l.iter()
                     .map(|c| kv.iter().find(|(k, _)| k == c).map_or(0.0, |(_, p)| *p)),
             ),
-            (Row::Str(kv), Labels::Str(l)) => out.extend(
+            (Row::Str(kv), ClassLabels::Str(l)) => out.extend(
                 l.iter()
                     .map(|c| kv.iter().find(|(k, _)| k == c).map_or(0.0, |(_, p)| *p)),
             ),
             // Labels of the other kind than the keys (a graph ZipMap relabelled): positional.
-            (Row::Int(kv), Labels::Str(l)) => {
+            (Row::Int(kv), ClassLabels::Str(l)) => {
                 out.extend((0..l.len()).map(|i| kv.get(i).map_or(0.0, |(_, p)| *p)))
             }
-            (Row::Str(kv), Labels::Int(l)) => {
+            (Row::Str(kv), ClassLabels::Int(l)) => {
                 out.extend((0..l.len()).map(|i| kv.get(i).map_or(0.0, |(_, p)| *p)))
             }
         }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use ferroserve_core::model::Batch;
 use ferroserve_core::{
-    Backend, BackendError, DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor, TensorData,
-    TensorMeta,
+    Backend, BackendError, ClassLabels, DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor,
+    TensorData, TensorMeta,
 };
-use ferroserve_trees::ir::{ClassLabels, Task};
+use ferroserve_trees::ir::Task;
 use ferroserve_trees::{CompiledForest, Forest};
 
 /// Name of the single input of a tree model.
@@ -35,16 +35,11 @@ impl Backend for TreesBackend {
     }
 }
 
-enum Labels {
-    Int(Vec<i64>),
-    Str(Vec<String>),
-}
-
 /// A loaded tree ensemble.
 pub struct TreesModel {
     engine: CompiledForest,
     meta: ModelMetadata,
-    labels: Option<Labels>,
+    labels: Option<ClassLabels>,
     out_dtype: DataType,
 }
 
@@ -74,12 +69,13 @@ impl TreesModel {
                     l.len()
                 )))
             }
-            (Some(_), Some(l)) => Some(Labels::Str(l.clone())),
-            (Some(n), None) => Some(match &forest.class_labels {
-                Some(ClassLabels::Int(v)) => Labels::Int(v.clone()),
-                Some(ClassLabels::Str(v)) => Labels::Str(v.clone()),
-                None => Labels::Int((0..n as i64).collect()),
-            }),
+            (Some(_), Some(l)) => Some(ClassLabels::Str(l.clone())),
+            (Some(n), None) => Some(
+                forest
+                    .class_labels
+                    .clone()
+                    .unwrap_or_else(|| ClassLabels::Int((0..n as i64).collect())),
+            ),
         };
         let out_dtype = cfg.output_datatype();
         let inputs = vec![TensorMeta {
@@ -92,7 +88,7 @@ impl TreesModel {
                 TensorMeta {
                     name: LABEL.into(),
                     datatype: match labels {
-                        Some(Labels::Str(_)) => DataType::Bytes,
+                        Some(ClassLabels::Str(_)) => DataType::Bytes,
                         _ => DataType::Int64,
                     },
                     shape: vec![-1],
@@ -123,10 +119,7 @@ impl TreesModel {
                 None => format!("{} regression output(s)", forest.n_outputs),
             }
         );
-        let class_labels = labels.as_ref().map(|l| match l {
-            Labels::Int(v) => v.iter().map(|x| x.to_string()).collect(),
-            Labels::Str(v) => v.clone(),
-        });
+        let class_labels = labels.as_ref().map(ClassLabels::as_strings);
         let meta = ModelMetadata {
             platform: "ferroserve_trees".into(),
             inputs,
@@ -203,10 +196,10 @@ impl LoadedModel for TreesModel {
                 if wants(LABEL) {
                     let idx = p.labels.as_deref().unwrap_or(&[]);
                     let data = match labels {
-                        Labels::Int(l) => {
+                        ClassLabels::Int(l) => {
                             TensorData::Int64(idx.iter().map(|&i| l[i as usize]).collect())
                         }
-                        Labels::Str(l) => TensorData::Bytes(
+                        ClassLabels::Str(l) => TensorData::Bytes(
                             idx.iter()
                                 .map(|&i| l[i as usize].as_bytes().to_vec())
                                 .collect(),
