@@ -1,14 +1,13 @@
 //! `ferroserve-runtime` owns the models a server runs: scanning a repository
-//! ([`repository`]), loading each version with its backend ([`trees_backend`]), starting its
-//! instances behind admission control ([`handle`]), and answering which model and version a
-//! request goes to ([`Runtime`]). It uses tokio only for the oneshot replies and the admission
-//! semaphore; compute runs on the instances' own threads.
+//! ([`repository`]), loading each version with its backend (`ferroserve_trees::backend`,
+//! `ferroserve_onnx`), starting its instances behind admission control ([`handle`]), and
+//! answering which model and version a request goes to ([`Runtime`]). It uses tokio only for
+//! the oneshot replies and the admission semaphore; compute runs on the instances' own threads.
 
 pub mod batcher;
 pub mod handle;
 pub mod repository;
 pub mod stats;
-pub mod trees_backend;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

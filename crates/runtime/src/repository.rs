@@ -17,9 +17,8 @@ use ferroserve_core::config::{BackendKind, VersionPolicy};
 use ferroserve_core::{Backend, LoadedModel, ModelConfig};
 
 use ferroserve_onnx::OnnxBackend;
+use ferroserve_trees::backend::{TreesBackend, TreesModel};
 use ferroserve_trees::TreeError;
-
-use crate::trees_backend::{TreesBackend, TreesModel};
 
 /// Extensions of files the server can serve.
 pub const MODEL_EXTENSIONS: [&str; 6] = ["json", "ubj", "txt", "lgb", "onnx", "model"];

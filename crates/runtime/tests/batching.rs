@@ -340,7 +340,7 @@ async fn a_cheap_model_with_an_empty_queue_is_computed_on_the_request_task() {
 
 mod property {
     use super::*;
-    use ferroserve_runtime::trees_backend::TreesBackend;
+    use ferroserve_trees::backend::TreesBackend;
     use proptest::prelude::*;
 
     fn forest() -> Arc<dyn LoadedModel> {

@@ -1,4 +1,5 @@
-//! The `trees` backend: serves a [`ferroserve_trees::CompiledForest`] as a [`LoadedModel`].
+//! The `trees` backend: serves a [`CompiledForest`] as a [`LoadedModel`], beside the engine it
+//! runs (the runtime lists it with its peers and never looks inside).
 //!
 //! One input, FP32 `[-1, n_features]` (any numeric type is accepted and converted); outputs
 //! `label` (INT64 class labels, or BYTES when the labels are strings) and `probabilities`
@@ -7,13 +8,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::ir::Task;
+use crate::{CompiledForest, Forest};
 use ferroserve_core::model::Batch;
 use ferroserve_core::{
     Backend, BackendError, ClassLabels, DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor,
     TensorData, TensorMeta,
 };
-use ferroserve_trees::ir::Task;
-use ferroserve_trees::{CompiledForest, Forest};
 
 /// Name of the single input of a tree model.
 pub const INPUT: &str = "input";
@@ -29,8 +30,7 @@ impl Backend for TreesBackend {
     }
 
     fn load(&self, cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, BackendError> {
-        let forest =
-            ferroserve_trees::load_path(file).map_err(|e| BackendError::Load(e.to_string()))?;
+        let forest = crate::load_path(file).map_err(|e| BackendError::Load(e.to_string()))?;
         Ok(Arc::new(TreesModel::new(cfg, forest)?))
     }
 }
