@@ -69,10 +69,30 @@ pub trait LoadedModel: Send + Sync {
     fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError>;
 }
 
-/// Turns an artifact into a loaded model.
+/// Turns an artifact into a loaded model. Backends are peers: the runtime keeps a list of them
+/// and offers an artifact to those that take it, in order, unless `model.toml` names one.
 pub trait Backend: Send + Sync {
+    /// Its name in `model.toml` (`backend = "trees"`) and in the log.
     fn name(&self) -> &'static str;
 
+    /// What it runs models on, as an answer names it when a model needs it (`"ONNX Runtime"`).
+    fn title(&self) -> &'static str;
+
+    /// Extensions (lower case, without the dot) of the artifacts it reads, in the order they are
+    /// listed to users; a version folder's artifact is the one file with an extension some
+    /// backend lists.
+    fn extensions(&self) -> &'static [&'static str];
+
+    /// Whether it takes `file` when `model.toml` names no backend. By default, when the file's
+    /// extension is one of [`Backend::extensions`] (in any case).
+    fn takes(&self, file: &Path) -> bool {
+        file.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| self.extensions().iter().any(|x| e.eq_ignore_ascii_case(x)))
+    }
+
     /// Loads the artifact `file` (inside a version folder) with the model's configuration.
+    /// [`BackendError::Unsupported`] says the file is well formed but holds something this
+    /// backend does not implement, so that the next backend taking the file may load it.
     fn load(&self, cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, BackendError>;
 }

@@ -56,6 +56,14 @@ impl Backend for OnnxBackend {
         "onnx"
     }
 
+    fn title(&self) -> &'static str {
+        "ONNX Runtime"
+    }
+
+    fn extensions(&self) -> &'static [&'static str] {
+        &["onnx"]
+    }
+
     fn load(&self, cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, BackendError> {
         Ok(Arc::new(OnnxModel::load(cfg, file)?))
     }

@@ -8,13 +8,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::ir::Task;
-use crate::{CompiledForest, Forest};
 use ferroserve_core::model::Batch;
 use ferroserve_core::{
     Backend, BackendError, ClassLabels, DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor,
     TensorData, TensorMeta,
 };
+
+use crate::ir::Task;
+use crate::{CompiledForest, Forest, TreeError};
 
 /// Name of the single input of a tree model.
 pub const INPUT: &str = "input";
@@ -22,6 +23,9 @@ pub const LABEL: &str = "label";
 pub const PROBABILITIES: &str = "probabilities";
 pub const VALUE: &str = "value";
 
+/// The `trees` backend: XGBoost (JSON, UBJSON), LightGBM (text) and ONNX graphs that are only
+/// a tree ensemble. An ONNX graph holding anything else is [`BackendError::Unsupported`], so
+/// that ONNX Runtime may take it.
 pub struct TreesBackend;
 
 impl Backend for TreesBackend {
@@ -29,8 +33,25 @@ impl Backend for TreesBackend {
         "trees"
     }
 
+    fn title(&self) -> &'static str {
+        "the tree engine"
+    }
+
+    fn extensions(&self) -> &'static [&'static str] {
+        &["json", "ubj", "txt", "lgb", "onnx", "model"]
+    }
+
+    /// Every file: the loaders also recognise their formats by content (a booster saved as
+    /// `model.bin`, LightGBM text without an extension).
+    fn takes(&self, _file: &Path) -> bool {
+        true
+    }
+
     fn load(&self, cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, BackendError> {
-        let forest = crate::load_path(file).map_err(|e| BackendError::Load(e.to_string()))?;
+        let forest = crate::load_path(file).map_err(|e| match e {
+            TreeError::Unsupported { .. } => BackendError::Unsupported(e.to_string()),
+            e => BackendError::Load(e.to_string()),
+        })?;
         Ok(Arc::new(TreesModel::new(cfg, forest)?))
     }
 }
