@@ -15,7 +15,7 @@ pub use config::{ConfigError, ModelConfig};
 pub use datatype::DataType;
 pub use error::{BackendError, ErrorDetail, ErrorKind, InferError, Problem};
 pub use model::{Backend, LoadedModel, ModelMetadata, TensorMeta};
-pub use task::ClassLabels;
+pub use task::{ClassLabels, Classifier, Regressor, Task};
 pub use tensor::{
     InferRequest, InferResponse, Param, Parameters, RequestedOutput, Tensor, TensorData,
 };

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::{BackendError, DataType, ModelConfig, Tensor};
+use crate::{BackendError, DataType, ModelConfig, Task, Tensor};
 
 /// Name, type and shape of one input or output (`-1` for a variable dimension).
 #[derive(Debug, Clone, PartialEq)]
@@ -22,8 +22,9 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMeta>,
     /// Names of the columns of the first input, when known.
     pub feature_names: Option<Vec<String>>,
-    /// Class labels in class-index order (as text), for classifiers.
-    pub class_labels: Option<Vec<String>>,
+    /// What the model predicts (a classifier with its class labels, a regressor) and which
+    /// outputs answer it.
+    pub task: Task,
     /// Short description of the artifact (format, trees, classes) for the status page and logs.
     pub description: String,
 }

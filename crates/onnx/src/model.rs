@@ -14,7 +14,8 @@ use ferroserve_core::config::OptimizationLevel;
 use ferroserve_core::model::Batch;
 use ferroserve_core::tensor::{f32_to_bf16, f32_to_f16};
 use ferroserve_core::{
-    ClassLabels, DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor, TensorData, TensorMeta,
+    ClassLabels, Classifier, DataType, LoadedModel, ModelConfig, ModelMetadata, Regressor, Task,
+    Tensor, TensorData, TensorMeta,
 };
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
@@ -118,6 +119,69 @@ impl Recipe {
             .commit_from_memory(&self.bytes)
             .map_err(ort_err)
             .map_err(load)
+    }
+}
+
+/// What the graph predicts, read from its outputs' kinds and shapes (never their names).
+/// With class labels it is a classifier: its probabilities are the one ZipMap output, else the
+/// one floating-point tensor `[rows, classes]`, and its label the one integer or string tensor
+/// of one value per row (`[rows]` or `[rows, 1]`); either is left out when no output, or more
+/// than one, fits. Without class labels, a graph whose only output is numbers, one row per row
+/// (`[rows]` or `[rows, targets]`), is a regressor. Any other graph does not say.
+fn task_of(labels: Option<ClassLabels>, outputs: &[Output], meta: &[TensorMeta]) -> Task {
+    fn only<'a>(mut it: impl Iterator<Item = &'a TensorMeta>) -> Option<String> {
+        match (it.next(), it.next()) {
+            (Some(one), None) => Some(one.name.clone()),
+            _ => None,
+        }
+    }
+    let floats = |m: &TensorMeta| {
+        matches!(
+            m.datatype,
+            DataType::Fp16 | DataType::Bf16 | DataType::Fp32 | DataType::Fp64
+        )
+    };
+    match labels {
+        Some(labels) => {
+            let classes = labels.len() as i64;
+            let zipmaps = outputs
+                .iter()
+                .zip(meta)
+                .filter(|(o, _)| matches!(o.kind, OutputKind::ProbabilityMaps { .. }))
+                .map(|(_, m)| m);
+            let tensors = outputs
+                .iter()
+                .zip(meta)
+                .filter(|(o, m)| {
+                    matches!(o.kind, OutputKind::Tensor(_))
+                        && floats(m)
+                        && matches!(m.shape.as_slice(), [_, c] if *c == classes || *c < 0)
+                })
+                .map(|(_, m)| m);
+            let probabilities_output = only(zipmaps).or_else(|| only(tensors));
+            let label_output = only(meta.iter().filter(|m| {
+                matches!(
+                    m.datatype,
+                    DataType::Int64 | DataType::Int32 | DataType::Bytes
+                ) && matches!(m.shape.as_slice(), [_] | [_, 1])
+            }));
+            Task::Classifier(Classifier {
+                labels,
+                label_output,
+                probabilities_output,
+            })
+        }
+        None => match meta {
+            [one]
+                if !matches!(one.datatype, DataType::Bytes | DataType::Bool)
+                    && matches!(one.shape.len(), 1 | 2) =>
+            {
+                Task::Regressor(Regressor {
+                    output: one.name.clone(),
+                })
+            }
+            _ => Task::Other,
+        },
     }
 }
 
@@ -248,10 +312,11 @@ impl OnnxModel {
                     g.len()
                 )))
             }
-            (Some(c), _) => Some(c.clone()),
-            (None, Some(g)) => Some(g.as_strings()),
+            (Some(c), _) => Some(ClassLabels::Str(c.clone())),
+            (None, Some(g)) => Some(g.clone()),
             (None, None) => None,
         };
+        let task = task_of(class_labels, &outputs, &output_meta);
 
         // Feature names: model.toml (checked against the input's width, or the number of
         // inputs when there is one per column), else the inputs' names when each is a column.
@@ -302,7 +367,7 @@ impl OnnxModel {
             inputs: input_meta,
             outputs: output_meta,
             feature_names,
-            class_labels,
+            task,
             description: cfg.description.clone().unwrap_or(description),
         };
         let one_row_at_a_time =

@@ -146,7 +146,10 @@ fn fixtures_answer_what_onnxruntime_and_sklearn_answer() {
 
 fn model_labels(m: &OnnxModel) -> Option<Vec<String>> {
     use ferroserve_core::LoadedModel;
-    m.metadata().class_labels.clone()
+    m.metadata()
+        .task
+        .class_labels()
+        .map(ferroserve_core::ClassLabels::as_strings)
 }
 
 #[test]
@@ -215,6 +218,72 @@ fn metadata_comes_from_the_graph() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("feature_names"), "{e}");
+}
+
+/// The task comes from the outputs' kinds and shapes, whatever they are called: skl2onnx's
+/// `output_label` / `output_probability` (ZipMap) as well as the bundled examples' `label` /
+/// `probabilities`; a lone numeric output without classes is a regressor's; strings are neither.
+#[test]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
+fn the_task_is_read_from_the_outputs() {
+    require(Need::OnnxRuntime, "the ONNX task test");
+    use ferroserve_core::{ClassLabels, Classifier, LoadedModel, Regressor, Task};
+    let task = |file: &Path, cfg: &ModelConfig| load(file, cfg).metadata().task.clone();
+    let classifier = |labels: ClassLabels, label: &str, probabilities: &str| {
+        Task::Classifier(Classifier {
+            labels,
+            label_output: Some(label.into()),
+            probabilities_output: Some(probabilities.into()),
+        })
+    };
+    let none = ModelConfig::default();
+    let iris = ClassLabels::Str(vec![
+        "setosa".into(),
+        "versicolor".into(),
+        "virginica".into(),
+    ]);
+    assert_eq!(
+        task(&fixtures().join("zipmap_str.onnx"), &none),
+        classifier(iris.clone(), "output_label", "output_probability")
+    );
+    assert_eq!(
+        task(&fixtures().join("zipmap_int.onnx"), &none),
+        classifier(
+            ClassLabels::Int(vec![0, 1, 2]),
+            "output_label",
+            "output_probability"
+        )
+    );
+    assert_eq!(
+        task(
+            &root().join("examples/models/wine_pipeline/1/model.onnx"),
+            &none
+        ),
+        classifier(ClassLabels::Int(vec![0, 1, 2]), "label", "probabilities")
+    );
+    // The MLP's classes come from model.toml (the graph holds them as a constant).
+    let named =
+        ModelConfig::from_toml(r#"class_labels = ["setosa", "versicolor", "virginica"]"#).unwrap();
+    assert_eq!(
+        task(
+            &root().join("examples/models/iris_mlp/1/model.onnx"),
+            &named
+        ),
+        classifier(iris, "label", "probabilities")
+    );
+    assert_eq!(
+        task(&fixtures().join("regressor_f64.onnx"), &none),
+        Task::Regressor(Regressor {
+            output: "variable".into()
+        })
+    );
+    assert_eq!(
+        task(&fixtures().join("identity_bytes.onnx"), &none),
+        Task::Other
+    );
 }
 
 /// The two bundled ONNX Runtime examples answer what scikit-learn and onnxruntime answered.

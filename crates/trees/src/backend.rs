@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use ferroserve_core::model::Batch;
 use ferroserve_core::{
-    Backend, BackendError, ClassLabels, DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor,
-    TensorData, TensorMeta,
+    Backend, BackendError, ClassLabels, Classifier, DataType, LoadedModel, ModelConfig,
+    ModelMetadata, Regressor, Task as CoreTask, Tensor, TensorData, TensorMeta,
 };
 
 use crate::ir::Task;
@@ -19,8 +19,11 @@ use crate::{CompiledForest, Forest, TreeError};
 
 /// Name of the single input of a tree model.
 pub const INPUT: &str = "input";
+/// A classifier's output of labels (its metadata's task names it).
 pub const LABEL: &str = "label";
+/// A classifier's output of class probabilities.
 pub const PROBABILITIES: &str = "probabilities";
+/// A regressor's output.
 pub const VALUE: &str = "value";
 
 /// The `trees` backend: XGBoost (JSON, UBJSON), LightGBM (text) and ONNX graphs that are only
@@ -140,13 +143,22 @@ impl TreesModel {
                 None => format!("{} regression output(s)", forest.n_outputs),
             }
         );
-        let class_labels = labels.as_ref().map(ClassLabels::as_strings);
+        let task = match &labels {
+            Some(labels) => CoreTask::Classifier(Classifier {
+                labels: labels.clone(),
+                label_output: Some(LABEL.into()),
+                probabilities_output: Some(PROBABILITIES.into()),
+            }),
+            None => CoreTask::Regressor(Regressor {
+                output: VALUE.into(),
+            }),
+        };
         let meta = ModelMetadata {
             platform: "ferroserve_trees".into(),
             inputs,
             outputs,
             feature_names,
-            class_labels,
+            task,
             description: cfg.description.clone().unwrap_or(description),
         };
         let engine = CompiledForest::new(forest).with_threads(cfg.threads.unwrap_or(1));
@@ -245,5 +257,72 @@ impl LoadedModel for TreesModel {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroserve_core::Task as CoreTask;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    #[test]
+    fn the_task_names_the_outputs() {
+        let m = TreesBackend
+            .load(&ModelConfig::default(), &fixture("lgb_multiclass.txt"))
+            .unwrap();
+        let CoreTask::Classifier(c) = &m.metadata().task else {
+            panic!("{:?}", m.metadata().task)
+        };
+        assert_eq!(c.labels, ClassLabels::Int(vec![0, 1, 2]));
+        assert_eq!(c.label_output.as_deref(), Some(LABEL));
+        assert_eq!(c.probabilities_output.as_deref(), Some(PROBABILITIES));
+        // Named classes in model.toml: the labels are strings.
+        let cfg = ModelConfig::from_toml(r#"class_labels = ["a", "b", "c"]"#).unwrap();
+        let m = TreesBackend
+            .load(&cfg, &fixture("lgb_multiclass.txt"))
+            .unwrap();
+        assert_eq!(
+            m.metadata().task.class_labels(),
+            Some(&ClassLabels::Str(vec!["a".into(), "b".into(), "c".into()]))
+        );
+        let m = TreesBackend
+            .load(&ModelConfig::default(), &fixture("lgb_huber.txt"))
+            .unwrap();
+        assert_eq!(
+            m.metadata().task,
+            CoreTask::Regressor(Regressor {
+                output: VALUE.into()
+            })
+        );
+    }
+
+    #[test]
+    fn graphs_that_are_not_only_trees_are_passed_on() {
+        // A scaler and a linear model: well formed, unsupported (ONNX Runtime's), not broken.
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/models/wine_pipeline/1/model.onnx");
+        let e = TreesBackend
+            .load(&ModelConfig::default(), &file)
+            .err()
+            .unwrap();
+        assert!(matches!(e, BackendError::Unsupported(_)), "{e:?}");
+        assert!(e.to_string().starts_with("unsupported onnx model"), "{e}");
+        // A malformed file is a load failure: no other backend would read it either.
+        let dir = std::env::temp_dir().join(format!("ferroserve-backend-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("model.json");
+        std::fs::write(&file, b"{\"learner\": 3").unwrap();
+        let e = TreesBackend
+            .load(&ModelConfig::default(), &file)
+            .err()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(e, BackendError::Load(_)), "{e:?}");
     }
 }

@@ -95,8 +95,8 @@ fn model_metadata_json(st: &AppState, v: &ServedVersion) -> serde_json::Value {
     if let Some(names) = &m.feature_names {
         params.insert("feature_names".into(), json!(names));
     }
-    if let Some(labels) = &m.class_labels {
-        params.insert("class_labels".into(), json!(labels));
+    if let Some(labels) = m.task.class_labels() {
+        params.insert("class_labels".into(), json!(labels.as_strings()));
     }
     params.insert("description".into(), json!(m.description));
     json!({
