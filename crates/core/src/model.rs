@@ -61,13 +61,25 @@ pub struct Batch {
     pub outputs: Vec<String>,
 }
 
-/// A model loaded once and shared by every instance that runs it. Immutable after load.
+/// A model loaded once and shared by every instance that runs it. Immutable after load: what
+/// one instance needs for itself (an ONNX Runtime session, scratch buffers) is its
+/// [`Instance`], which it makes once and keeps (the analysis is done once, at load; the state
+/// per runner belongs to the runner).
 pub trait LoadedModel: Send + Sync {
     fn metadata(&self) -> &ModelMetadata;
 
-    /// Runs the model on a batch. Synchronous and CPU-bound: never called on the async runtime.
-    /// Returns the requested outputs, each with `batch.rows` along its first dimension.
-    fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError>;
+    /// Makes the state one instance runs the model with. Called once per instance, on the thread
+    /// that will run it; may take a while (ONNX Runtime builds a session).
+    fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, BackendError>;
+}
+
+/// One instance's own state for running a model. Only its owner runs it, one batch at a time,
+/// so it needs no lock.
+pub trait Instance: Send {
+    /// Runs the model on a batch. Synchronous and CPU-bound: on an instance thread, or on the
+    /// caller's task for a model cheap enough to compute inline. Returns the requested outputs,
+    /// each with `batch.rows` along its first dimension.
+    fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, BackendError>;
 }
 
 /// Turns an artifact into a loaded model. Backends are peers: the runtime keeps a list of them

@@ -1,11 +1,11 @@
 //! An ONNX graph on ONNX Runtime as a [`LoadedModel`].
 //!
 //! Metadata comes from the session (names, element types, shapes with `-1` for symbolic
-//! dimensions) and from the file (ZipMap class labels). ONNX Runtime sessions are not safe to run
-//! from several threads at once through `ort` (its `run` takes `&mut self`), so the model keeps a
-//! small pool: an instance takes a session, runs, and puts it back; a second instance running at
-//! the same moment gets a session of its own, built from the same bytes and options. With one
-//! instance there is one session.
+//! dimensions) and from the file (ZipMap class labels). `ort` runs a session through `&mut`, so
+//! a session belongs to one runner: each instance owns one ([`OnnxInstance`], made by
+//! [`OnnxModel::new_instance`]) and runs every batch with it, without a lock. The first
+//! instance gets the session built at load time (to read the graph's inputs and outputs); each
+//! one after gets a new one, built from the same bytes and options.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,8 +14,8 @@ use ferroserve_core::config::OptimizationLevel;
 use ferroserve_core::model::Batch;
 use ferroserve_core::tensor::{f32_to_bf16, f32_to_f16};
 use ferroserve_core::{
-    ClassLabels, Classifier, DataType, LoadedModel, ModelConfig, ModelMetadata, Regressor, Task,
-    Tensor, TensorData, TensorMeta,
+    BackendError, ClassLabels, Classifier, DataType, Instance, LoadedModel, ModelConfig,
+    ModelMetadata, Regressor, Task, Tensor, TensorData, TensorMeta,
 };
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
@@ -53,10 +53,11 @@ struct Recipe {
     level: GraphOptimizationLevel,
 }
 
-/// A loaded ONNX graph.
+/// A loaded ONNX graph: what every instance shares.
 pub struct OnnxModel {
     recipe: Recipe,
-    pool: Mutex<Vec<Session>>,
+    /// The session built at load time, until the first instance takes it.
+    first: Mutex<Option<Session>>,
     inputs: Vec<Input>,
     outputs: Vec<Output>,
     meta: ModelMetadata,
@@ -374,7 +375,7 @@ impl OnnxModel {
             !meta.inputs.is_empty() && meta.inputs.iter().all(|m| m.shape.first() == Some(&1));
         Ok(OnnxModel {
             recipe,
-            pool: Mutex::new(vec![session]),
+            first: Mutex::new(Some(session)),
             inputs,
             outputs,
             meta,
@@ -382,32 +383,58 @@ impl OnnxModel {
         })
     }
 
-    /// Sessions built so far (one per instance that has run at the same time as another).
-    pub fn sessions(&self) -> usize {
-        self.pool.lock().map(|p| p.len()).unwrap_or(0)
-    }
-
-    fn take_session(&self) -> Result<Session, OnnxError> {
-        let pooled = match self.pool.lock() {
-            Ok(mut p) => p.pop(),
-            Err(poisoned) => poisoned.into_inner().pop(),
+    /// An instance with a session of its own: the one built at load time for the first
+    /// instance, a new one for each after.
+    pub fn new_instance(self: &Arc<Self>) -> Result<OnnxInstance, OnnxError> {
+        let first = match self.first.lock() {
+            Ok(mut s) => s.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
         };
-        match pooled {
-            Some(s) => Ok(s),
-            None => self.recipe.session(),
-        }
+        let session = match first {
+            Some(s) => s,
+            None => self.recipe.session()?,
+        };
+        Ok(OnnxInstance {
+            model: self.clone(),
+            session,
+        })
     }
 
-    fn put_session(&self, s: Session) {
-        match self.pool.lock() {
-            Ok(mut p) => p.push(s),
-            Err(poisoned) => poisoned.into_inner().push(s),
+    /// The wanted outputs (all when `wanted` is empty), in graph order, as response tensors.
+    fn collect(
+        &self,
+        out: &mut ort::session::SessionOutputs<'_>,
+        wanted: &[String],
+    ) -> Result<Vec<Tensor>, OnnxError> {
+        let mut tensors = Vec::with_capacity(self.outputs.len());
+        for o in &self.outputs {
+            if !wanted.is_empty() && !wanted.iter().any(|n| n == &o.name) {
+                continue;
+            }
+            let v = out.remove(o.name.as_str()).ok_or_else(|| {
+                OnnxError::Run(format!("ONNX Runtime gave no output '{}'", o.name))
+            })?;
+            tensors.push(from_value(o, &v)?);
         }
+        Ok(tensors)
+    }
+}
+
+/// One instance of an ONNX graph: the shared model and a session only this instance runs.
+pub struct OnnxInstance {
+    model: Arc<OnnxModel>,
+    session: Session,
+}
+
+impl OnnxInstance {
+    /// The model this instance runs.
+    pub fn model(&self) -> &Arc<OnnxModel> {
+        &self.model
     }
 
     /// Runs the graph; the outputs in graph order, those not wanted left out.
-    pub fn run(&self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
-        if self.one_row_at_a_time && batch.rows > 1 {
+    pub fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
+        if self.model.one_row_at_a_time && batch.rows > 1 {
             return self.run_row_by_row(batch);
         }
         self.run_once(batch)
@@ -415,7 +442,7 @@ impl OnnxModel {
 
     /// Runs a batch of several rows through a graph that takes one row, and joins the outputs
     /// along their first dimension (the batcher joins requests of one row each).
-    fn run_row_by_row(&self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
+    fn run_row_by_row(&mut self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
         let mut joined: Vec<Tensor> = Vec::new();
         for r in 0..batch.rows {
             let inputs = batch
@@ -456,16 +483,17 @@ impl OnnxModel {
         Ok(joined)
     }
 
-    fn run_once(&self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
-        if batch.inputs.len() != self.inputs.len() {
+    fn run_once(&mut self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
+        let model = &self.model;
+        if batch.inputs.len() != model.inputs.len() {
             return Err(OnnxError::Input(format!(
                 "expected {} input tensor(s), got {}",
-                self.inputs.len(),
+                model.inputs.len(),
                 batch.inputs.len()
             )));
         }
-        let mut inputs: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(self.inputs.len());
-        for (spec, t) in self.inputs.iter().zip(&batch.inputs) {
+        let mut inputs: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(model.inputs.len());
+        for (spec, t) in model.inputs.iter().zip(&batch.inputs) {
             let t = if t.name == spec.name {
                 t
             } else {
@@ -486,32 +514,8 @@ impl OnnxModel {
             };
             inputs.push((spec.name.as_str(), value));
         }
-        let mut session = self.take_session()?;
-        let result = session
-            .run(inputs)
-            .map_err(run_error)
-            .and_then(|mut out| self.collect(&mut out, &batch.outputs));
-        self.put_session(session);
-        result
-    }
-
-    /// The wanted outputs (all when `wanted` is empty), in graph order, as response tensors.
-    fn collect(
-        &self,
-        out: &mut ort::session::SessionOutputs<'_>,
-        wanted: &[String],
-    ) -> Result<Vec<Tensor>, OnnxError> {
-        let mut tensors = Vec::with_capacity(self.outputs.len());
-        for o in &self.outputs {
-            if !wanted.is_empty() && !wanted.iter().any(|n| n == &o.name) {
-                continue;
-            }
-            let v = out.remove(o.name.as_str()).ok_or_else(|| {
-                OnnxError::Run(format!("ONNX Runtime gave no output '{}'", o.name))
-            })?;
-            tensors.push(from_value(o, &v)?);
-        }
-        Ok(tensors)
+        let mut out = self.session.run(inputs).map_err(run_error)?;
+        model.collect(&mut out, &batch.outputs)
     }
 }
 
@@ -792,7 +796,13 @@ impl LoadedModel for OnnxModel {
         &self.meta
     }
 
-    fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, ferroserve_core::BackendError> {
-        self.run(batch).map_err(Into::into)
+    fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, BackendError> {
+        Ok(Box::new(self.new_instance()?))
+    }
+}
+
+impl Instance for OnnxInstance {
+    fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
+        OnnxInstance::run(self, batch).map_err(Into::into)
     }
 }

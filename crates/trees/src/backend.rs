@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ferroserve_core::model::Batch;
 use ferroserve_core::{
-    Backend, BackendError, ClassLabels, Classifier, DataType, LoadedModel, ModelConfig,
+    Backend, BackendError, ClassLabels, Classifier, DataType, Instance, LoadedModel, ModelConfig,
     ModelMetadata, Regressor, Task as CoreTask, Tensor, TensorData, TensorMeta,
 };
 
@@ -188,7 +188,26 @@ impl LoadedModel for TreesModel {
         &self.meta
     }
 
-    fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
+    fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, BackendError> {
+        Ok(Box::new(TreesInstance { model: self }))
+    }
+}
+
+/// An instance of a tree model: the compiled forest is shared, and the predictor needs nothing
+/// of its own between batches.
+pub struct TreesInstance {
+    model: Arc<TreesModel>,
+}
+
+impl Instance for TreesInstance {
+    fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
+        self.model.infer(batch)
+    }
+}
+
+impl TreesModel {
+    /// Runs the forest on a batch (from any thread: the model holds no state of a run).
+    pub fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
         let nf = self.engine.forest().n_features;
         let input = match batch.inputs.as_slice() {
             [one] => one,
