@@ -280,12 +280,16 @@ async fn main() -> anyhow::Result<()> {
             rows: n,
             outputs: vec!["probabilities".into()],
         };
-        let model = served.model.clone();
+        let mut model = served
+            .model
+            .clone()
+            .instance()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         calls.push((
             "model alone, in-process (ceiling)",
             0,
             call(move || {
-                let out = model.infer(&batch);
+                let out = model.run(&batch);
                 Box::pin(async move { Ok(out.map_err(|e| anyhow::anyhow!("{e}"))?.len()) })
             }),
         ));

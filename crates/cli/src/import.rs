@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
@@ -187,7 +188,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         &std::fs::read(stage.join("verify.json"))
             .context("the import helper wrote no verify.json")?,
     )?;
-    let report = verify_model(model.as_ref(), &verify)?;
+    let report = verify_model(&model, &verify)?;
     let library = verify["library"].as_str().unwrap_or("the original library");
     if let Some(fail) = &report.failure {
         bail!(
@@ -277,7 +278,7 @@ fn as_strings(d: &TensorData) -> Vec<String> {
     }
 }
 
-fn verify_model(model: &dyn LoadedModel, verify: &Value) -> anyhow::Result<Report> {
+fn verify_model(model: &Arc<dyn LoadedModel>, verify: &Value) -> anyhow::Result<Report> {
     let meta = model.metadata();
     let mut inputs = Vec::new();
     for v in verify["inputs"].as_array().into_iter().flatten() {
@@ -298,7 +299,9 @@ fn verify_model(model: &dyn LoadedModel, verify: &Value) -> anyhow::Result<Repor
         outputs: vec![],
     };
     let out = model
-        .infer(&batch)
+        .clone()
+        .instance()
+        .and_then(|mut instance| instance.run(&batch))
         .map_err(|e| anyhow!("the converted model failed on the sample rows: {e}"))?;
     let abs = verify["tolerance"]["abs"].as_f64().unwrap_or(1e-4);
     let rel = verify["tolerance"]["rel"].as_f64().unwrap_or(1e-4);

@@ -540,7 +540,7 @@ async fn a_scalar_for_a_model_with_a_batch_dimension_is_a_clean_400() {
 
 /// An ONNX graph `y = Identity(x)` on FP32 scalars: input and output of shape [].
 fn scalar_identity_onnx() -> Vec<u8> {
-    use ferroserve_trees::loaders::onnx_proto::{
+    use ferroserve_onnx_proto::{
         GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
         TypeProtoTensor, ValueInfoProto,
     };

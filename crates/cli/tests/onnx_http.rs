@@ -197,6 +197,37 @@ async fn columns_strings_and_forced_onnx_backend() {
         meta["parameters"]["class_labels"],
         json!(["setosa", "versicolor", "virginica"])
     );
+    // The friendly routes read the graph's task, not its output names: skl2onnx's
+    // `output_label` and ZipMap `output_probability` answer as the trees' `label` and
+    // `probabilities` do.
+    let x = &case["inputs"][0];
+    let width = x["shape"][1].as_u64().unwrap() as usize;
+    let rows: Vec<Value> = x["data"]
+        .as_array()
+        .unwrap()
+        .chunks(width)
+        .map(|r| json!(r))
+        .collect();
+    let (st, out) = post(
+        &s,
+        "/models/zipmap_str/predict?probabilities=true",
+        &json!(rows),
+    )
+    .await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["predictions"], case["outputs"]["output_label"]["data"]);
+    let probs: Vec<f64> = out["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| numbers(r))
+        .collect();
+    assert_close(
+        "zipmap_str friendly probabilities vs onnxruntime",
+        &probs,
+        &numbers(&case["outputs"]["output_probability"]["data"]),
+        Tol::abs(1e-6),
+    );
 
     // Forced ONNX Runtime answers what the native engine answers on the same tree ensemble.
     let meta: Value = client()

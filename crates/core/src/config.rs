@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::{DataType, ModelMetadata};
+use crate::{ClassLabels, DataType, ModelMetadata};
 
 /// Path prefixes the server's own routes use; a route alias may not start with one.
 pub const RESERVED_PATH_PREFIXES: [&str; 9] = [
@@ -623,7 +623,7 @@ impl ModelConfig {
                 ));
             }
         }
-        let classes = meta.class_labels.as_ref().map(Vec::len);
+        let classes = meta.task.class_labels().map(ClassLabels::len);
         for r in &self.routes {
             let what = format!("routes: {} {}", r.method.as_str(), r.path);
             if let Some(f) = &r.features {
@@ -961,7 +961,14 @@ mod tests {
                 shape: vec![-1, 2],
             }],
             feature_names: Some(vec!["a".into(), "b".into()]),
-            class_labels: classes.map(|k| (0..k).map(|i| i.to_string()).collect()),
+            task: match classes {
+                Some(k) => crate::Task::Classifier(crate::Classifier {
+                    labels: crate::ClassLabels::Int((0..k as i64).collect()),
+                    label_output: None,
+                    probabilities_output: None,
+                }),
+                None => crate::Task::Other,
+            },
             ..Default::default()
         };
         let ok = |t: &str, m: &ModelMetadata| ModelConfig::from_toml(t).unwrap().check_model(m);

@@ -252,6 +252,10 @@ pub enum BackendError {
     /// The artifact cannot be loaded (the reason is shown in the model's status).
     #[error("{0}")]
     Load(String),
+    /// The artifact is well formed but holds something this backend does not implement (the
+    /// message names it): another backend may take it.
+    #[error("{0}")]
+    Unsupported(String),
     /// The batch does not fit the model.
     #[error("{0}")]
     Input(String),
@@ -263,7 +267,7 @@ pub enum BackendError {
 impl From<BackendError> for InferError {
     fn from(e: BackendError) -> Self {
         match e {
-            BackendError::Load(m) => InferError::unavailable(m),
+            BackendError::Load(m) | BackendError::Unsupported(m) => InferError::unavailable(m),
             BackendError::Input(m) => InferError::invalid(m),
             BackendError::Run(m) => InferError::internal(m),
         }

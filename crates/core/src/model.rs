@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::{BackendError, DataType, ModelConfig, Tensor};
+use crate::{BackendError, DataType, ModelConfig, Task, Tensor};
 
 /// Name, type and shape of one input or output (`-1` for a variable dimension).
 #[derive(Debug, Clone, PartialEq)]
@@ -22,8 +22,9 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMeta>,
     /// Names of the columns of the first input, when known.
     pub feature_names: Option<Vec<String>>,
-    /// Class labels in class-index order (as text), for classifiers.
-    pub class_labels: Option<Vec<String>>,
+    /// What the model predicts (a classifier with its class labels, a regressor) and which
+    /// outputs answer it.
+    pub task: Task,
     /// Short description of the artifact (format, trees, classes) for the status page and logs.
     pub description: String,
 }
@@ -60,19 +61,51 @@ pub struct Batch {
     pub outputs: Vec<String>,
 }
 
-/// A model loaded once and shared by every instance that runs it. Immutable after load.
+/// A model loaded once and shared by every instance that runs it. Immutable after load: what
+/// one instance needs for itself (an ONNX Runtime session, scratch buffers) is its
+/// [`Instance`], which it makes once and keeps (the analysis is done once, at load; the state
+/// per runner belongs to the runner).
 pub trait LoadedModel: Send + Sync {
     fn metadata(&self) -> &ModelMetadata;
 
-    /// Runs the model on a batch. Synchronous and CPU-bound: never called on the async runtime.
-    /// Returns the requested outputs, each with `batch.rows` along its first dimension.
-    fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError>;
+    /// Makes the state one instance runs the model with. Called once per instance, on the thread
+    /// that will run it; may take a while (ONNX Runtime builds a session).
+    fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, BackendError>;
 }
 
-/// Turns an artifact into a loaded model.
+/// One instance's own state for running a model. Only its owner runs it, one batch at a time,
+/// so it needs no lock.
+pub trait Instance: Send {
+    /// Runs the model on a batch. Synchronous and CPU-bound: on an instance thread, or on the
+    /// caller's task for a model cheap enough to compute inline. Returns the requested outputs,
+    /// each with `batch.rows` along its first dimension.
+    fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, BackendError>;
+}
+
+/// Turns an artifact into a loaded model. Backends are peers: the runtime keeps a list of them
+/// and offers an artifact to those that take it, in order, unless `model.toml` names one.
 pub trait Backend: Send + Sync {
+    /// Its name in `model.toml` (`backend = "trees"`) and in the log.
     fn name(&self) -> &'static str;
 
+    /// What it runs models on, as an answer names it when a model needs it (`"ONNX Runtime"`).
+    fn title(&self) -> &'static str;
+
+    /// Extensions (lower case, without the dot) of the artifacts it reads, in the order they are
+    /// listed to users; a version folder's artifact is the one file with an extension some
+    /// backend lists.
+    fn extensions(&self) -> &'static [&'static str];
+
+    /// Whether it takes `file` when `model.toml` names no backend. By default, when the file's
+    /// extension is one of [`Backend::extensions`] (in any case).
+    fn takes(&self, file: &Path) -> bool {
+        file.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| self.extensions().iter().any(|x| e.eq_ignore_ascii_case(x)))
+    }
+
     /// Loads the artifact `file` (inside a version folder) with the model's configuration.
+    /// [`BackendError::Unsupported`] says the file is well formed but holds something this
+    /// backend does not implement, so that the next backend taking the file may load it.
     fn load(&self, cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, BackendError>;
 }

@@ -45,6 +45,10 @@ fn main() {
     let repeats: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(20);
     let model = OnnxModel::load(&ModelConfig::default(), std::path::Path::new(&args[1]))
         .unwrap_or_else(|e| panic!("{e}"));
+    // One instance, as one instance thread of the server runs it.
+    let mut model = std::sync::Arc::new(model)
+        .new_instance()
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let one = batch(1, nf);
     for _ in 0..1000 {

@@ -4,49 +4,23 @@
 
 use std::collections::BTreeSet;
 
-use ferroserve_trees::loaders::onnx_proto::{AttributeProto, ModelProto};
+use ferroserve_core::ClassLabels;
+use ferroserve_onnx_proto::{AttributeProto, ModelProto};
 use prost::Message;
-
-/// Class labels as a node's attribute holds them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Labels {
-    Int(Vec<i64>),
-    Str(Vec<String>),
-}
-
-impl Labels {
-    pub fn len(&self) -> usize {
-        match self {
-            Labels::Int(v) => v.len(),
-            Labels::Str(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn as_strings(&self) -> Vec<String> {
-        match self {
-            Labels::Int(v) => v.iter().map(i64::to_string).collect(),
-            Labels::Str(v) => v.clone(),
-        }
-    }
-}
 
 /// Facts about a graph that its session does not expose.
 #[derive(Debug, Clone, Default)]
 pub struct GraphFacts {
     /// Graph output name → labels of the ZipMap node that produces it.
-    pub zipmaps: Vec<(String, Labels)>,
+    pub zipmaps: Vec<(String, ClassLabels)>,
     /// Labels of the first classifier node (`classlabels_*` attribute), if any.
-    pub classifier_labels: Option<Labels>,
+    pub classifier_labels: Option<ClassLabels>,
     pub producer: String,
     pub operators: BTreeSet<String>,
 }
 
 impl GraphFacts {
-    pub fn zipmap_labels(&self, output: &str) -> Option<&Labels> {
+    pub fn zipmap_labels(&self, output: &str) -> Option<&ClassLabels> {
         self.zipmaps
             .iter()
             .find(|(n, _)| n == output)
@@ -54,14 +28,14 @@ impl GraphFacts {
     }
 }
 
-fn labels_of(attrs: &[AttributeProto]) -> Option<Labels> {
+fn labels_of(attrs: &[AttributeProto]) -> Option<ClassLabels> {
     for a in attrs {
         match a.name.as_str() {
             "classlabels_int64s" | "classlabels_ints" if !a.ints.is_empty() => {
-                return Some(Labels::Int(a.ints.clone()))
+                return Some(ClassLabels::Int(a.ints.clone()))
             }
             "classlabels_strings" if !a.strings.is_empty() => {
-                return Some(Labels::Str(
+                return Some(ClassLabels::Str(
                     a.strings
                         .iter()
                         .map(|s| String::from_utf8_lossy(s).into_owned())

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use ferroserve_core::{Backend, BackendError, LoadedModel, ModelConfig};
 
 pub use library::{find_library, runtime, INSTALL_HINT};
-pub use model::OnnxModel;
+pub use model::{OnnxInstance, OnnxModel};
 
 /// Everything that can go wrong finding ONNX Runtime, loading a graph or running it.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,14 @@ pub struct OnnxBackend;
 impl Backend for OnnxBackend {
     fn name(&self) -> &'static str {
         "onnx"
+    }
+
+    fn title(&self) -> &'static str {
+        "ONNX Runtime"
+    }
+
+    fn extensions(&self) -> &'static [&'static str] {
+        &["onnx"]
     }
 
     fn load(&self, cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, BackendError> {

@@ -1,11 +1,11 @@
 //! An ONNX graph on ONNX Runtime as a [`LoadedModel`].
 //!
 //! Metadata comes from the session (names, element types, shapes with `-1` for symbolic
-//! dimensions) and from the file (ZipMap class labels). ONNX Runtime sessions are not safe to run
-//! from several threads at once through `ort` (its `run` takes `&mut self`), so the model keeps a
-//! small pool: an instance takes a session, runs, and puts it back; a second instance running at
-//! the same moment gets a session of its own, built from the same bytes and options. With one
-//! instance there is one session.
+//! dimensions) and from the file (ZipMap class labels). `ort` runs a session through `&mut`, so
+//! a session belongs to one runner: each instance owns one ([`OnnxInstance`], made by
+//! [`OnnxModel::new_instance`]) and runs every batch with it, without a lock. The first
+//! instance gets the session built at load time (to read the graph's inputs and outputs); each
+//! one after gets a new one, built from the same bytes and options.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,13 +14,14 @@ use ferroserve_core::config::OptimizationLevel;
 use ferroserve_core::model::Batch;
 use ferroserve_core::tensor::{f32_to_bf16, f32_to_f16};
 use ferroserve_core::{
-    DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor, TensorData, TensorMeta,
+    BackendError, ClassLabels, Classifier, DataType, Instance, LoadedModel, ModelConfig,
+    ModelMetadata, Regressor, Task, Tensor, TensorData, TensorMeta,
 };
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynMap, DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
 
-use crate::graph::{self, Labels};
+use crate::graph;
 use crate::{library, strings, OnnxError};
 
 /// How one graph output is answered.
@@ -30,7 +31,7 @@ enum OutputKind {
     Tensor(DataType),
     /// A sequence of maps (ZipMap: class → probability), answered as FP32 `[rows, classes]`
     /// in the order of `labels` (from the ZipMap node; else the first row's keys).
-    ProbabilityMaps { labels: Option<Labels> },
+    ProbabilityMaps { labels: Option<ClassLabels> },
 }
 
 #[derive(Debug, Clone)]
@@ -52,10 +53,11 @@ struct Recipe {
     level: GraphOptimizationLevel,
 }
 
-/// A loaded ONNX graph.
+/// A loaded ONNX graph: what every instance shares.
 pub struct OnnxModel {
     recipe: Recipe,
-    pool: Mutex<Vec<Session>>,
+    /// The session built at load time, until the first instance takes it.
+    first: Mutex<Option<Session>>,
     inputs: Vec<Input>,
     outputs: Vec<Output>,
     meta: ModelMetadata,
@@ -118,6 +120,69 @@ impl Recipe {
             .commit_from_memory(&self.bytes)
             .map_err(ort_err)
             .map_err(load)
+    }
+}
+
+/// What the graph predicts, read from its outputs' kinds and shapes (never their names).
+/// With class labels it is a classifier: its probabilities are the one ZipMap output, else the
+/// one floating-point tensor `[rows, classes]`, and its label the one integer or string tensor
+/// of one value per row (`[rows]` or `[rows, 1]`); either is left out when no output, or more
+/// than one, fits. Without class labels, a graph whose only output is numbers, one row per row
+/// (`[rows]` or `[rows, targets]`), is a regressor. Any other graph does not say.
+fn task_of(labels: Option<ClassLabels>, outputs: &[Output], meta: &[TensorMeta]) -> Task {
+    fn only<'a>(mut it: impl Iterator<Item = &'a TensorMeta>) -> Option<String> {
+        match (it.next(), it.next()) {
+            (Some(one), None) => Some(one.name.clone()),
+            _ => None,
+        }
+    }
+    let floats = |m: &TensorMeta| {
+        matches!(
+            m.datatype,
+            DataType::Fp16 | DataType::Bf16 | DataType::Fp32 | DataType::Fp64
+        )
+    };
+    match labels {
+        Some(labels) => {
+            let classes = labels.len() as i64;
+            let zipmaps = outputs
+                .iter()
+                .zip(meta)
+                .filter(|(o, _)| matches!(o.kind, OutputKind::ProbabilityMaps { .. }))
+                .map(|(_, m)| m);
+            let tensors = outputs
+                .iter()
+                .zip(meta)
+                .filter(|(o, m)| {
+                    matches!(o.kind, OutputKind::Tensor(_))
+                        && floats(m)
+                        && matches!(m.shape.as_slice(), [_, c] if *c == classes || *c < 0)
+                })
+                .map(|(_, m)| m);
+            let probabilities_output = only(zipmaps).or_else(|| only(tensors));
+            let label_output = only(meta.iter().filter(|m| {
+                matches!(
+                    m.datatype,
+                    DataType::Int64 | DataType::Int32 | DataType::Bytes
+                ) && matches!(m.shape.as_slice(), [_] | [_, 1])
+            }));
+            Task::Classifier(Classifier {
+                labels,
+                label_output,
+                probabilities_output,
+            })
+        }
+        None => match meta {
+            [one]
+                if !matches!(one.datatype, DataType::Bytes | DataType::Bool)
+                    && matches!(one.shape.len(), 1 | 2) =>
+            {
+                Task::Regressor(Regressor {
+                    output: one.name.clone(),
+                })
+            }
+            _ => Task::Other,
+        },
     }
 }
 
@@ -248,10 +313,11 @@ impl OnnxModel {
                     g.len()
                 )))
             }
-            (Some(c), _) => Some(c.clone()),
-            (None, Some(g)) => Some(g.as_strings()),
+            (Some(c), _) => Some(ClassLabels::Str(c.clone())),
+            (None, Some(g)) => Some(g.clone()),
             (None, None) => None,
         };
+        let task = task_of(class_labels, &outputs, &output_meta);
 
         // Feature names: model.toml (checked against the input's width, or the number of
         // inputs when there is one per column), else the inputs' names when each is a column.
@@ -302,14 +368,14 @@ impl OnnxModel {
             inputs: input_meta,
             outputs: output_meta,
             feature_names,
-            class_labels,
+            task,
             description: cfg.description.clone().unwrap_or(description),
         };
         let one_row_at_a_time =
             !meta.inputs.is_empty() && meta.inputs.iter().all(|m| m.shape.first() == Some(&1));
         Ok(OnnxModel {
             recipe,
-            pool: Mutex::new(vec![session]),
+            first: Mutex::new(Some(session)),
             inputs,
             outputs,
             meta,
@@ -317,32 +383,58 @@ impl OnnxModel {
         })
     }
 
-    /// Sessions built so far (one per instance that has run at the same time as another).
-    pub fn sessions(&self) -> usize {
-        self.pool.lock().map(|p| p.len()).unwrap_or(0)
-    }
-
-    fn take_session(&self) -> Result<Session, OnnxError> {
-        let pooled = match self.pool.lock() {
-            Ok(mut p) => p.pop(),
-            Err(poisoned) => poisoned.into_inner().pop(),
+    /// An instance with a session of its own: the one built at load time for the first
+    /// instance, a new one for each after.
+    pub fn new_instance(self: &Arc<Self>) -> Result<OnnxInstance, OnnxError> {
+        let first = match self.first.lock() {
+            Ok(mut s) => s.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
         };
-        match pooled {
-            Some(s) => Ok(s),
-            None => self.recipe.session(),
-        }
+        let session = match first {
+            Some(s) => s,
+            None => self.recipe.session()?,
+        };
+        Ok(OnnxInstance {
+            model: self.clone(),
+            session,
+        })
     }
 
-    fn put_session(&self, s: Session) {
-        match self.pool.lock() {
-            Ok(mut p) => p.push(s),
-            Err(poisoned) => poisoned.into_inner().push(s),
+    /// The wanted outputs (all when `wanted` is empty), in graph order, as response tensors.
+    fn collect(
+        &self,
+        out: &mut ort::session::SessionOutputs<'_>,
+        wanted: &[String],
+    ) -> Result<Vec<Tensor>, OnnxError> {
+        let mut tensors = Vec::with_capacity(self.outputs.len());
+        for o in &self.outputs {
+            if !wanted.is_empty() && !wanted.iter().any(|n| n == &o.name) {
+                continue;
+            }
+            let v = out.remove(o.name.as_str()).ok_or_else(|| {
+                OnnxError::Run(format!("ONNX Runtime gave no output '{}'", o.name))
+            })?;
+            tensors.push(from_value(o, &v)?);
         }
+        Ok(tensors)
+    }
+}
+
+/// One instance of an ONNX graph: the shared model and a session only this instance runs.
+pub struct OnnxInstance {
+    model: Arc<OnnxModel>,
+    session: Session,
+}
+
+impl OnnxInstance {
+    /// The model this instance runs.
+    pub fn model(&self) -> &Arc<OnnxModel> {
+        &self.model
     }
 
     /// Runs the graph; the outputs in graph order, those not wanted left out.
-    pub fn run(&self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
-        if self.one_row_at_a_time && batch.rows > 1 {
+    pub fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
+        if self.model.one_row_at_a_time && batch.rows > 1 {
             return self.run_row_by_row(batch);
         }
         self.run_once(batch)
@@ -350,7 +442,7 @@ impl OnnxModel {
 
     /// Runs a batch of several rows through a graph that takes one row, and joins the outputs
     /// along their first dimension (the batcher joins requests of one row each).
-    fn run_row_by_row(&self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
+    fn run_row_by_row(&mut self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
         let mut joined: Vec<Tensor> = Vec::new();
         for r in 0..batch.rows {
             let inputs = batch
@@ -391,16 +483,17 @@ impl OnnxModel {
         Ok(joined)
     }
 
-    fn run_once(&self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
-        if batch.inputs.len() != self.inputs.len() {
+    fn run_once(&mut self, batch: &Batch) -> Result<Vec<Tensor>, OnnxError> {
+        let model = &self.model;
+        if batch.inputs.len() != model.inputs.len() {
             return Err(OnnxError::Input(format!(
                 "expected {} input tensor(s), got {}",
-                self.inputs.len(),
+                model.inputs.len(),
                 batch.inputs.len()
             )));
         }
-        let mut inputs: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(self.inputs.len());
-        for (spec, t) in self.inputs.iter().zip(&batch.inputs) {
+        let mut inputs: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(model.inputs.len());
+        for (spec, t) in model.inputs.iter().zip(&batch.inputs) {
             let t = if t.name == spec.name {
                 t
             } else {
@@ -421,32 +514,8 @@ impl OnnxModel {
             };
             inputs.push((spec.name.as_str(), value));
         }
-        let mut session = self.take_session()?;
-        let result = session
-            .run(inputs)
-            .map_err(run_error)
-            .and_then(|mut out| self.collect(&mut out, &batch.outputs));
-        self.put_session(session);
-        result
-    }
-
-    /// The wanted outputs (all when `wanted` is empty), in graph order, as response tensors.
-    fn collect(
-        &self,
-        out: &mut ort::session::SessionOutputs<'_>,
-        wanted: &[String],
-    ) -> Result<Vec<Tensor>, OnnxError> {
-        let mut tensors = Vec::with_capacity(self.outputs.len());
-        for o in &self.outputs {
-            if !wanted.is_empty() && !wanted.iter().any(|n| n == &o.name) {
-                continue;
-            }
-            let v = out.remove(o.name.as_str()).ok_or_else(|| {
-                OnnxError::Run(format!("ONNX Runtime gave no output '{}'", o.name))
-            })?;
-            tensors.push(from_value(o, &v)?);
-        }
-        Ok(tensors)
+        let mut out = self.session.run(inputs).map_err(run_error)?;
+        model.collect(&mut out, &batch.outputs)
     }
 }
 
@@ -629,14 +698,14 @@ fn from_value(o: &Output, v: &DynValue) -> Result<Tensor, OnnxError> {
                 .map_err(|e| OnnxError::Run(format!("output '{}': {e}", o.name)))?;
             let rows = maps.len();
             let mut probs: Vec<f32> = Vec::new();
-            let mut order: Option<Labels> = labels.clone();
+            let mut order: Option<ClassLabels> = labels.clone();
             for m in &maps {
                 let row =
                     map_row(m).map_err(|e| OnnxError::Run(format!("output '{}': {e}", o.name)))?;
                 let want = order.get_or_insert_with(|| row.keys());
                 row.push_in_order(want, &mut probs);
             }
-            let n = order.as_ref().map_or(0, Labels::len);
+            let n = order.as_ref().map_or(0, ClassLabels::len);
             Ok(Tensor::new(
                 o.name.clone(),
                 vec![rows as i64, n as i64],
@@ -653,29 +722,29 @@ enum Row {
 }
 
 impl Row {
-    fn keys(&self) -> Labels {
+    fn keys(&self) -> ClassLabels {
         match self {
-            Row::Int(v) => Labels::Int(v.iter().map(|(k, _)| *k).collect()),
-            Row::Str(v) => Labels::Str(v.iter().map(|(k, _)| k.clone()).collect()),
+            Row::Int(v) => ClassLabels::Int(v.iter().map(|(k, _)| *k).collect()),
+            Row::Str(v) => ClassLabels::Str(v.iter().map(|(k, _)| k.clone()).collect()),
         }
     }
 
     /// Appends the row's probabilities in label order (a class the row lacks gets 0).
-    fn push_in_order(&self, labels: &Labels, out: &mut Vec<f32>) {
+    fn push_in_order(&self, labels: &ClassLabels, out: &mut Vec<f32>) {
         match (self, labels) {
-            (Row::Int(kv), Labels::Int(l)) => out.extend(
+            (Row::Int(kv), ClassLabels::Int(l)) => out.extend(
                 l.iter()
                     .map(|c| kv.iter().find(|(k, _)| k == c).map_or(0.0, |(_, p)| *p)),
             ),
-            (Row::Str(kv), Labels::Str(l)) => out.extend(
+            (Row::Str(kv), ClassLabels::Str(l)) => out.extend(
                 l.iter()
                     .map(|c| kv.iter().find(|(k, _)| k == c).map_or(0.0, |(_, p)| *p)),
             ),
             // Labels of the other kind than the keys (a graph ZipMap relabelled): positional.
-            (Row::Int(kv), Labels::Str(l)) => {
+            (Row::Int(kv), ClassLabels::Str(l)) => {
                 out.extend((0..l.len()).map(|i| kv.get(i).map_or(0.0, |(_, p)| *p)))
             }
-            (Row::Str(kv), Labels::Int(l)) => {
+            (Row::Str(kv), ClassLabels::Int(l)) => {
                 out.extend((0..l.len()).map(|i| kv.get(i).map_or(0.0, |(_, p)| *p)))
             }
         }
@@ -727,7 +796,13 @@ impl LoadedModel for OnnxModel {
         &self.meta
     }
 
-    fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, ferroserve_core::BackendError> {
-        self.run(batch).map_err(Into::into)
+    fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, BackendError> {
+        Ok(Box::new(self.new_instance()?))
+    }
+}
+
+impl Instance for OnnxInstance {
+    fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
+        OnnxInstance::run(self, batch).map_err(Into::into)
     }
 }

@@ -4,7 +4,8 @@
 //! Runtime's Python API and scikit-learn answered (`fixtures/golden.json`,
 //! `examples/models/expected.json`, written by `make_fixtures.py` and `train.py`). Also:
 //! metadata, session options, bad inputs, BYTES that are not text (NUL, invalid UTF-8) through
-//! ONNX Runtime, and concurrent `infer` from several threads.
+//! ONNX Runtime, the task read from the outputs, and instances running at once on several
+//! threads, each with its own session.
 //!
 //! Without ONNX Runtime these tests show as ignored, with the reason (`build.rs`), except under
 //! `CI=true`, where CI installs it and its absence fails them.
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use ferroserve_core::config::OptimizationLevel;
 use ferroserve_core::model::Batch;
 use ferroserve_core::{DataType, ModelConfig, Tensor, TensorData};
-use ferroserve_onnx::{OnnxError, OnnxModel};
+use ferroserve_onnx::{OnnxError, OnnxInstance, OnnxModel};
 use ferroserve_testkit::{assert_close, numbers as json_numbers, require, Need, Tol};
 use serde_json::Value;
 
@@ -33,6 +34,11 @@ fn read_json(p: &Path) -> Value {
 
 fn load(file: &Path, cfg: &ModelConfig) -> OnnxModel {
     OnnxModel::load(cfg, file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// One instance of the graph (with the session built at load time), as an instance thread has.
+fn instance(file: &Path, cfg: &ModelConfig) -> OnnxInstance {
+    Arc::new(load(file, cfg)).new_instance().unwrap()
 }
 
 /// A request tensor from `{"name", "datatype", "shape", "data"}`.
@@ -91,7 +97,7 @@ fn fixtures_answer_what_onnxruntime_and_sklearn_answer() {
         if !case.is_object() {
             continue;
         }
-        let model = load(
+        let mut model = instance(
             &fixtures().join(format!("{name}.onnx")),
             &ModelConfig::default(),
         );
@@ -137,7 +143,11 @@ fn fixtures_answer_what_onnxruntime_and_sklearn_answer() {
         }
         if let Some(labels) = case.get("class_labels") {
             let want: Vec<String> = serde_json::from_value(labels.clone()).unwrap();
-            assert_eq!(model_labels(&model), Some(want), "{name} class labels");
+            assert_eq!(
+                model_labels(model.model()),
+                Some(want),
+                "{name} class labels"
+            );
         }
         checked += 1;
     }
@@ -146,7 +156,10 @@ fn fixtures_answer_what_onnxruntime_and_sklearn_answer() {
 
 fn model_labels(m: &OnnxModel) -> Option<Vec<String>> {
     use ferroserve_core::LoadedModel;
-    m.metadata().class_labels.clone()
+    m.metadata()
+        .task
+        .class_labels()
+        .map(ferroserve_core::ClassLabels::as_strings)
 }
 
 #[test]
@@ -217,6 +230,72 @@ fn metadata_comes_from_the_graph() {
     assert!(e.to_string().contains("feature_names"), "{e}");
 }
 
+/// The task comes from the outputs' kinds and shapes, whatever they are called: skl2onnx's
+/// `output_label` / `output_probability` (ZipMap) as well as the bundled examples' `label` /
+/// `probabilities`; a lone numeric output without classes is a regressor's; strings are neither.
+#[test]
+#[cfg_attr(
+    no_onnxruntime,
+    ignore = "needs ONNX Runtime: pip install onnxruntime, or set ORT_DYLIB_PATH"
+)]
+fn the_task_is_read_from_the_outputs() {
+    require(Need::OnnxRuntime, "the ONNX task test");
+    use ferroserve_core::{ClassLabels, Classifier, LoadedModel, Regressor, Task};
+    let task = |file: &Path, cfg: &ModelConfig| load(file, cfg).metadata().task.clone();
+    let classifier = |labels: ClassLabels, label: &str, probabilities: &str| {
+        Task::Classifier(Classifier {
+            labels,
+            label_output: Some(label.into()),
+            probabilities_output: Some(probabilities.into()),
+        })
+    };
+    let none = ModelConfig::default();
+    let iris = ClassLabels::Str(vec![
+        "setosa".into(),
+        "versicolor".into(),
+        "virginica".into(),
+    ]);
+    assert_eq!(
+        task(&fixtures().join("zipmap_str.onnx"), &none),
+        classifier(iris.clone(), "output_label", "output_probability")
+    );
+    assert_eq!(
+        task(&fixtures().join("zipmap_int.onnx"), &none),
+        classifier(
+            ClassLabels::Int(vec![0, 1, 2]),
+            "output_label",
+            "output_probability"
+        )
+    );
+    assert_eq!(
+        task(
+            &root().join("examples/models/wine_pipeline/1/model.onnx"),
+            &none
+        ),
+        classifier(ClassLabels::Int(vec![0, 1, 2]), "label", "probabilities")
+    );
+    // The MLP's classes come from model.toml (the graph holds them as a constant).
+    let named =
+        ModelConfig::from_toml(r#"class_labels = ["setosa", "versicolor", "virginica"]"#).unwrap();
+    assert_eq!(
+        task(
+            &root().join("examples/models/iris_mlp/1/model.onnx"),
+            &named
+        ),
+        classifier(iris, "label", "probabilities")
+    );
+    assert_eq!(
+        task(&fixtures().join("regressor_f64.onnx"), &none),
+        Task::Regressor(Regressor {
+            output: "variable".into()
+        })
+    );
+    assert_eq!(
+        task(&fixtures().join("identity_bytes.onnx"), &none),
+        Task::Other
+    );
+}
+
 /// The two bundled ONNX Runtime examples answer what scikit-learn and onnxruntime answered.
 #[test]
 #[cfg_attr(
@@ -234,7 +313,7 @@ fn bundled_examples_match_sklearn_and_onnxruntime() {
                 optimization_level: level,
                 ..ModelConfig::default()
             };
-            let m = load(
+            let mut m = instance(
                 &root()
                     .join("examples/models")
                     .join(e["file"].as_str().unwrap()),
@@ -275,7 +354,7 @@ fn bundled_examples_match_sklearn_and_onnxruntime() {
 )]
 fn bad_inputs_are_the_clients_fault() {
     require(Need::OnnxRuntime, "the ONNX bad-input test");
-    let m = load(&fixtures().join("zipmap_int.onnx"), &ModelConfig::default());
+    let mut m = instance(&fixtures().join("zipmap_int.onnx"), &ModelConfig::default());
     let strings = Tensor::new(
         "input",
         vec![1, 4],
@@ -320,7 +399,7 @@ fn bad_inputs_are_the_clients_fault() {
 )]
 fn bytes_that_are_not_text_pass_through_onnx_runtime() {
     require(Need::OnnxRuntime, "the ONNX BYTES test");
-    let m = load(
+    let mut m = instance(
         &fixtures().join("identity_bytes.onnx"),
         &ModelConfig::default(),
     );
@@ -341,7 +420,7 @@ fn bytes_that_are_not_text_pass_through_onnx_runtime() {
     assert_eq!(out[0].data, TensorData::Bytes(items));
     // The graph's own operators see the bytes: a trailing NUL makes "wine\0" another word than
     // "wine" (cut at the NUL, it would be found), and invalid UTF-8 is just an unknown word.
-    let m = load(&fixtures().join("text_upper.onnx"), &ModelConfig::default());
+    let mut m = instance(&fixtures().join("text_upper.onnx"), &ModelConfig::default());
     let words: Vec<Vec<u8>> = vec![b"wine".to_vec(), b"wine\0".to_vec(), b"\xffwine".to_vec()];
     let x = Tensor::new("text", vec![3], TensorData::Bytes(words));
     let out = m.run(&batch(vec![x])).unwrap();
@@ -360,11 +439,11 @@ fn bytes_that_are_not_text_pass_through_onnx_runtime() {
 fn a_one_row_graph_runs_a_joined_batch_row_by_row() {
     require(Need::OnnxRuntime, "the ONNX one-row graph test");
     use ferroserve_core::LoadedModel;
-    let m = load(
+    let mut m = instance(
         &fixtures().join("fixed_batch.onnx"),
         &ModelConfig::default(),
     );
-    assert_eq!(m.metadata().inputs[0].shape, vec![1, 3]);
+    assert_eq!(m.model().metadata().inputs[0].shape, vec![1, 3]);
     let x = Tensor::new(
         "x",
         vec![3, 3],
@@ -397,22 +476,23 @@ fn concurrent_infer_from_several_threads_is_safe_and_identical() {
             TensorData::Fp32(rows.clone()),
         )])
     };
-    let want = m.run(&make()).unwrap();
+    // The first instance gets the session built at load time; each thread after makes its own
+    // (as each instance thread of the server does), and all run at once.
+    let want = m.new_instance().unwrap().run(&make()).unwrap();
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let m = m.clone();
             let b = make();
             std::thread::spawn(move || {
+                let mut own = m.new_instance().unwrap();
                 for _ in 0..50 {
-                    assert_eq!(m.run(&b).unwrap(), m.run(&b).unwrap());
+                    assert_eq!(own.run(&b).unwrap(), own.run(&b).unwrap());
                 }
-                m.run(&b).unwrap()
+                own.run(&b).unwrap()
             })
         })
         .collect();
     for t in threads {
         assert_eq!(t.join().unwrap(), want);
     }
-    let n = m.sessions();
-    assert!((1..=4).contains(&n), "{n} sessions for 4 threads");
 }

@@ -124,8 +124,8 @@ pub struct Entry {
     pub reply: oneshot::Sender<Reply>,
 }
 
-/// A batch ready for an instance, with where each part of the answer goes.
-pub struct Job {
+/// A batch the batcher dispatched to an instance, with where each part of the answer goes.
+pub struct Dispatched {
     pub batch: Batch,
     pub parts: Vec<Part>,
     pub stats: Arc<VersionStats>,
@@ -288,7 +288,7 @@ pub async fn run(
     policy: Policy,
     mut rx: mpsc::UnboundedReceiver<Entry>,
     instances: Arc<Semaphore>,
-    jobs: crossbeam_channel::Sender<Job>,
+    to_instances: crossbeam_channel::Sender<Dispatched>,
     stats: Arc<VersionStats>,
     pending: Arc<AtomicUsize>,
 ) {
@@ -354,14 +354,16 @@ pub async fn run(
                     }
                     match assemble(taken) {
                         Ok((batch, parts)) => {
-                            let job = Job {
+                            let dispatched = Dispatched {
                                 batch,
                                 parts,
                                 stats: stats.clone(),
                                 _instance: permit,
                             };
-                            if let Err(crossbeam_channel::SendError(job)) = jobs.send(job) {
-                                for p in job.parts {
+                            if let Err(crossbeam_channel::SendError(back)) =
+                                to_instances.send(dispatched)
+                            {
+                                for p in back.parts {
                                     let _ = p.reply.send(Err(InferError::unavailable(
                                         "model is shutting down",
                                     )));

@@ -6,24 +6,28 @@
 //! task ([`crate::batcher`]), split into chunks of at most `max_batch_size` rows when larger;
 //! the batcher groups queued requests into batches for the instance threads, which compute
 //! (never on the async runtime), split the outputs back and answer each request on its oneshot.
-//! A panic inside a model is caught, answered as an internal error, and the instance keeps
-//! serving. A cheap model (measured cost below `inline_compute_below`) whose queue is empty is
-//! computed on the caller's own task instead: a batch could not form, and the two thread hops
-//! would cost more than the model. Inline computations take an idle instance's permit (the
-//! batcher's, with `try_acquire`: no wait, and none when every instance is busy, when the
-//! request is queued instead), so that at most `instances` computations of a version run at
-//! once, inline or not.
+//! Each instance thread makes its own state for the model when it starts
+//! ([`LoadedModel::instance`]: an ONNX Runtime session, scratch buffers) and runs every batch
+//! with it. A panic inside a model is caught, answered as an internal error, and the instance
+//! keeps serving. A cheap model (measured cost below `inline_compute_below`) whose queue is empty
+//! is computed on the caller's own task instead: a batch could not form, and the two thread hops
+//! would cost more than the model. Those requests share one more instance state, made by the
+//! first of them; one request at a time computes with it, and a request that finds it in use
+//! goes through the batcher.
+//! Inline computations also take an idle instance's permit (the batcher's, with
+//! `try_acquire`: no wait, and none when every instance is busy, when the request is queued
+//! instead), so that at most `instances` computations of a version run at once, inline or not.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferroserve_core::config::BatchingConfig;
 use ferroserve_core::model::Batch;
-use ferroserve_core::{ErrorKind, InferError, LoadedModel, Tensor};
+use ferroserve_core::{ErrorKind, InferError, Instance, LoadedModel, Tensor};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::batcher::{self, Entry, Job, Policy};
+use crate::batcher::{self, Dispatched, Entry, Policy};
 use crate::stats::VersionStats;
 
 /// How a version's instances and queue are set up.
@@ -58,6 +62,8 @@ pub struct ModelHandle {
     /// One permit per instance, shared with the batcher: held by every computation, inline
     /// ones included.
     instances: Arc<Semaphore>,
+    /// The instance state requests computed inline share.
+    inline: Arc<Mutex<Inline>>,
     admission: Arc<Semaphore>,
     max_queue_size: usize,
     max_batch_size: usize,
@@ -75,9 +81,9 @@ impl ModelHandle {
         stats: Arc<VersionStats>,
     ) -> ModelHandle {
         let instances = cfg.instances.max(1);
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+        let (batches_tx, batches_rx) = crossbeam_channel::unbounded::<Dispatched>();
         for i in 0..instances {
-            let rx = jobs_rx.clone();
+            let rx = batches_rx.clone();
             let model = model.clone();
             std::thread::Builder::new()
                 .name(format!("fs-{name}-{i}"))
@@ -91,7 +97,7 @@ impl ModelHandle {
             Policy::from_config(&cfg.batching),
             rx,
             permits.clone(),
-            jobs_tx,
+            batches_tx,
             stats.clone(),
             pending.clone(),
         ));
@@ -101,6 +107,7 @@ impl ModelHandle {
             pending,
             inline_below: cfg.batching.inline_compute_below(),
             instances: permits,
+            inline: Arc::new(Mutex::new(Inline::Unmade)),
             admission: Arc::new(Semaphore::new(cfg.max_queue_size.max(1))),
             max_queue_size: cfg.max_queue_size.max(1),
             max_batch_size: cfg.batching.max_batch_size.max(1),
@@ -211,12 +218,25 @@ impl ModelHandle {
         }
         // Every instance busy (inline or on its thread): the queue, like any other request.
         let _instance = self.instances.try_acquire().ok()?;
+        // Another request is computing inline: this one goes through the batcher.
+        let mut slot = self.inline.try_lock().ok()?;
+        if let Inline::Unmade = *slot {
+            *slot = match self.model.clone().instance() {
+                Ok(instance) => Inline::Ready(instance),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no instance for inline compute; every request goes through the batcher");
+                    Inline::Failed
+                }
+            };
+        }
+        let Inline::Ready(instance) = &mut *slot else {
+            return None;
+        };
         // Counted as queued for no time, as Triton counts every request in its queue statistics
         // (perf_analyzer finds the version a request went to by its queue count).
         self.stats.dequeued(Duration::ZERO);
         let started = Instant::now();
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.model.infer(batch)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance.run(batch)));
         self.stats.batch_done(batch.rows, started.elapsed());
         Some(match result {
             Ok(r) => r.map_err(InferError::from).map(|outs| {
@@ -227,6 +247,14 @@ impl ModelHandle {
             Err(panic) => Err(panic_error(panic)),
         })
     }
+}
+
+/// The instance state of the requests computed inline: made by the first of them.
+enum Inline {
+    Unmade,
+    Ready(Box<dyn Instance>),
+    /// The model could not make one (logged once): never inline.
+    Failed,
 }
 
 fn panic_error(panic: Box<dyn std::any::Any + Send>) -> InferError {
@@ -270,20 +298,36 @@ fn chunks(inputs: Vec<Tensor>, rows: usize, max: usize) -> Vec<(Vec<Tensor>, usi
     out
 }
 
-fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Job>) {
-    while let Ok(job) = rx.recv() {
-        if job.parts.iter().all(|p| p.reply.is_closed()) {
+fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Dispatched>) {
+    // This instance's own state for the model, made on its own thread.
+    let mut instance = match model.instance() {
+        Ok(instance) => instance,
+        Err(e) => {
+            let e = InferError::from(e);
+            tracing::error!(error = %e, "a model instance could not start; it answers every batch with why");
+            let e = InferError::new(e.kind, format!("model instance could not start: {e}"));
+            for work in rx {
+                for part in work.parts {
+                    let _ = part.reply.send(Err(e.clone()));
+                }
+            }
+            return;
+        }
+    };
+    while let Ok(work) = rx.recv() {
+        if work.parts.iter().all(|p| p.reply.is_closed()) {
             tracing::debug!("batch dropped before compute: every client went away");
             continue;
         }
-        let Job {
+        let Dispatched {
             batch,
             parts,
             stats,
             _instance: permit,
-        } = job;
+        } = work;
         let started = Instant::now();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.infer(&batch)));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance.run(&batch)));
         let took = started.elapsed();
         stats.batch_done(batch.rows, took);
         // The instance is idle from here: its permit goes back before the answers do, so that
@@ -377,7 +421,15 @@ mod tests {
         fn metadata(&self) -> &ferroserve_core::ModelMetadata {
             &self.0
         }
-        fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, ferroserve_core::BackendError> {
+        fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, ferroserve_core::BackendError> {
+            Ok(Box::new(EchoInstance))
+        }
+    }
+
+    struct EchoInstance;
+
+    impl Instance for EchoInstance {
+        fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, ferroserve_core::BackendError> {
             let TensorData::Fp32(x) = &batch.inputs[0].data else {
                 unreachable!("FP32 input")
             };
@@ -496,18 +548,27 @@ mod tests {
         fn metadata(&self) -> &ferroserve_core::ModelMetadata {
             &self.meta
         }
-        fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, ferroserve_core::BackendError> {
-            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most.fetch_max(now, Ordering::SeqCst);
+        fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, ferroserve_core::BackendError> {
+            Ok(Box::new(CrowdInstance(self)))
+        }
+    }
+
+    struct CrowdInstance(Arc<Crowd>);
+
+    impl Instance for CrowdInstance {
+        fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, ferroserve_core::BackendError> {
+            let c = &self.0;
+            let now = c.running.fetch_add(1, Ordering::SeqCst) + 1;
+            c.most.fetch_max(now, Ordering::SeqCst);
             let started = Instant::now();
-            while self.running.load(Ordering::SeqCst) < 2
+            while c.running.load(Ordering::SeqCst) < 2
                 && started.elapsed() < Duration::from_millis(100)
             {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            self.most
-                .fetch_max(self.running.load(Ordering::SeqCst), Ordering::SeqCst);
-            self.running.fetch_sub(1, Ordering::SeqCst);
+            c.most
+                .fetch_max(c.running.load(Ordering::SeqCst), Ordering::SeqCst);
+            c.running.fetch_sub(1, Ordering::SeqCst);
             let r = batch.rows as i64;
             Ok(vec![Tensor::new(
                 "a",
@@ -580,5 +641,97 @@ mod tests {
             TensorData::Fp32(vec![-1.0, -2.0, -3.0, -4.0, -5.0])
         );
         assert_eq!(h.queue_depth(), 0);
+    }
+
+    /// A model that counts the instances it made, and fails to make any when told to.
+    struct Counted {
+        meta: ferroserve_core::ModelMetadata,
+        made: AtomicUsize,
+        fail: bool,
+    }
+
+    impl LoadedModel for Counted {
+        fn metadata(&self) -> &ferroserve_core::ModelMetadata {
+            &self.meta
+        }
+        fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, ferroserve_core::BackendError> {
+            if self.fail {
+                return Err(ferroserve_core::BackendError::Load("no session".into()));
+            }
+            self.made.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(EchoInstance))
+        }
+    }
+
+    /// A started handle of `instances` instances (at most 4 rows a batch, inline below 1 s)
+    /// whose model has been measured, so that one-row requests may run inline.
+    fn counted(instances: usize, fail: bool) -> (ModelHandle, Arc<Counted>) {
+        let model = Arc::new(Counted {
+            meta: Default::default(),
+            made: AtomicUsize::new(0),
+            fail,
+        });
+        let stats = Arc::new(VersionStats::default());
+        for _ in 0..8 {
+            stats.batch_done(1, Duration::from_micros(1));
+        }
+        let cfg = HandleConfig {
+            instances,
+            max_queue_size: 8,
+            batching: BatchingConfig {
+                max_batch_size: 4,
+                inline_compute_below: "1s".into(),
+                ..BatchingConfig::default()
+            },
+        };
+        (
+            ModelHandle::start("counted", model.clone(), &cfg, stats),
+            model,
+        )
+    }
+
+    #[tokio::test]
+    async fn every_instance_makes_its_own_state_and_inline_compute_one_more() {
+        let (h, model) = counted(2, false);
+        // Five rows: two batches, on the instance threads.
+        let out = h.submit(batch(&[1.0; 5], &["a"]), None).await.unwrap();
+        assert_eq!(out[0].shape, vec![5]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while model.made.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            model.made.load(Ordering::SeqCst),
+            2,
+            "one per instance thread"
+        );
+        // The first request computed inline makes the inline state; the next ones reuse it.
+        for x in [1.0, 2.0, 3.0] {
+            let out = h.try_inline(&batch(&[x], &["b"])).expect("inline").unwrap();
+            assert_eq!(out[0].data, TensorData::Fp32(vec![-x]));
+        }
+        assert_eq!(model.made.load(Ordering::SeqCst), 3);
+        // While a request computes inline, another goes through the batcher.
+        let busy = h.inline.lock().unwrap();
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+        drop(busy);
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+        assert_eq!(model.made.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_model_without_instances_answers_why_and_never_inline() {
+        let (h, _) = counted(1, true);
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+        assert!(matches!(*h.inline.lock().unwrap(), Inline::Failed));
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+        for _ in 0..2 {
+            let e = h
+                .submit(batch(&[1.0; 5], &[]), Some(Duration::from_secs(60)))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Unavailable);
+            assert_eq!(e.message, "model instance could not start: no session");
+        }
     }
 }

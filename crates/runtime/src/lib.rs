@@ -1,20 +1,22 @@
 //! `ferroserve-runtime` owns the models a server runs: scanning a repository
-//! ([`repository`]), loading each version with its backend ([`trees_backend`]), starting its
-//! instances behind admission control ([`handle`]), and answering which model and version a
-//! request goes to ([`Runtime`]). It uses tokio only for the oneshot replies and the admission
-//! semaphore; compute runs on the instances' own threads.
+//! ([`repository`]), loading each version with its backend (one list of peers, [`backends`]),
+//! starting its instances behind admission control ([`handle`]), and answering which model and
+//! version a request goes to ([`Runtime`]). It uses tokio only for the oneshot replies and the
+//! admission semaphore; compute runs on the instances' own threads.
 
+pub mod backends;
 pub mod batcher;
+pub mod error;
 pub mod handle;
 pub mod repository;
 pub mod stats;
-pub mod trees_backend;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferroserve_core::{InferError, LoadedModel, ModelConfig};
 
+pub use error::{LoadError, RepositoryError};
 pub use handle::{HandleConfig, ModelHandle};
 pub use repository::{scan_repository, single_model, Failure, FoundModel, ScanOptions};
 pub use stats::{Outcome, VersionStats};

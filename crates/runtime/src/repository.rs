@@ -13,16 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferroserve_core::config::{BackendKind, VersionPolicy};
-use ferroserve_core::{Backend, LoadedModel, ModelConfig};
+use ferroserve_core::config::VersionPolicy;
+use ferroserve_core::{LoadedModel, ModelConfig};
 
-use ferroserve_onnx::OnnxBackend;
-use ferroserve_trees::TreeError;
+use crate::backends;
+use crate::error::{LoadError, RepositoryError};
 
-use crate::trees_backend::{TreesBackend, TreesModel};
-
-/// Extensions of files the server can serve.
-pub const MODEL_EXTENSIONS: [&str; 6] = ["json", "ubj", "txt", "lgb", "onnx", "model"];
 /// Extensions of pickles, which must be imported first.
 pub const PICKLE_EXTENSIONS: [&str; 4] = ["pkl", "pickle", "joblib", "sav"];
 
@@ -167,11 +163,12 @@ fn find_artifact(root: &Root, dir: &Path, cfg: &ModelConfig) -> Result<PathBuf, 
     if let Some(file) = &cfg.file {
         let p = dir.join(file);
         if !p.is_file() {
-            return Err(root.fail(&p, format!("does not exist (model.toml file = {file:?})")));
+            return Err(root.fail(&p, RepositoryError::NoSuchFile(file.clone())));
         }
         root.inside(&p)?;
         return Ok(p);
     }
+    let extensions = backends::model_extensions();
     let mut found = Vec::new();
     let mut pickles = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| root.fail(dir, e))?;
@@ -181,7 +178,7 @@ fn find_artifact(root: &Root, dir: &Path, cfg: &ModelConfig) -> Result<PathBuf, 
             continue;
         }
         let ext = extension(&p);
-        if MODEL_EXTENSIONS.contains(&ext.as_str()) {
+        if extensions.contains(&ext.as_str()) {
             found.push(p);
         } else if PICKLE_EXTENSIONS.contains(&ext.as_str()) {
             pickles.push(p);
@@ -198,44 +195,15 @@ fn find_artifact(root: &Root, dir: &Path, cfg: &ModelConfig) -> Result<PathBuf, 
             reason: pickle_help(&root.name(&pickles[0])),
             detail: pickle_help(&pickles[0].display().to_string()),
         }),
-        0 => Err(root.fail(
-            dir,
-            format!(
-                "no model file (expected one of .{})",
-                MODEL_EXTENSIONS.join(", .")
-            ),
-        )),
-        _ => Err(root.fail(
-            dir,
-            format!(
-                "{} model files; name one with `file = \"...\"` in model.toml",
-                found.len()
-            ),
-        )),
+        0 => Err(root.fail(dir, RepositoryError::NoModelFile(extensions))),
+        _ => Err(root.fail(dir, RepositoryError::SeveralModelFiles(found.len()))),
     }
 }
 
-/// Why an artifact could not be served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoadError {
-    /// The artifact itself: unreadable, malformed, unsupported (the message does not name it).
-    Artifact(String),
-    /// The artifact loaded but `model.toml` does not fit it (feature counts, classes).
-    Config(String),
-}
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoadError::Artifact(m) => f.write_str(m),
-            LoadError::Config(m) => write!(f, "model.toml: {m}"),
-        }
-    }
-}
-
-/// Loads one artifact with the right backend: `backend` in model.toml when set; otherwise
-/// XGBoost and LightGBM files and ONNX graphs that are only a tree ensemble go to the native
-/// engine, and every other ONNX graph goes to ONNX Runtime. Errors do not name the file.
+/// Loads one artifact with the right backend ([`backends::load`]: `backend` in model.toml when
+/// set; otherwise XGBoost and LightGBM files and ONNX graphs that are only a tree ensemble go to
+/// the native engine, and every other ONNX graph goes to ONNX Runtime), then checks the parts of
+/// model.toml that depend on the model. Errors do not name the file.
 pub fn load_artifact(cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, LoadError> {
     let ext = extension(file);
     if PICKLE_EXTENSIONS.contains(&ext.as_str()) {
@@ -243,42 +211,13 @@ pub fn load_artifact(cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedMod
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        return Err(LoadError::Artifact(pickle_help(&name)));
+        return Err(LoadError::Pickle { name });
     }
-    let model = load_with_backend(cfg, file, &ext).map_err(LoadError::Artifact)?;
+    let model = backends::load(cfg, file)?;
     // The parts of model.toml that depend on the model (feature counts, classes).
     cfg.check_model(model.metadata())
         .map_err(LoadError::Config)?;
     Ok(model)
-}
-
-fn load_with_backend(
-    cfg: &ModelConfig,
-    file: &Path,
-    ext: &str,
-) -> Result<Arc<dyn LoadedModel>, String> {
-    let on_onnx = |why: Option<String>| {
-        OnnxBackend.load(cfg, file).map_err(|e| match why {
-            Some(why) => format!("{e} (it needs ONNX Runtime because {why})"),
-            None => e.to_string(),
-        })
-    };
-    match cfg.backend {
-        Some(BackendKind::Onnx) => on_onnx(None),
-        Some(BackendKind::Trees) => TreesBackend.load(cfg, file).map_err(|e| e.to_string()),
-        None if ext == "onnx" => match ferroserve_trees::load_path(file) {
-            Ok(forest) => TreesModel::new(cfg, forest)
-                .map(|m| Arc::new(m) as Arc<dyn LoadedModel>)
-                .map_err(|e| e.to_string()),
-            // Not (only) a tree ensemble: ONNX Runtime runs it.
-            Err(e @ TreeError::Unsupported { .. }) => {
-                tracing::debug!(file = %file.display(), reason = %e, "not a pure tree ensemble: ONNX Runtime");
-                on_onnx(Some(e.to_string()))
-            }
-            Err(e) => Err(e.to_string()),
-        },
-        None => TreesBackend.load(cfg, file).map_err(|e| e.to_string()),
-    }
 }
 
 /// Loads a version's artifact, naming the artifact or `toml` (the model.toml that applies) in
@@ -290,8 +229,9 @@ fn load_version(
     toml: &Path,
 ) -> Result<Arc<dyn LoadedModel>, Failure> {
     load_artifact(cfg, file).map_err(|e| match e {
-        LoadError::Artifact(m) => root.fail(file, m),
+        // The reason names model.toml already.
         LoadError::Config(m) => root.fail(toml, m),
+        e => root.fail(file, e),
     })
 }
 
@@ -317,7 +257,10 @@ fn read_model_config(root: &Root, dir: &Path, name: &str) -> Result<ModelConfig,
         if n != name {
             return Err(root.fail(
                 &path,
-                format!("name = {n:?} but the folder is {name:?}; they must match"),
+                RepositoryError::NameMismatch {
+                    name: n.clone(),
+                    folder: name.to_string(),
+                },
             ));
         }
     }
@@ -340,12 +283,9 @@ fn select_versions(root: &Root, dir: &Path, policy: &VersionPolicy) -> Result<Ve
             all.split_off(skip)
         }
         VersionPolicy::Specific(want) => {
-            let missing: Vec<_> = want.iter().filter(|v| !all.contains(v)).collect();
+            let missing: Vec<u64> = want.iter().filter(|v| !all.contains(v)).copied().collect();
             if !missing.is_empty() {
-                return Err(root.fail(
-                    dir,
-                    format!("version_policy names versions {missing:?} that have no folder"),
-                ));
+                return Err(root.fail(dir, RepositoryError::MissingVersions(missing)));
             }
             let mut v = want.clone();
             v.sort_unstable();
@@ -413,9 +353,14 @@ fn scan_model(root: &Root, dir: &Path) -> FoundModel {
 }
 
 /// Scans a repository: every sub-folder is a model (hidden folders are skipped).
-pub fn scan_repository(repo: &Path, opts: &ScanOptions) -> Result<Vec<FoundModel>, String> {
-    let cannot =
-        |e: std::io::Error| format!("cannot read model repository {}: {e}", repo.display());
+pub fn scan_repository(
+    repo: &Path,
+    opts: &ScanOptions,
+) -> Result<Vec<FoundModel>, RepositoryError> {
+    let cannot = |error: std::io::Error| RepositoryError::Unreadable {
+        path: repo.to_path_buf(),
+        error,
+    };
     let root = Root::new(repo, opts).map_err(cannot)?;
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root.shown)
         .map_err(cannot)?

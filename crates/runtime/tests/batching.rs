@@ -9,8 +9,8 @@ use std::time::Duration;
 use ferroserve_core::config::BatchingConfig;
 use ferroserve_core::model::Batch;
 use ferroserve_core::{
-    Backend, BackendError, DataType, ErrorKind, LoadedModel, ModelConfig, ModelMetadata, Tensor,
-    TensorData, TensorMeta,
+    Backend, BackendError, DataType, ErrorKind, Instance, LoadedModel, ModelConfig, ModelMetadata,
+    Tensor, TensorData, TensorMeta,
 };
 use ferroserve_runtime::batcher::TIMER_SLACK;
 use ferroserve_runtime::handle::{HandleConfig, ModelHandle};
@@ -74,6 +74,21 @@ impl LoadedModel for Doubler {
         &self.meta
     }
 
+    fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, BackendError> {
+        Ok(Box::new(DoublerInstance(self)))
+    }
+}
+
+/// An instance of the test model: everything it records is the model's.
+struct DoublerInstance(Arc<Doubler>);
+
+impl Instance for DoublerInstance {
+    fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
+        self.0.infer(batch)
+    }
+}
+
+impl Doubler {
     fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
         let mut open = self.gate.0.lock().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -340,7 +355,7 @@ async fn a_cheap_model_with_an_empty_queue_is_computed_on_the_request_task() {
 
 mod property {
     use super::*;
-    use ferroserve_runtime::trees_backend::TreesBackend;
+    use ferroserve_trees::backend::TreesBackend;
     use proptest::prelude::*;
 
     fn forest() -> Arc<dyn LoadedModel> {
@@ -376,7 +391,8 @@ mod property {
                 rows: n,
                 outputs: vec![],
             }).collect();
-            let alone: Vec<Vec<Tensor>> = requests.iter().map(|b| model.infer(b).unwrap()).collect();
+            let mut one = model.clone().instance().unwrap();
+            let alone: Vec<Vec<Tensor>> = requests.iter().map(|b| one.run(b).unwrap()).collect();
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             let batched: Vec<Vec<Tensor>> = rt.block_on(async {
                 let h = ModelHandle::start("p", model.clone(), &HandleConfig {

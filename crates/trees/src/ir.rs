@@ -239,25 +239,9 @@ pub enum BinaryScores {
     NegatePositive,
 }
 
-/// Class labels, when the source file records them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClassLabels {
-    Int(Vec<i64>),
-    Str(Vec<String>),
-}
-
-impl ClassLabels {
-    pub fn len(&self) -> usize {
-        match self {
-            ClassLabels::Int(v) => v.len(),
-            ClassLabels::Str(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// Class labels, when the source file records them: the type every crate uses, from
+/// `ferroserve-core`.
+pub use ferroserve_core::ClassLabels;
 
 /// Which library and format a forest was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

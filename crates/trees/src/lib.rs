@@ -1,9 +1,11 @@
 //! `ferroserve-trees` owns tree ensembles: one forest IR ([`ir::Forest`]), loaders that turn
 //! XGBoost (JSON, UBJSON), LightGBM (text) and ONNX-ML (`TreeEnsembleClassifier`,
 //! `TreeEnsembleRegressor`) files into it, a plain reference predictor kept as the test oracle and
-//! a fast batch predictor ([`CompiledForest`]) that serves. It is a pure library: no async
+//! a fast batch predictor ([`CompiledForest`]) that serves, and the `trees` backend
+//! ([`backend`]: a forest as a `ferroserve-core` `LoadedModel`). It is a pure library: no async
 //! runtime, no I/O beyond reading the model file.
 
+pub mod backend;
 pub mod ir;
 pub mod loaders;
 pub mod predict;

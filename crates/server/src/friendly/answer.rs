@@ -6,7 +6,10 @@ use ferroserve_core::{InferResponse, Tensor, TensorData};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 
-use super::table::{Table, LABEL, PROBABILITIES, VALUE};
+use super::table::Table;
+
+/// The key of the class probabilities in an answer (`?probabilities=true`).
+pub const PROBABILITIES: &str = "probabilities";
 
 /// The outputs a friendly answer is made of.
 pub struct Outputs<'a> {
@@ -25,16 +28,19 @@ pub struct Outputs<'a> {
 
 impl<'a> Outputs<'a> {
     pub fn new(resp: &'a InferResponse, rows: usize, table: &'a Table) -> Outputs<'a> {
-        let find = |n: &str| resp.outputs.iter().find(|t| t.name == n);
+        let find = |n: &Option<String>| {
+            n.as_ref()
+                .and_then(|n| resp.outputs.iter().find(|t| &t.name == n))
+        };
         let width = |t: Option<&Tensor>| {
             t.and_then(|t| t.shape.get(1).copied())
                 .map(|w| w.max(1) as usize)
                 .unwrap_or(1)
         };
-        let probs = find(PROBABILITIES);
-        let value = find(VALUE);
+        let probs = find(&table.probabilities_output);
+        let value = find(&table.value_output);
         Outputs {
-            label: find(LABEL),
+            label: find(&table.label_output),
             probs,
             value,
             k: width(probs),

@@ -5,15 +5,8 @@
 use std::collections::HashMap;
 
 use ferroserve_core::config::{Answer, Layout, RequestForm, RouteConfig, RouteMethod};
-use ferroserve_core::{DataType, ModelMetadata};
+use ferroserve_core::{DataType, ModelMetadata, Task};
 use ferroserve_runtime::ServedVersion;
-
-/// The label output of classifiers (see the trees backend).
-pub const LABEL: &str = "label";
-/// The class-probability output of classifiers.
-pub const PROBABILITIES: &str = "probabilities";
-/// The output of regressors.
-pub const VALUE: &str = "value";
 
 /// One served version as the friendly routes see it.
 #[derive(Debug)]
@@ -30,9 +23,14 @@ pub struct Table {
     pub input_dtype: DataType,
     /// Class labels in class order (classifiers only).
     pub classes: Option<Vec<String>>,
-    /// Whether the `label` output holds strings (BYTES) rather than integers.
+    /// The outputs answers are read from, as the model's task names them: a classifier's label
+    /// and class probabilities, a regressor's value.
+    pub label_output: Option<String>,
+    pub probabilities_output: Option<String>,
+    pub value_output: Option<String>,
+    /// Whether the label output holds strings (BYTES) rather than integers.
     pub label_is_text: bool,
-    /// The class names are not what the `label` output holds (integer labels, named classes in
+    /// The class names are not what the label output holds (integer labels, named classes in
     /// `model.toml`, as ONNX Runtime graphs answer): answers name the class of the first
     /// maximum of the probabilities instead.
     pub names_from_probabilities: bool,
@@ -78,21 +76,29 @@ impl Table {
         for (alias, i) in &aliases {
             lookup.entry(alias.clone()).or_insert(*i);
         }
-        let label_is_text = meta
-            .outputs
-            .iter()
-            .any(|o| o.name == LABEL && o.datatype == DataType::Bytes);
-        let targets = meta
-            .outputs
-            .iter()
-            .find(|o| o.name == VALUE)
+        // What the answers are made of: the model's task says which output holds what.
+        let (classes, label_output, probabilities_output, value_output) = match &meta.task {
+            Task::Classifier(c) => match (&c.label_output, &c.probabilities_output) {
+                (Some(l), Some(p)) => (
+                    Some(c.labels.as_strings()),
+                    Some(l.clone()),
+                    Some(p.clone()),
+                    None,
+                ),
+                _ => return Err(unanswerable(&served.name, meta)),
+            },
+            Task::Regressor(r) => (None, None, None, Some(r.output.clone())),
+            Task::Other => return Err(unanswerable(&served.name, meta)),
+        };
+        let output = |name: &Option<String>| {
+            name.as_ref()
+                .and_then(|n| meta.outputs.iter().find(|o| &o.name == n))
+        };
+        let label_is_text = output(&label_output).is_some_and(|o| o.datatype == DataType::Bytes);
+        let targets = output(&value_output)
             .and_then(|o| o.shape.get(1).copied())
             .map(|t| t.max(1) as usize)
             .unwrap_or(1);
-        let classes = meta.class_labels.clone().filter(|_| {
-            meta.outputs.iter().any(|o| o.name == LABEL)
-                && meta.outputs.iter().any(|o| o.name == PROBABILITIES)
-        });
         let names_from_probabilities = !label_is_text
             && classes.as_ref().is_some_and(|c| {
                 c.iter()
@@ -113,6 +119,9 @@ impl Table {
             input_name: input.name.clone(),
             input_dtype: input.datatype,
             classes,
+            label_output,
+            probabilities_output,
+            value_output,
             label_is_text,
             names_from_probabilities,
             targets,
@@ -136,19 +145,33 @@ impl Table {
     }
 
     /// The outputs to ask the model for, for an answer (plus probabilities when asked for).
-    pub fn outputs_for(&self, answer: Answer, with_probabilities: bool) -> Vec<&'static str> {
+    pub fn outputs_for(&self, answer: Answer, with_probabilities: bool) -> Vec<&str> {
+        let label = self.label_output.as_deref();
+        let probabilities = self.probabilities_output.as_deref();
         if !self.is_classifier() {
-            return vec![VALUE];
+            return self.value_output.as_deref().into_iter().collect();
         }
         match (answer, with_probabilities) {
-            (Answer::Label, _) if self.names_from_probabilities => vec![PROBABILITIES],
-            (Answer::Label, false) => vec![LABEL],
-            (Answer::Label, true) => vec![LABEL, PROBABILITIES],
+            (Answer::Label, _) if self.names_from_probabilities => {
+                probabilities.into_iter().collect()
+            }
+            (Answer::Label, false) => label.into_iter().collect(),
+            (Answer::Label, true) => label.into_iter().chain(probabilities).collect(),
             (Answer::ClassIndex | Answer::Probabilities | Answer::Probability, _) => {
-                vec![PROBABILITIES]
+                probabilities.into_iter().collect()
             }
         }
     }
+}
+
+/// Why the friendly routes cannot answer for a model whose task does not say which of its
+/// outputs is the prediction.
+fn unanswerable(model: &str, meta: &ModelMetadata) -> String {
+    let outputs: Vec<&str> = meta.outputs.iter().map(|o| o.name.as_str()).collect();
+    format!(
+        "model '{model}' does not say which of its outputs ({}) is the prediction; use /v2/models/{model}/infer",
+        outputs.join(", ")
+    )
 }
 
 /// What one route reads and answers.
@@ -280,7 +303,8 @@ impl Spec {
 
 #[cfg(test)]
 impl Table {
-    /// A table for parser tests: FP32 input, these feature names and aliases.
+    /// A table for parser tests: FP32 input, these feature names and aliases, outputs named as
+    /// the trees backend names them.
     pub fn for_tests(names: &[&str], aliases: &[(&str, usize)], max_rows: usize) -> Table {
         let mut lookup: HashMap<String, usize> = names
             .iter()
@@ -299,6 +323,9 @@ impl Table {
             input_name: "input".into(),
             input_dtype: DataType::Fp32,
             classes: None,
+            label_output: Some("label".into()),
+            probabilities_output: Some("probabilities".into()),
+            value_output: Some("value".into()),
             label_is_text: false,
             names_from_probabilities: false,
             targets: 1,

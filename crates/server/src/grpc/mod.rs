@@ -714,11 +714,20 @@ mod tests {
             }
             &self.meta
         }
-        fn infer(
-            &self,
-            _: &ferroserve_core::model::Batch,
-        ) -> Result<Vec<ferroserve_core::Tensor>, ferroserve_core::BackendError> {
-            Ok(Vec::new())
+        fn instance(
+            self: Arc<Self>,
+        ) -> Result<Box<dyn ferroserve_core::Instance>, ferroserve_core::BackendError> {
+            struct Nothing;
+            impl ferroserve_core::Instance for Nothing {
+                fn run(
+                    &mut self,
+                    _: &ferroserve_core::model::Batch,
+                ) -> Result<Vec<ferroserve_core::Tensor>, ferroserve_core::BackendError>
+                {
+                    Ok(Vec::new())
+                }
+            }
+            Ok(Box::new(Nothing))
         }
     }
 

@@ -140,9 +140,11 @@ pub fn apply(
     if wanted.is_empty() {
         return Ok(());
     }
+    // The classifier's labels, as text (made only for a request that asks for classification).
+    let labels = meta.task.class_labels().map(|l| l.as_strings());
     for t in outputs.iter_mut() {
         if let Some((_, k)) = wanted.iter().find(|(n, _)| *n == t.name) {
-            *t = classify(t, *k, meta.class_labels.as_deref())?;
+            *t = classify(t, *k, labels.as_deref())?;
         }
     }
     Ok(())

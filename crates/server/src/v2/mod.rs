@@ -97,8 +97,8 @@ fn model_metadata_json(st: &AppState, v: &ServedVersion) -> serde_json::Value {
     if let Some(names) = &m.feature_names {
         params.insert("feature_names".into(), json!(names));
     }
-    if let Some(labels) = &m.class_labels {
-        params.insert("class_labels".into(), json!(labels));
+    if let Some(labels) = m.task.class_labels() {
+        params.insert("class_labels".into(), json!(labels.as_strings()));
     }
     params.insert("description".into(), json!(m.description));
     json!({
@@ -575,8 +575,14 @@ mod tests {
         fn metadata(&self) -> &ModelMetadata {
             &self.0
         }
-        fn infer(&self, _: &Batch) -> Result<Vec<Tensor>, BackendError> {
-            Ok(Vec::new())
+        fn instance(self: Arc<Self>) -> Result<Box<dyn ferroserve_core::Instance>, BackendError> {
+            struct Nothing;
+            impl ferroserve_core::Instance for Nothing {
+                fn run(&mut self, _: &Batch) -> Result<Vec<Tensor>, BackendError> {
+                    Ok(Vec::new())
+                }
+            }
+            Ok(Box::new(Nothing))
         }
     }
 

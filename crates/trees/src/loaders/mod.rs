@@ -3,7 +3,6 @@
 
 pub mod lightgbm;
 pub mod onnx_ml;
-pub mod onnx_proto;
 pub mod xgboost;
 
 use std::path::Path;

@@ -23,11 +23,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use prost::Message;
-
-use super::onnx_proto::{
+use ferroserve_onnx_proto::{
     AttributeProto, AttributeType, DataType, GraphProto, ModelProto, NodeProto, TensorProto,
 };
+use prost::Message;
+
 use crate::ir::{
     Accumulate, Aggregate, BinaryScores, ClassLabels, Cmp, Forest, LeafKind, Missing,
     PostTransform, SourceFormat, Task, Tree,
@@ -316,7 +316,9 @@ fn analyse_graph(graph: &GraphProto) -> Result<GraphPlan, TreeError> {
 
 /// The feature count the graph input declares: `Some(n)` for a `[N, n]` tensor with a fixed
 /// `n`, `None` when the width is symbolic or the shape absent.
-fn input_features(input: &super::onnx_proto::ValueInfoProto) -> Result<Option<usize>, TreeError> {
+fn input_features(
+    input: &ferroserve_onnx_proto::ValueInfoProto,
+) -> Result<Option<usize>, TreeError> {
     let tensor = input
         .r#type
         .as_ref()
@@ -1298,10 +1300,10 @@ fn regressor(attrs: &Attrs<'_>, declared: Option<usize>) -> Result<Forest, TreeE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loaders::onnx_proto::{
+    use crate::predict_reference;
+    use ferroserve_onnx_proto::{
         Dimension, OperatorSetIdProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
     };
-    use crate::predict_reference;
 
     fn ints(name: &str, v: &[i64]) -> AttributeProto {
         AttributeProto {

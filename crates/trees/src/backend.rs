@@ -1,4 +1,5 @@
-//! The `trees` backend: serves a [`ferroserve_trees::CompiledForest`] as a [`LoadedModel`].
+//! The `trees` backend: serves a [`CompiledForest`] as a [`LoadedModel`], beside the engine it
+//! runs (the runtime lists it with its peers and never looks inside).
 //!
 //! One input, FP32 `[-1, n_features]` (any numeric type is accepted and converted); outputs
 //! `label` (INT64 class labels, or BYTES when the labels are strings) and `probabilities`
@@ -9,18 +10,25 @@ use std::sync::Arc;
 
 use ferroserve_core::model::Batch;
 use ferroserve_core::{
-    Backend, BackendError, DataType, LoadedModel, ModelConfig, ModelMetadata, Tensor, TensorData,
-    TensorMeta,
+    Backend, BackendError, ClassLabels, Classifier, DataType, Instance, LoadedModel, ModelConfig,
+    ModelMetadata, Regressor, Task as CoreTask, Tensor, TensorData, TensorMeta,
 };
-use ferroserve_trees::ir::{ClassLabels, Task};
-use ferroserve_trees::{CompiledForest, Forest};
+
+use crate::ir::Task;
+use crate::{CompiledForest, Forest, TreeError};
 
 /// Name of the single input of a tree model.
 pub const INPUT: &str = "input";
+/// A classifier's output of labels (its metadata's task names it).
 pub const LABEL: &str = "label";
+/// A classifier's output of class probabilities.
 pub const PROBABILITIES: &str = "probabilities";
+/// A regressor's output.
 pub const VALUE: &str = "value";
 
+/// The `trees` backend: XGBoost (JSON, UBJSON), LightGBM (text) and ONNX graphs that are only
+/// a tree ensemble. An ONNX graph holding anything else is [`BackendError::Unsupported`], so
+/// that ONNX Runtime may take it.
 pub struct TreesBackend;
 
 impl Backend for TreesBackend {
@@ -28,23 +36,34 @@ impl Backend for TreesBackend {
         "trees"
     }
 
+    fn title(&self) -> &'static str {
+        "the tree engine"
+    }
+
+    fn extensions(&self) -> &'static [&'static str] {
+        &["json", "ubj", "txt", "lgb", "onnx", "model"]
+    }
+
+    /// Every file: the loaders also recognise their formats by content (a booster saved as
+    /// `model.bin`, LightGBM text without an extension).
+    fn takes(&self, _file: &Path) -> bool {
+        true
+    }
+
     fn load(&self, cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, BackendError> {
-        let forest =
-            ferroserve_trees::load_path(file).map_err(|e| BackendError::Load(e.to_string()))?;
+        let forest = crate::load_path(file).map_err(|e| match e {
+            TreeError::Unsupported { .. } => BackendError::Unsupported(e.to_string()),
+            e => BackendError::Load(e.to_string()),
+        })?;
         Ok(Arc::new(TreesModel::new(cfg, forest)?))
     }
-}
-
-enum Labels {
-    Int(Vec<i64>),
-    Str(Vec<String>),
 }
 
 /// A loaded tree ensemble.
 pub struct TreesModel {
     engine: CompiledForest,
     meta: ModelMetadata,
-    labels: Option<Labels>,
+    labels: Option<ClassLabels>,
     out_dtype: DataType,
 }
 
@@ -74,12 +93,13 @@ impl TreesModel {
                     l.len()
                 )))
             }
-            (Some(_), Some(l)) => Some(Labels::Str(l.clone())),
-            (Some(n), None) => Some(match &forest.class_labels {
-                Some(ClassLabels::Int(v)) => Labels::Int(v.clone()),
-                Some(ClassLabels::Str(v)) => Labels::Str(v.clone()),
-                None => Labels::Int((0..n as i64).collect()),
-            }),
+            (Some(_), Some(l)) => Some(ClassLabels::Str(l.clone())),
+            (Some(n), None) => Some(
+                forest
+                    .class_labels
+                    .clone()
+                    .unwrap_or_else(|| ClassLabels::Int((0..n as i64).collect())),
+            ),
         };
         let out_dtype = cfg.output_datatype();
         let inputs = vec![TensorMeta {
@@ -92,7 +112,7 @@ impl TreesModel {
                 TensorMeta {
                     name: LABEL.into(),
                     datatype: match labels {
-                        Some(Labels::Str(_)) => DataType::Bytes,
+                        Some(ClassLabels::Str(_)) => DataType::Bytes,
                         _ => DataType::Int64,
                     },
                     shape: vec![-1],
@@ -123,16 +143,22 @@ impl TreesModel {
                 None => format!("{} regression output(s)", forest.n_outputs),
             }
         );
-        let class_labels = labels.as_ref().map(|l| match l {
-            Labels::Int(v) => v.iter().map(|x| x.to_string()).collect(),
-            Labels::Str(v) => v.clone(),
-        });
+        let task = match &labels {
+            Some(labels) => CoreTask::Classifier(Classifier {
+                labels: labels.clone(),
+                label_output: Some(LABEL.into()),
+                probabilities_output: Some(PROBABILITIES.into()),
+            }),
+            None => CoreTask::Regressor(Regressor {
+                output: VALUE.into(),
+            }),
+        };
         let meta = ModelMetadata {
             platform: "ferroserve_trees".into(),
             inputs,
             outputs,
             feature_names,
-            class_labels,
+            task,
             description: cfg.description.clone().unwrap_or(description),
         };
         let engine = CompiledForest::new(forest).with_threads(cfg.threads.unwrap_or(1));
@@ -162,7 +188,26 @@ impl LoadedModel for TreesModel {
         &self.meta
     }
 
-    fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
+    fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, BackendError> {
+        Ok(Box::new(TreesInstance { model: self }))
+    }
+}
+
+/// An instance of a tree model: the compiled forest is shared, and the predictor needs nothing
+/// of its own between batches.
+pub struct TreesInstance {
+    model: Arc<TreesModel>,
+}
+
+impl Instance for TreesInstance {
+    fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
+        self.model.infer(batch)
+    }
+}
+
+impl TreesModel {
+    /// Runs the forest on a batch (from any thread: the model holds no state of a run).
+    pub fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
         let nf = self.engine.forest().n_features;
         let input = match batch.inputs.as_slice() {
             [one] => one,
@@ -203,10 +248,10 @@ impl LoadedModel for TreesModel {
                 if wants(LABEL) {
                     let idx = p.labels.as_deref().unwrap_or(&[]);
                     let data = match labels {
-                        Labels::Int(l) => {
+                        ClassLabels::Int(l) => {
                             TensorData::Int64(idx.iter().map(|&i| l[i as usize]).collect())
                         }
-                        Labels::Str(l) => TensorData::Bytes(
+                        ClassLabels::Str(l) => TensorData::Bytes(
                             idx.iter()
                                 .map(|&i| l[i as usize].as_bytes().to_vec())
                                 .collect(),
@@ -231,5 +276,72 @@ impl LoadedModel for TreesModel {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroserve_core::Task as CoreTask;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    #[test]
+    fn the_task_names_the_outputs() {
+        let m = TreesBackend
+            .load(&ModelConfig::default(), &fixture("lgb_multiclass.txt"))
+            .unwrap();
+        let CoreTask::Classifier(c) = &m.metadata().task else {
+            panic!("{:?}", m.metadata().task)
+        };
+        assert_eq!(c.labels, ClassLabels::Int(vec![0, 1, 2]));
+        assert_eq!(c.label_output.as_deref(), Some(LABEL));
+        assert_eq!(c.probabilities_output.as_deref(), Some(PROBABILITIES));
+        // Named classes in model.toml: the labels are strings.
+        let cfg = ModelConfig::from_toml(r#"class_labels = ["a", "b", "c"]"#).unwrap();
+        let m = TreesBackend
+            .load(&cfg, &fixture("lgb_multiclass.txt"))
+            .unwrap();
+        assert_eq!(
+            m.metadata().task.class_labels(),
+            Some(&ClassLabels::Str(vec!["a".into(), "b".into(), "c".into()]))
+        );
+        let m = TreesBackend
+            .load(&ModelConfig::default(), &fixture("lgb_huber.txt"))
+            .unwrap();
+        assert_eq!(
+            m.metadata().task,
+            CoreTask::Regressor(Regressor {
+                output: VALUE.into()
+            })
+        );
+    }
+
+    #[test]
+    fn graphs_that_are_not_only_trees_are_passed_on() {
+        // A scaler and a linear model: well formed, unsupported (ONNX Runtime's), not broken.
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/models/wine_pipeline/1/model.onnx");
+        let e = TreesBackend
+            .load(&ModelConfig::default(), &file)
+            .err()
+            .unwrap();
+        assert!(matches!(e, BackendError::Unsupported(_)), "{e:?}");
+        assert!(e.to_string().starts_with("unsupported onnx model"), "{e}");
+        // A malformed file is a load failure: no other backend would read it either.
+        let dir = std::env::temp_dir().join(format!("ferroserve-backend-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("model.json");
+        std::fs::write(&file, b"{\"learner\": 3").unwrap();
+        let e = TreesBackend
+            .load(&ModelConfig::default(), &file)
+            .err()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(e, BackendError::Load(_)), "{e:?}");
     }
 }

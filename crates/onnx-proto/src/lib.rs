@@ -1,11 +1,13 @@
-//! A hand-written subset of `onnx.proto` (ONNX's protobuf schema) as `prost` messages: enough to
-//! read a model's graph, its nodes and their attributes, the declared inputs and outputs with
-//! their element types and shapes, and initializers. Field numbers are those of `onnx.proto`
-//! (proto2; repeated numbers are accepted packed or unpacked). Fields this crate does not need
-//! (sub-graphs, sparse tensors, functions, training info, doc strings ...) are left out and
-//! skipped when decoding, as protobuf allows. There is no build script and no `protoc`: these
-//! types are the schema. The tree loader ([`super::onnx_ml`]) uses them, and a backend that
-//! wants to inspect an ONNX graph before handing it to ONNX Runtime can reuse them.
+//! `ferroserve-onnx-proto` owns the ONNX file format as data and nothing else: a hand-written
+//! subset of `onnx.proto` (ONNX's protobuf schema) as `prost` messages, enough to read a model's
+//! graph, its nodes and their attributes, the declared inputs and outputs with their element
+//! types and shapes, and initializers. Field numbers are those of `onnx.proto` (proto2; repeated
+//! numbers are accepted packed or unpacked). Fields nobody here needs (sub-graphs, sparse
+//! tensors, functions, training info, doc strings ...) are left out and skipped when decoding, as
+//! protobuf allows. There is no build script and no `protoc`: these types are the schema. Two
+//! peers read ONNX files through it: the tree engine's ONNX-ML loader
+//! (`ferroserve_trees::loaders::onnx_ml`) and the ONNX Runtime backend, which reads what the
+//! session does not say (ZipMap and classifier labels, producer, operators) from the same bytes.
 //!
 //! Enumerations (`AttributeProto.type`, `TensorProto.data_type`) stay raw `i32` in the messages;
 //! [`AttributeType::from_i32`] and [`DataType::from_i32`] decode them with an exhaustive match.
