@@ -80,10 +80,10 @@ pub struct Registry {
 
 impl Registry {
     /// A registry serving `runtime` as it is (single model file, tests).
-    pub fn fixed(runtime: Runtime) -> Arc<Registry> {
+    pub fn fixed(runtime: Arc<Runtime>) -> Arc<Registry> {
         let (changed, _) = tokio::sync::watch::channel(runtime.generation());
         Arc::new(Registry {
-            current: RwLock::new(Arc::new(runtime)),
+            current: RwLock::new(runtime),
             repo: None,
             cfg: RegistryConfig::default(),
             control: Mutex::new(()),

@@ -63,7 +63,8 @@ pub enum RequestLog {
 
 /// Everything the handlers share.
 pub struct AppState {
-    pub runtime: Arc<Runtime>,
+    /// The live model set; [`AppState::runtime`] is the snapshot a request takes.
+    pub registry: Arc<ferroserve_runtime::Registry>,
     pub limits: Limits,
     /// Ready only when every model has a ready version (otherwise: when at least one has).
     pub strict_readiness: bool,
@@ -77,9 +78,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// State serving `runtime` as it is (no model control).
     pub fn new(runtime: Arc<Runtime>) -> Self {
+        AppState::with_registry(ferroserve_runtime::Registry::fixed(runtime))
+    }
+
+    pub fn with_registry(registry: Arc<ferroserve_runtime::Registry>) -> Self {
         AppState {
-            runtime,
+            registry,
             limits: Limits::default(),
             strict_readiness: false,
             request_log: RequestLog::Errors,
@@ -89,11 +95,16 @@ impl AppState {
         }
     }
 
+    /// The models serving now: a request takes this once and uses it throughout.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.registry.snapshot()
+    }
+
     pub fn is_ready(&self) -> bool {
         if self.strict_readiness {
-            self.runtime.all_ready()
+            self.runtime().all_ready()
         } else {
-            self.runtime.any_ready()
+            self.runtime().any_ready()
         }
     }
 }
@@ -110,6 +121,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .route("/v2/repository/index", post(v2::repository_index))
+        .route(
+            "/v2/repository/models/{model}/load",
+            post(v2::control::load_route),
+        )
+        .route(
+            "/v2/repository/models/{model}/unload",
+            post(v2::control::unload_route),
+        )
         .route("/metrics", get(metrics_route))
         .route("/v2/models/stats", get(v2::all_stats))
         .route("/v2/models/{model}/stats", get(v2::model_stats))
@@ -163,7 +182,7 @@ async fn metrics_route(State(st): State<Arc<AppState>>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&st.runtime, &st.answers) + &text,
+        metrics::render(&st.runtime(), &st.answers) + &text,
     )
         .into_response()
 }
@@ -233,7 +252,16 @@ pub async fn serve(
         stats: state.connections.clone(),
         max_concurrent_streams: None,
     };
-    conn::serve(listener, app(state), cfg, shutdown).await
+    let routes = conn::Routes::new(app(state.clone()));
+    // Everything derived from the model set follows it: the routes are rebuilt on each change.
+    let mut changed = state.registry.subscribe();
+    let (rebuild, st) = (routes.clone(), state.clone());
+    tokio::spawn(async move {
+        while changed.changed().await.is_ok() {
+            rebuild.replace(app(st.clone()));
+        }
+    });
+    conn::serve(listener, routes, cfg, shutdown).await
 }
 
 #[cfg(test)]

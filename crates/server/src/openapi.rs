@@ -973,7 +973,7 @@ fn v2_paths(paths: &mut Map<String, Value>, models: &[String], example: Option<V
 
 /// The OpenAPI document of this server, as it is configured now.
 pub fn document(st: &AppState, f: &Friendly) -> Value {
-    let models: Vec<String> = st.runtime.models().map(|m| m.name.clone()).collect();
+    let models: Vec<String> = st.runtime().models().map(|m| m.name.clone()).collect();
     let mut components = Map::new();
     common_components(&mut components, &models);
     let mut paths = Map::new();
@@ -1025,7 +1025,7 @@ pub fn document(st: &AppState, f: &Friendly) -> Value {
             "parameters": [{ "name": "model", "in": "path", "required": true, "schema": { "type": "string", "enum": models } }],
             "responses": card_resp } }),
     );
-    for entry in st.runtime.models() {
+    for entry in st.runtime().models() {
         let name = &entry.name;
         let seg = segment(name);
         let description = f
@@ -1105,7 +1105,7 @@ pub fn document(st: &AppState, f: &Friendly) -> Value {
         }
     }
     // The v2 example: the first row of the first model that has one.
-    let v2_example = st.runtime.models().find_map(|m| {
+    let v2_example = st.runtime().models().find_map(|m| {
         let t = f.latest_table(&m.name)?;
         Some(json!({ "inputs": [{
             "name": t.input_name, "shape": [1, t.n()], "datatype": t.input_dtype.as_str(),

@@ -48,10 +48,12 @@ pub enum Method {
     ModelStatistics,
     ModelConfig,
     RepositoryIndex,
+    RepositoryModelLoad,
+    RepositoryModelUnload,
 }
 
 impl Method {
-    pub const ALL: [Method; 10] = [
+    pub const ALL: [Method; 12] = [
         Method::ServerLive,
         Method::ServerReady,
         Method::ModelReady,
@@ -62,6 +64,8 @@ impl Method {
         Method::ModelStatistics,
         Method::ModelConfig,
         Method::RepositoryIndex,
+        Method::RepositoryModelLoad,
+        Method::RepositoryModelUnload,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +80,8 @@ impl Method {
             Method::ModelStatistics => "ModelStatistics",
             Method::ModelConfig => "ModelConfig",
             Method::RepositoryIndex => "RepositoryIndex",
+            Method::RepositoryModelLoad => "RepositoryModelLoad",
+            Method::RepositoryModelUnload => "RepositoryModelUnload",
         }
     }
 }
@@ -203,7 +209,7 @@ async fn infer_one(
     deadline: Option<Duration>,
 ) -> Result<ModelInferResponse, InferError> {
     let served = state
-        .runtime
+        .runtime()
         .version(&m.model_name, Some(&m.model_version))?;
     let started = Instant::now();
     let result = async {
@@ -414,7 +420,7 @@ impl GrpcInferenceService for InferenceService {
         let started = Instant::now();
         let r = req.into_inner();
         // Unknown and not-ready models are both "not ready", as the HTTP client reads a 404.
-        let ready = match self.state.runtime.version(&r.name, Some(&r.version)) {
+        let ready = match self.state.runtime().version(&r.name, Some(&r.version)) {
             Ok(_) => Ok(true),
             Err(e) => match e.kind {
                 ErrorKind::NotFound | ErrorKind::Unavailable => Ok(false),
@@ -457,10 +463,10 @@ impl GrpcInferenceService for InferenceService {
         let started = Instant::now();
         let r = req.into_inner();
         let st = &self.state;
-        let answer = st.runtime.version(&r.name, Some(&r.version)).map(|v| {
+        let answer = st.runtime().version(&r.name, Some(&r.version)).map(|v| {
             let m = v.model.metadata();
             let versions = st
-                .runtime
+                .runtime()
                 .model(&v.name)
                 .map(|e| e.versions.keys().map(|k| k.to_string()).collect())
                 .unwrap_or_default();
@@ -522,7 +528,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelStatisticsResponse>, Status> {
         let started = Instant::now();
         let r = req.into_inner();
-        let rt = &self.state.runtime;
+        let rt = &self.state.runtime();
         let ready = |v: &VersionState| match v {
             VersionState::Ready(s) => Some(model_statistics(s)),
             VersionState::Unavailable(_) => None,
@@ -557,7 +563,7 @@ impl GrpcInferenceService for InferenceService {
         let r = req.into_inner();
         let answer = self
             .state
-            .runtime
+            .runtime()
             .version(&r.name, Some(&r.version))
             .map(|v| proto::ModelConfigResponse {
                 config: Some(model_config_proto(v2::model_config::TritonConfig::of(&v))),
@@ -572,14 +578,14 @@ impl GrpcInferenceService for InferenceService {
         let ready_only = req.into_inner().ready;
         let models = self
             .state
-            .runtime
+            .runtime()
             .index()
             .into_iter()
             .filter(|e| !ready_only || e.ready)
             .map(|e| repository_index_response::ModelIndex {
                 name: e.name,
                 version: e.version.map(|v| v.to_string()).unwrap_or_default(),
-                state: if e.ready { "READY" } else { "UNAVAILABLE" }.into(),
+                state: e.state.into(),
                 reason: e.reason.unwrap_or_default(),
             })
             .collect();
@@ -588,6 +594,33 @@ impl GrpcInferenceService for InferenceService {
             Instant::now(),
             Ok(RepositoryIndexResponse { models }),
         )
+    }
+
+    async fn repository_model_load(
+        &self,
+        req: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let answer = crate::v2::control::load(
+            &self.state,
+            &r.model_name,
+            r.parameters.contains_key("config"),
+        )
+        .await
+        .map(|()| RepositoryModelLoadResponse {});
+        self.answer(Method::RepositoryModelLoad, started, answer)
+    }
+
+    async fn repository_model_unload(
+        &self,
+        req: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let answer = crate::v2::control::unload(&self.state, &r.model_name)
+            .map(|()| RepositoryModelUnloadResponse {});
+        self.answer(Method::RepositoryModelUnload, started, answer)
     }
 }
 
@@ -719,7 +752,8 @@ pub async fn serve(
         stats: state.connections.clone(),
         max_concurrent_streams: Some(state.limits.grpc_max_concurrent_streams),
     };
-    crate::conn::serve(listener, routes(state, rx), cfg, async move {
+    let routes = crate::conn::Routes::new(routes(state, rx));
+    crate::conn::serve(listener, routes, cfg, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
     .await

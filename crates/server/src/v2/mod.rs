@@ -26,12 +26,15 @@ use crate::error::ApiError;
 use crate::extract::Path;
 use crate::AppState;
 
+pub mod control;
+
 /// The protocol extensions this server implements (and no others), over HTTP and gRPC.
 pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
     "classification",
     "statistics",
     "model_configuration",
+    "model_repository",
 ];
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
@@ -46,7 +49,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn ok_json(v: serde_json::Value) -> Response {
+pub(crate) fn ok_json(v: serde_json::Value) -> Response {
     json_response(StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default())
 }
 
@@ -67,7 +70,7 @@ pub async fn ready(State(st): State<Arc<AppState>>) -> Result<Response, ApiError
         Ok(ok_json(json!({ "ready": true })))
     } else {
         let reasons: Vec<String> = st
-            .runtime
+            .runtime()
             .models()
             .filter_map(|m| m.reason().map(|r| format!("{}: {r}", m.name)))
             .collect();
@@ -88,7 +91,8 @@ fn tensor_meta_json(t: &ferroserve_core::TensorMeta) -> serde_json::Value {
 
 fn model_metadata_json(st: &AppState, v: &ServedVersion) -> serde_json::Value {
     let m = v.model.metadata();
-    let entry = st.runtime.model(&v.name).ok();
+    let rt = st.runtime();
+    let entry = rt.model(&v.name).ok();
     let versions: Vec<String> = entry
         .map(|e| e.versions.keys().map(|k| k.to_string()).collect())
         .unwrap_or_default();
@@ -114,7 +118,7 @@ pub async fn model_metadata(
     State(st): State<Arc<AppState>>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, None)?;
+    let v = st.runtime().version(&model, None)?;
     Ok(ok_json(model_metadata_json(&st, &v)))
 }
 
@@ -122,7 +126,7 @@ pub async fn version_metadata(
     State(st): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, Some(&version))?;
+    let v = st.runtime().version(&model, Some(&version))?;
     Ok(ok_json(model_metadata_json(&st, &v)))
 }
 
@@ -131,7 +135,7 @@ pub async fn model_config(
     State(st): State<Arc<AppState>>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, None)?;
+    let v = st.runtime().version(&model, None)?;
     Ok(ok_json(model_config::TritonConfig::of(&v).to_json()))
 }
 
@@ -140,7 +144,7 @@ pub async fn version_config(
     State(st): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, Some(&version))?;
+    let v = st.runtime().version(&model, Some(&version))?;
     Ok(ok_json(model_config::TritonConfig::of(&v).to_json()))
 }
 
@@ -148,7 +152,7 @@ pub async fn model_ready(
     State(st): State<Arc<AppState>>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, None)?;
+    let v = st.runtime().version(&model, None)?;
     Ok(ok_json(
         json!({ "name": v.name, "version": v.version.to_string(), "ready": true }),
     ))
@@ -158,7 +162,7 @@ pub async fn version_ready(
     State(st): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, Some(&version))?;
+    let v = st.runtime().version(&model, Some(&version))?;
     Ok(ok_json(
         json!({ "name": v.name, "version": v.version.to_string(), "ready": true }),
     ))
@@ -187,14 +191,14 @@ pub async fn repository_index(
         v.get("ready").and_then(|r| r.as_bool()).unwrap_or(false)
     };
     let rows: Vec<serde_json::Value> = st
-        .runtime
+        .runtime()
         .index()
         .into_iter()
         .filter(|e| !ready_only || e.ready)
         .map(|e| {
             let mut o = json!({
                 "name": e.name,
-                "state": if e.ready { "READY" } else { "UNAVAILABLE" },
+                "state": e.state,
                 "reason": e.reason.unwrap_or_default(),
             });
             if let Some(v) = e.version {
@@ -232,7 +236,7 @@ async fn infer_inner(
     body: Body,
 ) -> Result<Response, ApiError> {
     // Find the model first: an unknown model is a 404 whatever the body holds.
-    let served = st.runtime.version(&model, version.as_deref())?;
+    let served = st.runtime().version(&model, version.as_deref())?;
     let started = Instant::now();
     let result = async {
         let kind = body_kind(&headers, true)?;
@@ -569,7 +573,7 @@ fn stats_json(v: &ServedVersion) -> serde_json::Value {
 
 pub async fn all_stats(State(st): State<Arc<AppState>>) -> Response {
     let rows: Vec<serde_json::Value> = st
-        .runtime
+        .runtime()
         .models()
         .flat_map(|m| m.versions.values())
         .filter_map(|v| match v {
@@ -584,7 +588,8 @@ pub async fn model_stats(
     State(st): State<Arc<AppState>>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let entry = st.runtime.model(&model)?;
+    let rt = st.runtime();
+    let entry = rt.model(&model)?;
     let rows: Vec<serde_json::Value> = entry
         .versions
         .values()
@@ -600,7 +605,7 @@ pub async fn version_stats(
     State(st): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, Some(&version))?;
+    let v = st.runtime().version(&model, Some(&version))?;
     Ok(ok_json(json!({ "model_stats": [stats_json(&v)] })))
 }
 
