@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ferroserve_runtime::{HandleConfig, Runtime};
+use ferroserve_runtime::{ControlMode, HandleConfig, Registry, RegistryConfig, Runtime};
 use ferroserve_server::conn::ConnLimits;
 use ferroserve_server::{AppState, Limits, RequestLog};
 
@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a model repository (default: the bundled examples/models) or one model file.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Import a scikit-learn pickle/joblib file, an XGBoost/LightGBM model or an ONNX graph into
     /// a repository, verified against the original library. Pickles run code when loaded: only
     /// import files you trust.
@@ -41,6 +41,17 @@ enum Command {
 enum LogFormat {
     Text,
     Json,
+}
+
+/// Triton's model control modes.
+#[derive(Clone, Copy, ValueEnum)]
+enum ControlModeArg {
+    /// Load every model at start; the model set changes only by restarting.
+    None,
+    /// Load every model at start, then follow the repository (--repository-poll-secs).
+    Poll,
+    /// Load the models named by --load-model; the rest by the load API.
+    Explicit,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,6 +118,26 @@ struct ServeArgs {
     /// PATH=MODEL, repeatable (environment: comma-separated).
     #[arg(long = "route-owner", env = "FERROSERVE_ROUTE_OWNER", value_delimiter = ',', value_parser = parse_owner)]
     route_owner: Vec<(String, String)>,
+    /// How the model set may change while serving: none, poll (follow the repository) or
+    /// explicit (POST /v2/repository/models/NAME/load and /unload).
+    #[arg(
+        long,
+        env = "FERROSERVE_MODEL_CONTROL_MODE",
+        value_enum,
+        default_value = "none"
+    )]
+    model_control_mode: ControlModeArg,
+    /// Seconds between two reads of the repository in poll mode.
+    #[arg(long, env = "FERROSERVE_REPOSITORY_POLL_SECS", default_value = "5", value_parser = parse_seconds)]
+    repository_poll_secs: Duration,
+    /// explicit mode: a model to load at start (repeatable; `*` loads every model; environment:
+    /// comma-separated).
+    #[arg(
+        long = "load-model",
+        env = "FERROSERVE_LOAD_MODEL",
+        value_delimiter = ','
+    )]
+    load_model: Vec<String>,
     /// Follow symbolic links that lead out of the model repository (model folders, model.toml,
     /// version folders, artifacts). By default such a link makes its model or version not ready,
     /// and links inside the repository work as usual.
@@ -235,7 +266,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let scan = ferroserve_runtime::ScanOptions {
         follow_symlinks: args.follow_symlinks,
     };
-    let found = match (&args.model, &args.repository) {
+    let defaults = HandleConfig {
+        instances: args.instances.max(1),
+        max_queue_size: args.max_queue_size.max(1),
+        ..HandleConfig::default()
+    };
+    let repo = match (&args.model, &args.repository) {
+        (Some(_), _) => None,
+        (None, Some(repo)) => Some(repo.clone()),
+        (None, None) => {
+            let repo = default_repository().context(
+                "no --repository or --model given and the bundled examples/models was not found",
+            )?;
+            tracing::info!(repository = %repo.display(), "serving the bundled example models");
+            Some(repo)
+        }
+    };
+    let registry = match (&args.model, repo) {
         (Some(file), _) => {
             if !file.is_file() {
                 bail!("model file {} does not exist", file.display());
@@ -245,29 +292,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 // At start-up, on the operator's terminal: the full detail.
                 bail!("cannot serve {}: {}", file.display(), failure.detail);
             }
-            vec![m]
+            Registry::fixed(Arc::new(Runtime::start(vec![m], &defaults)))
         }
-        (None, Some(repo)) => {
-            ferroserve_runtime::scan_repository(repo, &scan).map_err(anyhow::Error::msg)?
-        }
-        (None, None) => {
-            let repo = default_repository().context(
-                "no --repository or --model given and the bundled examples/models was not found",
-            )?;
-            tracing::info!(repository = %repo.display(), "serving the bundled example models");
-            ferroserve_runtime::scan_repository(&repo, &scan).map_err(anyhow::Error::msg)?
-        }
+        // Listeners bind at once; the models load in the background, each serving when ready.
+        (None, Some(repo)) => Registry::start(
+            repo,
+            RegistryConfig {
+                mode: match args.model_control_mode {
+                    ControlModeArg::None => ControlMode::None,
+                    ControlModeArg::Poll => ControlMode::Poll,
+                    ControlModeArg::Explicit => ControlMode::Explicit,
+                },
+                poll_every: args.repository_poll_secs,
+                load_at_start: args.load_model.clone(),
+                defaults,
+                scan,
+            },
+        )
+        .map_err(anyhow::Error::msg)?,
+        (None, None) => unreachable!("a repository is always found or the start failed"),
     };
-    let runtime = Arc::new(Runtime::start(
-        found,
-        &HandleConfig {
-            instances: args.instances.max(1),
-            max_queue_size: args.max_queue_size.max(1),
-            ..HandleConfig::default()
-        },
-    ));
     let state = Arc::new(AppState {
-        runtime,
+        registry,
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
             conn: ConnLimits {
@@ -334,7 +380,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(serve(args))
+            rt.block_on(serve(*args))
         }
         Command::Import(args) => {
             init_logging("warn", LogFormat::Text);

@@ -8,16 +8,19 @@ pub mod backends;
 pub mod batcher;
 pub mod error;
 pub mod handle;
+pub mod registry;
 pub mod repository;
 pub mod stats;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferroserve_core::{InferError, LoadedModel, ModelConfig};
 
 pub use error::{LoadError, RepositoryError};
 pub use handle::{HandleConfig, ModelHandle};
+pub use registry::{ControlMode, Registry, RegistryConfig, RegistryError};
 pub use repository::{scan_repository, single_model, Failure, FoundModel, ScanOptions};
 pub use stats::{Outcome, VersionStats};
 
@@ -32,12 +35,14 @@ pub struct ServedVersion {
 }
 
 /// The state of one version.
+#[derive(Clone)]
 pub enum VersionState {
     Ready(Arc<ServedVersion>),
     Unavailable(String),
 }
 
 /// A model and its versions.
+#[derive(Clone)]
 pub struct ModelEntry {
     pub name: String,
     pub versions: BTreeMap<u64, VersionState>,
@@ -45,6 +50,10 @@ pub struct ModelEntry {
     pub problem: Option<String>,
     /// The model's `model.toml` (default when it has none or it could not be read).
     pub config: ModelConfig,
+    /// Being loaded for the first time: no version to serve yet.
+    pub loading: bool,
+    /// Why the last load or reload failed, when versions loaded before it still serve.
+    pub last_failure: Option<String>,
 }
 
 impl ModelEntry {
@@ -56,8 +65,37 @@ impl ModelEntry {
         })
     }
 
+    /// A model known and not loaded yet (shown in the index as LOADING).
+    pub fn loading(name: &str) -> ModelEntry {
+        ModelEntry {
+            name: name.to_string(),
+            versions: BTreeMap::new(),
+            problem: None,
+            config: ModelConfig::default(),
+            loading: true,
+            last_failure: None,
+        }
+    }
+
+    /// A model in the repository that is not loaded (explicit model control; unloaded).
+    pub fn not_loaded(name: &str, why: &str) -> ModelEntry {
+        ModelEntry {
+            problem: Some(why.to_string()),
+            loading: false,
+            ..ModelEntry::loading(name)
+        }
+    }
+
+    /// Whether any version serves.
+    pub fn is_ready(&self) -> bool {
+        self.latest_ready().is_some()
+    }
+
     /// Why the model is not ready (the first reason found).
     pub fn reason(&self) -> Option<String> {
+        if self.loading {
+            return Some("loading".into());
+        }
         if let Some(p) = &self.problem {
             return Some(p.clone());
         }
@@ -77,90 +115,139 @@ pub struct IndexEntry {
     pub name: String,
     pub version: Option<u64>,
     pub ready: bool,
+    /// Triton's state names: `READY`, `UNAVAILABLE`, `LOADING`.
+    pub state: &'static str,
     pub reason: Option<String>,
 }
 
-/// Every model the server runs. Built once at start-up and shared (`Arc`).
+/// The models the server runs at one moment: an immutable snapshot, shared (`Arc`) by the
+/// requests that took it. The [`Registry`] replaces it as a whole when a model is loaded,
+/// replaced or unloaded; a request keeps the versions it took until it is answered.
+#[derive(Clone)]
 pub struct Runtime {
     models: BTreeMap<String, ModelEntry>,
-    load_failures: u64,
+    load_failures: Arc<AtomicU64>,
+    /// Counts the snapshots: every change makes a higher one.
+    generation: u64,
+}
+
+/// Starts the batcher and instances of every loaded version of `f` (on the current tokio
+/// runtime); returns the entry and how many of its parts failed to load. `defaults` holds the
+/// server-wide instance count and queue size, which a model's `model.toml` may override.
+pub fn start_model(f: FoundModel, defaults: &HandleConfig) -> (ModelEntry, u64) {
+    let mut load_failures = 0;
+    let mut versions = BTreeMap::new();
+    let config = f.config.clone().unwrap_or_default();
+    let handle_cfg = HandleConfig {
+        instances: config.instances.unwrap_or(defaults.instances),
+        max_queue_size: config
+            .batching
+            .max_queue_size
+            .unwrap_or(defaults.max_queue_size),
+        batching: config.batching.clone(),
+    };
+    if f.problem.is_some() {
+        load_failures += 1;
+    }
+    for v in f.versions {
+        let state = match v.result {
+            Ok(model) => {
+                let stats = Arc::new(VersionStats::default());
+                let handle = ModelHandle::start(
+                    &format!("{}-{}", f.name, v.version),
+                    model.clone(),
+                    &handle_cfg,
+                    stats.clone(),
+                );
+                tracing::info!(model = %f.name, version = v.version, "{}", model.metadata().description);
+                VersionState::Ready(Arc::new(ServedVersion {
+                    name: f.name.clone(),
+                    version: v.version,
+                    model,
+                    handle,
+                    // With the instance count resolved (the model's, or the server's).
+                    config: ModelConfig {
+                        instances: Some(handle_cfg.instances),
+                        ..config.clone()
+                    },
+                    stats,
+                }))
+            }
+            Err(Failure { reason, detail }) => {
+                load_failures += 1;
+                tracing::warn!(model = %f.name, version = v.version, %reason, %detail, "model version not ready");
+                VersionState::Unavailable(reason)
+            }
+        };
+        versions.insert(v.version, state);
+    }
+    if let Some(p) = &f.problem {
+        tracing::warn!(model = %f.name, reason = %p.reason, detail = %p.detail, "model not ready");
+    }
+    (
+        ModelEntry {
+            name: f.name,
+            versions,
+            problem: f.problem.map(|p| p.reason),
+            config,
+            loading: false,
+            last_failure: None,
+        },
+        load_failures,
+    )
 }
 
 impl Runtime {
-    /// Starts the batcher and instances of every loaded version found (on the current tokio
-    /// runtime). `defaults` holds the server-wide instance count and queue size, which a model's
-    /// `model.toml` may override.
+    /// Starts every model found (see [`start_model`]).
     pub fn start(found: Vec<FoundModel>, defaults: &HandleConfig) -> Runtime {
+        let rt = Runtime::empty();
         let mut models = BTreeMap::new();
-        let mut load_failures = 0;
         for f in found {
-            let mut versions = BTreeMap::new();
-            let config = f.config.clone().unwrap_or_default();
-            let handle_cfg = HandleConfig {
-                instances: config.instances.unwrap_or(defaults.instances),
-                max_queue_size: config
-                    .batching
-                    .max_queue_size
-                    .unwrap_or(defaults.max_queue_size),
-                batching: config.batching.clone(),
-            };
-            if f.problem.is_some() {
-                load_failures += 1;
-            }
-            for v in f.versions {
-                let state = match v.result {
-                    Ok(model) => {
-                        let stats = Arc::new(VersionStats::default());
-                        let handle = ModelHandle::start(
-                            &format!("{}-{}", f.name, v.version),
-                            model.clone(),
-                            &handle_cfg,
-                            stats.clone(),
-                        );
-                        tracing::info!(model = %f.name, version = v.version, "{}", model.metadata().description);
-                        VersionState::Ready(Arc::new(ServedVersion {
-                            name: f.name.clone(),
-                            version: v.version,
-                            model,
-                            handle,
-                            // With the instance count resolved (the model's, or the server's).
-                            config: ModelConfig {
-                                instances: Some(handle_cfg.instances),
-                                ..config.clone()
-                            },
-                            stats,
-                        }))
-                    }
-                    Err(Failure { reason, detail }) => {
-                        load_failures += 1;
-                        tracing::warn!(model = %f.name, version = v.version, %reason, %detail, "model version not ready");
-                        VersionState::Unavailable(reason)
-                    }
-                };
-                versions.insert(v.version, state);
-            }
-            if let Some(p) = &f.problem {
-                tracing::warn!(model = %f.name, reason = %p.reason, detail = %p.detail, "model not ready");
-            }
-            models.insert(
-                f.name.clone(),
-                ModelEntry {
-                    name: f.name,
-                    versions,
-                    problem: f.problem.map(|p| p.reason),
-                    config,
-                },
-            );
+            let (entry, failed) = start_model(f, defaults);
+            rt.load_failures.fetch_add(failed, Ordering::Relaxed);
+            models.insert(entry.name.clone(), entry);
         }
+        Runtime { models, ..rt }
+    }
+
+    /// No models.
+    pub fn empty() -> Runtime {
         Runtime {
-            models,
-            load_failures,
+            models: BTreeMap::new(),
+            load_failures: Arc::default(),
+            generation: 0,
         }
     }
 
-    /// Models or versions that failed to load at start-up.
+    /// This snapshot with `entry` in place of the model of its name (added if new).
+    pub fn with_model(&self, entry: ModelEntry) -> Runtime {
+        let mut next = self.clone();
+        next.generation += 1;
+        next.models.insert(entry.name.clone(), entry);
+        next
+    }
+
+    /// This snapshot without the model `name`.
+    pub fn without_model(&self, name: &str) -> Runtime {
+        let mut next = self.clone();
+        next.generation += 1;
+        next.models.remove(name);
+        next
+    }
+
+    /// Counts a failed load (kept across snapshots).
+    pub fn count_load_failures(&self, n: u64) {
+        self.load_failures.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Which snapshot this is: every change makes a higher number.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Models or versions that failed to load, at start-up or since.
     pub fn load_failures(&self) -> u64 {
-        self.load_failures
+        self.load_failures.load(Ordering::Relaxed)
     }
 
     pub fn models(&self) -> impl Iterator<Item = &ModelEntry> {
@@ -227,17 +314,21 @@ impl Runtime {
                     name: m.name.clone(),
                     version: None,
                     ready: false,
-                    reason: m.problem.clone(),
+                    state: if m.loading { "LOADING" } else { "UNAVAILABLE" },
+                    reason: m.reason(),
                 });
             }
             for (v, s) in &m.versions {
+                let ready = matches!(s, VersionState::Ready(_));
                 out.push(IndexEntry {
                     name: m.name.clone(),
                     version: Some(*v),
-                    ready: matches!(s, VersionState::Ready(_)),
+                    ready,
+                    state: if ready { "READY" } else { "UNAVAILABLE" },
                     reason: match s {
                         VersionState::Unavailable(r) => Some(r.clone()),
-                        VersionState::Ready(_) => None,
+                        // A failed reload leaves the versions loaded before it serving.
+                        VersionState::Ready(_) => m.last_failure.clone(),
                     },
                 });
             }

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferroserve_core::config::VersionPolicy;
 use ferroserve_core::{LoadedModel, ModelConfig};
@@ -357,13 +358,21 @@ pub fn scan_repository(
     repo: &Path,
     opts: &ScanOptions,
 ) -> Result<Vec<FoundModel>, RepositoryError> {
-    let cannot = |error: std::io::Error| RepositoryError::Unreadable {
+    let root = Root::new(repo, opts).map_err(|e| cannot_read(repo, e))?;
+    let dirs = model_dirs(&root).map_err(|e| cannot_read(repo, e))?;
+    Ok(load_in_parallel(&root, &dirs))
+}
+
+fn cannot_read(repo: &Path, error: std::io::Error) -> RepositoryError {
+    RepositoryError::Unreadable {
         path: repo.to_path_buf(),
         error,
-    };
-    let root = Root::new(repo, opts).map_err(cannot)?;
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root.shown)
-        .map_err(cannot)?
+    }
+}
+
+/// The model folders of a repository, sorted (hidden folders skipped).
+fn model_dirs(root: &Root) -> std::io::Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root.shown)?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_dir())
@@ -374,7 +383,97 @@ pub fn scan_repository(
         })
         .collect();
     dirs.sort();
-    Ok(load_in_parallel(&root, &dirs))
+    Ok(dirs)
+}
+
+/// The names of the models in a repository (its model folders), sorted.
+pub fn model_names(repo: &Path, opts: &ScanOptions) -> Result<Vec<String>, RepositoryError> {
+    let root = Root::new(repo, opts).map_err(|e| cannot_read(repo, e))?;
+    let dirs = model_dirs(&root).map_err(|e| cannot_read(repo, e))?;
+    Ok(dirs
+        .iter()
+        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect())
+}
+
+/// Scans and loads the one model folder `name` of a repository; `None` when the repository
+/// has no such folder (or `name` is not a plain folder name).
+pub fn scan_one(
+    repo: &Path,
+    name: &str,
+    opts: &ScanOptions,
+) -> Result<Option<FoundModel>, RepositoryError> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && Path::new(name).components().count() == 1;
+    if !plain {
+        return Ok(None);
+    }
+    let root = Root::new(repo, opts).map_err(|e| cannot_read(repo, e))?;
+    let dir = root.shown.join(name);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(
+        std::panic::catch_unwind(|| scan_model(&root, &dir)).unwrap_or_else(|_| panicked(&dir)),
+    ))
+}
+
+/// What a model folder holds, as far as loading it goes: every file under it (two levels: the
+/// folder, its version folders) with its size and modification time. Two equal fingerprints
+/// mean nothing a load reads has changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Fingerprint(Vec<(String, u64, Option<std::time::SystemTime>)>);
+
+impl Fingerprint {
+    /// Whether nothing in it was modified in the last `d` (a copy still being written is not).
+    pub fn quiet_for(&self, d: Duration) -> bool {
+        let Some(before) = std::time::SystemTime::now().checked_sub(d) else {
+            return true;
+        };
+        self.0
+            .iter()
+            .all(|(_, _, t)| t.is_some_and(|t| t <= before))
+    }
+}
+
+/// The fingerprint of the model folder `name` (empty when it is gone).
+pub fn fingerprint(repo: &Path, name: &str) -> Fingerprint {
+    fn walk(
+        dir: &Path,
+        prefix: &str,
+        depth: usize,
+        out: &mut Vec<(String, u64, Option<std::time::SystemTime>)>,
+    ) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let fname = e.file_name().to_string_lossy().into_owned();
+            if fname.starts_with('.') {
+                continue;
+            }
+            let path = e.path();
+            let key = format!("{prefix}{fname}");
+            // Through links, as loading reads them.
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                out.push((format!("{key}/"), 0, meta.modified().ok()));
+                if depth > 0 {
+                    walk(&path, &format!("{key}/"), depth - 1, out);
+                }
+            } else {
+                out.push((key, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&repo.join(name), "", 1, &mut out);
+    out.sort();
+    Fingerprint(out)
 }
 
 /// Loads model folders on up to 8 threads at once (start-up time is about the slowest model,
@@ -391,19 +490,8 @@ fn load_in_parallel(root: &Root, dirs: &[PathBuf]) -> Vec<FoundModel> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(d) = dirs.get(i) else { break };
-                let found = std::panic::catch_unwind(|| scan_model(root, d)).unwrap_or_else(|_| {
-                    FoundModel {
-                        name: d
-                            .file_name()
-                            .map(|n| n.to_string_lossy().to_string())
-                            .unwrap_or_default(),
-                        config: Err(Failure::same("loading this model panicked")),
-                        versions: Vec::new(),
-                        problem: Some(Failure::same(
-                            "loading this model panicked (a bug: please report it)",
-                        )),
-                    }
-                });
+                let found = std::panic::catch_unwind(|| scan_model(root, d))
+                    .unwrap_or_else(|_| panicked(d));
                 if let Ok(mut slot) = slots[i].lock() {
                     *slot = Some(found);
                 }
@@ -414,6 +502,21 @@ fn load_in_parallel(root: &Root, dirs: &[PathBuf]) -> Vec<FoundModel> {
         .into_iter()
         .filter_map(|m| m.into_inner().ok().flatten())
         .collect()
+}
+
+/// What a model whose load panicked becomes.
+fn panicked(dir: &Path) -> FoundModel {
+    FoundModel {
+        name: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        config: Err(Failure::same("loading this model panicked")),
+        versions: Vec::new(),
+        problem: Some(Failure::same(
+            "loading this model panicked (a bug: please report it)",
+        )),
+    }
 }
 
 /// A single model file served without a repository (`--model FILE`, `MODEL_FILE`). Answers name

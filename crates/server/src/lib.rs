@@ -47,6 +47,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .route("/v2/repository/index", post(v2::repository_index))
+        .route(
+            "/v2/repository/models/{model}/load",
+            post(v2::control::load_route),
+        )
+        .route(
+            "/v2/repository/models/{model}/unload",
+            post(v2::control::unload_route),
+        )
         .route("/metrics", get(metrics::route))
         .route("/v2/models/stats", get(v2::all_stats))
         .route("/v2/models/{model}/stats", get(v2::model_stats))
@@ -110,5 +118,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let cfg = state.front(conn::Front::Http);
-    conn::serve(listener, app(state), cfg, shutdown).await
+    let routes = conn::Routes::new(app(state.clone()));
+    // Everything derived from the model set follows it: the routes are rebuilt on each change.
+    let mut changed = state.registry.subscribe();
+    let (rebuild, st) = (routes.clone(), state.clone());
+    tokio::spawn(async move {
+        while changed.changed().await.is_ok() {
+            rebuild.replace(app(st.clone()));
+        }
+    });
+    conn::serve(listener, routes, cfg, shutdown).await
 }

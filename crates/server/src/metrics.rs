@@ -27,7 +27,7 @@ pub async fn route(State(st): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&st.runtime, &st.answers) + &text,
+        render(&st.runtime(), &st.answers) + &text,
     )
         .into_response()
 }

@@ -1,4 +1,4 @@
-//! What every handler of both fronts shares: the runtime, the limits on requests and
+//! What every handler of both fronts shares: the model registry, the limits on requests and
 //! connections, the request-log level and the readiness rule ([`AppState`]).
 
 use std::sync::Arc;
@@ -85,7 +85,8 @@ pub(crate) use request_line;
 
 /// Everything the handlers share.
 pub struct AppState {
-    pub runtime: Arc<Runtime>,
+    /// The live model set; [`AppState::runtime`] is the snapshot a request takes.
+    pub registry: Arc<ferroserve_runtime::Registry>,
     pub limits: Limits,
     /// Ready only when every model has a ready version (otherwise: when at least one has).
     pub strict_readiness: bool,
@@ -99,9 +100,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// State serving `runtime` as it is (no model control).
     pub fn new(runtime: Arc<Runtime>) -> Self {
+        AppState::with_registry(ferroserve_runtime::Registry::fixed(runtime))
+    }
+
+    /// State serving the live model set of `registry`.
+    pub fn with_registry(registry: Arc<ferroserve_runtime::Registry>) -> Self {
         AppState {
-            runtime,
+            registry,
             limits: Limits::default(),
             strict_readiness: false,
             request_log: RequestLog::Errors,
@@ -109,6 +116,11 @@ impl AppState {
             connections: Arc::default(),
             answers: metrics::Answers::default(),
         }
+    }
+
+    /// The models serving now: a request takes this once and uses it throughout.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.registry.snapshot()
     }
 
     /// How `front`'s listener is served: the connection limits and counters both fronts share,
@@ -127,10 +139,14 @@ impl AppState {
 
     /// The readiness rule both fronts answer (`/v2/health/ready`, gRPC `ServerReady`).
     pub fn is_ready(&self) -> bool {
+        // Not before the models loading at start have each loaded or failed.
+        if !self.registry.started() {
+            return false;
+        }
         if self.strict_readiness {
-            self.runtime.all_ready()
+            self.runtime().all_ready()
         } else {
-            self.runtime.any_ready()
+            self.runtime().any_ready()
         }
     }
 }

@@ -152,7 +152,7 @@ mod tests {
     #[tokio::test]
     async fn statistics_are_read_once_and_selected_as_asked() {
         let st = examples_state();
-        let rt = &st.runtime;
+        let rt = &st.runtime();
         let all = select(rt, None, None).unwrap();
         let ready: Vec<(String, String)> = ready_versions(rt)
             .map(|v| (v.name.clone(), v.version.to_string()))

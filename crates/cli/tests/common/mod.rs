@@ -31,8 +31,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `ferroserve serve <args>` and waits (at most 20 s) for its two listening lines.
+    /// Starts `ferroserve serve <args>`, waits (at most 20 s) for its two listening lines, then
+    /// (at most 30 s) for the models loading at start to load or fail.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let s = Server::start_inner(args, envs);
+        s.wait_loaded();
+        s
+    }
+
+    fn start_inner(args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut cmd = ferroserve();
         cmd.arg("serve")
             .args([
@@ -90,6 +97,29 @@ impl Server {
         }
     }
 
+    /// Starts like [`Server::start`] but returns once the ports are bound, while the models
+    /// may still be loading.
+    pub fn start_unloaded(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Server::start_inner(args, envs)
+    }
+
+    /// Waits (at most 30 s) until no model of the repository index is LOADING: what a client
+    /// of a server that loads its models in the background waits for.
+    pub fn wait_loaded(&self) {
+        let addr = self.base.trim_start_matches("http://").to_string();
+        let t = std::time::Instant::now();
+        loop {
+            match index_text(&addr) {
+                Some(text) if !text.contains("\"LOADING\"") => return,
+                _ if t.elapsed() > Duration::from_secs(30) => {
+                    let logs: Vec<String> = self.stderr.try_iter().collect();
+                    panic!("models still loading after 30 s:\n{}", logs.join("\n"));
+                }
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -107,6 +137,21 @@ impl Server {
         let _ = self.child.kill();
         panic!("ferroserve did not stop within 10 s of SIGTERM");
     }
+}
+
+/// The body of `POST /v2/repository/index` (plain HTTP/1.1 over a socket: callable from sync
+/// and async tests alike), or `None` when it cannot be had.
+fn index_text(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!(
+        "POST /v2/repository/index HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    c.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    c.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.1 200").then_some(out)
 }
 
 impl Drop for Server {

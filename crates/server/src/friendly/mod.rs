@@ -77,7 +77,7 @@ impl Friendly {
         let mut builtin = HashMap::new();
         let mut untabular = BTreeMap::new();
         let mut claims: BTreeMap<(String, RouteMethod), Vec<Arc<Spec>>> = BTreeMap::new();
-        for entry in st.runtime.models() {
+        for entry in st.runtime().models() {
             for state in entry.versions.values() {
                 let VersionState::Ready(s) = state else {
                     continue;
@@ -353,7 +353,7 @@ pub async fn serve_spec(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let served = fs.app.runtime.version(&spec.model, None)?;
+    let served = fs.app.runtime().version(&spec.model, None)?;
     let started = Instant::now();
     let result = answer_spec(fs, &served, spec, query, headers, body).await;
     // Counted in the model's statistics and metrics like every v2 request.
@@ -534,7 +534,7 @@ async fn v1_status(
             "no route for GET /v1/models/{name}; predictions are POST"
         )));
     }
-    let v = fs.app.runtime.version(&name, None)?;
+    let v = fs.app.runtime().version(&name, None)?;
     Ok(json_ok(&json!({ "name": v.name, "ready": true })))
 }
 
@@ -622,7 +622,7 @@ fn model_card(
 async fn list_models(State(fs): State<FState>) -> Response {
     let cards: Vec<serde_json::Value> = fs
         .app
-        .runtime
+        .runtime()
         .models()
         .map(|e| model_card(&fs.app, &fs.f, e))
         .collect();
@@ -633,12 +633,14 @@ async fn get_model(
     State(fs): State<FState>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let entry = fs.app.runtime.model(&model)?;
+    let rt = fs.app.runtime();
+    let entry = rt.model(&model)?;
     Ok(json_ok(&model_card(&fs.app, &fs.f, entry)))
 }
 
 async fn welcome(State(fs): State<FState>) -> Response {
-    let models: Vec<&str> = fs.app.runtime.models().map(|m| m.name.as_str()).collect();
+    let rt = fs.app.runtime();
+    let models: Vec<&str> = rt.models().map(|m| m.name.as_str()).collect();
     json_ok(&json!({
         "name": "ferroserve",
         "version": env!("CARGO_PKG_VERSION"),

@@ -50,6 +50,8 @@ label_enum! {
         ModelStatistics => "ModelStatistics",
         ModelConfig => "ModelConfig",
         RepositoryIndex => "RepositoryIndex",
+        RepositoryModelLoad => "RepositoryModelLoad",
+        RepositoryModelUnload => "RepositoryModelUnload",
     }
 }
 
@@ -162,7 +164,7 @@ async fn infer_one(
     deadline: Option<Duration>,
 ) -> Result<ModelInferResponse, InferError> {
     let served = state
-        .runtime
+        .runtime()
         .version(&m.model_name, Some(&m.model_version))?;
     let started = Instant::now();
     let result = async {
@@ -370,7 +372,7 @@ impl GrpcInferenceService for InferenceService {
         let started = Instant::now();
         let r = req.into_inner();
         // Unknown and not-ready models are both "not ready", as the HTTP client reads a 404.
-        let ready = match self.state.runtime.version(&r.name, Some(&r.version)) {
+        let ready = match self.state.runtime().version(&r.name, Some(&r.version)) {
             Ok(_) => Ok(true),
             Err(e) => match e.kind {
                 ErrorKind::NotFound | ErrorKind::Unavailable => Ok(false),
@@ -413,10 +415,10 @@ impl GrpcInferenceService for InferenceService {
         let started = Instant::now();
         let r = req.into_inner();
         let st = &self.state;
-        let answer = st.runtime.version(&r.name, Some(&r.version)).map(|v| {
+        let answer = st.runtime().version(&r.name, Some(&r.version)).map(|v| {
             let m = v.model.metadata();
             let versions = st
-                .runtime
+                .runtime()
                 .model(&v.name)
                 .map(|e| e.versions.keys().map(|k| k.to_string()).collect())
                 .unwrap_or_default();
@@ -482,7 +484,7 @@ impl GrpcInferenceService for InferenceService {
         // versions, or one version.
         let model = Some(r.name.as_str()).filter(|n| !n.is_empty());
         let version = Some(r.version.as_str()).filter(|v| !v.is_empty());
-        let stats = stats::select(&self.state.runtime, model, version)
+        let stats = stats::select(&self.state.runtime(), model, version)
             .map(|s| s.into_iter().map(model_statistics).collect());
         self.answer(
             Method::ModelStatistics,
@@ -499,7 +501,7 @@ impl GrpcInferenceService for InferenceService {
         let r = req.into_inner();
         let answer = self
             .state
-            .runtime
+            .runtime()
             .version(&r.name, Some(&r.version))
             .map(|v| proto::ModelConfigResponse {
                 config: Some(model_config_proto(v2::model_config::TritonConfig::of(&v))),
@@ -514,14 +516,14 @@ impl GrpcInferenceService for InferenceService {
         let ready_only = req.into_inner().ready;
         let models = self
             .state
-            .runtime
+            .runtime()
             .index()
             .into_iter()
             .filter(|e| !ready_only || e.ready)
             .map(|e| repository_index_response::ModelIndex {
                 name: e.name,
                 version: e.version.map(|v| v.to_string()).unwrap_or_default(),
-                state: if e.ready { "READY" } else { "UNAVAILABLE" }.into(),
+                state: e.state.into(),
                 reason: e.reason.unwrap_or_default(),
             })
             .collect();
@@ -530,6 +532,33 @@ impl GrpcInferenceService for InferenceService {
             Instant::now(),
             Ok(RepositoryIndexResponse { models }),
         )
+    }
+
+    async fn repository_model_load(
+        &self,
+        req: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let answer = crate::v2::control::load(
+            &self.state,
+            &r.model_name,
+            r.parameters.contains_key("config"),
+        )
+        .await
+        .map(|()| RepositoryModelLoadResponse {});
+        self.answer(Method::RepositoryModelLoad, started, answer)
+    }
+
+    async fn repository_model_unload(
+        &self,
+        req: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let answer = crate::v2::control::unload(&self.state, &r.model_name)
+            .map(|()| RepositoryModelUnloadResponse {});
+        self.answer(Method::RepositoryModelUnload, started, answer)
     }
 }
 
@@ -656,7 +685,8 @@ pub async fn serve(
         let _ = tx.send(true);
     });
     let cfg = state.front(crate::conn::Front::Grpc);
-    crate::conn::serve(listener, routes(state, rx), cfg, async move {
+    let routes = crate::conn::Routes::new(routes(state, rx));
+    crate::conn::serve(listener, routes, cfg, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
     .await

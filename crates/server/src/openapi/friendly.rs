@@ -417,7 +417,7 @@ pub(super) fn paths(
             "parameters": [{ "name": "model", "in": "path", "required": true, "schema": { "type": "string", "enum": models } }],
             "responses": card_resp } }),
     );
-    for entry in st.runtime.models() {
+    for entry in st.runtime().models() {
         let name = &entry.name;
         let seg = segment(name);
         let description = f

@@ -63,7 +63,7 @@ fn errors(kinds: &[ErrorKind]) -> Map<String, Value> {
 
 /// The OpenAPI document of this server, as it is configured now.
 pub fn document(st: &AppState, f: &Friendly) -> Value {
-    let models: Vec<String> = st.runtime.models().map(|m| m.name.clone()).collect();
+    let models: Vec<String> = st.runtime().models().map(|m| m.name.clone()).collect();
     let mut components = Map::new();
     components::common(&mut components, &models);
     let mut paths = Map::new();

@@ -10,7 +10,7 @@ use crate::state::AppState;
 
 /// The inference body shown: the first row of the first model that has one.
 pub(super) fn example(st: &AppState, f: &Friendly) -> Option<Value> {
-    st.runtime.models().find_map(|m| {
+    st.runtime().models().find_map(|m| {
         let t = f.latest_table(&m.name)?;
         Some(json!({ "inputs": [{
             "name": t.input_name, "shape": [1, t.n()], "datatype": t.input_dtype.as_str(),

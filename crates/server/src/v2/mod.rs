@@ -27,12 +27,15 @@ use crate::extract::Path;
 use crate::state::AppState;
 use crate::stats;
 
+pub mod control;
+
 /// The protocol extensions this server implements (and no others), over HTTP and gRPC.
 pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
     "classification",
     "statistics",
     "model_configuration",
+    "model_repository",
 ];
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
@@ -47,7 +50,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn ok_json(v: serde_json::Value) -> Response {
+pub(crate) fn ok_json(v: serde_json::Value) -> Response {
     json_response(StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default())
 }
 
@@ -68,7 +71,7 @@ pub async fn ready(State(st): State<Arc<AppState>>) -> Result<Response, ApiError
         Ok(ok_json(json!({ "ready": true })))
     } else {
         let reasons: Vec<String> = st
-            .runtime
+            .runtime()
             .models()
             .filter_map(|m| m.reason().map(|r| format!("{}: {r}", m.name)))
             .collect();
@@ -89,7 +92,8 @@ fn tensor_meta_json(t: &ferroserve_core::TensorMeta) -> serde_json::Value {
 
 fn model_metadata_json(st: &AppState, v: &ServedVersion) -> serde_json::Value {
     let m = v.model.metadata();
-    let entry = st.runtime.model(&v.name).ok();
+    let rt = st.runtime();
+    let entry = rt.model(&v.name).ok();
     let versions: Vec<String> = entry
         .map(|e| e.versions.keys().map(|k| k.to_string()).collect())
         .unwrap_or_default();
@@ -115,7 +119,7 @@ pub async fn model_metadata(
     State(st): State<Arc<AppState>>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, None)?;
+    let v = st.runtime().version(&model, None)?;
     Ok(ok_json(model_metadata_json(&st, &v)))
 }
 
@@ -123,7 +127,7 @@ pub async fn version_metadata(
     State(st): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, Some(&version))?;
+    let v = st.runtime().version(&model, Some(&version))?;
     Ok(ok_json(model_metadata_json(&st, &v)))
 }
 
@@ -132,7 +136,7 @@ pub async fn model_config(
     State(st): State<Arc<AppState>>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, None)?;
+    let v = st.runtime().version(&model, None)?;
     Ok(ok_json(model_config::TritonConfig::of(&v).to_json()))
 }
 
@@ -141,7 +145,7 @@ pub async fn version_config(
     State(st): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, Some(&version))?;
+    let v = st.runtime().version(&model, Some(&version))?;
     Ok(ok_json(model_config::TritonConfig::of(&v).to_json()))
 }
 
@@ -149,7 +153,7 @@ pub async fn model_ready(
     State(st): State<Arc<AppState>>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, None)?;
+    let v = st.runtime().version(&model, None)?;
     Ok(ok_json(
         json!({ "name": v.name, "version": v.version.to_string(), "ready": true }),
     ))
@@ -159,7 +163,7 @@ pub async fn version_ready(
     State(st): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let v = st.runtime.version(&model, Some(&version))?;
+    let v = st.runtime().version(&model, Some(&version))?;
     Ok(ok_json(
         json!({ "name": v.name, "version": v.version.to_string(), "ready": true }),
     ))
@@ -188,14 +192,14 @@ pub async fn repository_index(
         v.get("ready").and_then(|r| r.as_bool()).unwrap_or(false)
     };
     let rows: Vec<serde_json::Value> = st
-        .runtime
+        .runtime()
         .index()
         .into_iter()
         .filter(|e| !ready_only || e.ready)
         .map(|e| {
             let mut o = json!({
                 "name": e.name,
-                "state": if e.ready { "READY" } else { "UNAVAILABLE" },
+                "state": e.state,
                 "reason": e.reason.unwrap_or_default(),
             });
             if let Some(v) = e.version {
@@ -233,7 +237,7 @@ async fn infer_inner(
     body: Body,
 ) -> Result<Response, ApiError> {
     // Find the model first: an unknown model is a 404 whatever the body holds.
-    let served = st.runtime.version(&model, version.as_deref())?;
+    let served = st.runtime().version(&model, version.as_deref())?;
     let started = Instant::now();
     let result = async {
         let kind = body_kind(&headers, true)?;
@@ -526,7 +530,7 @@ pub fn to_batch(
 
 /// `GET /v2/models/stats`: the statistics extension ([`crate::stats`]) of every ready version.
 pub async fn all_stats(State(st): State<Arc<AppState>>) -> Response {
-    ok_json(json!({ "model_stats": stats::all(&st.runtime) }))
+    ok_json(json!({ "model_stats": stats::all(&st.runtime()) }))
 }
 
 /// `GET /v2/models/{m}/stats`: of a model's ready versions.
@@ -534,7 +538,7 @@ pub async fn model_stats(
     State(st): State<Arc<AppState>>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let rows = stats::select(&st.runtime, Some(&model), None)?;
+    let rows = stats::select(&st.runtime(), Some(&model), None)?;
     Ok(ok_json(json!({ "model_stats": rows })))
 }
 
@@ -543,7 +547,7 @@ pub async fn version_stats(
     State(st): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let rows = stats::select(&st.runtime, Some(&model), Some(&version))?;
+    let rows = stats::select(&st.runtime(), Some(&model), Some(&version))?;
     Ok(ok_json(json!({ "model_stats": rows })))
 }
 
