@@ -18,7 +18,8 @@ TREE_MODELS = ["iris", "wine", "breast_cancer", "diabetes"]
 # Served by ONNX Runtime when its library is there (CI installs the onnxruntime wheel).
 ONNX_MODELS = ["wine_pipeline", "iris_mlp"]
 MODELS = TREE_MODELS + ONNX_MODELS
-EXTENSIONS = ["binary_tensor_data", "classification", "statistics", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "classification", "statistics", "model_configuration",
+              "model_repository"]
 
 
 @pytest.fixture(scope="module")

@@ -339,6 +339,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         route_owners: args.route_owner.clone(),
         connections: Default::default(),
         answers: Default::default(),
+        views: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))
         .await

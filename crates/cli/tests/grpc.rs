@@ -182,7 +182,8 @@ async fn health_metadata_index_and_inference_agree_with_the_libraries_and_http()
             "binary_tensor_data",
             "classification",
             "statistics",
-            "model_configuration"
+            "model_configuration",
+            "model_repository"
         ]
     );
     let http_meta: Value = client()

@@ -754,29 +754,10 @@ pub struct FrontConfig {
     pub max_concurrent_streams: Option<u32>,
 }
 
-/// The routes a front serves, replaceable while serving (the HTTP front's are rebuilt when the
-/// model set changes: friendly routes, route aliases, the OpenAPI document follow it). Each
-/// request takes the routes current when its head arrives.
-pub struct Routes(std::sync::RwLock<Router>);
-
-impl Routes {
-    pub fn new(router: Router) -> Arc<Routes> {
-        Arc::new(Routes(std::sync::RwLock::new(router)))
-    }
-
-    pub fn current(&self) -> Router {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn replace(&self, router: Router) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = router;
-    }
-}
-
 /// The per-connection service: notes each request, meters its body, calls the routes.
 #[derive(Clone)]
 struct Service {
-    routes: Arc<Routes>,
+    router: Router,
     act: Arc<Activity>,
     cfg: Arc<FrontConfig>,
 }
@@ -837,7 +818,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             failed: false,
         };
         let req = Request::from_parts(parts, Body::new(body));
-        let fut = self.routes.current().oneshot(req);
+        let fut = self.router.clone().oneshot(req);
         Box::pin(async move {
             let resp = match fut.await {
                 Ok(r) => r,
@@ -876,7 +857,7 @@ fn tick(limits: &ConnLimits) -> Duration {
 /// up to the drain deadline, closes those still open, and returns.
 pub async fn serve(
     listener: TcpListener,
-    routes: Arc<Routes>,
+    router: Router,
     cfg: FrontConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -933,7 +914,7 @@ pub async fn serve(
                     live.retain(|a| Arc::strong_count(a) > 1);
                 }
                 live.push(act.clone());
-                conns.spawn(connection(tcp, act, routes.clone(), cfg.clone(), drain_rx.clone()));
+                conns.spawn(connection(tcp, act, router.clone(), cfg.clone(), drain_rx.clone()));
             }
         }
     }
@@ -998,7 +979,7 @@ async fn refuse(mut tcp: TcpStream, cap: usize) {
 async fn connection(
     tcp: TcpStream,
     act: Arc<Activity>,
-    routes: Arc<Routes>,
+    router: Router,
     cfg: Arc<FrontConfig>,
     mut drain: watch::Receiver<bool>,
 ) {
@@ -1017,7 +998,7 @@ async fn connection(
         act: act.clone(),
     });
     let svc = Service {
-        routes,
+        router,
         act: act.clone(),
         cfg: cfg.clone(),
     };

@@ -67,27 +67,24 @@ impl Docs {
     }
 }
 
-/// `/openapi.json`, `/docs/...` and `/apidocs/...`.
-pub fn router(docs: Arc<Docs>) -> Router<Arc<AppState>> {
-    let openapi = {
-        let d = docs.clone();
-        move || {
-            let d = d.clone();
-            async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    )],
-                    d.openapi.clone(),
-                )
-                    .into_response()
-            }
-        }
+/// `/openapi.json`, `/docs/...` and `/apidocs/...`, of the current model set.
+pub fn router() -> Router<Arc<AppState>> {
+    let docs = |st: &AppState| st.views().docs();
+    let openapi = move |State(st): State<Arc<AppState>>| async move {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            docs(&st).openapi.clone(),
+        )
+            .into_response()
     };
-    let index = |State(d): State<Arc<Docs>>| async move { d.file("index.html") };
-    let file = |State(d): State<Arc<Docs>>, Path(p): Path<String>| async move { d.file(&p) };
-    let r: Router<Arc<Docs>> = Router::new()
+    let index = move |State(st): State<Arc<AppState>>| async move { docs(&st).file("index.html") };
+    let file = move |State(st): State<Arc<AppState>>, Path(p): Path<String>| async move {
+        docs(&st).file(&p)
+    };
+    Router::new()
         .route("/docs", get(|| async { Redirect::permanent("/docs/") }))
         .route("/docs/", get(index))
         .route("/docs/{*file}", get(file))
@@ -97,6 +94,5 @@ pub fn router(docs: Arc<Docs>) -> Router<Arc<AppState>> {
         )
         .route("/apidocs/", get(index))
         .route("/apidocs/{*file}", get(file))
-        .route("/openapi.json", get(openapi));
-    r.with_state(docs)
+        .route("/openapi.json", get(openapi))
 }

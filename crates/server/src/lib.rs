@@ -24,6 +24,7 @@ pub mod stats;
 #[cfg(test)]
 mod testing;
 pub mod v2;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -37,9 +38,6 @@ pub use crate::state::{AppState, Limits, RequestLog};
 
 /// All routes.
 pub fn app(state: Arc<AppState>) -> Router {
-    let friendly = Arc::new(friendly::Friendly::build(&state));
-    let doc = openapi::document(&state, &friendly);
-    let docs = Arc::new(docs::Docs::new(&doc));
     Router::new()
         .route("/v2", get(v2::server_metadata))
         // The Open Inference Protocol's OpenAPI document writes the path with a slash.
@@ -82,9 +80,9 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             post(v2::infer_version),
         )
-        .merge(friendly::router(state.clone(), friendly))
-        .merge(docs::router(docs))
-        .fallback(not_found)
+        .merge(friendly::router())
+        .merge(docs::router())
+        .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         // A bug must not drop the connection: a panic in a handler answers 500, in the one
         // error body, and the server keeps serving.
@@ -99,11 +97,35 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+/// A path no fixed route matches: a route alias of the current model set ([`friendly::dispatch`]),
+/// or no route — which, while models are still loading, may be one of theirs: 503, retry.
+async fn fallback(
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    if let Some(answer) = friendly::dispatch(&st, &method, &uri, &headers, body).await {
+        return answer;
+    }
+    let loading = st.runtime().models().filter(|m| m.loading).count();
+    if loading > 0 {
+        let mut r = ApiError(ferroserve_core::InferError::unavailable(format!(
+            "no route for {method} {} yet: {loading} model(s) are still loading, and their route aliases are not known until they are; retry shortly",
+            uri.path()
+        )))
+        .into_response();
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        return r;
+    }
+    ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
 }
 
-async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+pub(crate) async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
     let mut r =
         ApiError::invalid(format!("{method} is not allowed on {}", uri.path())).into_response();
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -118,14 +140,5 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let cfg = state.front(conn::Front::Http);
-    let routes = conn::Routes::new(app(state.clone()));
-    // Everything derived from the model set follows it: the routes are rebuilt on each change.
-    let mut changed = state.registry.subscribe();
-    let (rebuild, st) = (routes.clone(), state.clone());
-    tokio::spawn(async move {
-        while changed.changed().await.is_ok() {
-            rebuild.replace(app(st.clone()));
-        }
-    });
-    conn::serve(listener, routes, cfg, shutdown).await
+    conn::serve(listener, app(state), cfg, shutdown).await
 }

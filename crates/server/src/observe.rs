@@ -28,9 +28,16 @@ pub async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) 
             .get::<axum::extract::MatchedPath>()
             .map(|m| m.as_str()),
     );
+    // Route aliases are answered by the fallback, which marks its answers as friendly.
+    let class_of = |resp: &Response| {
+        resp.extensions()
+            .get::<RouteClass>()
+            .copied()
+            .unwrap_or(class)
+    };
     if st.request_log == RequestLog::Off {
         let resp = next.run(req).await;
-        st.answers.http(class, resp.status().as_u16());
+        st.answers.http(class_of(&resp), resp.status().as_u16());
         return resp;
     }
     let started = Instant::now();
@@ -39,7 +46,7 @@ pub async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) 
     let path = uri.path();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
-    st.answers.http(class, status);
+    st.answers.http(class_of(&resp), status);
     let micros = started.elapsed().as_micros() as u64;
     request_line!(
         st.request_log.line(status >= 400, status >= 500),

@@ -97,6 +97,8 @@ pub struct AppState {
     pub connections: Arc<conn::ConnStats>,
     /// Every answer of both fronts, by route class or method and status (`/metrics`).
     pub answers: metrics::Answers,
+    /// What the HTTP front derives from the current model set ([`AppState::views`]).
+    pub views: crate::views::ViewCache,
 }
 
 impl AppState {
@@ -115,12 +117,18 @@ impl AppState {
             route_owners: Vec::new(),
             connections: Arc::default(),
             answers: metrics::Answers::default(),
+            views: Default::default(),
         }
     }
 
     /// The models serving now: a request takes this once and uses it throughout.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.registry.snapshot()
+    }
+
+    /// The friendly tables, route aliases and OpenAPI document of the current model set.
+    pub fn views(&self) -> Arc<crate::views::Views> {
+        self.views.get(self)
     }
 
     /// How `front`'s listener is served: the connection limits and counters both fronts share,

@@ -291,3 +291,156 @@ async fn every_answer_is_counted_by_route_class_and_status() {
     );
     assert!(text.contains("ferroserve_http_responses_total{route=\"unmatched\",code=\"404\"} 1\n"));
 }
+
+/// A fresh repository holding a copy of the bundled `models`.
+fn repo_of(models: &[&str]) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                copy(&p, &to.join(e.file_name()));
+            } else {
+                std::fs::copy(&p, to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "fs-routes-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    for m in models {
+        copy(&examples().join(m), &dir.join(m));
+    }
+    dir
+}
+
+fn wine_batch() -> Value {
+    let all = expected();
+    assert!(all["wine"]["requests"]["wine_batch_1.json"].is_object());
+    let body = std::fs::read(examples().join("../requests/wine_batch_1.json")).unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The routes follow the model set: a route alias, the model list and the OpenAPI document
+/// appear with the model's load and go with its unload, with no router rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_aliases_and_the_openapi_document_follow_loads_and_unloads() {
+    use ferroserve_runtime::{ControlMode, Registry, RegistryConfig};
+    let dir = repo_of(&["wine", "diabetes"]);
+    let reg = Registry::start(
+        dir.clone(),
+        RegistryConfig {
+            mode: ControlMode::Explicit,
+            load_at_start: vec!["diabetes".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut st = AppState::with_registry(reg.clone());
+    st.request_log = RequestLog::Off;
+    let st = Arc::new(st);
+    let app = app(st.clone());
+    for _ in 0..2000 {
+        if reg.started() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(reg.started(), "diabetes loads at start within 10 s");
+    let want = expected()["wine"]["requests"]["wine_batch_1.json"]["label"].clone();
+    let has_predict = |doc: &Value| doc["paths"].get("/predict").is_some();
+
+    // Not loaded: no such route, and the document does not list it.
+    let a = send(&app, Method::POST, "/predict", Some(wine_batch())).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
+    assert!(!has_predict(
+        &send(&app, Method::GET, "/openapi.json", None).await.body
+    ));
+
+    for round in 0..3 {
+        reg.load("wine").await.unwrap();
+        let a = send(&app, Method::POST, "/predict", Some(wine_batch())).await;
+        assert_eq!(a.status, StatusCode::OK, "round {round}: {}", a.body);
+        assert_eq!(a.body, json!({ "Prediction": want }), "round {round}");
+        let doc = send(&app, Method::GET, "/openapi.json", None).await.body;
+        assert!(
+            has_predict(&doc),
+            "round {round}: /predict documented once loaded"
+        );
+        let cards = send(&app, Method::GET, "/models", None).await.body;
+        let wine = cards
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "wine")
+            .unwrap()
+            .clone();
+        assert_eq!(wine["ready"], true);
+        assert!(wine["routes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "method": "POST", "path": "/predict" })));
+        // GET on a POST alias: the path exists, the method does not.
+        let a = send(&app, Method::GET, "/predict", None).await;
+        assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{}", a.body);
+
+        reg.unload("wine").unwrap();
+        let a = send(&app, Method::POST, "/predict", Some(wine_batch())).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "round {round}: {}", a.body);
+        assert!(!has_predict(
+            &send(&app, Method::GET, "/openapi.json", None).await.body
+        ));
+    }
+    // Alias answers count as friendly routes, not as unmatched paths.
+    // 200: three predictions and three model lists.
+    assert_eq!(st.answers.http_count(RouteClass::Friendly, 200), 6);
+    assert_eq!(st.answers.http_count(RouteClass::Friendly, 405), 3);
+    assert_eq!(st.answers.http_count(RouteClass::Unmatched, 404), 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// While a model is still loading, a path that may be one of its route aliases is 503 with
+/// Retry-After, not 404; the v2 routes of the loading model say it is loading.
+#[tokio::test]
+async fn unknown_paths_while_models_load_are_503_retry() {
+    use ferroserve_runtime::{ModelEntry, Registry, Runtime};
+    let rt = Runtime::empty().with_model(ModelEntry::loading("wine"));
+    let mut st = AppState::with_registry(Registry::fixed(Arc::new(rt)));
+    st.request_log = RequestLog::Off;
+    let app = app(Arc::new(st));
+    let req = Request::post("/predict")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 model(s) are still loading"),
+        "{body}"
+    );
+    let a = send(
+        &app,
+        Method::POST,
+        "/v2/models/wine/infer",
+        Some(json!({"inputs": []})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert!(
+        a.body["error"].as_str().unwrap().contains("loading"),
+        "{}",
+        a.body
+    );
+    let a = send(&app, Method::GET, "/v2/health/ready", None).await;
+    assert_ne!(a.status, StatusCode::OK);
+}

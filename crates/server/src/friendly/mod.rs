@@ -25,10 +25,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
+use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use ferroserve_core::config::{Layout, RequestForm, RouteMethod};
@@ -60,7 +59,15 @@ struct Builtin {
     v1: Arc<Spec>,
 }
 
-/// Everything the friendly routes work out once, at start-up.
+/// What a route alias path answers for one method.
+#[derive(Clone)]
+enum Target {
+    Alias(Arc<Spec>),
+    Conflict(Conflict),
+}
+
+/// Everything the friendly routes work out from one snapshot of the model set
+/// ([`crate::views`]).
 pub struct Friendly {
     tables: HashMap<String, BTreeMap<u64, Arc<Table>>>,
     builtin: HashMap<String, Builtin>,
@@ -69,15 +76,25 @@ pub struct Friendly {
     pub conflicts: Vec<Conflict>,
     /// Models the friendly routes cannot serve, and why.
     pub untabular: BTreeMap<String, String>,
+    /// The alias paths, each with what its GET and POST answer: the one lookup table the
+    /// alias routes are dispatched through.
+    lookup: HashMap<String, [Option<Target>; 2]>,
+}
+
+fn method_slot(m: RouteMethod) -> usize {
+    match m {
+        RouteMethod::Get => 0,
+        RouteMethod::Post => 1,
+    }
 }
 
 impl Friendly {
-    pub fn build(st: &AppState) -> Friendly {
+    pub fn build(st: &AppState, rt: &ferroserve_runtime::Runtime) -> Friendly {
         let mut tables: HashMap<String, BTreeMap<u64, Arc<Table>>> = HashMap::new();
         let mut builtin = HashMap::new();
         let mut untabular = BTreeMap::new();
         let mut claims: BTreeMap<(String, RouteMethod), Vec<Arc<Spec>>> = BTreeMap::new();
-        for entry in st.runtime().models() {
+        for entry in rt.models() {
             for state in entry.versions.values() {
                 let VersionState::Ready(s) = state else {
                     continue;
@@ -145,12 +162,22 @@ impl Friendly {
                 tracing::warn!(%path, %model, "--route-owner names a route alias that model does not declare");
             }
         }
+        let mut lookup: HashMap<String, [Option<Target>; 2]> = HashMap::new();
+        for s in &aliases {
+            lookup.entry(s.path.clone()).or_default()[method_slot(s.method)] =
+                Some(Target::Alias(s.clone()));
+        }
+        for c in &conflicts {
+            lookup.entry(c.path.clone()).or_default()[method_slot(c.method)] =
+                Some(Target::Conflict(c.clone()));
+        }
         Friendly {
             tables,
             builtin,
             aliases,
             conflicts,
             untabular,
+            lookup,
         }
     }
 
@@ -189,11 +216,32 @@ impl Friendly {
     }
 }
 
-/// The state of the friendly handlers.
+/// The state of the friendly handlers: the server's, and the friendly views of the snapshot
+/// of the model set current when the request arrived.
 #[derive(Clone)]
 pub struct FState {
     pub app: Arc<AppState>,
     pub f: Arc<Friendly>,
+}
+
+impl FState {
+    pub fn of(app: &Arc<AppState>) -> FState {
+        FState {
+            app: app.clone(),
+            f: app.views().friendly.clone(),
+        }
+    }
+}
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for FState {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        _parts: &mut axum::http::request::Parts,
+        st: &Arc<AppState>,
+    ) -> Result<FState, Self::Rejection> {
+        Ok(FState::of(st))
+    }
 }
 
 /// How a request body is encoded.
@@ -484,7 +532,7 @@ async fn answer_spec(
 }
 
 async fn predict_get(
-    State(fs): State<FState>,
+    fs: FState,
     Path(model): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -494,7 +542,7 @@ async fn predict_get(
 }
 
 async fn predict_post(
-    State(fs): State<FState>,
+    fs: FState,
     Path(model): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -505,7 +553,7 @@ async fn predict_post(
 }
 
 async fn v1_predict(
-    State(fs): State<FState>,
+    fs: FState,
     Path(name): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -525,10 +573,7 @@ async fn v1_predict(
     serve_spec(&fs, &spec, uri.query(), &headers, body).await
 }
 
-async fn v1_status(
-    State(fs): State<FState>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+async fn v1_status(fs: FState, Path(name): Path<String>) -> Result<Response, ApiError> {
     if name.contains(':') {
         return Err(ApiError::not_found(format!(
             "no route for GET /v1/models/{name}; predictions are POST"
@@ -619,7 +664,7 @@ fn model_card(
     serde_json::Value::Object(card)
 }
 
-async fn list_models(State(fs): State<FState>) -> Response {
+async fn list_models(fs: FState) -> Response {
     let cards: Vec<serde_json::Value> = fs
         .app
         .runtime()
@@ -629,16 +674,13 @@ async fn list_models(State(fs): State<FState>) -> Response {
     json_ok(&serde_json::Value::Array(cards))
 }
 
-async fn get_model(
-    State(fs): State<FState>,
-    Path(model): Path<String>,
-) -> Result<Response, ApiError> {
+async fn get_model(fs: FState, Path(model): Path<String>) -> Result<Response, ApiError> {
     let rt = fs.app.runtime();
     let entry = rt.model(&model)?;
     Ok(json_ok(&model_card(&fs.app, &fs.f, entry)))
 }
 
-async fn welcome(State(fs): State<FState>) -> Response {
+async fn welcome(fs: FState) -> Response {
     let rt = fs.app.runtime();
     let models: Vec<&str> = rt.models().map(|m| m.name.as_str()).collect();
     json_ok(&json!({
@@ -663,65 +705,53 @@ fn conflict_error(c: &Conflict) -> ApiError {
     ))
 }
 
-/// The friendly routes, route aliases and conflicts, and `GET /` (unless an alias takes it).
-pub fn router(app: Arc<AppState>, f: Arc<Friendly>) -> Router<Arc<AppState>> {
-    let mut r: Router<FState> = Router::new()
+/// The friendly routes. Route aliases, their conflicts and `GET /` are answered by
+/// [`dispatch`], the router's fallback, from the lookup table of the current snapshot.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/models", get(list_models))
         .route("/models/{model}", get(get_model))
         .route(
             "/models/{model}/predict",
             get(predict_get).post(predict_post),
         )
-        .route("/v1/models/{name}", get(v1_status).post(v1_predict));
-    let mut paths: BTreeMap<String, MethodRouter<FState>> = BTreeMap::new();
-    let mut claimed_root_get = false;
-    for spec in &f.aliases {
-        let mr = paths.remove(&spec.path).unwrap_or_default();
-        let s = spec.clone();
-        let h = move |State(fs): State<FState>, uri: Uri, headers: HeaderMap, body: Body| {
-            let s = s.clone();
-            async move { serve_spec(&fs, &s, uri.query(), &headers, body).await }
-        };
-        let mr = match spec.method {
-            RouteMethod::Get => {
-                claimed_root_get |= spec.path == "/";
-                mr.get(h)
-            }
-            RouteMethod::Post => mr.post(h),
-        };
-        paths.insert(spec.path.clone(), mr);
-    }
-    for c in &f.conflicts {
-        let mr = paths.remove(&c.path).unwrap_or_default();
-        let c2 = c.clone();
-        let h = move || {
-            let c = c2.clone();
-            async move { conflict_error(&c) }
-        };
-        let mr = match c.method {
-            RouteMethod::Get => {
-                claimed_root_get |= c.path == "/";
-                mr.get(h)
-            }
-            RouteMethod::Post => mr.post(h),
-        };
-        paths.insert(c.path.clone(), mr);
-    }
-    if !claimed_root_get {
-        let mr = paths.remove("/").unwrap_or_default();
-        paths.insert("/".into(), mr.get(welcome));
-    }
-    for (p, mr) in paths {
-        // Paths were checked when model.toml was read; a path the router still refuses is
-        // skipped with an error in the log rather than stopping the server.
-        let attempt =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.clone().route(&p, mr)));
-        match attempt {
-            Ok(next) => r = next,
-            Err(_) => tracing::error!(path = %p, "route alias refused by the router; not served"),
+        .route("/v1/models/{name}", get(v1_status).post(v1_predict))
+}
+
+/// What a path no fixed route matches answers: a route alias of the current snapshot, a
+/// conflict between aliases, `GET /` (unless an alias takes it), or `None` (no such route).
+/// The answer carries [`RouteClass::Friendly`](crate::metrics::RouteClass) for the metrics.
+pub async fn dispatch(
+    st: &Arc<AppState>,
+    method: &axum::http::Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Option<Response> {
+    let fs = FState::of(st);
+    let path = uri.path();
+    let slot = match *method {
+        axum::http::Method::GET | axum::http::Method::HEAD => 0,
+        axum::http::Method::POST => 1,
+        _ => 2,
+    };
+    let targets = fs.f.lookup.get(path);
+    let answer = match targets.and_then(|t| t.get(slot)).cloned().flatten() {
+        Some(Target::Alias(spec)) => serve_spec(&fs, &spec, uri.query(), headers, body)
+            .await
+            .unwrap_or_else(|e| e.into_response()),
+        Some(Target::Conflict(c)) => conflict_error(&c).into_response(),
+        None if slot == 0 && path == "/" => welcome(fs).await,
+        None if targets.is_some() || path == "/" => {
+            crate::method_not_allowed(method.clone(), uri.clone()).await
         }
-    }
-    r.with_state(FState { app, f })
+        None => return None,
+    };
+    let mut answer = answer;
+    answer
+        .extensions_mut()
+        .insert(crate::metrics::RouteClass::Friendly);
+    Some(answer)
 }
 
 #[cfg(test)]

@@ -685,8 +685,7 @@ pub async fn serve(
         let _ = tx.send(true);
     });
     let cfg = state.front(crate::conn::Front::Grpc);
-    let routes = crate::conn::Routes::new(routes(state, rx));
-    crate::conn::serve(listener, routes, cfg, async move {
+    crate::conn::serve(listener, routes(state, rx), cfg, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
     .await

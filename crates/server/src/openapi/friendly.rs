@@ -11,7 +11,7 @@ use super::{errors, ok_json, r};
 use crate::friendly::parse::Orient;
 use crate::friendly::table::Spec;
 use crate::friendly::Friendly;
-use crate::state::AppState;
+use ferroserve_runtime::Runtime;
 
 /// The errors a predict route reading query parameters answers.
 const QUERY_ERRORS: &[ErrorKind] = &[
@@ -391,7 +391,7 @@ pub(super) fn paths(
     paths: &mut Map<String, Value>,
     components: &mut Map<String, Value>,
     tags: &mut Vec<Value>,
-    st: &AppState,
+    rt: &Runtime,
     f: &Friendly,
     models: &[String],
 ) {
@@ -417,7 +417,7 @@ pub(super) fn paths(
             "parameters": [{ "name": "model", "in": "path", "required": true, "schema": { "type": "string", "enum": models } }],
             "responses": card_resp } }),
     );
-    for entry in st.runtime().models() {
+    for entry in rt.models() {
         let name = &entry.name;
         let seg = segment(name);
         let description = f

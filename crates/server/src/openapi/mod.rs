@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::status_of;
 use crate::friendly::Friendly;
-use crate::state::AppState;
+use ferroserve_runtime::Runtime;
 
 fn r(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -62,8 +62,8 @@ fn errors(kinds: &[ErrorKind]) -> Map<String, Value> {
 }
 
 /// The OpenAPI document of this server, as it is configured now.
-pub fn document(st: &AppState, f: &Friendly) -> Value {
-    let models: Vec<String> = st.runtime().models().map(|m| m.name.clone()).collect();
+pub fn document(rt: &Runtime, f: &Friendly) -> Value {
+    let models: Vec<String> = rt.models().map(|m| m.name.clone()).collect();
     let mut components = Map::new();
     components::common(&mut components, &models);
     let mut paths = Map::new();
@@ -75,8 +75,8 @@ pub fn document(st: &AppState, f: &Friendly) -> Value {
             "responses": { "200": { "description": "Prometheus text format",
                 "content": { "text/plain": { "schema": { "type": "string" } } } } } } }),
     );
-    friendly::paths(&mut paths, &mut components, &mut tags, st, f, &models);
-    v2::paths(&mut paths, &models, v2::example(st, f));
+    friendly::paths(&mut paths, &mut components, &mut tags, rt, f, &models);
+    v2::paths(&mut paths, &models, v2::example(rt, f));
     tags.push(json!({ "name": "server", "description": "The server and its models" }));
     tags.push(json!({ "name": "v2", "description": "Open Inference Protocol (KServe v2 / Triton) REST API" }));
     json!({

@@ -6,11 +6,11 @@ use serde_json::{json, Map, Value};
 
 use super::{errors, ok_json, r};
 use crate::friendly::Friendly;
-use crate::state::AppState;
+use ferroserve_runtime::Runtime;
 
 /// The inference body shown: the first row of the first model that has one.
-pub(super) fn example(st: &AppState, f: &Friendly) -> Option<Value> {
-    st.runtime().models().find_map(|m| {
+pub(super) fn example(rt: &Runtime, f: &Friendly) -> Option<Value> {
+    rt.models().find_map(|m| {
         let t = f.latest_table(&m.name)?;
         Some(json!({ "inputs": [{
             "name": t.input_name, "shape": [1, t.n()], "datatype": t.input_dtype.as_str(),
@@ -233,4 +233,34 @@ pub(super) fn paths(paths: &mut Map<String, Value>, models: &[String], example: 
             "responses": responses,
         } }),
     );
+    // Model control: any folder name of the repository, loaded or not.
+    let any_model =
+        json!({ "name": "model", "in": "path", "required": true, "schema": { "type": "string" } });
+    for (verb, summary, body) in [
+        (
+            "load",
+            "Load, reload or replace a model (--model-control-mode explicit); the old versions serve until the new ones are ready",
+            json!({ "type": "object", "properties": { "parameters": { "type": "object", "properties": {
+                "config": { "type": "string", "description": "A Triton-style JSON model config overriding the model's settings for this load" } } } } }),
+        ),
+        (
+            "unload",
+            "Unload a model (--model-control-mode explicit); requests already accepted are answered",
+            json!({ "type": "object", "properties": { "parameters": { "type": "object" } } }),
+        ),
+    ] {
+        let mut responses = Map::new();
+        responses.insert("200".into(), ok_json("done", json!({ "type": "object" })));
+        responses.extend(errors(&[InvalidInput, TooLarge, Unavailable]));
+        paths.insert(
+            format!("/v2/repository/models/{{model}}/{verb}"),
+            json!({ "post": {
+                "tags": ["v2"], "operationId": format!("v2_repository_model_{verb}"),
+                "summary": summary,
+                "parameters": [any_model.clone()],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": body } } },
+                "responses": responses,
+            } }),
+        );
+    }
 }
