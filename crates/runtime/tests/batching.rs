@@ -23,6 +23,8 @@ struct Doubler {
     batches: Mutex<Vec<usize>>,
     threads: Mutex<Vec<String>>,
     gate: (Mutex<bool>, Condvar),
+    /// Batches that reached the model (counted before the gate).
+    entered: std::sync::atomic::AtomicUsize,
 }
 
 impl Doubler {
@@ -52,6 +54,7 @@ impl Doubler {
             batches: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
             gate: (Mutex::new(true), Condvar::new()),
+            entered: Default::default(),
         })
     }
 
@@ -62,6 +65,18 @@ impl Doubler {
     fn open_gate(&self) {
         *self.gate.0.lock().unwrap() = true;
         self.gate.1.notify_all();
+    }
+
+    /// Waits (at most 10 s) until `f` holds.
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let t = std::time::Instant::now();
+        while !f() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{what}: not within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     fn batches(&self) -> Vec<usize> {
@@ -90,6 +105,8 @@ impl Instance for DoublerInstance {
 
 impl Doubler {
     fn infer(&self, batch: &Batch) -> Result<Vec<Tensor>, BackendError> {
+        self.entered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut open = self.gate.0.lock().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !*open && std::time::Instant::now() < deadline {
@@ -258,7 +275,8 @@ async fn expired_and_abandoned_requests_are_never_computed() {
     // A occupies the only instance until the gate opens.
     let ha = h.clone();
     let a = tokio::spawn(async move { ha.submit(rows(&[1.0, 1.0]), None).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let entered = || m.entered.load(std::sync::atomic::Ordering::SeqCst);
+    Doubler::until("A reaches the instance", || entered() == 1).await;
     // B times out while queued.
     let hb = h.clone();
     let b = tokio::spawn(async move {
@@ -268,7 +286,7 @@ async fn expired_and_abandoned_requests_are_never_computed() {
     // C's client goes away while queued.
     let hc = h.clone();
     let c = tokio::spawn(async move { hc.submit(rows(&[3.0, 3.0]), None).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    Doubler::until("A, B and C admitted", || h.queue_depth() == 3).await;
     c.abort();
     let err = b.await.unwrap().unwrap_err();
     assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
