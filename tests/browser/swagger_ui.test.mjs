@@ -36,10 +36,20 @@ function startServer() {
     });
     const timer = setTimeout(() => { proc.kill(); reject(new Error('ferroserve did not start in 30 s')); }, 30000);
     let out = '';
+    let started = false;
     proc.stdout.on('data', (d) => {
       out += d;
       const m = out.match(/ferroserve: HTTP listening on (\S+)/);
-      if (m) { clearTimeout(timer); resolve({ proc, base: `http://${m[1]}` }); }
+      if (m && !started) {
+        started = true;
+        // The ports are bound first and the models load in the background: wait for ready.
+        const base = `http://${m[1]}`;
+        const poll = async () => {
+          const r = await fetch(`${base}/v2/health/ready`).catch(() => null);
+          if (r && r.status === 200) { clearTimeout(timer); resolve({ proc, base }); } else setTimeout(poll, 20);
+        };
+        poll();
+      }
     });
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`ferroserve exited (${code})`)); });
   });

@@ -66,7 +66,8 @@ HTTP="" GRPC=""
 for _ in $(seq 1 200); do
   HTTP=$(sed -n 's/^ferroserve: HTTP listening on //p' "$WORK/server.log")
   GRPC=$(sed -n 's/^ferroserve: gRPC listening on //p' "$WORK/server.log")
-  [ -n "$HTTP" ] && [ -n "$GRPC" ] && break
+  # The ports are bound first, the models load in the background: wait until it is ready.
+  [ -n "$HTTP" ] && [ -n "$GRPC" ] && curl -sf "http://$HTTP/v2/health/ready" >/dev/null && break
   sleep 0.1
 done
 [ -n "$HTTP" ] && [ -n "$GRPC" ] || { cat "$WORK/server.log"; echo "ferroserve did not start" >&2; exit 1; }

@@ -55,6 +55,27 @@ class Server:
                 if line.startswith(prefix):
                     addrs[proto] = line[len(prefix):].strip()
         self.http, self.grpc = addrs["HTTP"], addrs["gRPC"]
+        self.wait_loaded()
+
+    def wait_loaded(self, timeout=30):
+        """Waits until no model of the repository index is LOADING (the server binds its ports
+        first and loads its models in the background), as a client would."""
+        import time
+        import urllib.request
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                req = urllib.request.Request(f"http://{self.http}/v2/repository/index",
+                                             data=b"{}", method="POST")
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    if all(m.get("state") != "LOADING" for m in json.load(r)):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError(f"models still loading after {timeout} s:\n" + "".join(self.stderr))
+            time.sleep(0.01)
 
     def stop(self):
         """SIGTERM by PID; returns the exit status (waits at most 15 s)."""
