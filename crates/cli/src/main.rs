@@ -314,6 +314,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let state = Arc::new(AppState {
         registry,
+        // No hooks yet: the prediction log will be one.
+        service: Default::default(),
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
             conn: ConnLimits {

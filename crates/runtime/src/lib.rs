@@ -1,8 +1,11 @@
 //! `ferroserve-runtime` owns the models a server runs: scanning a repository
 //! ([`repository`]), loading each version with its backend (one list of peers, [`backends`]),
-//! starting its instances behind admission control ([`handle`]), and answering which model and
-//! version a request goes to ([`Runtime`]). It uses tokio only for the oneshot replies and the
-//! admission semaphore; compute runs on the instances' own threads.
+//! starting its instances behind admission control ([`handle`]), answering which model and
+//! version a request goes to ([`Runtime`]), and the inference service every front calls with a
+//! decoded request ([`service`]: validation against the model's metadata, deadline, admission
+//! and batching, the classification extension, statistics, the hooks told after each request).
+//! It uses tokio only for the oneshot replies, the admission semaphore and deadlines; compute
+//! runs on the instances' own threads.
 
 pub mod backends;
 pub mod batcher;
@@ -10,6 +13,7 @@ pub mod error;
 pub mod handle;
 pub mod registry;
 pub mod repository;
+pub mod service;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -22,6 +26,7 @@ pub use error::{LoadError, RepositoryError};
 pub use handle::{HandleConfig, ModelHandle};
 pub use registry::{ControlMode, Registry, RegistryConfig, RegistryError};
 pub use repository::{scan_repository, single_model, Failure, FoundModel, ScanOptions};
+pub use service::{Answered, Call, Deadline, InferenceService, Origin, Transport};
 pub use stats::{Outcome, VersionStats};
 
 /// A version that is loaded and serving.

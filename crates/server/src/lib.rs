@@ -6,7 +6,9 @@
 //! ([`observe`]), and serving with graceful shutdown ([`conn`]); and the gRPC front ([`grpc`]).
 //! What the handlers of both fronts share is in [`state`]; the views both fronts write out
 //! are [`stats`] (the statistics extension) and [`v2::model_config`]. Routes are built by
-//! [`app`] so tests can drive them without a socket (`tests/routes.rs`).
+//! [`app`] so tests can drive them without a socket (`tests/routes.rs`). Inference requests of
+//! both fronts are run by the runtime's inference service ([`ferroserve_runtime::service`]);
+//! the fronts decode and encode.
 
 pub mod body;
 pub mod conn;

@@ -1,9 +1,10 @@
-//! What every handler of both fronts shares: the model registry, the limits on requests and
-//! connections, the request-log level and the readiness rule ([`AppState`]).
+//! What every handler of both fronts shares: the model registry, the inference service, the
+//! limits on requests and connections, the request-log level and the readiness rule
+//! ([`AppState`]).
 
 use std::sync::Arc;
 
-use ferroserve_runtime::Runtime;
+use ferroserve_runtime::{InferenceService, Runtime};
 
 use crate::{conn, metrics};
 
@@ -87,6 +88,8 @@ pub(crate) use request_line;
 pub struct AppState {
     /// The live model set; [`AppState::runtime`] is the snapshot a request takes.
     pub registry: Arc<ferroserve_runtime::Registry>,
+    /// What every inference request of both fronts goes through (with its hooks).
+    pub service: InferenceService,
     pub limits: Limits,
     /// Ready only when every model has a ready version (otherwise: when at least one has).
     pub strict_readiness: bool,
@@ -111,6 +114,7 @@ impl AppState {
     pub fn with_registry(registry: Arc<ferroserve_runtime::Registry>) -> Self {
         AppState {
             registry,
+            service: InferenceService::default(),
             limits: Limits::default(),
             strict_readiness: false,
             request_log: RequestLog::Errors,

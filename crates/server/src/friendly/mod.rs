@@ -13,8 +13,9 @@
 //!   services; a path claimed by several models is served by the one `--route-owner` names.
 //!
 //! Requests are read straight into one row buffer ([`parse`]), checked against the model's
-//! features ([`table`]), run through the same path as v2 requests, and answered straight from
-//! the output tensors ([`answer`]). Every problem with the data is listed in one 422 answer.
+//! features ([`table`]), run by the runtime's inference service as v2 requests are
+//! ([`ferroserve_runtime::service`]), and answered straight from the output tensors
+//! ([`answer`]). Every problem with the data is listed in one 422 answer.
 
 pub mod answer;
 pub mod parse;
@@ -22,7 +23,6 @@ pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
@@ -32,9 +32,10 @@ use axum::Router;
 use bytes::Bytes;
 use ferroserve_core::config::{Layout, RequestForm, RouteMethod};
 use ferroserve_core::{
-    ErrorDetail, ErrorKind, InferError, InferRequest, Problem, RequestedOutput, Tensor,
+    ErrorDetail, ErrorKind, InferError, InferRequest, Parameters, Problem, RequestedOutput, Tensor,
 };
-use ferroserve_runtime::{Outcome, ServedVersion, VersionState};
+use ferroserve_runtime::service::deadline;
+use ferroserve_runtime::{Call, Deadline, Origin, ServedVersion, Transport, VersionState};
 use serde_json::json;
 
 use crate::body::{read_body, Limit};
@@ -402,33 +403,54 @@ pub async fn serve_spec(
     body: Body,
 ) -> Result<Response, ApiError> {
     let served = fs.app.runtime().version(&spec.model, None)?;
-    let started = Instant::now();
-    let result = answer_spec(fs, &served, spec, query, headers, body).await;
-    // Counted in the model's statistics and metrics like every v2 request.
-    match &result {
-        Ok((_, rows)) => served
-            .stats
-            .request_done(Outcome::Success, *rows, started.elapsed()),
-        Err(e) => served
-            .stats
-            .request_done(Outcome::of(e.0.kind), 0, started.elapsed()),
-    }
-    result.map(|(r, _)| r)
+    let service = &fs.app.service;
+    let call = Call::now(Origin::Friendly { path: &spec.path });
+    // Counted in the model's statistics and metrics like every v2 request, refused or not.
+    let d = match decode(fs, &served, spec, query, headers, body).await {
+        Ok(d) => d,
+        Err(e) => return Err(service.refused(&served, call, e.0).into()),
+    };
+    let answered = service.infer(&served, d.req, d.deadline, call).await?;
+    let a = Answerer {
+        out: Outputs::new(&answered.response, d.rows, &d.table),
+        answer: spec.answer,
+        layout: spec.layout,
+        key: &spec.response_key,
+        unwrap: spec.unwrap_single && d.single && d.rows == 1,
+        probabilities: d.probabilities,
+    };
+    Ok(if spec.csv_answer && wants_csv(headers) {
+        respond(StatusCode::OK, "text/csv", a.to_csv(&d.table))
+    } else {
+        respond(StatusCode::OK, "application/json", a.to_json())
+    })
 }
 
-/// Reads, runs and answers one request to a served version; returns the answer and its rows.
-async fn answer_spec(
+/// A friendly request read: the request for the service and what its answer needs.
+struct Decoded {
+    req: InferRequest,
+    deadline: Deadline,
+    table: Arc<Table>,
+    rows: usize,
+    /// One row or record sent bare (not in a list).
+    single: bool,
+    probabilities: bool,
+}
+
+/// Reads one request to a served version on `spec` into an inference request.
+async fn decode(
     fs: &FState,
     served: &ServedVersion,
     spec: &Spec,
     query: Option<&str>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Response, usize), ApiError> {
+) -> Result<Decoded, ApiError> {
     let st = &fs.app;
     let table = fs.f.table(served)?;
     // A deadline from the X-Request-Timeout-Ms header, as on the v2 routes.
-    let timeout = crate::v2::request_timeout(&InferRequest::default(), headers)?;
+    let timeout_ms = headers.get(deadline::HTTP_HEADER).map(|v| v.as_bytes());
+    let deadline = Deadline::read(&Parameters::default(), Transport::Http { timeout_ms })?;
     let (opts, pairs) = parse::split_query(query, spec, &table)?;
     if opts.probabilities && (!table.is_classifier() || spec.layout == Layout::List) {
         let why = if table.is_classifier() {
@@ -514,21 +536,14 @@ async fn answer_spec(
         outputs,
         parameters: Default::default(),
     };
-    let (resp, _) = crate::v2::run(served, req, timeout).await?;
-    let a = Answerer {
-        out: Outputs::new(&resp, parsed.rows, &table),
-        answer: spec.answer,
-        layout: spec.layout,
-        key: &spec.response_key,
-        unwrap: spec.unwrap_single && parsed.single && parsed.rows == 1,
+    Ok(Decoded {
+        req,
+        deadline,
+        table,
+        rows: parsed.rows,
+        single: parsed.single,
         probabilities: opts.probabilities,
-    };
-    let answer = if spec.csv_answer && wants_csv(headers) {
-        respond(StatusCode::OK, "text/csv", a.to_csv(&table))
-    } else {
-        respond(StatusCode::OK, "application/json", a.to_json())
-    };
-    Ok((answer, parsed.rows))
+    })
 }
 
 async fn predict_get(

@@ -1,7 +1,8 @@
 //! The gRPC front: `inference.GRPCInferenceService` (the Open Inference Protocol's gRPC side,
-//! under the name Triton's and KServe's clients call) over the same runtime as HTTP. Requests go
-//! through the same [`crate::v2::run`] (validation, classification) as HTTP; every error is
-//! answered through the one [`crate::error::code_of`] mapping. Served by the same axum/hyper
+//! under the name Triton's and KServe's clients call) over the same runtime as HTTP. Requests are
+//! converted ([`convert`]) and run by the runtime's inference service as HTTP's are
+//! ([`ferroserve_runtime::service`]: validation, deadline, classification, statistics); every
+//! error is answered through the one [`crate::error::code_of`] mapping. Served by the same axum/hyper
 //! machinery as HTTP (plain HTTP/2, through hyper-util's connection builder for its stream
 //! limit), with the client's `grpc-timeout` honoured as a deadline; a handler's panic answers
 //! INTERNAL.
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferroserve_core::{ErrorKind, InferError};
-use ferroserve_runtime::Outcome;
+use ferroserve_runtime::{Call, Deadline, Origin, Transport};
 use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
@@ -135,63 +136,30 @@ fn deadline_of<T>(req: &Request<T>) -> Option<Duration> {
         .and_then(parse_timeout)
 }
 
-/// Runs `fut`, answering `DeadlineExceeded` if the client's deadline passes first.
-async fn within<T>(
-    deadline: Option<Duration>,
-    fut: impl std::future::Future<Output = Result<T, InferError>>,
-) -> Result<T, InferError> {
-    match deadline {
-        None => fut.await,
-        Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
-            Err(InferError::new(
-                ErrorKind::DeadlineExceeded,
-                format!(
-                    "the request's deadline ({} ms) passed before it was answered",
-                    d.as_millis()
-                ),
-            ))
-        }),
-    }
-}
-
-/// One inference: find the model, convert, run (validation and classification as over HTTP),
-/// convert back; recorded in the version's statistics as HTTP requests are. `deadline` is the
+/// One inference: find the model, convert, run through the runtime's inference service (as
+/// over HTTP: validation, classification, statistics), convert back. `deadline` is the
 /// client's `grpc-timeout`; the request's own `timeout` parameter (microseconds, as Triton) also
-/// counts, the earlier wins. The runtime never computes a request whose deadline has passed.
+/// counts, the earlier wins ([`Deadline::read`]).
 async fn infer_one(
     state: &AppState,
     m: ModelInferRequest,
     deadline: Option<Duration>,
+    origin: Origin<'_>,
 ) -> Result<ModelInferResponse, InferError> {
     let served = state
         .runtime()
         .version(&m.model_name, Some(&m.model_version))?;
-    let started = Instant::now();
-    let result = async {
-        let req = convert::request_from_proto(m)?;
-        let param = v2::request_timeout(&req, &axum::http::HeaderMap::new()).map_err(|e| e.0)?;
-        let timeout = match (deadline, param) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let (resp, rows) = within(timeout, v2::run(&served, req, timeout)).await?;
-        Ok::<_, InferError>((convert::response_to_proto(resp), rows))
-    }
-    .await;
-    match result {
-        Ok((resp, rows)) => {
-            served
-                .stats
-                .request_done(Outcome::Success, rows, started.elapsed());
-            Ok(resp)
-        }
-        Err(e) => {
-            served
-                .stats
-                .request_done(Outcome::of(e.kind), 0, started.elapsed());
-            Err(e)
-        }
-    }
+    let call = Call::now(origin);
+    let decoded = convert::request_from_proto(m).and_then(|req| {
+        let d = Deadline::read(&req.parameters, Transport::Grpc { timeout: deadline })?;
+        Ok((req, d))
+    });
+    let (req, deadline) = match decoded {
+        Ok(d) => d,
+        Err(e) => return Err(state.service.refused(&served, call, e)),
+    };
+    let answered = state.service.infer(&served, req, deadline, call).await?;
+    Ok(convert::response_to_proto(answered.response))
 }
 
 /// One answer on a stream: a response, or the error message with the request's identity.
@@ -200,7 +168,7 @@ async fn stream_answer(state: Arc<AppState>, m: ModelInferRequest) -> ModelStrea
         (m.model_name.clone(), m.model_version.clone(), m.id.clone());
     // A panic answers this message as INTERNAL, and the stream goes on: the stream's answers
     // are computed while its body is sent, where the router's panic layer cannot reach.
-    let r = match AssertUnwindSafe(infer_one(&state, m, None))
+    let r = match AssertUnwindSafe(infer_one(&state, m, None, Origin::GrpcStream))
         .catch_unwind()
         .await
     {
@@ -439,7 +407,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(&req);
-        let r = infer_one(&self.state, req.into_inner(), deadline).await;
+        let r = infer_one(&self.state, req.into_inner(), deadline, Origin::Grpc).await;
         self.answer(Method::ModelInfer, started, r)
     }
 
