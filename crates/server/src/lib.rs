@@ -6,9 +6,9 @@
 //! ([`observe`]), and serving with graceful shutdown ([`conn`]); and the gRPC front ([`grpc`]).
 //! What the handlers of both fronts share is in [`state`]; the views both fronts write out
 //! are [`stats`] (the statistics extension) and [`v2::model_config`]. Routes are built by
-//! [`app`] so tests can drive them without a socket (`tests/routes.rs`). Inference requests of
-//! both fronts are run by the runtime's inference service ([`ferroserve_runtime::service`]);
-//! the fronts decode and encode.
+//! [`app`] (and the gRPC ones by [`grpc_app`]) so tests can drive them without a socket
+//! (`tests/routes.rs`). Inference requests of both fronts are run by the runtime's inference
+//! service ([`ferroserve_runtime::service`]); the fronts decode and encode.
 
 pub mod body;
 pub mod conn;
@@ -97,6 +97,20 @@ pub fn app(state: Arc<AppState>) -> Router {
             observe::observe,
         ))
         .with_state(state)
+}
+
+/// The gRPC routes ([`grpc::routes`]) as served: a unary call refused for its size answers
+/// RESOURCE_EXHAUSTED (`grpc::oversized_headers`), and a panic in a handler answers INTERNAL
+/// (as over HTTP it answers 500) while the server keeps serving (`grpc::panic_status`).
+pub fn grpc_app(state: Arc<AppState>, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
+    grpc::routes(state, stopping)
+        .into_axum_router()
+        .layer(tower::util::MapResponseLayer::new(
+            grpc::oversized_headers::<axum::body::Body>,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            grpc::panic_status,
+        ))
 }
 
 /// A path no fixed route matches: a route alias of the current model set ([`friendly::dispatch`]),

@@ -2,10 +2,10 @@
 //! under the name Triton's and KServe's clients call) over the same runtime as HTTP. Requests are
 //! converted ([`convert`]) and run by the runtime's inference service as HTTP's are
 //! ([`ferroserve_runtime::service`]: validation, deadline, classification, statistics); every
-//! error is answered through the one [`crate::error::code_of`] mapping. Served by the same axum/hyper
-//! machinery as HTTP (plain HTTP/2, through hyper-util's connection builder for its stream
-//! limit), with the client's `grpc-timeout` honoured as a deadline; a handler's panic answers
-//! INTERNAL.
+//! error is answered through the one [`crate::error::code_of`] mapping. Served by the same
+//! hyper machinery as HTTP ([`crate::conn`]: plain HTTP/2, through hyper-util's connection
+//! builder for its stream limit), with the client's `grpc-timeout` honoured as a deadline; a
+//! handler's panic answers INTERNAL.
 
 pub mod convert;
 
@@ -547,7 +547,7 @@ fn oversized_is_resource_exhausted(s: Status) -> Status {
 }
 
 /// The same for a unary call, whose refusal travels in the response headers.
-async fn oversized_headers(mut resp: axum::response::Response) -> axum::response::Response {
+pub(crate) fn oversized_headers<B>(mut resp: http::Response<B>) -> http::Response<B> {
     let h = resp.headers();
     let msg = h
         .get("grpc-message")
@@ -560,8 +560,8 @@ async fn oversized_headers(mut resp: axum::response::Response) -> axum::response
     };
     let s = oversized_is_resource_exhausted(Status::out_of_range(msg));
     let h = resp.headers_mut();
-    h.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
-    if let Ok(v) = axum::http::HeaderValue::from_str(&percent_encode(s.message())) {
+    h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    if let Ok(v) = http::HeaderValue::from_str(&percent_encode(s.message())) {
         h.insert("grpc-message", v);
     }
     resp
@@ -606,16 +606,18 @@ fn percent_encode(s: &str) -> String {
 
 /// A handler's panic as gRPC answers it: INTERNAL, with what the panic said, in a trailers-only
 /// response; the connection and the server go on.
-fn panic_status(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+pub(crate) fn panic_status(
+    panic: Box<dyn std::any::Any + Send + 'static>,
+) -> http::Response<tonic::body::Body> {
     grpc_status(panicked(panic.as_ref())).into_http()
 }
 
 /// The gRPC routes: the inference service, with message size limits from `state.limits`
 /// (larger messages, or compressed ones that grow larger once decompressed, are refused with
 /// RESOURCE_EXHAUSTED); gzip and deflate messages are read, and answers are compressed when the
-/// client's `grpc-accept-encoding` asks for it; any other method is UNIMPLEMENTED. A panic in a
-/// handler answers INTERNAL (as over HTTP it answers 500), and the server keeps serving.
-pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Router {
+/// client's `grpc-accept-encoding` asks for it; any other method is UNIMPLEMENTED. Served with
+/// [`oversized_headers`] and [`panic_status`] around them ([`crate::grpc_app`]).
+pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> tonic::service::Routes {
     use tonic::codec::CompressionEncoding;
     let limit = state.limits.max_body_bytes;
     let svc = GrpcInferenceServiceServer::new(InferenceService::new(state, stopping))
@@ -626,11 +628,6 @@ pub fn routes(state: Arc<AppState>, stopping: watch::Receiver<bool>) -> axum::Ro
         .send_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Deflate);
     tonic::service::Routes::new(svc)
-        .into_axum_router()
-        .layer(axum::middleware::map_response(oversized_headers))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_status,
-        ))
 }
 
 /// Serves gRPC on `listener` until `shutdown` resolves, then ends open streams, lets requests
@@ -653,7 +650,7 @@ pub async fn serve(
         let _ = tx.send(true);
     });
     let cfg = state.front(crate::conn::Front::Grpc);
-    crate::conn::serve(listener, routes(state, rx), cfg, async move {
+    crate::conn::serve(listener, crate::grpc_app(state, rx), cfg, async move {
         let _ = stop.wait_for(|s| *s).await;
     })
     .await
@@ -737,21 +734,28 @@ mod tests {
         out
     }
 
-    async fn call(
-        app: &axum::Router,
+    /// Calls `method` of the gRPC routes `app`, in-process: the answer's headers, body and
+    /// trailers.
+    async fn call<S, B>(
+        app: &S,
         method: &str,
         body: Vec<u8>,
-    ) -> (
-        axum::http::HeaderMap,
-        Vec<u8>,
-        Option<axum::http::HeaderMap>,
-    ) {
+    ) -> (http::HeaderMap, Vec<u8>, Option<http::HeaderMap>)
+    where
+        S: tower::Service<
+                http::Request<http_body_util::Full<bytes::Bytes>>,
+                Response = http::Response<B>,
+            > + Clone,
+        S::Error: std::fmt::Debug,
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
         use http_body_util::BodyExt;
         use tower::ServiceExt;
-        let req = axum::http::Request::post(format!("/inference.GRPCInferenceService/{method}"))
+        let req = http::Request::post(format!("/inference.GRPCInferenceService/{method}"))
             .header("content-type", "application/grpc")
             .header("te", "trailers")
-            .body(axum::body::Body::from(body))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .unwrap();
         let r = app.clone().oneshot(req).await.unwrap();
         assert_eq!(r.status(), 200);
@@ -781,7 +785,7 @@ mod tests {
         st.request_log = RequestLog::Off;
         let st = Arc::new(st);
         let (_tx, rx) = watch::channel(false);
-        let app = routes(st.clone(), rx);
+        let app = crate::grpc_app(st.clone(), rx);
         trap.armed.store(true, std::sync::atomic::Ordering::Relaxed);
 
         // A unary call: INTERNAL with the panic's message, in a trailers-only answer.
