@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod classification;
+pub mod config_override;
 pub mod json;
 pub mod model_config;
 
