@@ -561,7 +561,9 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
         let started = Instant::now();
         let r = req.into_inner();
-        let answer = match load_params(&r.model_name, r.parameters) {
+        let answer = match crate::v2::control::allowed(&self.state, "load", &r.model_name)
+            .and_then(|()| load_params(&r.model_name, r.parameters))
+        {
             Ok(params) => crate::v2::control::load(&self.state, &r.model_name, params).await,
             Err(e) => Err(e),
         }

@@ -46,7 +46,9 @@ fn refused(e: RegistryError) -> InferError {
     }
 }
 
-fn allowed(st: &AppState, what: &str, name: &str) -> Result<(), InferError> {
+/// Whether `what` (load, unload) may be done now: a refusal in this mode comes before any
+/// look at the request's parameters.
+pub fn allowed(st: &AppState, what: &str, name: &str) -> Result<(), InferError> {
     if st.registry.allows_control() {
         return Ok(());
     }
@@ -186,6 +188,7 @@ pub async fn load_route(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    allowed(&st, "load", &model)?;
     let params = parameters(&headers, body, Limit::flag(st.limits.max_body_bytes)).await?;
     let params = http_load_params(&model, params)?;
     load(&st, &model, params).await?;
@@ -254,6 +257,29 @@ mod tests {
             assert!(e.message.contains(says), "{v}: {}", e.message);
             assert_eq!(e.kind, ferroserve_core::ErrorKind::InvalidInput);
         }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_in_this_mode_comes_before_the_parameters() {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        // The bundled repository, fixed: model control is refused whatever the body says.
+        let app = crate::app(crate::testing::examples_state());
+        let req = axum::http::Request::post("/v2/repository/models/iris/load")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"parameters": {"bogus": 1, "file:../x": "!"}}"#,
+            ))
+            .unwrap();
+        let r = app.oneshot(req).await.unwrap();
+        assert_eq!(r.status(), 503);
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let e = v["error"].as_str().unwrap();
+        assert!(
+            e.starts_with("failed to load 'iris': the model control mode is none"),
+            "{e}"
+        );
     }
 
     #[test]
