@@ -42,6 +42,26 @@ impl ModelMetadata {
         }
     }
 
+    /// Whether every input's and output's first dimension is the batch (`-1`): requests may
+    /// then carry any number of rows, and Triton's view of the model (`max_batch_size` > 0,
+    /// `dims` without that dimension) applies.
+    pub fn batches(&self) -> bool {
+        self.inputs
+            .iter()
+            .chain(&self.outputs)
+            .all(|t| t.shape.first() == Some(&-1))
+    }
+
+    /// A tensor's dimensions as Triton's model configuration writes them: without the batch
+    /// dimension when the model [`batches`](Self::batches), else the full shape.
+    pub fn config_dims(&self, t: &TensorMeta) -> Vec<i64> {
+        if self.batches() {
+            t.shape[1..].to_vec()
+        } else {
+            t.shape.clone()
+        }
+    }
+
     /// Feature names: the model's own, or `f0`, `f1`, ... when it has none.
     pub fn feature_names_or_default(&self) -> Vec<String> {
         match (&self.feature_names, self.tabular_features()) {

@@ -1,15 +1,17 @@
-//! `ferroserve-runtime` owns the models a server runs: scanning a repository
-//! ([`repository`]), loading each version with its backend (one list of peers, [`backends`]),
-//! starting its instances behind admission control ([`handle`]), answering which model and
-//! version a request goes to ([`Runtime`]), and the inference service every front calls with a
-//! decoded request ([`service`]: validation against the model's metadata, deadline, admission
-//! and batching, the classification extension, statistics, the hooks told after each request).
-//! It uses tokio only for the oneshot replies, the admission semaphore and deadlines; compute
-//! runs on the instances' own threads.
+//! `ferroserve-runtime` owns the models a server runs: scanning a repository ([`repository`])
+//! or a model folder sent with a load ([`files`]), loading each version with its backend (one
+//! list of peers, [`backends`]), starting its instances behind admission control ([`handle`]),
+//! keeping the live model set ([`registry`]), answering which model and version a request goes
+//! to ([`Runtime`]), and the inference service every front calls with a decoded request
+//! ([`service`]: validation against the model's metadata, deadline, admission and batching, the
+//! classification extension, statistics, the hooks told after each request). It uses tokio only
+//! for the oneshot replies, the admission semaphore and deadlines; compute runs on the
+//! instances' own threads.
 
 pub mod backends;
 pub mod batcher;
 pub mod error;
+pub mod files;
 pub mod handle;
 pub mod registry;
 pub mod repository;
@@ -24,7 +26,7 @@ use ferroserve_core::{InferError, LoadedModel, ModelConfig};
 
 pub use error::{LoadError, RepositoryError};
 pub use handle::{HandleConfig, ModelHandle};
-pub use registry::{ControlMode, Registry, RegistryConfig, RegistryError};
+pub use registry::{ControlMode, LoadOptions, Registry, RegistryConfig, RegistryError};
 pub use repository::{scan_repository, single_model, Failure, FoundModel, ScanOptions};
 pub use service::{Answered, Call, Deadline, InferenceService, Origin, Transport};
 pub use stats::{Outcome, VersionStats};
@@ -170,9 +172,14 @@ pub fn start_model(f: FoundModel, defaults: &HandleConfig) -> (ModelEntry, u64) 
                     version: v.version,
                     model,
                     handle,
-                    // With the instance count resolved (the model's, or the server's).
+                    // With the instance count and queue bound resolved (the model's, or the
+                    // server's).
                     config: ModelConfig {
                         instances: Some(handle_cfg.instances),
+                        batching: ferroserve_core::config::BatchingConfig {
+                            max_queue_size: Some(handle_cfg.max_queue_size),
+                            ..config.batching.clone()
+                        },
                         ..config.clone()
                     },
                     stats,

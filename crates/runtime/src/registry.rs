@@ -8,6 +8,11 @@
 //! batchers answer what they had queued, then their instances stop. A load that fails leaves
 //! what was serving in place, with the failure in the index and the log. Loads and unloads are
 //! serialised; lookups never wait for them.
+//!
+//! A load may carry [`LoadOptions`] (Triton's load parameters): a [`ConfigOverride`] merged over
+//! the model's `model.toml` for that load only, and the model folder's files, loaded from a
+//! private folder instead of the repository ([`crate::files`]). The next load without them
+//! reads the repository and `model.toml` again.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +20,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use ferroserve_core::ConfigOverride;
+
 use crate::error::RepositoryError;
+use crate::files::{self, ModelFile};
 use crate::repository::{self, Fingerprint, FoundModel, ScanOptions};
 use crate::{start_model, HandleConfig, ModelEntry, Runtime, VersionState};
 
@@ -64,6 +72,20 @@ pub enum RegistryError {
     /// Changing the model set is not allowed in this mode.
     #[error("{0}")]
     NotAllowed(String),
+    /// The files sent with a load cannot make a model folder (a bad path, no config). Said as
+    /// Triton says it, whose clients check the words.
+    #[error("failed to load '{name}': failed to poll from model repository: {reason}")]
+    Files { name: String, reason: String },
+}
+
+/// What a load is asked besides "read the repository" (Triton's load parameters).
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Settings merged over the model's `model.toml` for this load (Triton's `config`).
+    pub config: Option<ConfigOverride>,
+    /// The model folder's files (Triton's `file:<path>`): when any, the model is loaded from
+    /// them instead of the repository, and `config` must be given (as Triton requires).
+    pub files: Vec<ModelFile>,
 }
 
 /// The live registry.
@@ -214,9 +236,18 @@ impl Registry {
 
     /// Loads (or reloads) the model `name` from the repository, off the async runtime.
     pub async fn load(self: &Arc<Self>, name: &str) -> Result<(), RegistryError> {
+        self.load_with(name, LoadOptions::default()).await
+    }
+
+    /// Loads (or reloads) the model `name` with `opts`, off the async runtime.
+    pub async fn load_with(
+        self: &Arc<Self>,
+        name: &str,
+        opts: LoadOptions,
+    ) -> Result<(), RegistryError> {
         let reg = self.clone();
         let name = name.to_string();
-        tokio::task::spawn_blocking(move || reg.load_blocking(&name))
+        tokio::task::spawn_blocking(move || reg.load_blocking_with(&name, &opts))
             .await
             .unwrap_or_else(|e| {
                 Err(RegistryError::LoadFailed {
@@ -229,11 +260,21 @@ impl Registry {
     /// Loads (or reloads) the model `name`: its versions are built beside those serving and
     /// take over only when ready. Blocking (loading reads and compiles model files).
     pub fn load_blocking(&self, name: &str) -> Result<(), RegistryError> {
+        self.load_blocking_with(name, &LoadOptions::default())
+    }
+
+    /// [`Registry::load_blocking`] with `opts`: an override of model.toml's settings, or the
+    /// model folder's files (checked before anything is written or locked).
+    pub fn load_blocking_with(&self, name: &str, opts: &LoadOptions) -> Result<(), RegistryError> {
         let repo = self.repo.as_ref().ok_or(RegistryError::NoRepository)?;
+        if !opts.files.is_empty() {
+            return self.load_files(name, opts);
+        }
         let lock = self.model_lock(name);
         let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
         let print = repository::fingerprint(repo, name);
-        let found = repository::scan_one(repo, name, &self.cfg.scan).map_err(|e| {
+        let scanned = repository::scan_one_with(repo, name, &self.cfg.scan, opts.config.as_ref());
+        let found = scanned.map_err(|e| {
             // The detail names the repository's path: the log has it, the answer does not.
             tracing::warn!(model = %name, error = %e, "model load failed");
             RegistryError::LoadFailed {
@@ -249,6 +290,47 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), print);
+        result
+    }
+
+    /// Loads the model `name` from the files sent with the load, written into a private folder
+    /// that is removed once the load has ended. The folder is read as a repository of its own,
+    /// never following links out of it.
+    fn load_files(&self, name: &str, opts: &LoadOptions) -> Result<(), RegistryError> {
+        let refuse = |reason: String| RegistryError::Files {
+            name: name.to_string(),
+            reason,
+        };
+        if opts.config.is_none() {
+            return Err(refuse(
+                "the \"config\" parameter must be given with \"file:\" parameters".into(),
+            ));
+        }
+        if !repository::is_model_name(name) {
+            return Err(refuse("the model name is not a plain folder name".into()));
+        }
+        files::check(&opts.files).map_err(refuse)?;
+        let lock = self.model_lock(name);
+        let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let written = files::write(name, &opts.files).map_err(refuse)?;
+        let found = repository::scan_one_with(
+            written.repository(),
+            name,
+            &ScanOptions::default(),
+            opts.config.as_ref(),
+        )
+        .map_err(|e| {
+            tracing::warn!(model = %name, error = %e, "the files of a load cannot be read");
+            refuse("the files cannot be read back".into())
+        })?
+        .ok_or_else(|| refuse("the model folder was not written".into()))?;
+        let result = self.install(found);
+        // Loaded from elsewhere: poll mode (which never takes files) has nothing to compare.
+        self.loaded_prints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        drop(written);
         result
     }
 
@@ -535,6 +617,83 @@ mod tests {
                 .contains("the last load failed"),
             "{idx:?}"
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_override_lasts_one_load_and_a_bad_one_leaves_the_old_version() {
+        let dir = repo(&["breast_cancer"]);
+        let cfg = RegistryConfig {
+            mode: ControlMode::Explicit,
+            load_at_start: vec!["*".into()],
+            ..RegistryConfig::default()
+        };
+        let reg = Registry::start(dir.clone(), cfg).unwrap();
+        until("ready", || ready(&reg, "breast_cancer").is_some()).await;
+        let with = |o: ConfigOverride| LoadOptions {
+            config: Some(o),
+            files: Vec::new(),
+        };
+        let over = ConfigOverride {
+            max_batch_size: Some(16),
+            instances: Some(2),
+            ..ConfigOverride::default()
+        };
+        reg.load_with("breast_cancer", with(over)).await.unwrap();
+        let v = reg.snapshot().version("breast_cancer", None).unwrap();
+        assert_eq!(v.config.max_request_rows, Some(16));
+        assert_eq!(v.config.batching.max_batch_size, 16);
+        assert_eq!(v.config.instances, Some(2));
+        // Only the loaded model can tell: it has a batch dimension.
+        let bad = ConfigOverride {
+            max_batch_size: Some(0),
+            ..ConfigOverride::default()
+        };
+        let e = reg.load_with("breast_cancer", with(bad)).await.unwrap_err();
+        assert!(
+            e.to_string().contains("config override: max_batch_size 0"),
+            "{e}"
+        );
+        let after = reg.snapshot().version("breast_cancer", None).unwrap();
+        assert!(Arc::ptr_eq(&v, &after), "the old version must keep serving");
+        // The next load without one reads model.toml alone.
+        reg.load("breast_cancer").await.unwrap();
+        let v = reg.snapshot().version("breast_cancer", None).unwrap();
+        assert_eq!(v.config.max_request_rows, None);
+        assert_eq!(v.config.instances, Some(1));
+        // Files need a config, and their paths are checked before anything is written.
+        let file = |path: &str| ModelFile {
+            path: path.into(),
+            content: b"{}".to_vec(),
+        };
+        let e = reg
+            .load_with(
+                "sent",
+                LoadOptions {
+                    config: None,
+                    files: vec![file("1/model.json")],
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RegistryError::Files { .. }), "{e}");
+        let e = reg
+            .load_with(
+                "sent",
+                LoadOptions {
+                    config: Some(ConfigOverride::default()),
+                    files: vec![file("../model.json")],
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "failed to load 'sent': failed to poll from model repository: file:../model.json"
+            ),
+            "{e}"
+        );
+        assert!(reg.snapshot().model("sent").is_err());
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferroserve_core::config::VersionPolicy;
-use ferroserve_core::{LoadedModel, ModelConfig};
+use ferroserve_core::{ConfigOverride, LoadedModel, ModelConfig};
 
 use crate::backends;
 use crate::error::{LoadError, RepositoryError};
@@ -222,18 +222,24 @@ pub fn load_artifact(cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedMod
 }
 
 /// Loads a version's artifact, naming the artifact or `toml` (the model.toml that applies) in
-/// the failure.
+/// the failure; with a load's override, the loaded model must be what the override says.
 fn load_version(
     root: &Root,
     cfg: &ModelConfig,
     file: &Path,
     toml: &Path,
+    over: Option<&ConfigOverride>,
 ) -> Result<Arc<dyn LoadedModel>, Failure> {
-    load_artifact(cfg, file).map_err(|e| match e {
+    let model = load_artifact(cfg, file).map_err(|e| match e {
         // The reason names model.toml already.
         LoadError::Config(m) => root.fail(toml, m),
         e => root.fail(file, e),
-    })
+    })?;
+    if let Some(o) = over {
+        o.check_model(model.metadata())
+            .map_err(|e| Failure::same(format!("config override: {e}")))?;
+    }
+    Ok(model)
 }
 
 /// Reads `path` (a model.toml) if there is anything at that name (a dangling link is reported,
@@ -296,15 +302,22 @@ fn select_versions(root: &Root, dir: &Path, policy: &VersionPolicy) -> Result<Ve
     })
 }
 
-/// Scans one model folder and loads its selected versions.
-fn scan_model(root: &Root, dir: &Path) -> FoundModel {
+/// Scans one model folder and loads its selected versions; `over`: a load's override, merged
+/// over its model.toml before any version loads.
+fn scan_model(root: &Root, dir: &Path, over: Option<&ConfigOverride>) -> FoundModel {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let config = root
         .inside(dir)
-        .and_then(|()| read_model_config(root, dir, &name));
+        .and_then(|()| read_model_config(root, dir, &name))
+        .and_then(|cfg| match over {
+            Some(o) => o
+                .apply(&cfg)
+                .map_err(|e| Failure::same(format!("config override: {e}"))),
+            None => Ok(cfg),
+        });
     let mut found = FoundModel {
         name,
         config: config.clone(),
@@ -331,7 +344,7 @@ fn scan_model(root: &Root, dir: &Path) -> FoundModel {
         match find_artifact(root, dir, &cfg) {
             Ok(file) => found.versions.push(FoundVersion {
                 version: 1,
-                result: load_version(root, &cfg, &file, &toml),
+                result: load_version(root, &cfg, &file, &toml, over),
             }),
             Err(e) => {
                 found.problem = Some(Failure {
@@ -347,7 +360,7 @@ fn scan_model(root: &Root, dir: &Path) -> FoundModel {
         let result = root
             .inside(&vdir)
             .and_then(|()| find_artifact(root, &vdir, &cfg))
-            .and_then(|file| load_version(root, &cfg, &file, &toml));
+            .and_then(|file| load_version(root, &cfg, &file, &toml, over));
         found.versions.push(FoundVersion { version: v, result });
     }
     found
@@ -396,6 +409,14 @@ pub fn model_names(repo: &Path, opts: &ScanOptions) -> Result<Vec<String>, Repos
         .collect())
 }
 
+/// Whether `name` can be a model folder's name: one plain path component, not hidden.
+pub fn is_model_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && Path::new(name).components().count() == 1
+}
+
 /// Scans and loads the one model folder `name` of a repository; `None` when the repository
 /// has no such folder (or `name` is not a plain folder name).
 pub fn scan_one(
@@ -403,11 +424,19 @@ pub fn scan_one(
     name: &str,
     opts: &ScanOptions,
 ) -> Result<Option<FoundModel>, RepositoryError> {
-    let plain = !name.is_empty()
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\'])
-        && Path::new(name).components().count() == 1;
-    if !plain {
+    scan_one_with(repo, name, opts, None)
+}
+
+/// [`scan_one`] with a load's override merged over the model's model.toml (a failure to
+/// merge, or a loaded version that is not what the override says, is the model's or the
+/// version's failure, reason `config override: ...`).
+pub fn scan_one_with(
+    repo: &Path,
+    name: &str,
+    opts: &ScanOptions,
+    over: Option<&ConfigOverride>,
+) -> Result<Option<FoundModel>, RepositoryError> {
+    if !is_model_name(name) {
         return Ok(None);
     }
     let root = Root::new(repo, opts).map_err(|e| cannot_read(repo, e))?;
@@ -416,7 +445,8 @@ pub fn scan_one(
         return Ok(None);
     }
     Ok(Some(
-        std::panic::catch_unwind(|| scan_model(&root, &dir)).unwrap_or_else(|_| panicked(&dir)),
+        std::panic::catch_unwind(|| scan_model(&root, &dir, over))
+            .unwrap_or_else(|_| panicked(&dir)),
     ))
 }
 
@@ -490,7 +520,7 @@ fn load_in_parallel(root: &Root, dirs: &[PathBuf]) -> Vec<FoundModel> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(d) = dirs.get(i) else { break };
-                let found = std::panic::catch_unwind(|| scan_model(root, d))
+                let found = std::panic::catch_unwind(|| scan_model(root, d, None))
                     .unwrap_or_else(|_| panicked(d));
                 if let Ok(mut slot) = slots[i].lock() {
                     *slot = Some(found);
@@ -561,7 +591,7 @@ pub fn single_model(file: &Path, name: Option<&str>, opts: &ScanOptions) -> Foun
     let toml = cfg_path.unwrap_or_else(|| base.join("model.toml"));
     let config = read_config(&root, &toml);
     let result = match &config {
-        Ok(cfg) => load_version(&root, cfg, file, &toml),
+        Ok(cfg) => load_version(&root, cfg, file, &toml, None),
         Err(e) => Err(e.clone()),
     };
     FoundModel {

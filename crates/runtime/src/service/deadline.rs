@@ -219,7 +219,9 @@ mod tests {
             .unwrap_err();
             assert_eq!(e.message, BAD_PARAM);
         }
-        for h in ["soon", "", "0", "-5", "inf", "NaN", "1e400", "1e300", "5\u{a0}"] {
+        for h in [
+            "soon", "", "0", "-5", "inf", "NaN", "1e400", "1e300", "5\u{a0}",
+        ] {
             assert_eq!(http(&params(None), Some(h)), Err(BAD_HEADER.into()), "{h}");
         }
         // Bytes a header may carry but not as text.

@@ -240,7 +240,9 @@ fn model_statistics(s: stats::Statistics) -> proto::ModelStatistics {
 
 /// Triton's `ModelConfig` message from the one view both fronts answer.
 fn model_config_proto(c: v2::model_config::TritonConfig) -> proto::ModelConfig {
+    use ferroserve_core::config::VersionPolicy;
     use ferroserve_core::DataType as D;
+    use proto::model_version_policy::PolicyChoice;
     use proto::DataType as P;
     let data_type = |dt: D| -> i32 {
         (match dt {
@@ -288,11 +290,30 @@ fn model_config_proto(c: v2::model_config::TritonConfig) -> proto::ModelConfig {
                 dims: t.dims,
             })
             .collect(),
-        dynamic_batching: c.dynamic_batching.map(|(preferred, delay)| {
-            proto::ModelDynamicBatching {
-                preferred_batch_size: preferred,
-                max_queue_delay_microseconds: delay,
-            }
+        dynamic_batching: c.dynamic_batching.map(|d| proto::ModelDynamicBatching {
+            preferred_batch_size: d.preferred_batch_size,
+            max_queue_delay_microseconds: d.max_queue_delay_microseconds,
+            default_queue_policy: Some(proto::ModelQueuePolicy {
+                default_timeout_microseconds: d.default_timeout_microseconds,
+                allow_timeout_override: true,
+                max_queue_size: d.max_queue_size,
+            }),
+        }),
+        version_policy: Some(proto::ModelVersionPolicy {
+            policy_choice: Some(match c.version_policy {
+                VersionPolicy::Latest(n) => {
+                    PolicyChoice::Latest(model_version_policy::Latest { num_versions: n })
+                }
+                VersionPolicy::All => PolicyChoice::All(model_version_policy::All {}),
+                VersionPolicy::Specific(v) => {
+                    PolicyChoice::Specific(model_version_policy::Specific {
+                        versions: v
+                            .into_iter()
+                            .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+                            .collect(),
+                    })
+                }
+            }),
         }),
     }
 }
@@ -508,12 +529,12 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
         let started = Instant::now();
         let r = req.into_inner();
-        let answer = crate::v2::control::load(
-            &self.state,
-            &r.model_name,
-            r.parameters.contains_key("config"),
-        )
-        .await
+        let answer = match crate::v2::control::allowed(&self.state, "load", &r.model_name)
+            .and_then(|()| load_params(&r.model_name, r.parameters))
+        {
+            Ok(params) => crate::v2::control::load(&self.state, &r.model_name, params).await,
+            Err(e) => Err(e),
+        }
         .map(|()| RepositoryModelLoadResponse {});
         self.answer(Method::RepositoryModelLoad, started, answer)
     }
@@ -528,6 +549,44 @@ impl GrpcInferenceService for InferenceService {
             .map(|()| RepositoryModelUnloadResponse {});
         self.answer(Method::RepositoryModelUnload, started, answer)
     }
+}
+
+/// A load's parameters from gRPC: `config` a `string_param`, `file:<path>` a `bytes_param`
+/// (as Triton takes them).
+fn load_params(
+    name: &str,
+    params: std::collections::HashMap<String, ModelRepositoryParameter>,
+) -> Result<v2::control::LoadParams, InferError> {
+    use model_repository_parameter::ParameterChoice;
+    use v2::control::{file_path, unknown_parameter, wrongly_typed};
+    let mut out = v2::control::LoadParams::default();
+    // In key order, so that the first bad parameter named is always the same one.
+    let mut params: Vec<_> = params.into_iter().collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, value) in params {
+        let choice = value.parameter_choice;
+        if key == "config" {
+            let Some(ParameterChoice::StringParam(s)) = choice else {
+                return Err(wrongly_typed(
+                    name,
+                    &key,
+                    "a string_param holding the JSON model configuration",
+                ));
+            };
+            out.config = Some(s);
+        } else if let Some(path) = file_path(&key) {
+            let Some(ParameterChoice::BytesParam(content)) = choice else {
+                return Err(wrongly_typed(name, &key, "a bytes_param"));
+            };
+            out.files.push(ferroserve_runtime::files::ModelFile {
+                path: path.to_string(),
+                content,
+            });
+        } else {
+            return Err(unknown_parameter(name, &key));
+        }
+    }
+    Ok(out)
 }
 
 /// The start of tonic's message for a message over the size limit.

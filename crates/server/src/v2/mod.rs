@@ -4,6 +4,7 @@
 //! model, deadline, batching, the classification extension, statistics.
 
 pub mod binary;
+pub mod config_override;
 pub mod json;
 pub mod model_config;
 

@@ -1,7 +1,8 @@
 //! Triton's model configuration extension (`GET /v2/models/{m}[/versions/{v}]/config`, gRPC
 //! `ModelConfig`): what a served version is, in the shape of Triton's `ModelConfig`, so tools
 //! that read it first (perf_analyzer, model analyzers) work. One view, [`TritonConfig::of`],
-//! that both fronts write out.
+//! that both fronts write out. Sent back as a load's `config` it reads as an override that
+//! changes nothing ([`super::config_override`]).
 
 use ferroserve_core::config::VersionPolicy;
 use ferroserve_core::DataType;
@@ -26,10 +27,21 @@ pub struct TritonConfig {
     pub max_batch_size: i32,
     pub inputs: Vec<TensorConfig>,
     pub outputs: Vec<TensorConfig>,
-    /// Dynamic batching on: preferred batch sizes and the longest wait for company.
-    pub dynamic_batching: Option<(Vec<i32>, u64)>,
+    /// Present when dynamic batching is on.
+    pub dynamic_batching: Option<DynamicBatching>,
     pub instances: i32,
     pub version_policy: VersionPolicy,
+}
+
+/// Triton's `dynamic_batching`, as ferroserve's batcher runs.
+pub struct DynamicBatching {
+    pub preferred_batch_size: Vec<i32>,
+    /// The longest a request waits for company.
+    pub max_queue_delay_microseconds: u64,
+    /// Requests admitted (queued or running) per version.
+    pub max_queue_size: u32,
+    /// The model's default deadline (0: none).
+    pub default_timeout_microseconds: u64,
 }
 
 /// Triton's name of a datatype in its model configuration (`TYPE_*`; BYTES is `TYPE_STRING`).
@@ -59,24 +71,17 @@ fn clamp_i32(n: usize) -> i32 {
 impl TritonConfig {
     pub fn of(v: &ServedVersion) -> Self {
         let m = v.model.metadata();
-        let batched = m
-            .inputs
-            .iter()
-            .chain(&m.outputs)
-            .all(|t| t.shape.first() == Some(&-1));
+        let batched = m.batches();
         let tensors = |ts: &[ferroserve_core::TensorMeta]| {
             ts.iter()
                 .map(|t| TensorConfig {
                     name: t.name.clone(),
                     datatype: t.datatype,
-                    dims: if batched {
-                        t.shape[1..].to_vec()
-                    } else {
-                        t.shape.clone()
-                    },
+                    dims: m.config_dims(t),
                 })
                 .collect()
         };
+        let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let b = &v.config.batching;
         TritonConfig {
             name: v.name.clone(),
@@ -93,14 +98,17 @@ impl TritonConfig {
             },
             inputs: tensors(&m.inputs),
             outputs: tensors(&m.outputs),
-            dynamic_batching: b.enabled.then(|| {
-                (
-                    b.preferred_batch_sizes
-                        .iter()
-                        .map(|&n| clamp_i32(n))
-                        .collect(),
-                    u64::try_from(b.max_queue_delay().as_micros()).unwrap_or(u64::MAX),
-                )
+            dynamic_batching: b.enabled.then(|| DynamicBatching {
+                preferred_batch_size: b
+                    .preferred_batch_sizes
+                    .iter()
+                    .map(|&n| clamp_i32(n))
+                    .collect(),
+                max_queue_delay_microseconds: micros(b.max_queue_delay()),
+                max_queue_size: b
+                    .max_queue_size
+                    .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+                default_timeout_microseconds: b.default_timeout().map_or(0, micros),
             }),
             instances: clamp_i32(v.config.instances.unwrap_or(1)),
             version_policy: v.config.version_policy.clone(),
@@ -128,10 +136,16 @@ impl TritonConfig {
             "output": tensors(&self.outputs),
             "instance_group": [{ "name": format!("{}_0", self.name), "kind": "KIND_CPU", "count": self.instances }],
         });
-        if let Some((preferred, delay)) = &self.dynamic_batching {
+        if let Some(d) = &self.dynamic_batching {
             doc["dynamic_batching"] = json!({
-                "preferred_batch_size": preferred,
-                "max_queue_delay_microseconds": delay,
+                "preferred_batch_size": d.preferred_batch_size,
+                "max_queue_delay_microseconds": d.max_queue_delay_microseconds,
+                "default_queue_policy": {
+                    "max_queue_size": d.max_queue_size,
+                    "default_timeout_microseconds": d.default_timeout_microseconds,
+                    // A request's own timeout always takes precedence.
+                    "allow_timeout_override": true,
+                },
             });
         }
         doc
