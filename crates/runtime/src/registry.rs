@@ -101,7 +101,7 @@ pub struct Registry {
     /// What each loaded model's folder held when it was loaded (poll mode compares).
     loaded_prints: Mutex<BTreeMap<String, Fingerprint>>,
     /// Poll mode: what each changed folder held at the last poll (taken once it holds still).
-    seen_prints: Mutex<BTreeMap<String, Fingerprint>>,
+    seen_prints: Mutex<BTreeMap<String, (Fingerprint, std::time::Instant)>>,
     changed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -175,13 +175,17 @@ impl Registry {
             let weak = Arc::downgrade(&reg);
             let every = cfg.poll_every.max(Duration::from_millis(100));
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
+                let mut wait = every;
                 loop {
-                    tick.tick().await;
+                    tokio::time::sleep(wait).await;
                     let Some(reg) = weak.upgrade() else { break };
-                    let _ = tokio::task::spawn_blocking(move || reg.poll_once()).await;
+                    // A change not yet quiet is looked at again as soon as it is, not a whole
+                    // poll later.
+                    let recheck = tokio::task::spawn_blocking(move || reg.poll_once())
+                        .await
+                        .ok()
+                        .flatten();
+                    wait = recheck.map_or(every, |r| r.clamp(Duration::from_millis(20), every));
                 }
             });
         }
@@ -413,15 +417,16 @@ impl Registry {
     /// Poll mode, once: loads new model folders, reloads changed ones (once a change has held
     /// still for one poll: a folder still being written is not loaded half-way), unloads
     /// removed ones.
-    pub fn poll_once(&self) {
-        let Some(repo) = self.repo.clone() else {
-            return;
-        };
+    ///
+    /// Returns how soon to look again when a change was seen that is not quiet yet (the time
+    /// until nothing in it was modified for [`QUIET`]).
+    pub fn poll_once(&self) -> Option<Duration> {
+        let repo = self.repo.clone()?;
         let names = match repository::model_names(&repo, &self.cfg.scan) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the repository; keeping the models loaded");
-                return;
+                return None;
             }
         };
         let loaded: Vec<String> = self.snapshot().models().map(|m| m.name.clone()).collect();
@@ -429,6 +434,7 @@ impl Registry {
             let _ = self.unload(gone);
             let _ = self.swap_out(gone);
         }
+        let mut recheck: Option<Duration> = None;
         for n in &names {
             let now = repository::fingerprint(&repo, n);
             let same_as_loaded = self
@@ -440,12 +446,26 @@ impl Registry {
             if same_as_loaded {
                 continue;
             }
-            // Taken at once when nothing in it changed in the last second (a folder moved in
-            // whole, an old copy); else once it has held still from one poll to the next.
+            // Taken once nothing in it changed for a second (a folder moved in whole, an old
+            // copy at once; a fresh copy a second after its last write), or once it has held
+            // still from one poll to the next (at least a poll interval).
             let still = {
                 let mut seen = self.seen_prints.lock().unwrap_or_else(|e| e.into_inner());
-                let still = seen.get(n) == Some(&now) || now.quiet_for(QUIET);
-                seen.insert(n.clone(), now);
+                let held = seen
+                    .get(n)
+                    .is_some_and(|(p, at)| *p == now && at.elapsed() >= self.cfg.poll_every);
+                let still = held || now.quiet_for(QUIET);
+                if !still {
+                    let until = now.quiet_in(QUIET);
+                    recheck = Some(recheck.map_or(until, |r| r.min(until)));
+                }
+                match seen.get(n) {
+                    // Keep when it was first seen like this.
+                    Some((p, _)) if *p == now => {}
+                    _ => {
+                        seen.insert(n.clone(), (now, std::time::Instant::now()));
+                    }
+                }
                 still
             };
             if still {
@@ -457,6 +477,7 @@ impl Registry {
                 }
             }
         }
+        recheck
     }
 
     /// Drops a model whose folder is gone from the snapshot entirely.
@@ -728,6 +749,41 @@ mod tests {
             reg.snapshot().model("diabetes").is_err()
         })
         .await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A fresh copy (written just now) is not loaded while it may still be being written, and
+    /// is looked at again as soon as it has been quiet for a second, not a poll interval later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fresh_copy_waits_until_quiet_then_loads_without_waiting_a_poll() {
+        let dir = repo(&["breast_cancer"]);
+        let cfg = RegistryConfig {
+            mode: ControlMode::Poll,
+            // Longer than the test: every poll here is called by hand.
+            poll_every: Duration::from_secs(3600),
+            ..RegistryConfig::default()
+        };
+        let reg = Registry::start(dir.clone(), cfg).unwrap();
+        until("ready", || ready(&reg, "breast_cancer").is_some()).await;
+        copy_dir(&dir.join("breast_cancer/1"), &dir.join("breast_cancer/2"));
+        let r = reg.clone();
+        let recheck = tokio::task::spawn_blocking(move || r.poll_once())
+            .await
+            .unwrap()
+            .expect("a change not yet quiet asks for a recheck");
+        assert!(recheck <= QUIET, "{recheck:?}");
+        assert_eq!(
+            ready(&reg, "breast_cancer"),
+            Some(vec![1]),
+            "not loaded yet"
+        );
+        tokio::time::sleep(recheck + Duration::from_millis(50)).await;
+        let r = reg.clone();
+        let again = tokio::task::spawn_blocking(move || r.poll_once())
+            .await
+            .unwrap();
+        assert_eq!(again, None, "nothing left to look at again");
+        assert_eq!(ready(&reg, "breast_cancer"), Some(vec![2]));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

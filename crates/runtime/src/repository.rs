@@ -466,6 +466,22 @@ impl Fingerprint {
             .iter()
             .all(|(_, _, t)| t.is_some_and(|t| t <= before))
     }
+
+    /// How long until nothing in it was modified for `d` (zero when that holds already; a file
+    /// with no modification time counts as modified now).
+    pub fn quiet_in(&self, d: Duration) -> Duration {
+        let now = std::time::SystemTime::now();
+        self.0
+            .iter()
+            .map(|(_, _, t)| {
+                let age = t
+                    .and_then(|t| now.duration_since(t).ok())
+                    .unwrap_or_default();
+                d.saturating_sub(age)
+            })
+            .max()
+            .unwrap_or_default()
+    }
 }
 
 /// The fingerprint of the model folder `name` (empty when it is gone).

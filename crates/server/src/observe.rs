@@ -48,8 +48,12 @@ pub async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) 
     let status = resp.status().as_u16();
     st.answers.http(class_of(&resp), status);
     let micros = started.elapsed().as_micros() as u64;
+    // A readiness probe answered 503 (models still loading, or not ready) is the answer the
+    // probe asks for, not a fault: it is logged like any failed request, not as a warning.
+    let probe =
+        matches!(class, RouteClass::V2Server | RouteClass::V2Model) && path.ends_with("/ready");
     request_line!(
-        st.request_log.line(status >= 400, status >= 500),
+        st.request_log.line(status >= 400, status >= 500 && !probe),
         %method, %path, status, micros
     );
     resp

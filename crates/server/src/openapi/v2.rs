@@ -241,7 +241,9 @@ pub(super) fn paths(paths: &mut Map<String, Value>, models: &[String], example: 
             "load",
             "Load, reload or replace a model (--model-control-mode explicit); the old versions serve until the new ones are ready",
             json!({ "type": "object", "properties": { "parameters": { "type": "object", "properties": {
-                "config": { "type": "string", "description": "A Triton-style JSON model config overriding the model's settings for this load" } } } } }),
+                "config": { "type": "string", "description": "A Triton-style JSON model config overriding the model's settings for this load (docs/configuration.md lists the keys honoured)" } },
+                "additionalProperties": { "type": "string", "contentEncoding": "base64",
+                    "description": "file:<relative path>: a file of the model folder to load instead of the repository's (base64; needs config)" } } } }),
         ),
         (
             "unload",
@@ -251,7 +253,14 @@ pub(super) fn paths(paths: &mut Map<String, Value>, models: &[String], example: 
     ] {
         let mut responses = Map::new();
         responses.insert("200".into(), ok_json("done", json!({ "type": "object" })));
-        responses.extend(errors(&[InvalidInput, TooLarge, Unavailable]));
+        let kinds: &[ErrorKind] = if verb == "load" {
+            // Internal: files that cannot be written (Triton's "failed to poll from model
+            // repository").
+            &[InvalidInput, TooLarge, Unavailable, Internal]
+        } else {
+            &[InvalidInput, TooLarge, Unavailable]
+        };
+        responses.extend(errors(kinds));
         paths.insert(
             format!("/v2/repository/models/{{model}}/{verb}"),
             json!({ "post": {
