@@ -256,9 +256,9 @@ pub(super) fn paths(paths: &mut Map<String, Value>, models: &[String], example: 
         let kinds: &[ErrorKind] = if verb == "load" {
             // Internal: files that cannot be written (Triton's "failed to poll from model
             // repository").
-            &[InvalidInput, TooLarge, Unavailable, Internal]
+            &[InvalidInput, TooLarge, Internal]
         } else {
-            &[InvalidInput, TooLarge, Unavailable]
+            &[InvalidInput, TooLarge]
         };
         responses.extend(errors(kinds));
         paths.insert(

@@ -33,8 +33,11 @@ const FILE_PREFIX: &str = "file:";
 
 fn refused(e: RegistryError) -> InferError {
     match e {
+        // How the server was started, not a passing state: a client error (400) that says
+        // which flag allows it. (Triton answers UNAVAILABLE; a 503 would tell clients and
+        // load balancers to retry what can never succeed.)
         RegistryError::NoRepository | RegistryError::NotAllowed(_) => {
-            InferError::unavailable(e.to_string())
+            InferError::invalid(e.to_string())
         }
         // Triton answers files that cannot make a model folder as a failure to poll its
         // repository: INTERNAL, which its clients check.
@@ -62,7 +65,8 @@ pub fn allowed(st: &AppState, what: &str, name: &str) -> Result<(), InferError> 
             }
         ),
     };
-    Err(InferError::unavailable(format!(
+    // How the server was started, not a passing state: 400, not 503 (see `refused`).
+    Err(InferError::invalid(format!(
         "failed to {what} '{name}': {why}"
     )))
 }
@@ -272,7 +276,7 @@ mod tests {
             ))
             .unwrap();
         let r = app.oneshot(req).await.unwrap();
-        assert_eq!(r.status(), 503);
+        assert_eq!(r.status(), 400);
         let body = r.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let e = v["error"].as_str().unwrap();
