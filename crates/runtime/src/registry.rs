@@ -519,17 +519,7 @@ mod tests {
         dir
     }
 
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                copy_dir(&p, &to.join(e.file_name()));
-            } else {
-                std::fs::copy(&p, to.join(e.file_name())).unwrap();
-            }
-        }
-    }
+    use ferroserve_testkit::copy_dir;
 
     async fn until(what: &str, mut f: impl FnMut() -> bool) {
         let t = Instant::now();

@@ -294,17 +294,6 @@ async fn every_answer_is_counted_by_route_class_and_status() {
 
 /// A fresh repository holding a copy of the bundled `models`.
 fn repo_of(models: &[&str]) -> PathBuf {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                copy(&p, &to.join(e.file_name()));
-            } else {
-                std::fs::copy(&p, to.join(e.file_name())).unwrap();
-            }
-        }
-    }
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "fs-routes-{}-{}",
@@ -313,7 +302,7 @@ fn repo_of(models: &[&str]) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     for m in models {
-        copy(&examples().join(m), &dir.join(m));
+        ferroserve_testkit::copy_dir(&examples().join(m), &dir.join(m));
     }
     dir
 }

@@ -184,6 +184,20 @@ pub fn require(need: Need<'_>, what: &str) {
     }
 }
 
+/// Copies the folder `from` (files and sub-folders) to `to`, creating it: a model folder
+/// copied into a test's own repository.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
