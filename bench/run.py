@@ -701,7 +701,7 @@ def report(meta, labels, med, rss, notes):
 
 
 def main():
-    global LOGS, ORT_LIB
+    global LOGS, ORT_LIB, FERROSERVE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
@@ -712,7 +712,11 @@ def main():
     ap.add_argument("--no-python", action="store_true", help="skip FastAPI and MLServer")
     ap.add_argument("--no-compute", action="store_true",
                     help="skip the compute-dominated models")
+    ap.add_argument("--binary", help="measure this ferroserve binary instead of target/release's "
+                    "(another commit's build, for a head-to-head run)")
     a = ap.parse_args()
+    if a.binary:
+        FERROSERVE = os.path.abspath(a.binary)
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     os.makedirs(a.out, exist_ok=True)

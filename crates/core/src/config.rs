@@ -29,6 +29,8 @@ pub enum BackendKind {
     Trees,
     /// ONNX Runtime.
     Onnx,
+    /// A Python predictor (`predictor = "module:Class"`), run in supervised worker processes.
+    Python,
 }
 
 /// Which versions of a model are served.
@@ -125,6 +127,84 @@ pub struct ModelConfig {
     /// a `[[routes]]` table; see [`RouteConfig`].
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// `python` backend: the predictor, `"module:Class"`: a module in the version folder
+    /// (`model:AdderPredictor` for `model.py`) or any module the interpreter can import. A class
+    /// with `from_checkpoint(checkpoint)` and `predict(batch)` (Ray's `Predictor`), or a plain
+    /// class with `load()` and `predict(batch)` (MLServer's and KServe's shape).
+    pub predictor: Option<String>,
+    /// `python` backend: what `from_checkpoint` is given: a folder relative to the version
+    /// folder (`checkpoint = "ckpt"`, as `Checkpoint.from_directory`), or an inline table
+    /// (`[checkpoint]` with `increment = 2`, as `Checkpoint.from_dict`). Default: an empty dict.
+    pub checkpoint: Option<CheckpointConfig>,
+    /// `python` backend: an HTTP adapter, `"module:function"`, for the friendly routes: its
+    /// parameters are filled by name from the query string and the JSON body (converted to
+    /// their annotated type: `int`, `float`, `bool`, `str`; a parameter annotated `dict`,
+    /// `list` or a DataFrame gets the whole JSON body) and it returns the predictor's input.
+    pub adapter: Option<String>,
+    /// `python` backend: the interpreter, or a virtualenv folder (its `bin/python` is used).
+    /// Default `python3` on PATH (or `FERROSERVE_PYTHON`).
+    pub python: Option<String>,
+    /// `python` backend: what `predict` is given: `"numpy"` (an array; a dict of arrays for
+    /// several inputs) or `"pandas"` (a DataFrame, one column per feature). Default: from the
+    /// annotation of `predict`'s parameter (a DataFrame annotation means `"pandas"`), else
+    /// `"numpy"`.
+    pub batch_format: Option<BatchFormat>,
+    /// `python` backend: the inputs, `[[inputs]]` with `name`, `datatype` and `shape` (first
+    /// dimension `-1`, the batch). Default: one input `input`, FP64, `[-1, -1]`.
+    #[serde(default)]
+    pub inputs: Vec<TensorConfig>,
+    /// `python` backend: the outputs, as `[[inputs]]`. Default: one output `output`, FP64,
+    /// `[-1, -1]`. What `predict` returns is answered with its own names and types: a DataFrame
+    /// gives one output per column, a dict one per key, a list of objects one JSON text per row.
+    #[serde(default)]
+    pub outputs: Vec<TensorConfig>,
+    /// `python` backend: longest one `predict` call may take before its worker is killed and
+    /// restarted (its requests answer 503). Default `"60s"`.
+    pub worker_timeout: Option<String>,
+    /// `python` backend: longest a worker may take to start (import the module and build the
+    /// predictor). Default `"120s"`.
+    pub worker_start_timeout: Option<String>,
+}
+
+/// `checkpoint` in `model.toml` (`python` backend).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CheckpointConfig {
+    /// A folder, relative to the version folder.
+    Dir(String),
+    /// The checkpoint's dictionary itself.
+    Dict(toml::Table),
+}
+
+/// `batch_format` in `model.toml` (`python` backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchFormat {
+    /// A NumPy array (a dict of arrays for several inputs).
+    Numpy,
+    /// A pandas DataFrame.
+    Pandas,
+}
+
+impl BatchFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchFormat::Numpy => "numpy",
+            BatchFormat::Pandas => "pandas",
+        }
+    }
+}
+
+/// One `[[inputs]]` or `[[outputs]]` table (`python` backend).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorConfig {
+    /// The tensor's name.
+    pub name: String,
+    /// Its v2 data type: `"FP64"`, `"FP32"`, `"INT64"`, `"BYTES"`, ...
+    pub datatype: String,
+    /// Its shape, the batch first: `[-1, 4]` (`-1` for a dimension of any size).
+    pub shape: Vec<i64>,
 }
 
 /// HTTP method of a route alias.
@@ -470,6 +550,25 @@ impl BatchingConfig {
     }
 }
 
+/// Checks a `"module:name"` target (`predictor`, `adapter`).
+fn check_target(key: &str, v: &str) -> Result<(), String> {
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.split('.').all(|p| {
+                p.chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_')
+                    && p.chars().all(|c| c.is_alphanumeric() || c == '_')
+            })
+    };
+    match v.split_once(':') {
+        Some((m, n)) if ident(m) && ident(n) && !n.contains('.') => Ok(()),
+        _ => Err(format!(
+            "{key} = {v:?}: expected \"module:name\", e.g. \"model:AdderPredictor\""
+        )),
+    }
+}
+
 /// Why `model.toml` text was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -573,6 +672,7 @@ impl ModelConfig {
         if self.instances == Some(0) {
             return Err("instances = 0: expected at least 1".into());
         }
+        self.check_python()?;
         let mut seen = std::collections::HashSet::new();
         for r in &self.routes {
             r.check()?;
@@ -585,6 +685,79 @@ impl ModelConfig {
             }
         }
         self.batching.check()
+    }
+
+    /// The `python` backend's keys: only with `backend = "python"`, which needs `predictor`.
+    fn check_python(&self) -> Result<(), String> {
+        let python = self.backend == Some(BackendKind::Python);
+        let set = [
+            ("predictor", self.predictor.is_some()),
+            ("checkpoint", self.checkpoint.is_some()),
+            ("adapter", self.adapter.is_some()),
+            ("python", self.python.is_some()),
+            ("batch_format", self.batch_format.is_some()),
+            ("inputs", !self.inputs.is_empty()),
+            ("outputs", !self.outputs.is_empty()),
+            ("worker_timeout", self.worker_timeout.is_some()),
+            ("worker_start_timeout", self.worker_start_timeout.is_some()),
+        ];
+        if !python {
+            if let Some((key, _)) = set.iter().find(|(_, on)| *on) {
+                return Err(format!("{key}: only for backend = \"python\""));
+            }
+            return Ok(());
+        }
+        let Some(p) = &self.predictor else {
+            return Err("backend = \"python\" needs predictor = \"module:Class\"".into());
+        };
+        for (key, v) in [("predictor", Some(p)), ("adapter", self.adapter.as_ref())] {
+            if let Some(v) = v {
+                check_target(key, v)?;
+            }
+        }
+        if let Some(CheckpointConfig::Dir(d)) = &self.checkpoint {
+            let path = std::path::Path::new(d);
+            if path.has_root()
+                || path
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err("checkpoint: expected a folder inside the version folder".into());
+            }
+        }
+        for (key, list) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+            let mut seen = std::collections::HashSet::new();
+            for t in list {
+                let what = format!("{key} {:?}", t.name);
+                if t.name.is_empty() || !seen.insert(t.name.as_str()) {
+                    return Err(format!("{what}: empty or repeated name"));
+                }
+                if DataType::parse(&t.datatype).is_none() {
+                    return Err(format!(
+                        "{what}: datatype {:?} is not a v2 data type (FP64, FP32, INT64, BYTES, ...)",
+                        t.datatype
+                    ));
+                }
+                if t.shape.first() != Some(&-1) || t.shape.iter().any(|&d| d < -1) {
+                    return Err(format!(
+                        "{what}: shape {:?}: expected the batch first (-1), then sizes or -1",
+                        t.shape
+                    ));
+                }
+            }
+        }
+        for (key, t) in [
+            ("worker_timeout", &self.worker_timeout),
+            ("worker_start_timeout", &self.worker_start_timeout),
+        ] {
+            if let Some(t) = t {
+                let d = parse_duration(t).map_err(|e| format!("{key}: {e}"))?;
+                if d.is_zero() {
+                    return Err(format!("{key}: expected more than 0"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks the parts of the configuration that depend on the loaded model (feature count,
@@ -626,6 +799,11 @@ impl ModelConfig {
         let classes = meta.task.class_labels().map(ClassLabels::len);
         for r in &self.routes {
             let what = format!("routes: {} {}", r.method.as_str(), r.path);
+            if meta.task == crate::Task::Custom && r.answer.is_some() {
+                return Err(format!(
+                    "{what}: answer applies to classifiers and regressors; this model's outputs are its answer (leave answer out)"
+                ));
+            }
             if let Some(f) = &r.features {
                 if f.len() != n {
                     return Err(format!(
@@ -656,6 +834,17 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// A `python` backend timeout: the configured one or `default`.
+    pub fn python_timeout(
+        &self,
+        t: &Option<String>,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
+        t.as_deref()
+            .and_then(|t| parse_duration(t).ok())
+            .unwrap_or(default)
     }
 
     /// The output data type for scores (FP32 unless configured).
@@ -725,6 +914,15 @@ mod tests {
             feature_aliases: _,
             sample_rows: _,
             routes: _,
+            predictor: _,
+            checkpoint: _,
+            adapter: _,
+            python: _,
+            batch_format: _,
+            inputs: _,
+            outputs: _,
+            worker_timeout: _,
+            worker_start_timeout: _,
         } = ModelConfig::default();
         let RouteConfig {
             path: _,
@@ -783,6 +981,15 @@ mod tests {
             "batching.max_queue_size",
             "batching.default_timeout",
             "batching.inline_compute_below",
+            "predictor",
+            "checkpoint",
+            "adapter",
+            "python",
+            "batch_format",
+            "inputs",
+            "outputs",
+            "worker_timeout",
+            "worker_start_timeout",
         ];
         let doc = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),

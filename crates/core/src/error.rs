@@ -262,12 +262,18 @@ pub enum BackendError {
     /// The model failed while running.
     #[error("{0}")]
     Run(String),
+    /// The model cannot run the batch now, through no fault of the batch (a Python worker that
+    /// crashed, hung or is restarting): the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<BackendError> for InferError {
     fn from(e: BackendError) -> Self {
         match e {
-            BackendError::Load(m) | BackendError::Unsupported(m) => InferError::unavailable(m),
+            BackendError::Load(m) | BackendError::Unsupported(m) | BackendError::Unavailable(m) => {
+                InferError::unavailable(m)
+            }
             BackendError::Input(m) => InferError::invalid(m),
             BackendError::Run(m) => InferError::internal(m),
         }

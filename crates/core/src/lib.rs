@@ -17,7 +17,9 @@ pub mod tensor;
 pub use config::{ConfigError, ModelConfig};
 pub use datatype::DataType;
 pub use error::{BackendError, ErrorDetail, ErrorKind, InferError, Problem};
-pub use model::{Backend, Instance, LoadedModel, ModelMetadata, TensorMeta};
+pub use model::{
+    Adapter, AdapterRequest, Backend, Instance, LoadedModel, ModelMetadata, TensorMeta,
+};
 pub use overrides::ConfigOverride;
 pub use task::{ClassLabels, Classifier, Regressor, Task};
 pub use tensor::{

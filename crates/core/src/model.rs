@@ -91,6 +91,39 @@ pub trait LoadedModel: Send + Sync {
     /// Makes the state one instance runs the model with. Called once per instance, on the thread
     /// that will run it; may take a while (ONNX Runtime builds a session).
     fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, BackendError>;
+
+    /// Whether the model can serve now; `Err` says why not (a Python model with no live
+    /// worker). A version that is not healthy is not ready: requests go to another or are
+    /// refused with the reason. Cheap: asked on every request.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether the runtime may make an extra instance to compute a cheap request on the caller's
+    /// task. Not for models whose instances are costly processes.
+    fn inline_instance(&self) -> bool {
+        true
+    }
+
+    /// The HTTP adapter that turns a friendly request into the model's inputs, when the model
+    /// has one (a Python `adapter`).
+    fn adapter(&self) -> Option<&dyn Adapter> {
+        None
+    }
+}
+
+/// A friendly request as an HTTP adapter sees it.
+#[derive(Debug, Clone, Default)]
+pub struct AdapterRequest {
+    /// The query string's pairs, decoded, in order.
+    pub query: Vec<(String, String)>,
+    /// The body, when there is one (JSON).
+    pub body: Option<Vec<u8>>,
+}
+
+/// Turns a friendly request into a model's input tensors (blocking: it may run Python).
+pub trait Adapter: Send + Sync {
+    fn adapt(&self, req: &AdapterRequest) -> Result<Vec<Tensor>, BackendError>;
 }
 
 /// One instance's own state for running a model. Only its owner runs it, one batch at a time,
@@ -128,4 +161,10 @@ pub trait Backend: Send + Sync {
     /// [`BackendError::Unsupported`] says the file is well formed but holds something this
     /// backend does not implement, so that the next backend taking the file may load it.
     fn load(&self, cfg: &ModelConfig, file: &Path) -> Result<Arc<dyn LoadedModel>, BackendError>;
+
+    /// Whether its artifact is the version folder itself (a Python predictor's code) rather
+    /// than one file in it: [`Backend::load`] is then given the folder.
+    fn reads_folder(&self) -> bool {
+        false
+    }
 }

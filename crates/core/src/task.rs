@@ -53,6 +53,9 @@ pub enum Task {
     Classifier(Classifier),
     /// One value (or one per target) per row.
     Regressor(Regressor),
+    /// Code whose outputs are its answer as they are (a Python predictor): the friendly routes
+    /// answer every output it returns, by name.
+    Custom,
     /// Anything else, or not known (a graph whose outputs do not say): clients read the outputs
     /// by name.
     #[default]
@@ -82,7 +85,7 @@ impl Task {
     pub fn class_labels(&self) -> Option<&ClassLabels> {
         match self {
             Task::Classifier(c) => Some(&c.labels),
-            Task::Regressor(_) | Task::Other => None,
+            Task::Regressor(_) | Task::Custom | Task::Other => None,
         }
     }
 }

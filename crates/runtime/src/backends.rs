@@ -15,6 +15,7 @@ use std::sync::Arc;
 use ferroserve_core::config::BackendKind;
 use ferroserve_core::{Backend, BackendError, LoadedModel, ModelConfig};
 use ferroserve_onnx::OnnxBackend;
+use ferroserve_python::PythonBackend;
 use ferroserve_trees::backend::TreesBackend;
 
 use crate::error::LoadError;
@@ -26,7 +27,7 @@ pub struct Registered {
 }
 
 /// Every backend, in the order an artifact is offered to them.
-pub static BACKENDS: [Registered; 2] = [
+pub static BACKENDS: [Registered; 3] = [
     Registered {
         kind: BackendKind::Trees,
         backend: &TreesBackend,
@@ -34,6 +35,10 @@ pub static BACKENDS: [Registered; 2] = [
     Registered {
         kind: BackendKind::Onnx,
         backend: &OnnxBackend,
+    },
+    Registered {
+        kind: BackendKind::Python,
+        backend: &PythonBackend,
     },
 ];
 
@@ -100,7 +105,7 @@ mod tests {
 
     #[test]
     fn every_kind_names_its_backend() {
-        for kind in [BackendKind::Trees, BackendKind::Onnx] {
+        for kind in [BackendKind::Trees, BackendKind::Onnx, BackendKind::Python] {
             let b = named(kind);
             let r = BACKENDS.iter().find(|r| r.kind == kind).unwrap();
             assert_eq!(b.name(), r.backend.name());

@@ -59,6 +59,8 @@ pub struct ModelHandle {
     pending: Arc<AtomicUsize>,
     /// Compute inline below this measured cost when the queue is empty (zero: never).
     inline_below: Duration,
+    /// Whether the model lets an extra instance compute inline ([`LoadedModel::inline_instance`]).
+    inline_allowed: bool,
     /// One permit per instance, shared with the batcher: held by every computation, inline
     /// ones included.
     instances: Arc<Semaphore>,
@@ -93,6 +95,7 @@ impl ModelHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let permits = Arc::new(Semaphore::new(instances));
+        let inline_allowed = model.inline_instance();
         tokio::spawn(batcher::run(
             Policy::from_config(&cfg.batching),
             rx,
@@ -106,6 +109,7 @@ impl ModelHandle {
             model,
             pending,
             inline_below: cfg.batching.inline_compute_below(),
+            inline_allowed,
             instances: permits,
             inline: Arc::new(Mutex::new(Inline::Unmade)),
             admission: Arc::new(Semaphore::new(cfg.max_queue_size.max(1))),
@@ -207,6 +211,7 @@ impl ModelHandle {
     /// would cost more than the model.
     fn try_inline(&self, batch: &Batch) -> Option<Result<Vec<Tensor>, InferError>> {
         if self.inline_below.is_zero()
+            || !self.inline_allowed
             || batch.rows > self.max_batch_size
             || self.pending.load(Ordering::Relaxed) != 0
         {

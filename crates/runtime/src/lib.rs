@@ -64,11 +64,12 @@ pub struct ModelEntry {
 }
 
 impl ModelEntry {
-    /// The highest-numbered ready version.
+    /// The highest-numbered ready version (loaded, and healthy: a Python model with no live
+    /// worker is not ready).
     pub fn latest_ready(&self) -> Option<&Arc<ServedVersion>> {
         self.versions.values().rev().find_map(|v| match v {
-            VersionState::Ready(s) => Some(s),
-            VersionState::Unavailable(_) => None,
+            VersionState::Ready(s) if s.model.health().is_ok() => Some(s),
+            VersionState::Ready(_) | VersionState::Unavailable(_) => None,
         })
     }
 
@@ -111,7 +112,7 @@ impl ModelEntry {
         }
         self.versions.iter().find_map(|(v, s)| match s {
             VersionState::Unavailable(r) => Some(format!("version {v}: {r}")),
-            VersionState::Ready(_) => None,
+            VersionState::Ready(s) => s.model.health().err().map(|r| format!("version {v}: {r}")),
         })
     }
 }
@@ -304,7 +305,12 @@ impl Runtime {
                     ))
                 })?;
                 match entry.versions.get(&n) {
-                    Some(VersionState::Ready(s)) => Ok(s.clone()),
+                    Some(VersionState::Ready(s)) => match s.model.health() {
+                        Ok(()) => Ok(s.clone()),
+                        Err(r) => Err(InferError::unavailable(format!(
+                            "version {n} of model '{name}' is not ready: {r}"
+                        ))),
+                    },
                     Some(VersionState::Unavailable(r)) => Err(InferError::unavailable(format!(
                         "version {n} of model '{name}' is not ready: {r}"
                     ))),
@@ -331,16 +337,20 @@ impl Runtime {
                 });
             }
             for (v, s) in &m.versions {
-                let ready = matches!(s, VersionState::Ready(_));
+                let health = match s {
+                    VersionState::Ready(s) => s.model.health(),
+                    VersionState::Unavailable(r) => Err(r.clone()),
+                };
+                let ready = health.is_ok();
                 out.push(IndexEntry {
                     name: m.name.clone(),
                     version: Some(*v),
                     ready,
                     state: if ready { "READY" } else { "UNAVAILABLE" },
-                    reason: match s {
-                        VersionState::Unavailable(r) => Some(r.clone()),
+                    reason: match health {
+                        Err(r) => Some(r),
                         // A failed reload leaves the versions loaded before it serving.
-                        VersionState::Ready(_) => m.last_failure.clone(),
+                        Ok(()) => m.last_failure.clone(),
                     },
                 });
             }

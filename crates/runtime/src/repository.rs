@@ -161,6 +161,13 @@ fn extension(path: &Path) -> String {
 /// Picks the artifact in a version folder: the configured file, or the only model file. Either
 /// must really be inside the repository (unless links out are followed).
 fn find_artifact(root: &Root, dir: &Path, cfg: &ModelConfig) -> Result<PathBuf, Failure> {
+    // A backend whose artifact is the folder itself (a Python predictor's code).
+    if cfg
+        .backend
+        .is_some_and(|k| backends::named(k).reads_folder())
+    {
+        return Ok(dir.to_path_buf());
+    }
     if let Some(file) = &cfg.file {
         let p = dir.join(file);
         if !p.is_file() {

@@ -18,6 +18,7 @@
 //! ([`answer`]). Every problem with the data is listed in one 422 answer.
 
 pub mod answer;
+pub mod custom;
 pub mod parse;
 pub mod table;
 
@@ -32,7 +33,8 @@ use axum::Router;
 use bytes::Bytes;
 use ferroserve_core::config::{Layout, RequestForm, RouteMethod};
 use ferroserve_core::{
-    ErrorDetail, ErrorKind, InferError, InferRequest, Parameters, Problem, RequestedOutput, Tensor,
+    AdapterRequest, ErrorDetail, ErrorKind, InferError, InferRequest, Parameters, Problem,
+    RequestedOutput, Tensor,
 };
 use ferroserve_runtime::service::deadline;
 use ferroserve_runtime::{Call, Deadline, Origin, ServedVersion, Transport, VersionState};
@@ -411,6 +413,16 @@ pub async fn serve_spec(
         Err(e) => return Err(service.refused(&served, call, e.0).into()),
     };
     let answered = service.infer(&served, d.req, d.deadline, call).await?;
+    if d.table.custom {
+        let a = custom::CustomAnswer {
+            outputs: &answered.response.outputs,
+            rows: d.rows,
+            layout: spec.layout,
+            key: &spec.response_key,
+            unwrap: spec.unwrap_single && d.single && d.rows == 1,
+        };
+        return Ok(respond(StatusCode::OK, "application/json", a.to_json()));
+    }
     let a = Answerer {
         out: Outputs::new(&answered.response, d.rows, &d.table),
         answer: spec.answer,
@@ -451,6 +463,22 @@ async fn decode(
     // A deadline from the X-Request-Timeout-Ms header, as on the v2 routes.
     let timeout_ms = headers.get(deadline::HTTP_HEADER).map(|v| v.as_bytes());
     let deadline = Deadline::read(&Parameters::default(), Transport::Http { timeout_ms })?;
+    if served.model.adapter().is_some() {
+        let req = adapt(fs, served, query, headers, body).await?;
+        let rows = req
+            .inputs
+            .first()
+            .and_then(|t| t.shape.first())
+            .map_or(0, |&r| r.max(0) as usize);
+        return Ok(Decoded {
+            req,
+            deadline,
+            table,
+            rows,
+            single: true,
+            probabilities: false,
+        });
+    }
     let (opts, pairs) = parse::split_query(query, spec, &table)?;
     if opts.probabilities && (!table.is_classifier() || spec.layout == Layout::List) {
         let why = if table.is_classifier() {
@@ -543,6 +571,41 @@ async fn decode(
         rows: parsed.rows,
         single: parsed.single,
         probabilities: opts.probabilities,
+    })
+}
+
+/// Runs the model's HTTP adapter (a Python `adapter`) on the request: the query's pairs and the JSON body become its arguments, and what it returns the model's inputs.
+async fn adapt(
+    fs: &FState,
+    served: &ServedVersion,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<InferRequest, ApiError> {
+    let bytes = read_body(body, headers, Limit::flag(fs.app.limits.max_body_bytes)).await?;
+    let req = AdapterRequest {
+        query: query
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        body: (!bytes.iter().all(|b| b.is_ascii_whitespace())).then(|| bytes.to_vec()),
+    };
+    let model = served.model.clone();
+    let inputs = tokio::task::spawn_blocking(move || match model.adapter() {
+        Some(a) => a.adapt(&req),
+        None => Ok(Vec::new()),
+    })
+    .await
+    .map_err(|e| InferError::internal(format!("the HTTP adapter failed: {e}")))?
+    .map_err(InferError::from)?;
+    Ok(InferRequest {
+        id: None,
+        inputs,
+        outputs: Vec::new(),
+        parameters: Default::default(),
     })
 }
 

@@ -37,6 +37,9 @@ pub struct Table {
     /// Width of the regression output (1 for a single target).
     pub targets: usize,
     pub max_rows: usize,
+    /// The model's outputs are the answer as they are (`Task::Custom`, a Python predictor):
+    /// answered by [`super::custom`], every output asked for.
+    pub custom: bool,
     /// Example rows: `sample_rows` from model.toml, or one row of zeros.
     pub samples: Vec<Vec<f64>>,
     pub description: String,
@@ -88,6 +91,7 @@ impl Table {
                 _ => return Err(unanswerable(&served.name, meta)),
             },
             Task::Regressor(r) => (None, None, None, Some(r.output.clone())),
+            Task::Custom => (None, None, None, None),
             Task::Other => return Err(unanswerable(&served.name, meta)),
         };
         let output = |name: &Option<String>| {
@@ -126,6 +130,7 @@ impl Table {
             names_from_probabilities,
             targets,
             max_rows: served.config.max_request_rows(),
+            custom: meta.task == Task::Custom,
             samples,
             description: meta.description.clone(),
         })
@@ -148,6 +153,9 @@ impl Table {
     pub fn outputs_for(&self, answer: Answer, with_probabilities: bool) -> Vec<&str> {
         let label = self.label_output.as_deref();
         let probabilities = self.probabilities_output.as_deref();
+        if self.custom {
+            return Vec::new();
+        }
         if !self.is_classifier() {
             return self.value_output.as_deref().into_iter().collect();
         }
@@ -330,6 +338,7 @@ impl Table {
             names_from_probabilities: false,
             targets: 1,
             max_rows,
+            custom: false,
             samples: vec![vec![0.0; names.len()]],
             description: String::new(),
         }
