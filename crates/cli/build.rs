@@ -1,5 +1,6 @@
 //! Marks the end-to-end tests that need what a machine with only Rust lacks: ONNX Runtime
-//! (`cfg(no_onnxruntime)`) and Python with the training libraries (`cfg(no_python_ml)`). Where
+//! (`cfg(no_onnxruntime)`), Python with the training libraries (`cfg(no_python_ml)`) and Python
+//! with NumPy and pandas, for Python predictors (`cfg(no_python_numpy)`). Where
 //! they are missing (and outside CI) the tests show as ignored, with the reason, in cargo's
 //! summary.
 
@@ -8,4 +9,5 @@ use ferroserve_probe::{build::ignore_unless, Need, PYTHON_ML};
 fn main() {
     ignore_unless("no_onnxruntime", Need::OnnxRuntime);
     ignore_unless("no_python_ml", Need::PythonModules(PYTHON_ML));
+    ignore_unless("no_python_numpy", Need::PythonModules(&["numpy", "pandas"]));
 }
