@@ -121,6 +121,38 @@ impl Registry {
         })
     }
 
+    /// A registry of the one model `name`, shown as LOADING until `load` (run off the async
+    /// runtime) has found it, then serving it or showing why it cannot: a single model file
+    /// that takes a while to prepare (a pickle converted at start), while the listeners answer
+    /// health probes. The model set never changes after that. Must be called on a tokio
+    /// runtime; returns at once.
+    pub fn one_model(
+        name: &str,
+        defaults: HandleConfig,
+        load: impl FnOnce() -> FoundModel + Send + 'static,
+    ) -> Arc<Registry> {
+        let rt = Runtime::empty().with_model(ModelEntry::loading(name));
+        let reg = Registry::fixed(Arc::new(rt));
+        reg.starting.store(1, Ordering::SeqCst);
+        let cfg = RegistryConfig {
+            defaults,
+            ..RegistryConfig::default()
+        };
+        let task = reg.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
+                .unwrap_or_else(|_| repository::panicked_named(&name));
+            let (entry, failed) = start_model(found, &cfg.defaults);
+            task.snapshot().count_load_failures(failed);
+            task.swap(|rt| rt.with_model(entry));
+            task.starting.store(0, Ordering::SeqCst);
+            let generation = task.snapshot().generation();
+            let _ = task.changed.send(generation);
+        });
+        reg
+    }
+
     /// A registry over the repository `repo`: every model folder shows as LOADING (in
     /// `explicit` mode, those not named to load at start as not loaded) and loads in the
     /// background, in parallel, each serving as soon as it is ready. Must be called on a tokio
