@@ -378,10 +378,15 @@ impl ConvertError {
     /// What answers may say.
     pub fn reason(&self) -> String {
         match self {
+            // The interpreter by its name only: a path may say where things are on disk.
             ConvertError::NoPython { python } => format!(
-                "`{python}` was not found: converting a pickle needs Python 3 with the model's \
+                "`{}` was not found: converting a pickle needs Python 3 with the model's \
                  libraries. Install Python 3, then: {PIP_ALL} (or name the interpreter with \
-                 --python-interpreter / FERROSERVE_PYTHON)"
+                 --python-interpreter / FERROSERVE_PYTHON)",
+                Path::new(python)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             ),
             ConvertError::Missing(m) => format!("{m} (all the importer can use: {PIP_ALL})"),
             ConvertError::Unknown(m)
@@ -395,6 +400,7 @@ impl ConvertError {
     /// What the log says: the reason and the helper's own report.
     pub fn detail(&self) -> String {
         match self {
+            ConvertError::NoPython { python } => format!("{python}: {}", self.reason()),
             ConvertError::Unreadable { detail, .. } | ConvertError::Failed { detail, .. }
                 if !detail.is_empty() =>
             {

@@ -269,10 +269,15 @@ pub fn prepare(file: &Path, opts: &PickleOptions) -> Result<Entry, Failure> {
                 (EntryKind::Python, Some(why))
             }
             None => {
+                let reason = e.reason();
                 return Err(fail(
-                    format!("{shown} cannot be served: {}", e.reason()),
+                    if reason.starts_with(&shown) {
+                        reason
+                    } else {
+                        format!("{shown} cannot be served: {reason}")
+                    },
                     format!("{}: {}", file.display(), e.detail()),
-                ))
+                ));
             }
         },
     };
