@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
@@ -34,6 +35,9 @@ the best artifact (XGBoost JSON or LightGBM text where the native tree engine ap
 through skl2onnx / onnxmltools) and a model.toml with feature names and class labels, then checks \
 that the model, loaded as `serve` loads it, answers what the original library answers on sample \
 rows; if it does not, nothing is written and the largest difference is shown.\n\n\
+With --python a pickle is not converted: its version folder gets the pickle itself and a \
+model.toml for the Python backend (backend = \"python\", ferroserve:PicklePredictor), for \
+models the converter cannot convert (custom transformers, estimators skl2onnx does not know).\n\n\
 SECURITY: loading a pickle or joblib file runs code stored in it. Import only files you trust. \
 The importer opens only the file you name, in a separate Python process.\n\n\
 Needs python3 with the libraries of the model's kind (numpy, scikit-learn, skl2onnx, onnx, \
@@ -125,6 +129,59 @@ pub struct Helper {
     pub python: String,
     /// Sample rows to verify with.
     pub rows: usize,
+    /// How long one run may take before it is killed (a pickle whose code never returns).
+    pub timeout: Duration,
+}
+
+/// The default of [`Helper::timeout`].
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs `cmd` to its end or for at most `timeout` (then kills it): its exit code (`None`
+/// when killed by a signal) and what it printed, or `Err` when it did not start or ran out of
+/// time.
+fn output_within(
+    mut cmd: Command,
+    timeout: Duration,
+) -> Result<(Option<i32>, Vec<u8>, Vec<u8>), String> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("did not finish within {} s", timeout.as_secs()));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    Ok((
+        status.code(),
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    ))
 }
 
 impl Helper {
@@ -178,27 +235,28 @@ impl Helper {
                 p
             }
         };
-        let out = Command::new(&self.python)
-            .arg(&helper)
-            .arg("--model")
-            .arg(model)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| {
-                failed(
-                    "the import helper did not run",
-                    format!("{}: {e}", self.python),
-                )
-            })?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(&helper).arg("--model").arg(model).args(args);
+        let (code, stdout, stderr) = output_within(cmd, self.timeout).map_err(|e| {
+            failed(
+                &format!(
+                    "the import helper did not run to its end ({})",
+                    if e.starts_with("did not finish") {
+                        e.as_str()
+                    } else {
+                        "it did not start"
+                    }
+                ),
+                format!("{}: {e}", self.python),
+            )
+        })?;
+        let stdout = String::from_utf8_lossy(&stdout);
+        let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
         let answer: Option<Value> = stdout.lines().rev().find_map(|l| {
             serde_json::from_str::<Value>(l)
                 .ok()
                 .filter(Value::is_object)
         });
-        let code = out.status.code();
         if code == Some(0) {
             return answer.ok_or_else(|| {
                 failed(
@@ -432,12 +490,14 @@ pub const PYTHON_CHECKPOINT: &str = "model.pkl";
 pub fn python_model_toml(description: &str, n_features: Option<usize>) -> String {
     let mut t = format!(
         "# Written by ferroserve: this pickle runs in Python (the Python backend), unconverted.\n\
-         description = {description:?}\n\
+         description = {}\n\
          backend = \"python\"\n\
          predictor = \"ferroserve:PicklePredictor\"\n\
          batch_format = \"numpy\"\n\n\
          [checkpoint]\n\
-         file = \"{PYTHON_CHECKPOINT}\"\n"
+         file = \"{PYTHON_CHECKPOINT}\"\n",
+        // A JSON string is a TOML basic string.
+        serde_json::to_string(description).unwrap_or_default()
     );
     if let Some(n) = n_features {
         t.push_str(&format!(
@@ -482,6 +542,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let helper = Helper {
         python: args.python_interpreter.clone(),
         rows: args.rows,
+        timeout: HELPER_TIMEOUT,
     };
     let pickle = is_pickle(&args.model);
     let file_name = args
@@ -756,4 +817,39 @@ fn verify_model(model: &Arc<dyn LoadedModel>, verify: &Value) -> anyhow::Result<
         summary,
         failure,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_helper_past_its_time_is_killed_and_one_within_it_is_heard() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("5");
+        let t = Instant::now();
+        let e = output_within(cmd, Duration::from_millis(200)).unwrap_err();
+        assert!(e.starts_with("did not finish"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(3));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let (code, out, err) = output_within(cmd, Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (code, &out[..], &err[..]),
+            (Some(3), &b"out\n"[..], &b"err\n"[..])
+        );
+        assert!(output_within(Command::new("/nonexistent/x"), Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn the_python_backend_toml_is_the_backends_contract() {
+        let t: toml::Table = python_model_toml("d \"q\"", Some(4)).parse().unwrap();
+        assert_eq!(t["backend"].as_str(), Some("python"));
+        assert_eq!(t["predictor"].as_str(), Some("ferroserve:PicklePredictor"));
+        assert_eq!(t["checkpoint"]["file"].as_str(), Some(PYTHON_CHECKPOINT));
+        assert_eq!(t["description"].as_str(), Some("d \"q\""));
+        assert_eq!(t["inputs"][0]["shape"].as_array().map(Vec::len), Some(2));
+        let t: toml::Table = python_model_toml("d", None).parse().unwrap();
+        assert!(!t.contains_key("inputs"));
+    }
 }

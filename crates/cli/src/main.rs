@@ -311,6 +311,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 helper: import::Helper {
                     python: args.python_interpreter.clone(),
                     rows: 64,
+                    timeout: import::HELPER_TIMEOUT,
                 },
                 no_pickle: args.no_pickle,
             };

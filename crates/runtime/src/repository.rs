@@ -147,7 +147,8 @@ impl Root {
 pub fn pickle_help(shown: &str) -> String {
     format!(
         "{shown} is a Python pickle, which ferroserve does not load directly (unpickling runs code). \
-         Convert it once with `ferroserve import {shown} --out <repository>/<name>`, then serve the repository"
+         Convert it once with `ferroserve import {shown} --out <repository>/<name>`, then serve the repository \
+         (or serve the file alone with `ferroserve serve --model`, which converts it on start)"
     )
 }
 
