@@ -136,13 +136,13 @@ pub struct Helper {
 /// The default of [`Helper::timeout`].
 pub const HELPER_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Runs `cmd` to its end or for at most `timeout` (then kills it): its exit code (`None`
-/// when killed by a signal) and what it printed, or `Err` when it did not start or ran out of
-/// time.
-fn output_within(
-    mut cmd: Command,
-    timeout: Duration,
-) -> Result<(Option<i32>, Vec<u8>, Vec<u8>), String> {
+/// What a finished run gave: its exit code (`None` when killed by a signal), its standard
+/// output and standard error.
+type Finished = (Option<i32>, Vec<u8>, Vec<u8>);
+
+/// Runs `cmd` to its end or for at most `timeout` (then kills it), or `Err` when it did not
+/// start or ran out of time.
+fn output_within(mut cmd: Command, timeout: Duration) -> Result<Finished, String> {
     use std::io::Read;
     use std::process::Stdio;
     let mut child = cmd
