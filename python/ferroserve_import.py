@@ -75,11 +75,15 @@ def feature_count(obj):
         return None
 
 
+# The pip package of an importable module, where the two names differ.
+PIP_NAMES = {"sklearn": "scikit-learn", "skl2onnx": "skl2onnx", "onnxmltools": "onnxmltools",
+             "onnxruntime": "onnxruntime", "onnx": "onnx", "xgboost": "xgboost",
+             "lightgbm": "lightgbm", "joblib": "joblib", "numpy": "numpy"}
+
+
 def need(*modules, purpose):
     """Imports modules or stops with the exact pip command."""
-    pip_names = {"sklearn": "scikit-learn", "skl2onnx": "skl2onnx", "onnxmltools": "onnxmltools",
-                 "onnxruntime": "onnxruntime", "onnx": "onnx", "xgboost": "xgboost",
-                 "lightgbm": "lightgbm", "joblib": "joblib", "numpy": "numpy"}
+    pip_names = PIP_NAMES
     missing = []
     loaded = []
     for m in modules:
@@ -131,8 +135,9 @@ def load_pickle(path):
                 return pickle.load(f)
         return joblib.load(path)
     except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
         raise Refusal(f"{base(path)} was pickled with a module that is not installed ({e.name}): "
-                      f"pip install {e.name}", MISSING_EXIT)
+                      f"pip install {PIP_NAMES.get(top, top)}", MISSING_EXIT)
     except Exception as e:  # not a pickle, truncated, or a class its code no longer has
         # The exception's text may quote the file's bytes: only its type goes in the message.
         raise Refusal(f"{base(path)} cannot be unpickled ({type(e).__name__}): it is not a "
