@@ -322,8 +322,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
             // Listeners bind at once (health probes answer); the model is LOADING while it
             // converts.
-            let file = file.clone();
-            Registry::one_model(&name.clone(), defaults, move || {
+            let (file, shown) = (file.clone(), name.clone());
+            Registry::one_model(&shown, defaults, move || {
                 pickles::serve_pickle(&file, &name, &opts, &scan)
             })
         }

@@ -592,6 +592,32 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_model_is_loading_until_prepared_then_serves_or_says_why_not() {
+        let dir = repo(&["diabetes"]);
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let folder = dir.join("diabetes");
+        let reg = Registry::one_model("sugar", HandleConfig::default(), move || {
+            let _ = wait.recv_timeout(Duration::from_secs(20));
+            repository::prepared_model(&folder, "sugar", None, &ScanOptions::default())
+        });
+        let snap = reg.snapshot();
+        assert!(snap.model("sugar").unwrap().loading);
+        assert!(!reg.started());
+        go.send(()).unwrap();
+        until("served", || ready(&reg, "sugar").is_some()).await;
+        until("started", || reg.started()).await;
+        assert!(!reg.allows_control());
+        // A load that panics is the model's failure, not the server's.
+        let reg = Registry::one_model("boom", HandleConfig::default(), || panic!("in the test"));
+        until("failed", || reg.started()).await;
+        let snap = reg.snapshot();
+        let m = snap.model("boom").unwrap();
+        assert!(!m.loading && !m.is_ready(), "{:?}", m.reason());
+        assert!(m.reason().unwrap().contains("panicked"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn explicit_mode_loads_what_it_is_told_and_unloads() {
         let dir = repo(&["breast_cancer", "diabetes"]);
         let cfg = RegistryConfig {
