@@ -6,6 +6,7 @@ hand. It opens exactly one file, the one named by --model. A pickle or joblib fi
 it is loaded: only import files you trust.
 
     python3 ferroserve_import.py --model MODEL --stage DIR [--rows N] [--seed S]
+    python3 ferroserve_import.py --model MODEL --inspect
 
 Accepted:
   - scikit-learn estimators and Pipelines, pickled or joblib-dumped (.pkl .pickle .joblib .sav)
@@ -21,8 +22,18 @@ checked them):
   model.toml        description, feature names, class labels, input shape (as a comment)
   verify.json       sample rows as request tensors, and the original library's answers for them
 
+--inspect converts nothing: it loads the file and answers what it holds (its type and, when the
+model records it, its number of features).
+
+The last line of standard output is one JSON object: {"artifact": "model.onnx", "n_features": 4}
+(or {"type": ..., "n_features": ...} with --inspect) on success, else {"error": {"code": ...,
+"message": ..., "n_features": ...}}. Messages name the model file by its base name only and never
+quote its content: ferroserve may answer them to clients. Standard error has the details.
+
 Exit status: 0 written; 2 the file is not a model this helper knows; 3 a Python library is
-missing (the message says what to pip install); 1 anything else.
+missing (the message says what to pip install); 4 the model was read but cannot be converted (a
+custom transformer, an estimator skl2onnx does not know: ferroserve can serve it through its
+Python backend instead); 5 the file cannot be unpickled; 1 anything else.
 """
 import argparse
 import json
@@ -33,6 +44,10 @@ import traceback
 
 MISSING_EXIT = 3
 UNKNOWN_EXIT = 2
+UNCONVERTIBLE_EXIT = 4
+UNREADABLE_EXIT = 5
+CODE_NAMES = {1: "failed", UNKNOWN_EXIT: "unknown", MISSING_EXIT: "missing",
+              UNCONVERTIBLE_EXIT: "unconvertible", UNREADABLE_EXIT: "unreadable"}
 ONNX_OPSET = {"": 17, "ai.onnx.ml": 3}
 # Tolerances ferroserve checks with: |ferroserve - library| <= abs + rel * |library|.
 TOL_TREES = {"abs": 1e-5, "rel": 1e-5}
@@ -40,16 +55,35 @@ TOL_ONNX = {"abs": 1e-4, "rel": 1e-4}
 
 
 class Refusal(Exception):
-    def __init__(self, message, code=1):
+    def __init__(self, message, code=1, n_features=None, detail=None):
         super().__init__(message)
         self.code = code
+        self.n_features = n_features
+        # For standard error only (it may quote the file).
+        self.detail = detail
+
+
+def base(path):
+    return os.path.basename(path)
+
+
+def feature_count(obj):
+    n = getattr(obj, "n_features_in_", None)
+    try:
+        return int(n) if n is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+# The pip package of an importable module, where the two names differ.
+PIP_NAMES = {"sklearn": "scikit-learn", "skl2onnx": "skl2onnx", "onnxmltools": "onnxmltools",
+             "onnxruntime": "onnxruntime", "onnx": "onnx", "xgboost": "xgboost",
+             "lightgbm": "lightgbm", "joblib": "joblib", "numpy": "numpy"}
 
 
 def need(*modules, purpose):
     """Imports modules or stops with the exact pip command."""
-    pip_names = {"sklearn": "scikit-learn", "skl2onnx": "skl2onnx", "onnxmltools": "onnxmltools",
-                 "onnxruntime": "onnxruntime", "onnx": "onnx", "xgboost": "xgboost",
-                 "lightgbm": "lightgbm", "joblib": "joblib", "numpy": "numpy"}
+    pip_names = PIP_NAMES
     missing = []
     loaded = []
     for m in modules:
@@ -87,21 +121,28 @@ def sniff(path):
         return "pickle"
     if ext in (".model", ".bin", ".xgb"):
         return "xgboost"
-    raise Refusal(f"{path}: not a file this importer knows (expected a pickle/joblib file, "
+    raise Refusal(f"{base(path)}: not a file this importer knows (expected a pickle/joblib file, "
                   f"an XGBoost .json/.ubj, a LightGBM .txt or an ONNX .onnx)", UNKNOWN_EXIT)
 
 
 def load_pickle(path):
     need("numpy", purpose="reading a pickle")
     try:
-        import joblib
+        try:
+            import joblib
+        except ImportError:
+            with open(path, "rb") as f:
+                return pickle.load(f)
         return joblib.load(path)
-    except ImportError:
-        with open(path, "rb") as f:
-            return pickle.load(f)
     except ModuleNotFoundError as e:
-        raise Refusal(f"{path} was pickled with a module that is not installed ({e.name}): "
-                      f"pip install {e.name}", MISSING_EXIT)
+        top = (e.name or "").split(".")[0]
+        raise Refusal(f"{base(path)} was pickled with a module that is not installed ({e.name}): "
+                      f"pip install {PIP_NAMES.get(top, top)}", MISSING_EXIT)
+    except Exception as e:  # not a pickle, truncated, or a class its code no longer has
+        # The exception's text may quote the file's bytes: only its type goes in the message.
+        raise Refusal(f"{base(path)} cannot be unpickled ({type(e).__name__}): it is not a "
+                      "pickle or joblib file, it is damaged, or it needs code that is not "
+                      "importable here", UNREADABLE_EXIT, detail=f"{type(e).__name__}: {e}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +302,8 @@ def import_xgboost_booster(booster, stage, args, rng, classes=None, what="XGBoos
     pred = booster.predict(dm)
     if kind == "multi_softmax":
         raise Refusal("multi:softmax boosters answer class indices only; retrain with "
-                      "multi:softprob (the same model with probabilities)")
+                      "multi:softprob (the same model with probabilities)", UNCONVERTIBLE_EXIT,
+                      n_features=n)
     if kind == "binary":
         proba = np.column_stack([1 - pred, pred])
     elif kind == "multi":
@@ -402,13 +444,15 @@ def import_sklearn(est, stage, args, rng):
         n_features = getattr(est, "n_features_in_", None)
         if n_features is None:
             raise Refusal(f"{type(est).__name__} does not record its number of features "
-                          "(n_features_in_); is it fitted?")
+                          "(n_features_in_); is it fitted?", UNCONVERTIBLE_EXIT)
         initial = [("input", FloatTensorType([None, int(n_features)]))]
     options = {id(est): {"zipmap": False}} if is_classifier else None
     try:
         onx = convert_sklearn(est, initial_types=initial, target_opset=ONNX_OPSET, options=options)
     except Exception as e:  # skl2onnx names the estimator it cannot convert
-        raise Refusal(f"skl2onnx cannot convert this {type(est).__name__}: {e}")
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise Refusal(f"skl2onnx cannot convert this {type(est).__name__}: {first}",
+                      UNCONVERTIBLE_EXIT, n_features=n_features, detail=str(e))
     onx.graph.name = "imported"
     path = os.path.join(stage, "model.onnx")
     with open(path, "wb") as f:
@@ -511,55 +555,95 @@ def import_onnx(stage, args, rng):
 # ---------------------------------------------------------------------------------------------
 
 
+def inspect(args):
+    """--inspect: what the file holds, converting nothing."""
+    kind = sniff(args.model)
+    if kind != "pickle":
+        return {"type": kind, "n_features": None}
+    obj = load_pickle(args.model)
+    if not hasattr(obj, "predict"):
+        raise Refusal(f"{base(args.model)} holds a {type(obj).__module__}.{type(obj).__name__}, "
+                      "not a model with predict()", UNKNOWN_EXIT)
+    return {"type": f"{type(obj).__module__}.{type(obj).__name__}",
+            "n_features": feature_count(obj)}
+
+
+def convert(args):
+    """Writes the artifact, model.toml and verify.json into --stage; the answer's fields."""
+    np = need("numpy", purpose="importing a model")
+    rng = np.random.default_rng(args.seed)
+    os.makedirs(args.stage, exist_ok=True)
+    kind = sniff(args.model)
+    if kind == "onnx":
+        return {"artifact": import_onnx(args.stage, args, rng), "n_features": None}
+    if kind == "xgboost":
+        xgb = need("xgboost", purpose="an XGBoost model file")
+        booster = xgb.Booster(model_file=args.model)
+        return {"artifact": import_xgboost_booster(booster, args.stage, args, rng),
+                "n_features": int(booster.num_features())}
+    if kind == "lightgbm":
+        lgb = need("lightgbm", purpose="a LightGBM model file")
+        booster = lgb.Booster(model_file=args.model)
+        return {"artifact": import_lightgbm_booster(booster, args.stage, args, rng),
+                "n_features": int(booster.num_feature())}
+    obj = load_pickle(args.model)
+    n_features = feature_count(obj)
+    mod = type(obj).__module__.split(".")[0]
+    name = type(obj).__name__
+    try:
+        if mod == "xgboost" and name == "Booster":
+            n_features = int(obj.num_features())
+            artifact = import_xgboost_booster(obj, args.stage, args, rng)
+        elif mod == "xgboost" and hasattr(obj, "get_booster"):
+            artifact = import_xgboost_booster(obj.get_booster(), args.stage, args, rng,
+                                              classes=getattr(obj, "classes_", None),
+                                              what=f"XGBoost {name}")
+        elif mod == "lightgbm" and name == "Booster":
+            n_features = int(obj.num_feature())
+            artifact = import_lightgbm_booster(obj, args.stage, args, rng)
+        elif mod == "lightgbm" and hasattr(obj, "booster_"):
+            artifact = import_lightgbm_booster(obj.booster_, args.stage, args, rng,
+                                               classes=getattr(obj, "classes_", None),
+                                               what=f"LightGBM {name}")
+        elif hasattr(obj, "predict"):
+            artifact = import_sklearn(obj, args.stage, args, rng)
+        else:
+            raise Refusal(f"{base(args.model)} holds a {type(obj).__module__}.{name}, not a "
+                          "model with predict()", UNKNOWN_EXIT)
+    except Refusal as e:
+        if e.n_features is None:
+            e.n_features = n_features
+        raise
+    return {"artifact": artifact, "n_features": n_features}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--stage", required=True)
+    ap.add_argument("--stage")
+    ap.add_argument("--inspect", action="store_true")
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if not args.inspect and not args.stage:
+        ap.error("--stage is required (unless --inspect)")
     try:
-        np = need("numpy", purpose="importing a model")
-        rng = np.random.default_rng(args.seed)
-        os.makedirs(args.stage, exist_ok=True)
-        kind = sniff(args.model)
-        if kind == "onnx":
-            artifact = import_onnx(args.stage, args, rng)
-        elif kind == "xgboost":
-            xgb = need("xgboost", purpose="an XGBoost model file")
-            artifact = import_xgboost_booster(xgb.Booster(model_file=args.model), args.stage, args, rng)
-        elif kind == "lightgbm":
-            lgb = need("lightgbm", purpose="a LightGBM model file")
-            artifact = import_lightgbm_booster(lgb.Booster(model_file=args.model), args.stage, args, rng)
-        else:
-            obj = load_pickle(args.model)
-            mod = type(obj).__module__.split(".")[0]
-            name = type(obj).__name__
-            if mod == "xgboost" and name == "Booster":
-                artifact = import_xgboost_booster(obj, args.stage, args, rng)
-            elif mod == "xgboost" and hasattr(obj, "get_booster"):
-                artifact = import_xgboost_booster(obj.get_booster(), args.stage, args, rng,
-                                                  classes=getattr(obj, "classes_", None),
-                                                  what=f"XGBoost {name}")
-            elif mod == "lightgbm" and name == "Booster":
-                artifact = import_lightgbm_booster(obj, args.stage, args, rng)
-            elif mod == "lightgbm" and hasattr(obj, "booster_"):
-                artifact = import_lightgbm_booster(obj.booster_, args.stage, args, rng,
-                                                   classes=getattr(obj, "classes_", None),
-                                                   what=f"LightGBM {name}")
-            elif hasattr(obj, "predict"):
-                artifact = import_sklearn(obj, args.stage, args, rng)
-            else:
-                raise Refusal(f"{args.model} holds a {type(obj).__module__}.{name}, not a model "
-                              "with predict()", UNKNOWN_EXIT)
-        print(json.dumps({"artifact": artifact}))
+        answer = inspect(args) if args.inspect else convert(args)
+        print(json.dumps(answer))
         return 0
     except Refusal as e:
+        if e.detail:
+            print(e.detail, file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
+        print(json.dumps({"error": {"code": CODE_NAMES.get(e.code, "failed"), "message": str(e),
+                                    "n_features": e.n_features}}))
         return e.code
-    except Exception as e:  # an unexpected failure: show where
+    except Exception as e:  # an unexpected failure: show where (standard error only)
         traceback.print_exc()
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(json.dumps({"error": {"code": "failed", "message": "the import helper failed "
+                                    f"({type(e).__name__}); the server log has the details",
+                                    "n_features": None}}))
         return 1
 
 

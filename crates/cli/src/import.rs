@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
@@ -34,6 +35,9 @@ the best artifact (XGBoost JSON or LightGBM text where the native tree engine ap
 through skl2onnx / onnxmltools) and a model.toml with feature names and class labels, then checks \
 that the model, loaded as `serve` loads it, answers what the original library answers on sample \
 rows; if it does not, nothing is written and the largest difference is shown.\n\n\
+With --python a pickle is not converted: its version folder gets the pickle itself and a \
+model.toml for the Python backend (backend = \"python\", ferroserve:PicklePredictor), for \
+models the converter cannot convert (custom transformers, estimators skl2onnx does not know).\n\n\
 SECURITY: loading a pickle or joblib file runs code stored in it. Import only files you trust. \
 The importer opens only the file you name, in a separate Python process.\n\n\
 Needs python3 with the libraries of the model's kind (numpy, scikit-learn, skl2onnx, onnx, \
@@ -56,25 +60,39 @@ pub struct ImportArgs {
     rows: usize,
     /// Python interpreter to run the helper with.
     #[arg(long, env = "FERROSERVE_PYTHON", default_value = "python3")]
-    python: String,
+    python_interpreter: String,
+    /// Do not convert: write a version folder served by the Python backend (model.toml
+    /// `backend = "python"`, the pickle copied in), for pickles the converter cannot convert
+    /// (custom transformers, estimators skl2onnx does not know).
+    #[arg(long)]
+    python: bool,
     /// Replace an existing version folder.
     #[arg(long)]
     force: bool,
 }
 
 /// A temporary folder removed when dropped.
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new() -> anyhow::Result<TempDir> {
+    /// A fresh folder named `<prefix>-<pid>-<nanos>` under `parent`.
+    pub fn new_in(parent: &Path, prefix: &str) -> std::io::Result<TempDir> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let p =
-            std::env::temp_dir().join(format!("ferroserve-import-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let p = parent.join(format!("{prefix}-{}-{nanos}-{seq}", std::process::id()));
+        std::fs::create_dir_all(&p)?;
         Ok(TempDir(p))
+    }
+
+    fn new() -> anyhow::Result<TempDir> {
+        let parent = std::env::temp_dir();
+        TempDir::new_in(&parent, "ferroserve-import")
+            .with_context(|| format!("creating a folder in {}", parent.display()))
     }
 }
 
@@ -97,7 +115,418 @@ fn next_version(out: &Path) -> u64 {
         + 1
 }
 
-/// Runs the import; `Ok` only when the model was verified and written.
+/// Whether `file` is a pickle (by its extension, as the repository tells them).
+pub fn is_pickle(file: &Path) -> bool {
+    file.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ferroserve_runtime::repository::PICKLE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+    })
+}
+
+/// How the helper is run.
+#[derive(Debug, Clone)]
+pub struct Helper {
+    /// The Python interpreter.
+    pub python: String,
+    /// Sample rows to verify with.
+    pub rows: usize,
+    /// How long one run may take before it is killed (a pickle whose code never returns).
+    pub timeout: Duration,
+}
+
+/// The default of [`Helper::timeout`].
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a finished run gave: its exit code (`None` when killed by a signal), its standard
+/// output and standard error.
+type Finished = (Option<i32>, Vec<u8>, Vec<u8>);
+
+/// Runs `cmd` to its end or for at most `timeout` (then kills it), or `Err` when it did not
+/// start or ran out of time.
+fn output_within(mut cmd: Command, timeout: Duration) -> Result<Finished, String> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("did not finish within {} s", timeout.as_secs()));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    Ok((
+        status.code(),
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    ))
+}
+
+impl Helper {
+    /// The helper's source: the embedded copy, or the file `FERROSERVE_IMPORT_HELPER` names.
+    fn source() -> anyhow::Result<(Option<PathBuf>, Vec<u8>)> {
+        match std::env::var_os("FERROSERVE_IMPORT_HELPER") {
+            Some(p) => {
+                let p = PathBuf::from(p);
+                let text = std::fs::read(&p).with_context(|| {
+                    format!("reading FERROSERVE_IMPORT_HELPER ({})", p.display())
+                })?;
+                Ok((Some(p), text))
+            }
+            None => Ok((None, HELPER.as_bytes().to_vec())),
+        }
+    }
+
+    /// SHA-256 (hex) of the helper that converts: a changed converter makes a new cache key.
+    pub fn hash() -> anyhow::Result<String> {
+        use sha2::Digest;
+        let (_, text) = Helper::source()?;
+        Ok(crate::pickles::hex(&sha2::Sha256::digest(&text)))
+    }
+
+    /// Runs the helper with `args`; its answer (the last JSON line of its standard output), or
+    /// why it failed.
+    fn run(&self, model: &Path, args: &[&std::ffi::OsStr]) -> Result<Value, ConvertError> {
+        match Command::new(&self.python).arg("--version").output() {
+            Ok(o) if o.status.success() => {}
+            _ => {
+                return Err(ConvertError::NoPython {
+                    python: self.python.clone(),
+                })
+            }
+        }
+        let failed = |reason: &str, detail: String| ConvertError::Failed {
+            reason: reason.to_string(),
+            detail,
+        };
+        let tmp = TempDir::new()
+            .map_err(|e| failed("cannot create a temporary folder", e.to_string()))?;
+        let (path, text) =
+            Helper::source().map_err(|e| failed("cannot read the helper", e.to_string()))?;
+        let helper = match path {
+            Some(p) => p,
+            None => {
+                let p = tmp.0.join("ferroserve_import.py");
+                std::fs::write(&p, text).map_err(|e| {
+                    failed("cannot write the helper", format!("{}: {e}", p.display()))
+                })?;
+                p
+            }
+        };
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(&helper).arg("--model").arg(model).args(args);
+        let (code, stdout, stderr) = output_within(cmd, self.timeout).map_err(|e| {
+            failed(
+                &format!(
+                    "the import helper did not run to its end ({})",
+                    if e.starts_with("did not finish") {
+                        e.as_str()
+                    } else {
+                        "it did not start"
+                    }
+                ),
+                format!("{}: {e}", self.python),
+            )
+        })?;
+        let stdout = String::from_utf8_lossy(&stdout);
+        let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
+        let answer: Option<Value> = stdout.lines().rev().find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(Value::is_object)
+        });
+        if code == Some(0) {
+            return answer.ok_or_else(|| {
+                failed(
+                    "the import helper gave no answer",
+                    format!("its output:\n{stdout}{stderr}"),
+                )
+            });
+        }
+        let error = answer.as_ref().map(|a| &a["error"]);
+        let message = error
+            .and_then(|e| e["message"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| "the import helper failed; the server log has the details".into());
+        let n_features = error
+            .and_then(|e| e["n_features"].as_u64())
+            .map(|n| n as usize);
+        Err(match HelperExit::from_code(code) {
+            HelperExit::Unknown => ConvertError::Unknown(message),
+            HelperExit::Missing => ConvertError::Missing(message),
+            HelperExit::Unconvertible => ConvertError::Unconvertible {
+                reason: message,
+                n_features,
+            },
+            HelperExit::Unreadable => ConvertError::Unreadable {
+                reason: message,
+                detail: stderr,
+            },
+            HelperExit::Failed => ConvertError::Failed {
+                reason: message,
+                detail: stderr,
+            },
+        })
+    }
+
+    /// What the file holds, converting nothing (`--inspect`): its number of features when the
+    /// model records it.
+    pub fn inspect(&self, model: &Path) -> Result<Option<usize>, ConvertError> {
+        let answer = self.run(model, &["--inspect".as_ref()])?;
+        Ok(answer["n_features"].as_u64().map(|n| n as usize))
+    }
+
+    /// Converts `model` into `stage` (the artifact, `model.toml`, `verify.json`), loads the
+    /// artifact as `serve` loads it and checks its answers against the original library's on
+    /// the sample rows. The one conversion `import` and `serve` (for a pickle) share.
+    pub fn convert(&self, model: &Path, stage: &Path) -> Result<Converted, ConvertError> {
+        let rows = self.rows.max(1).to_string();
+        let answer = self.run(
+            model,
+            &[
+                "--stage".as_ref(),
+                stage.as_os_str(),
+                "--rows".as_ref(),
+                rows.as_ref(),
+            ],
+        )?;
+        let n_features = answer["n_features"].as_u64().map(|n| n as usize);
+        let failed = |reason: &str, detail: String| ConvertError::Failed {
+            reason: reason.to_string(),
+            detail,
+        };
+        let artifact = answer["artifact"]
+            .as_str()
+            .filter(|a| !a.is_empty() && !a.contains(['/', '\\']) && *a != "..")
+            .ok_or_else(|| failed("the import helper named no artifact", answer.to_string()))?
+            .to_string();
+
+        // Load it as `serve` would, and check it.
+        let toml = std::fs::read_to_string(stage.join("model.toml"))
+            .map_err(|e| failed("the import helper wrote no model.toml", e.to_string()))?;
+        let cfg = ModelConfig::from_toml(&toml)
+            .map_err(|e| failed("the import helper wrote a bad model.toml", e))?;
+        let loaded = ferroserve_runtime::repository::load_artifact(&cfg, &stage.join(&artifact))
+            .map_err(|e| ConvertError::Disagrees {
+                reason: format!("ferroserve cannot load the converted model: {e}"),
+                n_features,
+            })?;
+        let verify: Value = std::fs::read(stage.join("verify.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| failed("the import helper wrote no verify.json", String::new()))?;
+        let report = verify_model(&loaded, &verify).map_err(|e| ConvertError::Disagrees {
+            reason: e.to_string(),
+            n_features,
+        })?;
+        let library = verify["library"]
+            .as_str()
+            .unwrap_or("the original library")
+            .to_string();
+        if let Some(fail) = &report.failure {
+            return Err(ConvertError::Disagrees {
+                reason: format!(
+                    "ferroserve's answers differ from {library}'s beyond tolerance: {fail}"
+                ),
+                n_features,
+            });
+        }
+        Ok(Converted {
+            artifact,
+            toml,
+            model: loaded,
+            rows: report.rows,
+            summary: report.summary,
+            library,
+            n_features,
+        })
+    }
+}
+
+/// How the helper ended (its exit status; see the helper's docstring).
+enum HelperExit {
+    Unknown,
+    Missing,
+    Unconvertible,
+    Unreadable,
+    Failed,
+}
+
+impl HelperExit {
+    fn from_code(code: Option<i32>) -> HelperExit {
+        match code {
+            Some(2) => HelperExit::Unknown,
+            Some(3) => HelperExit::Missing,
+            Some(4) => HelperExit::Unconvertible,
+            Some(5) => HelperExit::Unreadable,
+            _ => HelperExit::Failed,
+        }
+    }
+}
+
+/// A model converted, loaded and verified (its files are in the stage folder).
+pub struct Converted {
+    /// The artifact's file name in the stage folder (`model.onnx`, `model.json`, `model.txt`).
+    pub artifact: String,
+    /// The `model.toml` the helper wrote.
+    pub toml: String,
+    /// The artifact, loaded as `serve` loads it.
+    pub model: Arc<dyn LoadedModel>,
+    /// Sample rows it was verified on, and what the comparison found.
+    pub rows: usize,
+    pub summary: String,
+    /// The library the answers were compared with (`scikit-learn 1.9.1`).
+    pub library: String,
+    /// The model's number of features, when it records it.
+    pub n_features: Option<usize>,
+}
+
+/// Why a conversion did not give a verified model. [`ConvertError::reason`] is what answers
+/// may say: it names the model file by its base name only and never quotes its content;
+/// [`ConvertError::detail`] adds what only the log gets.
+#[derive(Debug, Clone)]
+pub enum ConvertError {
+    /// The interpreter did not start.
+    NoPython { python: String },
+    /// A Python library is missing; the message has the `pip install` command.
+    Missing(String),
+    /// Not a model file the helper knows (or an object without `predict`).
+    Unknown(String),
+    /// Read, but the converter cannot convert it (a custom transformer, an estimator skl2onnx
+    /// does not know): the Python backend can serve it.
+    Unconvertible {
+        reason: String,
+        n_features: Option<usize>,
+    },
+    /// Converted, but ferroserve cannot load the result or answers differently from the
+    /// library: the Python backend can serve it.
+    Disagrees {
+        reason: String,
+        n_features: Option<usize>,
+    },
+    /// The file cannot be unpickled (not a pickle, damaged, or its code is not importable).
+    Unreadable { reason: String, detail: String },
+    /// Anything else.
+    Failed { reason: String, detail: String },
+}
+
+impl ConvertError {
+    /// What answers may say.
+    pub fn reason(&self) -> String {
+        match self {
+            // The interpreter by its name only: a path may say where things are on disk.
+            ConvertError::NoPython { python } => format!(
+                "`{}` was not found: converting a pickle needs Python 3 with the model's \
+                 libraries. Install Python 3, then: {PIP_ALL} (or name the interpreter with \
+                 --python-interpreter / FERROSERVE_PYTHON)",
+                Path::new(python)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+            ConvertError::Missing(m) => format!("{m} (all the importer can use: {PIP_ALL})"),
+            ConvertError::Unknown(m)
+            | ConvertError::Unconvertible { reason: m, .. }
+            | ConvertError::Disagrees { reason: m, .. }
+            | ConvertError::Unreadable { reason: m, .. }
+            | ConvertError::Failed { reason: m, .. } => m.clone(),
+        }
+    }
+
+    /// What the log says: the reason and the helper's own report.
+    pub fn detail(&self) -> String {
+        match self {
+            ConvertError::NoPython { python } => format!("{python}: {}", self.reason()),
+            ConvertError::Unreadable { detail, .. } | ConvertError::Failed { detail, .. }
+                if !detail.is_empty() =>
+            {
+                format!("{}\n{detail}", self.reason())
+            }
+            _ => self.reason(),
+        }
+    }
+
+    /// When the Python backend can serve the model instead: its number of features, if known.
+    pub fn python_fallback(&self) -> Option<Option<usize>> {
+        match self {
+            ConvertError::Unconvertible { n_features, .. }
+            | ConvertError::Disagrees { n_features, .. } => Some(*n_features),
+            ConvertError::NoPython { .. }
+            | ConvertError::Missing(_)
+            | ConvertError::Unknown(_)
+            | ConvertError::Unreadable { .. }
+            | ConvertError::Failed { .. } => None,
+        }
+    }
+}
+
+/// The file name a pickle gets in a Python backend version folder.
+pub const PYTHON_CHECKPOINT: &str = "model.pkl";
+
+/// The `model.toml` of a pickle served by the Python backend (`ferroserve:PicklePredictor`):
+/// one input `[-1, n]` FP64 when the number of features is known.
+pub fn python_model_toml(description: &str, n_features: Option<usize>) -> String {
+    let mut t = format!(
+        "# Written by ferroserve: this pickle runs in Python (the Python backend), unconverted.\n\
+         description = {}\n\
+         backend = \"python\"\n\
+         predictor = \"ferroserve:PicklePredictor\"\n\
+         batch_format = \"numpy\"\n\n\
+         [checkpoint]\n\
+         file = \"{PYTHON_CHECKPOINT}\"\n",
+        // A JSON string is a TOML basic string.
+        serde_json::to_string(description).unwrap_or_default()
+    );
+    if let Some(n) = n_features {
+        t.push_str(&format!(
+            "\n[[inputs]]\nname = \"input\"\ndatatype = \"FP64\"\nshape = [-1, {n}]\n"
+        ));
+    }
+    t
+}
+
+/// Writes a Python backend model folder: `model.toml` in `model_dir`, the pickle copied into
+/// its version folder `vdir` as [`PYTHON_CHECKPOINT`].
+pub fn write_python_folder(
+    pickle: &Path,
+    model_dir: &Path,
+    vdir: &Path,
+    description: &str,
+    n_features: Option<usize>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(vdir).with_context(|| format!("creating {}", vdir.display()))?;
+    let to = vdir.join(PYTHON_CHECKPOINT);
+    std::fs::copy(pickle, &to).with_context(|| format!("writing {}", to.display()))?;
+    let toml = model_dir.join("model.toml");
+    std::fs::write(&toml, python_model_toml(description, n_features))
+        .with_context(|| format!("writing {}", toml.display()))?;
+    Ok(())
+}
+
+/// Runs the import; `Ok` only when the model was verified and written (or, with `--python`,
+/// its Python backend folder written).
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     if !args.model.is_file() {
         bail!("{} does not exist or is not a file", args.model.display());
@@ -110,110 +539,107 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             vdir.display()
         );
     }
-
-    // The Python side.
-    match Command::new(&args.python).arg("--version").output() {
-        Ok(o) if o.status.success() => {}
-        _ => bail!(
-            "`{}` was not found: ferroserve import needs Python 3 with the model's libraries. \
-             Install Python 3, then: {PIP_ALL} (or name the interpreter with --python / FERROSERVE_PYTHON)",
-            args.python
-        ),
-    }
-    let tmp = TempDir::new()?;
-    let helper = match std::env::var_os("FERROSERVE_IMPORT_HELPER") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let p = tmp.0.join("ferroserve_import.py");
-            std::fs::write(&p, HELPER).with_context(|| format!("writing {}", p.display()))?;
-            p
-        }
+    let helper = Helper {
+        python: args.python_interpreter.clone(),
+        rows: args.rows,
+        timeout: HELPER_TIMEOUT,
     };
-    let stage = tmp.0.join("stage");
-    let is_pickle = args
+    let pickle = is_pickle(&args.model);
+    let file_name = args
         .model
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| {
-            ferroserve_runtime::repository::PICKLE_EXTENSIONS
-                .contains(&e.to_ascii_lowercase().as_str())
-        });
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if args.python {
+        if !pickle {
+            bail!(
+                "--python serves a pickle (.pkl, .pickle, .joblib, .sav) through the Python \
+                 backend; {} is not one: import it without --python",
+                args.model.display()
+            );
+        }
+        eprintln!(
+            "ferroserve import: reading {} with {} to count its features (loading a pickle runs \
+             code stored in it: import only files you trust)",
+            args.model.display(),
+            helper.python
+        );
+        let n_features = helper
+            .inspect(&args.model)
+            .map_err(|e| anyhow!(e.detail()))?;
+        if vdir.exists() {
+            std::fs::remove_dir_all(&vdir)
+                .with_context(|| format!("replacing {}", vdir.display()))?;
+        }
+        write_python_folder(
+            &args.model,
+            &args.out,
+            &vdir,
+            &format!("pickle {file_name}, served unconverted by the Python backend"),
+            n_features,
+        )?;
+        println!(
+            "wrote {} for the Python backend ({}; not converted, not verified: the model runs \
+             in Python)",
+            vdir.join(PYTHON_CHECKPOINT).display(),
+            match n_features {
+                Some(n) => format!("input [-1, {n}] FP64"),
+                None => "its number of features is not recorded in it".into(),
+            }
+        );
+        return Ok(());
+    }
+
+    let tmp = TempDir::new()?;
+    let stage = tmp.0.join("stage");
     eprintln!(
         "ferroserve import: reading {} with {}{}",
         args.model.display(),
-        args.python,
-        if is_pickle {
+        helper.python,
+        if pickle {
             " (loading a pickle runs code stored in it: import only files you trust)"
         } else {
             ""
         }
     );
-    let out = Command::new(&args.python)
-        .arg(&helper)
-        .arg("--model")
-        .arg(&args.model)
-        .arg("--stage")
-        .arg(&stage)
-        .args(["--rows", &args.rows.max(1).to_string()])
-        .output()
-        .with_context(|| format!("running {}", args.python))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        let msg = stderr.trim();
-        match out.status.code() {
-            Some(3) => bail!("{msg}\n(all the importer can use: {PIP_ALL})"),
-            _ => bail!("the import helper failed:\n{msg}"),
-        }
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let answer: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| {
-            anyhow!("the import helper gave no answer; its output:\n{stdout}{stderr}")
-        })?;
-    let artifact = answer["artifact"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the import helper named no artifact: {answer}"))?
-        .to_string();
-
-    // Load it as `serve` would, and check it.
-    let toml_text = std::fs::read_to_string(stage.join("model.toml"))
-        .context("the import helper wrote no model.toml")?;
-    let cfg = ModelConfig::from_toml(&toml_text).map_err(|e| anyhow!("model.toml: {e}"))?;
-    let model = ferroserve_runtime::repository::load_artifact(&cfg, &stage.join(&artifact))
-        .map_err(|e| anyhow!("ferroserve cannot load the converted model: {e}"))?;
-    let verify: Value = serde_json::from_slice(
-        &std::fs::read(stage.join("verify.json"))
-            .context("the import helper wrote no verify.json")?,
-    )?;
-    let report = verify_model(&model, &verify)?;
-    let library = verify["library"].as_str().unwrap_or("the original library");
-    if let Some(fail) = &report.failure {
-        bail!(
-            "refused: ferroserve's answers differ from {library}'s beyond tolerance: {fail}. \
-             Nothing was written."
-        );
-    }
+    let converted = match helper.convert(&args.model, &stage) {
+        Ok(c) => c,
+        Err(e @ ConvertError::Disagrees { .. }) => bail!(
+            "refused: {}. Nothing was written.{}",
+            e.detail(),
+            if pickle {
+                " (`--python` writes it for the Python backend instead)"
+            } else {
+                ""
+            }
+        ),
+        Err(e @ ConvertError::Unconvertible { .. }) if pickle => bail!(
+            "{}. Nothing was written. `ferroserve import --python` writes it for the Python \
+             backend instead.",
+            e.detail()
+        ),
+        Err(e) => bail!("{}", e.detail()),
+    };
 
     // Move into the repository.
+    let artifact = &converted.artifact;
     std::fs::create_dir_all(&vdir).with_context(|| format!("creating {}", vdir.display()))?;
-    std::fs::copy(stage.join(&artifact), vdir.join(&artifact))
-        .with_context(|| format!("writing {}", vdir.join(&artifact).display()))?;
+    std::fs::copy(stage.join(artifact), vdir.join(artifact))
+        .with_context(|| format!("writing {}", vdir.join(artifact).display()))?;
     let toml_path = args.out.join("model.toml");
     if toml_path.exists() {
         eprintln!("ferroserve import: replacing {}", toml_path.display());
     }
-    std::fs::write(&toml_path, toml_text)
+    std::fs::write(&toml_path, &converted.toml)
         .with_context(|| format!("writing {}", toml_path.display()))?;
-    let backend = &model.metadata().platform;
+    let backend = &converted.model.metadata().platform;
     println!(
-        "imported {} as {} ({backend}); verified on {} rows against {library}: {}",
+        "imported {} as {} ({backend}); verified on {} rows against {}: {}",
         args.model.display(),
-        vdir.join(&artifact).display(),
-        report.rows,
-        report.summary
+        vdir.join(artifact).display(),
+        converted.rows,
+        converted.library,
+        converted.summary
     );
     let repo = args
         .out
@@ -391,4 +817,39 @@ fn verify_model(model: &Arc<dyn LoadedModel>, verify: &Value) -> anyhow::Result<
         summary,
         failure,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_helper_past_its_time_is_killed_and_one_within_it_is_heard() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("5");
+        let t = Instant::now();
+        let e = output_within(cmd, Duration::from_millis(200)).unwrap_err();
+        assert!(e.starts_with("did not finish"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(3));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let (code, out, err) = output_within(cmd, Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (code, &out[..], &err[..]),
+            (Some(3), &b"out\n"[..], &b"err\n"[..])
+        );
+        assert!(output_within(Command::new("/nonexistent/x"), Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn the_python_backend_toml_is_the_backends_contract() {
+        let t: toml::Table = python_model_toml("d \"q\"", Some(4)).parse().unwrap();
+        assert_eq!(t["backend"].as_str(), Some("python"));
+        assert_eq!(t["predictor"].as_str(), Some("ferroserve:PicklePredictor"));
+        assert_eq!(t["checkpoint"]["file"].as_str(), Some(PYTHON_CHECKPOINT));
+        assert_eq!(t["description"].as_str(), Some("d \"q\""));
+        assert_eq!(t["inputs"][0]["shape"].as_array().map(Vec::len), Some(2));
+        let t: toml::Table = python_model_toml("d", None).parse().unwrap();
+        assert!(!t.contains_key("inputs"));
+    }
 }

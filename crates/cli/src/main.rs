@@ -1,9 +1,11 @@
 //! The `ferroserve` binary: `ferroserve serve` runs the HTTP and gRPC servers side by side over
 //! a model repository (by default the bundled `examples/models`) or a single model file
-//! (`--model`, `MODEL_FILE`); `ferroserve import` turns a pickle, booster file or ONNX graph into
-//! a verified repository entry.
+//! (`--model`, `MODEL_FILE`; a pickle is converted on start and cached, see [`pickles`]);
+//! `ferroserve import` turns a pickle, booster file or ONNX graph into a verified repository
+//! entry.
 
 mod import;
+mod pickles;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,9 +74,21 @@ struct ServeArgs {
     /// Model repository: <dir>/<model>/model.toml plus numeric version folders.
     #[arg(long, env = "FERROSERVE_REPOSITORY", conflicts_with = "model")]
     repository: Option<PathBuf>,
-    /// Serve a single model file (XGBoost .json/.ubj, LightGBM .txt, ONNX .onnx) instead.
+    /// Serve a single model file (XGBoost .json/.ubj, LightGBM .txt, ONNX .onnx) instead, or a
+    /// scikit-learn / XGBoost / LightGBM pickle (.pkl, .pickle, .joblib, .sav), converted and
+    /// verified on start as `ferroserve import` does and cached under --data-dir. Unpickling
+    /// runs code stored in the file: serve only pickles you trust (--no-pickle refuses them).
     #[arg(long, env = "MODEL_FILE")]
     model: Option<PathBuf>,
+    /// The server's data folder: converted pickles are cached in its pickles/ sub-folder.
+    #[arg(long, env = "FERROSERVE_DATA_DIR", default_value = "ferroserve-data")]
+    data_dir: PathBuf,
+    /// Refuse pickles altogether (--model / MODEL_FILE naming one): no code from a file is run.
+    #[arg(long, env = "FERROSERVE_NO_PICKLE")]
+    no_pickle: bool,
+    /// Python interpreter that converts a pickle given with --model.
+    #[arg(long, env = "FERROSERVE_PYTHON", default_value = "python3")]
+    python_interpreter: String,
     /// Name of the single model served with --model (default: the file's stem).
     #[arg(long, env = "FERROSERVE_MODEL_NAME")]
     model_name: Option<String>,
@@ -283,6 +297,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let registry = match (&args.model, repo) {
+        (Some(file), _) if import::is_pickle(file) => {
+            if !file.is_file() {
+                bail!("model file {} does not exist", file.display());
+            }
+            let name = args.model_name.clone().unwrap_or_else(|| {
+                file.file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "model".into())
+            });
+            let opts = pickles::PickleOptions {
+                data_dir: args.data_dir.clone(),
+                helper: import::Helper {
+                    python: args.python_interpreter.clone(),
+                    rows: 64,
+                    timeout: import::HELPER_TIMEOUT,
+                },
+                no_pickle: args.no_pickle,
+            };
+            if opts.no_pickle {
+                tracing::error!(file = %file.display(), "the model file is a pickle and --no-pickle refuses pickles: nothing to serve");
+            } else {
+                tracing::warn!(file = %file.display(), "the model file is a Python pickle: unpickling it (to convert it, the first time) runs code stored in the file. Serve only pickles you trust; --no-pickle refuses them");
+            }
+            // Listeners bind at once (health probes answer); the model is LOADING while it
+            // converts.
+            let (file, shown) = (file.clone(), name.clone());
+            Registry::one_model(&shown, defaults, move || {
+                pickles::serve_pickle(&file, &name, &opts, &scan)
+            })
+        }
         (Some(file), _) => {
             if !file.is_file() {
                 bail!("model file {} does not exist", file.display());

@@ -572,25 +572,3 @@ async fn model_file_env_serves_one_model_like_the_flask_tutorial() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
-
-#[test]
-fn serving_a_pickle_explains_how_to_import_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let pkl = dir.path().join("model.pkl");
-    std::fs::write(&pkl, b"\x80\x04junk").unwrap();
-    let out = common::ferroserve()
-        .args([
-            "serve",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--model",
-            pkl.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ferroserve import"), "{err}");
-}

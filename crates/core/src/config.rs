@@ -636,6 +636,37 @@ impl ModelConfig {
         Ok(cfg)
     }
 
+    /// Parses `over` layered over `base` (two `model.toml` texts): each top-level key `over`
+    /// sets replaces `base`'s whole (a `[[routes]]` list, `[batching]` table ...), the others
+    /// stay. Errors in `over` name its own lines.
+    pub fn parse_layered(base: &str, over: &str) -> Result<ModelConfig, ConfigError> {
+        // Each text alone first, so that an error points into the right one.
+        Self::parse_toml(over)?;
+        Self::parse_toml(base)?;
+        let table = |text: &str| {
+            toml::from_str::<toml::Table>(text).map_err(|e| ConfigError::from_toml(&e, text))
+        };
+        let mut merged = table(base)?;
+        for (k, v) in table(over)? {
+            merged.insert(k, v);
+        }
+        let cfg: ModelConfig =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let m = e.to_string().trim_end().replace('\n', " ");
+                    ConfigError {
+                        message: m.clone(),
+                        report: m,
+                    }
+                })?;
+        cfg.check().map_err(|m| ConfigError {
+            message: m.clone(),
+            report: m,
+        })?;
+        Ok(cfg)
+    }
+
     /// Checks values serde cannot.
     pub fn check(&self) -> Result<(), String> {
         if let Some(dt) = &self.output_datatype {
@@ -890,6 +921,22 @@ mod tests {
         assert_eq!(all.version_policy, VersionPolicy::All);
         let sp = ModelConfig::from_toml("version_policy = { specific = [1, 3] }").unwrap();
         assert_eq!(sp.version_policy, VersionPolicy::Specific(vec![1, 3]));
+    }
+
+    #[test]
+    fn layered_keys_replace_the_base_ones_whole() {
+        let base = "description = \"converted\"\nclass_labels = [\"a\", \"b\"]\n\
+                    [batching]\nmax_batch_size = 8\n";
+        let over = "class_labels = [\"x\", \"y\"]\n[[routes]]\nmethod = \"GET\"\n\
+                    path = \"/prediction\"\nfeatures = [\"p\", \"q\"]\n";
+        let cfg = ModelConfig::parse_layered(base, over).unwrap();
+        assert_eq!(cfg.description.as_deref(), Some("converted"));
+        assert_eq!(cfg.class_labels, Some(vec!["x".into(), "y".into()]));
+        assert_eq!(cfg.batching.max_batch_size, 8);
+        assert_eq!(cfg.routes.len(), 1);
+        // An error in the layer names its own line.
+        let e = ModelConfig::parse_layered(base, "\n\nnot_a_key = 1\n").unwrap_err();
+        assert!(e.message.starts_with("line 3"), "{e:?}");
     }
 
     #[test]

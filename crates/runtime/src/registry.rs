@@ -121,6 +121,38 @@ impl Registry {
         })
     }
 
+    /// A registry of the one model `name`, shown as LOADING until `load` (run off the async
+    /// runtime) has found it, then serving it or showing why it cannot: a single model file
+    /// that takes a while to prepare (a pickle converted at start), while the listeners answer
+    /// health probes. The model set never changes after that. Must be called on a tokio
+    /// runtime; returns at once.
+    pub fn one_model(
+        name: &str,
+        defaults: HandleConfig,
+        load: impl FnOnce() -> FoundModel + Send + 'static,
+    ) -> Arc<Registry> {
+        let rt = Runtime::empty().with_model(ModelEntry::loading(name));
+        let reg = Registry::fixed(Arc::new(rt));
+        reg.starting.store(1, Ordering::SeqCst);
+        let cfg = RegistryConfig {
+            defaults,
+            ..RegistryConfig::default()
+        };
+        let task = reg.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
+                .unwrap_or_else(|_| repository::panicked_named(&name));
+            let (entry, failed) = start_model(found, &cfg.defaults);
+            task.snapshot().count_load_failures(failed);
+            task.swap(|rt| rt.with_model(entry));
+            task.starting.store(0, Ordering::SeqCst);
+            let generation = task.snapshot().generation();
+            let _ = task.changed.send(generation);
+        });
+        reg
+    }
+
     /// A registry over the repository `repo`: every model folder shows as LOADING (in
     /// `explicit` mode, those not named to load at start as not loaded) and loads in the
     /// background, in parallel, each serving as soon as it is ready. Must be called on a tokio
@@ -556,6 +588,32 @@ mod tests {
         })
         .await;
         assert!(reg.snapshot().generation() >= 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_model_is_loading_until_prepared_then_serves_or_says_why_not() {
+        let dir = repo(&["diabetes"]);
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let folder = dir.join("diabetes");
+        let reg = Registry::one_model("sugar", HandleConfig::default(), move || {
+            let _ = wait.recv_timeout(Duration::from_secs(20));
+            repository::prepared_model(&folder, "sugar", None, &ScanOptions::default())
+        });
+        let snap = reg.snapshot();
+        assert!(snap.model("sugar").unwrap().loading);
+        assert!(!reg.started());
+        go.send(()).unwrap();
+        until("served", || ready(&reg, "sugar").is_some()).await;
+        until("started", || reg.started()).await;
+        assert!(!reg.allows_control());
+        // A load that panics is the model's failure, not the server's.
+        let reg = Registry::one_model("boom", HandleConfig::default(), || panic!("in the test"));
+        until("failed", || reg.started()).await;
+        let snap = reg.snapshot();
+        let m = snap.model("boom").unwrap();
+        assert!(!m.loading && !m.is_ready(), "{:?}", m.reason());
+        assert!(m.reason().unwrap().contains("panicked"));
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -147,7 +147,8 @@ impl Root {
 pub fn pickle_help(shown: &str) -> String {
     format!(
         "{shown} is a Python pickle, which ferroserve does not load directly (unpickling runs code). \
-         Convert it once with `ferroserve import {shown} --out <repository>/<name>`, then serve the repository"
+         Convert it once with `ferroserve import {shown} --out <repository>/<name>`, then serve the repository \
+         (or serve the file alone with `ferroserve serve --model`, which converts it on start)"
     )
 }
 
@@ -325,6 +326,18 @@ fn scan_model(root: &Root, dir: &Path, over: Option<&ConfigOverride>) -> FoundMo
                 .map_err(|e| Failure::same(format!("config override: {e}"))),
             None => Ok(cfg),
         });
+    load_model(root, dir, name, config, over)
+}
+
+/// Loads the selected versions of the model folder `dir` under `config` (its model.toml, read
+/// already), named `name`.
+fn load_model(
+    root: &Root,
+    dir: &Path,
+    name: String,
+    config: Result<ModelConfig, Failure>,
+    over: Option<&ConfigOverride>,
+) -> FoundModel {
     let mut found = FoundModel {
         name,
         config: config.clone(),
@@ -559,11 +572,17 @@ fn load_in_parallel(root: &Root, dirs: &[PathBuf]) -> Vec<FoundModel> {
 
 /// What a model whose load panicked becomes.
 fn panicked(dir: &Path) -> FoundModel {
-    FoundModel {
-        name: dir
-            .file_name()
+    panicked_named(
+        &dir.file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default(),
+    )
+}
+
+/// What the model `name` becomes when its load panicked.
+pub fn panicked_named(name: &str) -> FoundModel {
+    FoundModel {
+        name: name.to_string(),
         config: Err(Failure::same("loading this model panicked")),
         versions: Vec::new(),
         problem: Some(Failure::same(
@@ -625,8 +644,60 @@ pub fn single_model(file: &Path, name: Option<&str>, opts: &ScanOptions) -> Foun
     }
 }
 
-/// The model.toml that applies to a single model file, if any.
-fn single_model_config(file: &Path) -> Option<PathBuf> {
+/// A model folder prepared by the server (a pickle's cache entry: `model.toml` plus version
+/// folders), served as the model `name`. `settings`, a model.toml of the operator's (the one
+/// beside the pickle, see [`single_model_config`]), is layered over the folder's own: each key it
+/// sets replaces the folder's (routes, feature aliases, batching, feature names ...). Answers
+/// name files relative to `dir` (and `settings` by its file name), never their place on disk.
+pub fn prepared_model(
+    dir: &Path,
+    name: &str,
+    settings: Option<&Path>,
+    opts: &ScanOptions,
+) -> FoundModel {
+    let unreadable = |f: Failure| FoundModel {
+        name: name.to_string(),
+        config: Err(f.clone()),
+        versions: Vec::new(),
+        problem: Some(f),
+    };
+    let root = match Root::new(dir, opts) {
+        Ok(r) => r,
+        Err(e) => {
+            return unreadable(Failure {
+                reason: format!("cannot read the prepared model: {e}"),
+                detail: format!("cannot read {}: {e}", dir.display()),
+            })
+        }
+    };
+    let own = dir.join("model.toml");
+    let base = std::fs::read_to_string(&own).map_err(|e| root.fail(&own, e));
+    let config = base.and_then(|base| match settings {
+        None => ModelConfig::parse_toml(&base).map_err(|e| Failure {
+            reason: format!("model.toml: {}", e.message),
+            detail: format!("{}: {}", own.display(), e.report),
+        }),
+        Some(path) => {
+            let shown = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let over = std::fs::read_to_string(path).map_err(|e| Failure {
+                reason: format!("{shown}: {e}"),
+                detail: format!("{}: {e}", path.display()),
+            })?;
+            ModelConfig::parse_layered(&base, &over).map_err(|e| Failure {
+                reason: format!("{shown}: {}", e.message),
+                detail: format!("{} over {}: {}", path.display(), own.display(), e.report),
+            })
+        }
+    });
+    load_model(&root, dir, name.to_string(), config, None)
+}
+
+/// The model.toml that applies to a single model file, if any: the one beside it, or, for a
+/// file in a numeric version folder, the model folder's.
+pub fn single_model_config(file: &Path) -> Option<PathBuf> {
     let dir = file.parent()?;
     let here = dir.join("model.toml");
     if here.symlink_metadata().is_ok() {
