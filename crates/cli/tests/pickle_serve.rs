@@ -604,7 +604,10 @@ async fn assert_answers_like_scikit_learn(c: &reqwest::Client, s: &Server, model
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Python backend (issue 12, crates/python)"]
+#[cfg_attr(
+    no_python_ml,
+    ignore = "needs Python with the training libraries: pip install -r requirements-dev.txt"
+)]
 async fn an_unconvertible_pickle_answers_through_the_python_backend() {
     require(Need::PythonModules(PYTHON_ML), "the Python fallback");
     let dir = tempfile::tempdir().unwrap();
@@ -626,7 +629,10 @@ async fn an_unconvertible_pickle_answers_through_the_python_backend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Python backend (issue 12, crates/python)"]
+#[cfg_attr(
+    no_python_ml,
+    ignore = "needs Python with the training libraries: pip install -r requirements-dev.txt"
+)]
 async fn a_repository_written_by_import_python_serves_the_pickle() {
     require(Need::PythonModules(PYTHON_ML), "import --python");
     let dir = tempfile::tempdir().unwrap();
