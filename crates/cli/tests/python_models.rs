@@ -88,7 +88,10 @@ fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 fn alive(pid: i32) -> bool {
     // A zombie is not alive: read its state.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.split(' ').nth(2).is_some_and(|st| st == "Z"))
+        .map(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
