@@ -522,6 +522,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn models_refusing_inline_instances_are_never_computed_inline() {
+        let mut h = measured_handle();
+        h.inline_below = Duration::from_secs(1);
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+        // A Python model: its instances are worker processes.
+        h.inline_allowed = false;
+        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+    }
+
+    #[tokio::test]
     async fn inline_compute_needs_an_empty_queue_and_a_batch_that_fits() {
         let mut h = measured_handle();
         h.inline_below = Duration::from_secs(1);
