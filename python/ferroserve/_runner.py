@@ -28,6 +28,17 @@ NUMPY = {"BOOL": "?", "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64":
          "INT8": "i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2",
          "FP32": "<f4", "FP64": "<f8"}
 CODE = {name: i for i, name in enumerate(DATATYPES)}
+# The v2 data type of a NumPy (kind, itemsize) sent as raw bytes.
+RAW = {("b", 1): "BOOL", ("u", 1): "UINT8", ("u", 2): "UINT16", ("u", 4): "UINT32",
+       ("u", 8): "UINT64", ("i", 1): "INT8", ("i", 2): "INT16", ("i", 4): "INT32",
+       ("i", 8): "INT64", ("f", 2): "FP16", ("f", 4): "FP32", ("f", 8): "FP64"}
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_KIND = struct.Struct("<BBB")
+_FRAME = struct.Struct("<IB")
+_DIMS = [struct.Struct(f"<{r}q") for r in range(9)]
 
 
 class InputError(Exception):
@@ -77,7 +88,7 @@ class Channel:
         head = self.recv_exact(5)
         if head is None:
             return None, None
-        (n,) = struct.unpack_from("<I", head)
+        (n,) = _U32.unpack_from(head)
         body = self.recv_exact(n) if n else bytearray()
         if body is None:
             return None, None
@@ -90,7 +101,7 @@ class Channel:
 
     def send_parts(self, tag, parts):
         n = sum(len(p) for p in parts)
-        self.sock.sendall(b"".join([struct.pack("<IB", n, tag)] + parts))
+        self.sock.sendall(b"".join([_FRAME.pack(n, tag)] + parts))
 
 
 def error_json(e, blame=""):
@@ -107,19 +118,25 @@ def decode_tensors(body):
     """[(name, array, is_json)] from a tensors body, arrays viewing the body's bytes."""
     numpy = _numpy()
     mv = memoryview(body)
-    (count,) = struct.unpack_from("<I", body, 0)
+    (count,) = _U32.unpack_from(body, 0)
     at = 4
     out = []
     for _ in range(count):
-        (nlen,) = struct.unpack_from("<H", body, at)
+        (nlen,) = _U16.unpack_from(body, at)
         at += 2
-        name = bytes(mv[at:at + nlen]).decode("utf-8", "replace")
+        key = bytes(mv[at:at + nlen])
+        name = _NAMES.get(key)
+        if name is None:
+            name = key.decode("utf-8", "replace")
+            if len(_NAMES) < _CACHED:
+                _NAMES[key] = name
         at += nlen
-        code, flags, rank = struct.unpack_from("<BBB", body, at)
+        code, flags, rank = _KIND.unpack_from(body, at)
         at += 3
-        shape = struct.unpack_from(f"<{rank}q", body, at)
+        shape = _DIMS[rank].unpack_from(body, at) if rank < len(_DIMS) else struct.unpack_from(
+            f"<{rank}q", body, at)
         at += 8 * rank
-        (size,) = struct.unpack_from("<Q", body, at)
+        (size,) = _U64.unpack_from(body, at)
         at += 8
         raw = mv[at:at + size]
         at += size
@@ -128,7 +145,7 @@ def decode_tensors(body):
             items = []
             i = 0
             while i < size:
-                (k,) = struct.unpack_from("<I", raw, i)
+                (k,) = _U32.unpack_from(raw, i)
                 b = bytes(raw[i + 4:i + 4 + k])
                 i += 4 + k
                 try:
@@ -142,6 +159,11 @@ def decode_tensors(body):
             arr = numpy.frombuffer(raw, dtype=NUMPY[dt]).reshape(shape)
         out.append((name, arr, bool(flags & 1)))
     return out
+
+
+# Tensor names seen, decoded once (a model has a handful; the caches stop growing at _CACHED).
+_NAMES = {}
+_CACHED = 256
 
 
 def _jsonable(o):
@@ -191,10 +213,7 @@ def encode_array(name, arr, is_json=False):
             arr = numpy.ascontiguousarray(arr)
             if arr.dtype.byteorder == ">":
                 arr = arr.astype(arr.dtype.newbyteorder("<"))
-            dt = {("b", 1): "BOOL", ("u", 1): "UINT8", ("u", 2): "UINT16", ("u", 4): "UINT32",
-                  ("u", 8): "UINT64", ("i", 1): "INT8", ("i", 2): "INT16", ("i", 4): "INT32",
-                  ("i", 8): "INT64", ("f", 2): "FP16", ("f", 4): "FP32",
-                  ("f", 8): "FP64"}[(kind, arr.dtype.itemsize)]
+            dt = RAW[(kind, arr.dtype.itemsize)]
             payload = arr.tobytes()
             return _header(name, dt, 0, arr.shape, len(payload)), payload
         if kind == "M":
@@ -220,21 +239,32 @@ def encode_array(name, arr, is_json=False):
                 flat.append(str(v).encode())
         shape = arr.shape
     for b in flat:
-        parts.append(struct.pack("<I", len(b)))
+        parts.append(_U32.pack(len(b)))
         parts.append(b)
     payload = b"".join(parts)
     return _header(name, "BYTES", 1 if is_json else 0, shape, len(payload)), payload
 
 
 def _header(name, dt, flags, shape, size):
-    n = name.encode()
-    return (struct.pack("<H", len(n)) + n + struct.pack("<BBB", CODE[dt], flags, len(shape))
-            + struct.pack(f"<{len(shape)}q", *shape) + struct.pack("<Q", size))
+    key = (name, dt, flags, len(shape))
+    head = _HEADS.get(key)
+    if head is None:
+        n = name.encode()
+        head = _U16.pack(len(n)) + n + _KIND.pack(CODE[dt], flags, len(shape))
+        if len(_HEADS) < _CACHED:
+            _HEADS[key] = head
+    dims = _DIMS[len(shape)].pack(*shape) if len(shape) < len(_DIMS) else struct.pack(
+        f"<{len(shape)}q", *shape)
+    return head + dims + _U64.pack(size)
+
+
+# The fixed start of each output's header (name, type, flags, rank), made once.
+_HEADS = {}
 
 
 def encode_tensors(named):
     """Body parts for [(name, array, is_json)]."""
-    parts = [struct.pack("<I", len(named))]
+    parts = [_U32.pack(len(named))]
     for name, arr, is_json in named:
         h, p = encode_array(name, arr, is_json)
         parts.append(h)

@@ -120,6 +120,9 @@ fn adder_answers_the_tutorial_request_and_v2() {
     let (_, meta) = get(&s, "/v2/models/adder");
     assert_eq!(meta["platform"], "python");
     assert_eq!(meta["inputs"][0]["name"], "array");
+    // Triton's model configuration names its Python backend "python".
+    let (_, config) = get(&s, "/v2/models/adder/config");
+    assert_eq!(config["backend"], "python", "{config}");
     // A shape the model does not take is refused before Python sees it.
     let (st, _) = post(
         &s,

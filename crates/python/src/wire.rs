@@ -9,7 +9,7 @@
 //! `rank × i64` dimensions, `u64` byte length, the bytes. The runner (`python/ferroserve/
 //! _runner.py`) reads and writes the same.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 use ferroserve_core::tensor::{Param, Parameters};
 use ferroserve_core::{raw, DataType, Tensor, TensorData};
@@ -49,8 +49,23 @@ pub fn write_frame(w: &mut impl Write, tag: u8, body: &[u8]) -> io::Result<()> {
     let mut head = [0u8; 5];
     head[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
     head[4] = tag;
-    w.write_all(&head)?;
-    w.write_all(body)?;
+    // One write for head and body when the socket takes it: a reader woken by the head alone
+    // would sleep again for the body, a second wake-up per call (tens of microseconds).
+    let mut sent = 0;
+    let total = head.len() + body.len();
+    while sent < total {
+        let n = if sent < head.len() {
+            w.write_vectored(&[IoSlice::new(&head[sent..]), IoSlice::new(body)])
+        } else {
+            w.write(&body[sent - head.len()..])
+        };
+        match n {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     w.flush()
 }
 
@@ -269,5 +284,37 @@ mod tests {
         huge.extend_from_slice(&(u32::MAX).to_le_bytes());
         huge.push(OK);
         assert!(read_frame(&mut huge.as_slice()).is_err());
+    }
+
+    /// A writer that takes at most three bytes per call, as a full socket may.
+    struct Trickle(Vec<u8>);
+
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let n = b.len().min(3);
+            self.0.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn frames_written_in_pieces_arrive_whole() {
+        let body: Vec<u8> = (0..=255u8).cycle().take(1001).collect();
+        let mut w = Trickle(Vec::new());
+        write_frame(&mut w, ADAPT, &body).unwrap();
+        let (tag, got) = read_frame(&mut w.0.as_slice()).unwrap();
+        assert_eq!((tag, got), (ADAPT, body));
+        // Over a real socket, with a body larger than its buffer.
+        let (mut a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let big: Vec<u8> = (0..=250u8).cycle().take(3 << 20).collect();
+        let sent = big.clone();
+        let writer = std::thread::spawn(move || write_frame(&mut a, PREDICT, &sent));
+        let (tag, got) = read_frame(&mut b).unwrap();
+        writer.join().unwrap().unwrap();
+        assert_eq!(tag, PREDICT);
+        assert!(got == big, "the body arrived changed");
     }
 }

@@ -86,10 +86,11 @@ impl TritonConfig {
         TritonConfig {
             name: v.name.clone(),
             platform: m.platform.clone(),
-            backend: if m.platform == "onnxruntime_onnx" {
-                "onnxruntime"
-            } else {
-                "ferroserve_trees"
+            backend: match m.platform.as_str() {
+                "onnxruntime_onnx" => "onnxruntime",
+                // Triton's name for its Python backend.
+                "python" => "python",
+                _ => "ferroserve_trees",
             },
             max_batch_size: if batched {
                 clamp_i32(v.config.max_request_rows())
