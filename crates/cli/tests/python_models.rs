@@ -517,4 +517,18 @@ fn dataframe_columns_dtypes_and_nan_are_preserved() {
     assert_eq!(out("b_is_nan")["data"], json!([false, true]));
     assert_eq!(out("b_is_nan")["datatype"], "BOOL");
     assert_eq!(out("s")["data"], json!(["X", "YZ"]));
+    // The friendly routes send one table of numbers: this model is refused there with where
+    // to go instead, and keeps serving v2.
+    let (st, e) = post(
+        &s,
+        "/models/columns/predict",
+        Some(&json!({"a": 1, "b": 0.5, "s": "x"})),
+    );
+    assert_eq!(st, 400, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("/v2/models/columns/infer")),
+        "{e}"
+    );
 }
