@@ -83,6 +83,34 @@ struct ServeArgs {
     /// The server's data folder: converted pickles are cached in its pickles/ sub-folder.
     #[arg(long, env = "FERROSERVE_DATA_DIR", default_value = "ferroserve-data")]
     data_dir: PathBuf,
+    /// Keep a record of every prediction (repeatable): `sqlite`, a file under --data-dir
+    /// (read back with GET /v2/models/{m}/predictions).
+    #[arg(long = "prediction-log", env = "FERROSERVE_PREDICTION_LOG", value_delimiter = ',', value_parser = parse_sink)]
+    prediction_log: Vec<String>,
+    /// What a prediction record holds, unless a model's [prediction_log] says otherwise:
+    /// none, outputs, or all (inputs and outputs).
+    #[arg(long, env = "FERROSERVE_PREDICTION_LOG_RECORD", default_value = "outputs", value_parser = ["none", "outputs", "all"])]
+    prediction_log_record: String,
+    /// The fraction of requests recorded (0 to 1), chosen by request id.
+    #[arg(long, env = "FERROSERVE_PREDICTION_LOG_SAMPLE", default_value_t = 1.0, value_parser = parse_fraction)]
+    prediction_log_sample: f64,
+    /// Rows of each input and output a record holds (the rest are counted).
+    #[arg(long, env = "FERROSERVE_PREDICTION_LOG_MAX_ROWS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    prediction_log_max_rows: u64,
+    /// Days the SQLite prediction log keeps records (0: no limit by age).
+    #[arg(
+        long,
+        env = "FERROSERVE_PREDICTION_LOG_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    prediction_log_retention_days: u64,
+    /// Most records the SQLite prediction log keeps, the oldest deleted first (0: no limit).
+    #[arg(
+        long,
+        env = "FERROSERVE_PREDICTION_LOG_MAX_RECORDS",
+        default_value_t = 10_000_000
+    )]
+    prediction_log_max_records: u64,
     /// Refuse pickles altogether (--model / MODEL_FILE naming one): no code from a file is run.
     #[arg(long, env = "FERROSERVE_NO_PICKLE")]
     no_pickle: bool,
@@ -356,10 +384,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?,
         (None, None) => unreachable!("a repository is always found or the start failed"),
     };
+    let (prediction_log, predictions) = prediction_log(&args)?;
     let state = Arc::new(AppState {
         registry,
-        // No hooks yet: the prediction log will be one.
-        service: Default::default(),
+        service: match &prediction_log {
+            Some(log) => ferroserve_runtime::InferenceService::new().with_hook(log.clone()),
+            None => Default::default(),
+        },
+        prediction_log: prediction_log.clone(),
+        predictions,
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
             conn: ConnLimits {
@@ -410,12 +443,90 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    tokio::try_join!(
+    let served = tokio::try_join!(
         ferroserve_server::serve(listener, state.clone(), stopped(stop_rx.clone())),
         ferroserve_server::grpc::serve(grpc_listener, state, stopped(stop_rx)),
-    )?;
+    );
+    // Every answered request's record is queued by now: write them all.
+    if let Some(log) = prediction_log {
+        tokio::task::spawn_blocking(move || log.close(PREDICTION_LOG_FLUSH))
+            .await
+            .ok();
+    }
+    served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Longest graceful shutdown waits for the prediction log's sinks to write what is queued.
+const PREDICTION_LOG_FLUSH: Duration = Duration::from_secs(30);
+
+/// The prediction log `--prediction-log` asks for, and its reader.
+#[allow(clippy::type_complexity)]
+fn prediction_log(
+    args: &ServeArgs,
+) -> anyhow::Result<(
+    Option<Arc<ferroserve_predlog::PredictionLog>>,
+    Option<Arc<ferroserve_predlog::sqlite::Reader>>,
+)> {
+    use ferroserve_predlog::sqlite;
+    if args.prediction_log.is_empty() {
+        return Ok((None, None));
+    }
+    let defaults = ferroserve_core::config::PredictionLogConfig {
+        record: ferroserve_core::config::LogContent::parse(&args.prediction_log_record),
+        sample: Some(args.prediction_log_sample),
+        max_rows: Some(args.prediction_log_max_rows as usize),
+    };
+    let mut log = ferroserve_predlog::PredictionLog::new(defaults);
+    let mut reader = None;
+    let mut seen = std::collections::HashSet::new();
+    for sink in &args.prediction_log {
+        if !seen.insert(sink.as_str()) {
+            continue;
+        }
+        match sink.as_str() {
+            "sqlite" => {
+                let retention = sqlite::Retention {
+                    max_age: (args.prediction_log_retention_days > 0)
+                        .then(|| Duration::from_secs(args.prediction_log_retention_days * 86_400)),
+                    max_records: (args.prediction_log_max_records > 0)
+                        .then_some(args.prediction_log_max_records),
+                };
+                let s = sqlite::SqliteSink::open(&args.data_dir, retention).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--prediction-log sqlite: {e}; give --data-dir a writable folder"
+                    )
+                })?;
+                log = log.with_sink("sqlite", Box::new(s));
+                reader = Some(Arc::new(sqlite::Reader::new(&args.data_dir)));
+                tracing::info!(file = %args.data_dir.join(sqlite::FILE).display(), "prediction log: SQLite");
+            }
+            other => bail!("--prediction-log {other}: unknown sink"),
+        }
+    }
+    Ok((Some(Arc::new(log)), reader))
+}
+
+fn parse_sink(s: &str) -> Result<String, String> {
+    match s {
+        "sqlite" => Ok(s.to_string()),
+        _ if s.starts_with("redis://")
+            || s.starts_with("http://")
+            || s.starts_with("https://")
+            || s.starts_with("file:") =>
+        {
+            Err(format!("{s:?}: this sink is not built yet; `sqlite` is"))
+        }
+        _ => Err(format!("{s:?}: expected sqlite")),
+    }
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| format!("{s:?}: expected a number from 0 to 1"))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -164,6 +164,69 @@ pub struct ModelConfig {
     /// `python` backend: longest a worker may take to start (import the module and build the
     /// predictor). Default `"120s"`.
     pub worker_start_timeout: Option<String>,
+    /// `[prediction_log]`: what the prediction log records of this model's requests, over the
+    /// server's `--prediction-log-*` settings.
+    pub prediction_log: Option<PredictionLogConfig>,
+}
+
+/// `[prediction_log]` in `model.toml`, and the server's defaults for it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionLogConfig {
+    /// What a record holds: `none` (no record), `outputs`, or `all` (inputs and outputs).
+    pub record: Option<LogContent>,
+    /// The fraction of requests recorded, 0 to 1, chosen by the request's id (the same id is
+    /// always recorded, or never).
+    pub sample: Option<f64>,
+    /// Rows of a request's inputs and outputs a record holds; the rest are counted.
+    pub max_rows: Option<usize>,
+}
+
+impl PredictionLogConfig {
+    /// Checks the values.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(s) = self.sample {
+            if !(0.0..=1.0).contains(&s) {
+                return Err(format!("prediction_log.sample: {s}: expected 0 to 1"));
+            }
+        }
+        if self.max_rows == Some(0) {
+            return Err("prediction_log.max_rows: expected at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// `self` where set, else `base`.
+    pub fn over(&self, base: &PredictionLogConfig) -> PredictionLogConfig {
+        PredictionLogConfig {
+            record: self.record.or(base.record),
+            sample: self.sample.or(base.sample),
+            max_rows: self.max_rows.or(base.max_rows),
+        }
+    }
+}
+
+/// `prediction_log.record`: what a prediction record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogContent {
+    /// Nothing is recorded.
+    None,
+    /// The outputs (and everything but the inputs).
+    Outputs,
+    /// The inputs and the outputs.
+    All,
+}
+
+impl LogContent {
+    pub fn parse(s: &str) -> Option<LogContent> {
+        match s {
+            "none" => Some(LogContent::None),
+            "outputs" => Some(LogContent::Outputs),
+            "all" => Some(LogContent::All),
+            _ => None,
+        }
+    }
 }
 
 /// `checkpoint` in `model.toml` (`python` backend).
@@ -704,6 +767,9 @@ impl ModelConfig {
             return Err("instances = 0: expected at least 1".into());
         }
         self.check_python()?;
+        if let Some(p) = &self.prediction_log {
+            p.check()?;
+        }
         let mut seen = std::collections::HashSet::new();
         for r in &self.routes {
             r.check()?;
@@ -970,6 +1036,7 @@ mod tests {
             outputs: _,
             worker_timeout: _,
             worker_start_timeout: _,
+            prediction_log: _,
         } = ModelConfig::default();
         let RouteConfig {
             path: _,
@@ -1037,6 +1104,9 @@ mod tests {
             "outputs",
             "worker_timeout",
             "worker_start_timeout",
+            "prediction_log.record",
+            "prediction_log.sample",
+            "prediction_log.max_rows",
         ];
         let doc = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -29,6 +29,25 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The HTTP status answered for this kind (the status a prediction record shows, whatever
+    /// the protocol).
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidInput => 400,
+            ErrorKind::Unprocessable => 422,
+            ErrorKind::NotFound => 404,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::Overloaded => 429,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::DeadlineExceeded => 504,
+            ErrorKind::RequestTimeout => 408,
+            ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::Internal => 500,
+        }
+    }
+}
+
 /// What was wrong with one row, column or field of a request (a stable code clients can match).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Problem {

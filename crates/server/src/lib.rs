@@ -21,6 +21,7 @@ mod labels;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod predictions;
 pub mod state;
 pub mod stats;
 #[cfg(test)]
@@ -70,6 +71,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(v2::version_config),
         )
         .route("/v2/models/{model}/infer", post(v2::infer))
+        .route("/v2/models/{model}/predictions", get(predictions::route))
         .route(
             "/v2/models/{model}/versions/{version}",
             get(v2::version_metadata),

@@ -27,7 +27,7 @@ pub async fn route(State(st): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&st.runtime(), &st.answers) + &text,
+        render(&st.runtime(), &st.answers) + &text + &prediction_log(&st),
     )
         .into_response()
 }
@@ -362,6 +362,65 @@ pub fn render(rt: &Runtime, answers: &Answers) -> String {
     );
     sample(&mut out, name, "", rt.load_failures());
     answers.render(&mut out);
+    out
+}
+
+/// The prediction log's sinks: records written and dropped, queue lengths, write time.
+fn prediction_log(st: &AppState) -> String {
+    let mut out = String::new();
+    let Some(log) = &st.prediction_log else {
+        return out;
+    };
+    let sinks = log.sinks();
+    let name = "ferroserve_prediction_log_records_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Prediction records per sink: written, or dropped (the sink's queue full, or a write failed).",
+    );
+    for (kind, c, _) in &sinks {
+        for (result, n) in [("written", &c.written), ("dropped", &c.dropped)] {
+            let labels = format!("sink=\"{kind}\",result=\"{result}\"");
+            sample(&mut out, name, &labels, n.load(Ordering::Relaxed));
+        }
+    }
+    let name = "ferroserve_prediction_log_queued";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "Prediction records waiting in a sink's queue.",
+    );
+    for (kind, _, queued) in &sinks {
+        sample(&mut out, name, &format!("sink=\"{kind}\""), queued);
+    }
+    let name = "ferroserve_prediction_log_write_seconds_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Time a sink spent writing batches of records.",
+    );
+    for (kind, c, _) in &sinks {
+        let secs = c.write_us.load(Ordering::Relaxed) as f64 / 1e6;
+        sample(&mut out, name, &format!("sink=\"{kind}\""), secs);
+    }
+    let name = "ferroserve_prediction_log_writes_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Batches of records a sink wrote (or failed to).",
+    );
+    for (kind, c, _) in &sinks {
+        sample(
+            &mut out,
+            name,
+            &format!("sink=\"{kind}\""),
+            c.writes.load(Ordering::Relaxed),
+        );
+    }
     out
 }
 

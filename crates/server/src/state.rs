@@ -102,6 +102,11 @@ pub struct AppState {
     pub answers: metrics::Answers,
     /// What the HTTP front derives from the current model set ([`AppState::views`]).
     pub views: crate::views::ViewCache,
+    /// The prediction log, when one is on (its sinks' counters go to `/metrics`; it is also
+    /// one of `service`'s hooks).
+    pub prediction_log: Option<Arc<ferroserve_predlog::PredictionLog>>,
+    /// Where `GET /v2/models/{m}/predictions` reads records back (the SQLite sink's file).
+    pub predictions: Option<Arc<ferroserve_predlog::sqlite::Reader>>,
 }
 
 impl AppState {
@@ -122,6 +127,8 @@ impl AppState {
             connections: Arc::default(),
             answers: metrics::Answers::default(),
             views: Default::default(),
+            prediction_log: None,
+            predictions: None,
         }
     }
 

@@ -27,7 +27,7 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferroserve_core::{InferError, InferRequest, InferResponse};
+use ferroserve_core::{InferError, InferRequest, InferResponse, Tensor};
 
 pub use deadline::{Deadline, Transport};
 
@@ -90,9 +90,12 @@ pub struct Finished<'a> {
     pub served: &'a ServedVersion,
     /// The request as decoded, after the service used it: its requested outputs and
     /// parameters are there; its inputs are not (their data was moved to the model, never
-    /// copied), nor, when it was answered, its id (moved to the response; see
+    /// copied; see `inputs`), nor, when it was answered, its id (moved to the response; see
     /// [`Finished::id`]). `None` when the request failed before it was decoded.
     pub request: Option<&'a InferRequest>,
+    /// A copy of the first rows of the request's inputs, made before they went to the model,
+    /// when a hook asked for them ([`Hook::input_rows`]), with the rows the request had in all.
+    pub inputs: Option<(&'a [Tensor], usize)>,
     pub result: Result<&'a InferResponse, &'a InferError>,
     /// Rows answered (0 on failure).
     pub rows: usize,
@@ -115,6 +118,14 @@ impl Finished<'_> {
 /// log's hook point. It must not block or wait (hand the record to a bounded channel, and drop
 /// it when that is full); what it does adds to every request's latency.
 pub trait Hook: Send + Sync {
+    /// How many rows of the inputs of a request to `served` this hook wants to be shown in
+    /// [`Finished::inputs`] (copied before they go to the model, so a copy only when asked):
+    /// 0, the default, for none.
+    fn input_rows(&self, served: &ServedVersion) -> usize {
+        let _ = served;
+        0
+    }
+
     fn finished(&self, done: &Finished<'_>);
 }
 
@@ -147,6 +158,13 @@ impl InferenceService {
         deadline: Deadline,
         call: Call<'_>,
     ) -> Result<Answered, InferError> {
+        let wanted = self
+            .hooks
+            .iter()
+            .map(|h| h.input_rows(served))
+            .max()
+            .unwrap_or(0);
+        let copied = (wanted > 0).then(|| first_rows(&req.inputs, wanted));
         let result = deadline
             .bound(run(served, &mut req, deadline.timeout()))
             .await;
@@ -161,6 +179,7 @@ impl InferenceService {
                 origin: call.origin,
                 served,
                 request: Some(&req),
+                inputs: copied.as_ref().map(|(t, n)| (t.as_slice(), *n)),
                 result: result.as_ref().map(|a| &a.response),
                 rows,
                 latency,
@@ -180,6 +199,7 @@ impl InferenceService {
                 origin: call.origin,
                 served,
                 request: None,
+                inputs: None,
                 result: Err(&e),
                 rows: 0,
                 latency,
@@ -193,6 +213,35 @@ impl InferenceService {
             h.finished(done);
         }
     }
+}
+
+/// Copies of the first `rows` rows of each input (along its first dimension), and the rows the
+/// first input had in all.
+fn first_rows(inputs: &[Tensor], rows: usize) -> (Vec<Tensor>, usize) {
+    let total = inputs
+        .first()
+        .and_then(|t| t.shape.first())
+        .map_or(0, |&n| n.max(0) as usize);
+    let copies = inputs
+        .iter()
+        .map(|t| {
+            let Some((&first, rest)) = t.shape.split_first() else {
+                return t.clone();
+            };
+            let per_row: usize = rest.iter().map(|&d| d.max(0) as usize).product();
+            let keep = (first.max(0) as usize).min(rows);
+            let end = (keep * per_row).min(t.data.len());
+            let mut shape = t.shape.clone();
+            shape[0] = keep as i64;
+            Tensor {
+                name: t.name.clone(),
+                shape,
+                data: t.data.slice(0, end),
+                parameters: t.parameters.clone(),
+            }
+        })
+        .collect();
+    (copies, total)
 }
 
 /// The one place a request's outcome goes into the statistics.

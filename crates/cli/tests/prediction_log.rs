@@ -1,0 +1,291 @@
+//! The prediction log end to end: the real binary on 127.0.0.1 writing a real SQLite file under
+//! --data-dir. After a load and a graceful shutdown the file holds exactly one record per
+//! request, equal to what was sent and answered, errors included; a model whose model.toml
+//! says `record = "none"` has none; and `GET /v2/models/{m}/predictions` pages through them.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{examples, Server};
+use ferroserve_testkit::copy_dir;
+use serde_json::{json, Value};
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn post(s: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let r = http().post(s.url(path)).json(body).send().unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().unwrap_or(Value::Null))
+}
+
+fn get(s: &Server, path: &str) -> (u16, Value) {
+    let r = http().get(s.url(path)).send().unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().unwrap_or(Value::Null))
+}
+
+/// iris, and diabetes with `[prediction_log] record = "none"`.
+fn repository(dir: &Path) {
+    copy_dir(&examples().join("iris"), &dir.join("iris"));
+    copy_dir(&examples().join("diabetes"), &dir.join("diabetes"));
+    let toml = dir.join("diabetes/model.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap_or_default();
+    text.push_str("\n[prediction_log]\nrecord = \"none\"\n");
+    std::fs::write(toml, text).unwrap();
+}
+
+fn row(i: usize) -> Vec<f64> {
+    let f = i as f64;
+    vec![
+        4.3 + (f * 0.37) % 3.6,
+        2.0 + (f * 0.11) % 2.4,
+        1.0 + (f * 0.53) % 5.9,
+        0.1 + (f * 0.07) % 2.4,
+    ]
+}
+
+/// The numbers of a record's or an answer's tensor `name`, as f32 (the model's type: the answer
+/// writes FP32 in its shortest form, the record as the f64 it widens to).
+fn values(tensors: &Value, name: &str) -> Vec<Value> {
+    tensors
+        .as_array()
+        .unwrap_or_else(|| panic!("no tensors: {tensors}"))
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no tensor {name}: {tensors}"))["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| match v.as_f64() {
+            Some(x) => json!(x as f32),
+            None => v.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn every_request_is_recorded_in_sqlite_and_read_back() {
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--repository",
+        repo.path().to_str().unwrap(),
+        "--prediction-log",
+        "sqlite",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--prediction-log-record",
+        "all",
+    ];
+    let s = Server::start(&args, &[]);
+    let mut answers = Vec::new();
+    for i in 0..40 {
+        let x = row(i);
+        let (st, v) = post(
+            &s,
+            "/v2/models/iris/infer",
+            &json!({"id": format!("req-{i}"), "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": x}]}),
+        );
+        assert_eq!(st, 200, "{v}");
+        answers.push((format!("req-{i}"), x, v));
+    }
+    // Without ids, through a friendly route, a batch of 3 rows, and two refused requests.
+    for i in 40..45 {
+        let (st, v) = post(
+            &s,
+            "/v2/models/iris/infer",
+            &json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": row(i)}]}),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let (st, v) = post(
+        &s,
+        "/models/iris/predict",
+        &json!({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let rows3: Vec<f64> = (0..3).flat_map(row).collect();
+    let (st, batch) = post(
+        &s,
+        "/v2/models/iris/infer",
+        &json!({"id": "three", "inputs": [{"name": "input", "datatype": "FP32", "shape": [3, 4], "data": rows3}]}),
+    );
+    assert_eq!(st, 200, "{batch}");
+    for id in ["bad-1", "bad-2"] {
+        let (st, _) = post(
+            &s,
+            "/v2/models/iris/infer",
+            &json!({"id": id, "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}),
+        );
+        assert_eq!(st, 400);
+    }
+    for _ in 0..3 {
+        let body =
+            std::fs::read(common::repo_root().join("examples/requests/diabetes_v2.json")).unwrap();
+        let (st, v) = post(
+            &s,
+            "/v2/models/diabetes/infer",
+            &serde_json::from_slice(&body).unwrap(),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let (_, metrics) = (
+        0,
+        http()
+            .get(s.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    );
+    assert!(
+        metrics.contains(
+            "ferroserve_prediction_log_records_total{sink=\"sqlite\",result=\"dropped\"} 0"
+        ),
+        "{metrics}"
+    );
+    // Graceful shutdown writes whatever is still queued.
+    assert!(s.terminate().success());
+
+    // The file itself, read with SQLite, not with the server's reader.
+    let db = rusqlite::Connection::open(data.path().join("predictions.sqlite")).unwrap();
+    let count = |model: &str| -> i64 {
+        db.query_row(
+            "SELECT COUNT(*) FROM predictions WHERE model = ?1",
+            [model],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        count("iris"),
+        49,
+        "40 + 5 + 1 friendly + 1 batch + 2 refused"
+    );
+    assert_eq!(count("diabetes"), 0, "record = \"none\"");
+    for (id, x, answer) in &answers {
+        let (status, inputs, outputs, protocol, route): (i64, String, String, String, String) = db
+            .query_row(
+                "SELECT status, inputs, outputs, protocol, route FROM predictions WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (status, protocol.as_str(), route.as_str()),
+            (200, "http_v2", "/v2/models/iris/infer")
+        );
+        let inputs: Value = serde_json::from_str(&inputs).unwrap();
+        let sent: Vec<Value> = x.iter().map(|v| json!(*v as f32)).collect();
+        assert_eq!(values(&inputs, "input"), sent, "{id}");
+        let outputs: Value = serde_json::from_str(&outputs).unwrap();
+        for o in answer["outputs"].as_array().unwrap() {
+            let name = o["name"].as_str().unwrap();
+            assert_eq!(
+                values(&outputs, name),
+                values(&answer["outputs"], name),
+                "{id} {name}"
+            );
+        }
+    }
+    let (rows, error): (i64, String) = db
+        .query_row(
+            "SELECT rows, error FROM predictions WHERE id = 'bad-1' AND status = 400",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert!(error.contains("shape"), "{error}");
+    let rows: i64 = db
+        .query_row("SELECT rows FROM predictions WHERE id = 'three'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 3);
+    let generated: i64 = db
+        .query_row(
+            "SELECT COUNT(DISTINCT id) FROM predictions WHERE id LIKE 'fs-%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        generated, 6,
+        "5 v2 requests without ids and the friendly one"
+    );
+    drop(db);
+
+    // Read back over HTTP by a server started again on the same data folder.
+    let s = Server::start(&args, &[]);
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..20 {
+        let (st, page) = get(&s, &format!("/v2/models/iris/predictions?limit=7{cursor}"));
+        assert_eq!(st, 200, "{page}");
+        ids.extend(
+            page["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(n) => cursor = format!("&cursor={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 49);
+    assert_eq!(ids[..3], ["req-0", "req-1", "req-2"], "oldest first");
+    let (_, errors) = get(&s, "/v2/models/iris/predictions?outcome=error");
+    let bad: Vec<&str> = errors["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(bad, ["bad-1", "bad-2"]);
+    assert_eq!(errors["records"][0]["status"], 400);
+    let (_, later) = get(&s, "/v2/models/iris/predictions?since=2999-01-01");
+    assert_eq!(later["records"], json!([]));
+    let (st, e) = get(&s, "/v2/models/iris/predictions?limit=0");
+    assert_eq!(st, 400);
+    assert!(e["error"].as_str().unwrap().contains("limit"), "{e}");
+    let (_, one) = get(&s, "/v2/models/iris/predictions?limit=1");
+    let r = &one["records"][0];
+    assert_eq!(r["model"], "iris");
+    assert_eq!(r["version"], "1");
+    assert!(r["time"].as_str().unwrap().ends_with('Z'), "{r}");
+    assert!(r["latency_us"].as_u64().unwrap() > 0, "{r}");
+}
+
+#[test]
+fn without_a_sqlite_log_the_read_back_route_says_how_to_turn_it_on() {
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    let s = Server::start(&["--repository", repo.path().to_str().unwrap()], &[]);
+    let (st, e) = get(&s, "/v2/models/iris/predictions");
+    assert_eq!(st, 404);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("--prediction-log sqlite"),
+        "{e}"
+    );
+    // Inference is untouched.
+    let (st, _) = post(
+        &s,
+        "/v2/models/iris/infer",
+        &json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": row(0)}]}),
+    );
+    assert_eq!(st, 200);
+}
