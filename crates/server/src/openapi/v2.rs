@@ -149,6 +149,64 @@ pub(super) fn paths(paths: &mut Map<String, Value>, models: &[String], example: 
             &[NotFound, Unavailable],
         ),
     );
+    let tensors = json!({ "type": ["array", "null"], "items": { "type": "object", "properties": {
+        "name": { "type": "string" }, "datatype": { "type": "string" },
+        "shape": { "type": "array", "items": { "type": "integer" } }, "data": { "type": "array" } } } });
+    let record = json!({ "type": "object", "properties": {
+        "id": { "type": "string" }, "time": { "type": "string", "format": "date-time" },
+        "model": { "type": "string" }, "version": { "type": "string" },
+        "protocol": { "type": "string", "enum": ["http_v2", "grpc", "grpc_stream", "friendly"] },
+        "route": { "type": "string" }, "status": { "type": "integer" },
+        "error": { "type": ["string", "null"] }, "latency_us": { "type": "integer" },
+        "rows": { "type": "integer" }, "rows_omitted": { "type": "integer" },
+        "inputs": tensors.clone(), "outputs": tensors },
+        "required": ["id", "time", "model", "version", "protocol", "route", "status", "latency_us", "rows"] });
+    let page = json!({ "type": "object", "description": "One page of the prediction log, oldest first",
+        "properties": { "records": { "type": "array", "items": record },
+            "next": { "type": ["string", "null"], "description": "the cursor of the next page; null after the last record" } },
+        "required": ["records", "next"] });
+    let query = |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description });
+    let mut op = get(
+        "v2_model_predictions",
+        "The model's prediction log, read back (needs --prediction-log sqlite)",
+        ok_json("records", page),
+        vec![
+            model.clone(),
+            query(
+                "since",
+                json!({ "type": "string" }),
+                "from this time: RFC 3339 UTC, a date, or milliseconds since the epoch",
+            ),
+            query(
+                "until",
+                json!({ "type": "string" }),
+                "before this time (same forms)",
+            ),
+            query(
+                "version",
+                json!({ "type": "string", "pattern": "^[0-9]+$" }),
+                "one version",
+            ),
+            query(
+                "outcome",
+                json!({ "type": "string" }),
+                "success, error, or one status such as 400",
+            ),
+            query(
+                "limit",
+                json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 }),
+                "records per page",
+            ),
+            query(
+                "cursor",
+                json!({ "type": "string", "pattern": "^[0-9]+$" }),
+                "the `next` of the previous page",
+            ),
+        ],
+        &[InvalidInput, NotFound, Internal],
+    );
+    op["get"]["tags"] = json!(["prediction log"]);
+    paths.insert("/v2/models/{model}/predictions".into(), op);
     let tensor_config = json!({ "type": "object", "properties": {
         "name": { "type": "string" }, "data_type": { "type": "string" },
         "dims": { "type": "array", "items": { "type": "integer" } } },
