@@ -10,4 +10,5 @@ fn main() {
     ignore_unless("no_onnxruntime", Need::OnnxRuntime);
     ignore_unless("no_python_ml", Need::PythonModules(PYTHON_ML));
     ignore_unless("no_python_numpy", Need::PythonModules(&["numpy", "pandas"]));
+    ignore_unless("no_redis", Need::Program("redis-server"));
 }

@@ -84,7 +84,8 @@ struct ServeArgs {
     #[arg(long, env = "FERROSERVE_DATA_DIR", default_value = "ferroserve-data")]
     data_dir: PathBuf,
     /// Keep a record of every prediction (repeatable): `sqlite`, a file under --data-dir
-    /// (read back with GET /v2/models/{m}/predictions).
+    /// (read back with GET /v2/models/{m}/predictions), or `redis://HOST:PORT[/DB]`, one
+    /// stream per model (`ferroserve:predictions:{model}`).
     #[arg(long = "prediction-log", env = "FERROSERVE_PREDICTION_LOG", value_delimiter = ',', value_parser = parse_sink)]
     prediction_log: Vec<String>,
     /// What a prediction record holds, unless a model's [prediction_log] says otherwise:
@@ -111,6 +112,9 @@ struct ServeArgs {
         default_value_t = 10_000_000
     )]
     prediction_log_max_records: u64,
+    /// Entries each Redis stream keeps, about (XADD MAXLEN ~), the oldest trimmed first.
+    #[arg(long, env = "FERROSERVE_PREDICTION_LOG_REDIS_MAXLEN", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    prediction_log_redis_maxlen: u64,
     /// Refuse pickles altogether (--model / MODEL_FILE naming one): no code from a file is run.
     #[arg(long, env = "FERROSERVE_NO_PICKLE")]
     no_pickle: bool,
@@ -502,6 +506,15 @@ fn prediction_log(
                 reader = Some(Arc::new(sqlite::Reader::new(&args.data_dir)));
                 tracing::info!(file = %args.data_dir.join(sqlite::FILE).display(), "prediction log: SQLite");
             }
+            url if url.starts_with("redis://") => {
+                let s = ferroserve_predlog::redis_sink::RedisSink::new(
+                    url,
+                    args.prediction_log_redis_maxlen,
+                )
+                .map_err(|e| anyhow::anyhow!("--prediction-log {e}"))?;
+                log = log.with_sink("redis", Box::new(s));
+                tracing::info!("prediction log: Redis streams ferroserve:predictions:{{model}}");
+            }
             other => bail!("--prediction-log {other}: unknown sink"),
         }
     }
@@ -511,14 +524,13 @@ fn prediction_log(
 fn parse_sink(s: &str) -> Result<String, String> {
     match s {
         "sqlite" => Ok(s.to_string()),
-        _ if s.starts_with("redis://")
-            || s.starts_with("http://")
-            || s.starts_with("https://")
-            || s.starts_with("file:") =>
-        {
-            Err(format!("{s:?}: this sink is not built yet; `sqlite` is"))
+        _ if s.starts_with("redis://") => Ok(s.to_string()),
+        _ if s.starts_with("http://") || s.starts_with("https://") || s.starts_with("file:") => {
+            Err(format!(
+                "{s:?}: this sink is not built yet; `sqlite` and `redis://HOST:PORT` are"
+            ))
         }
-        _ => Err(format!("{s:?}: expected sqlite")),
+        _ => Err(format!("{s:?}: expected sqlite or redis://HOST:PORT")),
     }
 }
 

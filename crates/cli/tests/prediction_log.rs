@@ -289,3 +289,203 @@ fn without_a_sqlite_log_the_read_back_route_says_how_to_turn_it_on() {
     );
     assert_eq!(st, 200);
 }
+
+/// A `redis-server` of this test's own on a free loopback port, stopped (by its PID) when
+/// dropped.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let r = Redis { child, port };
+        for _ in 0..100 {
+            if r.cli(&["PING"]).trim() == "PONG" {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not answer PING within 5 s");
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn metric(s: &Server, line_start: &str) -> u64 {
+    let text = http()
+        .get(s.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(line_start)
+                .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+        })
+        .unwrap_or_else(|| panic!("no metric {line_start}"))
+}
+
+#[test]
+#[cfg_attr(
+    no_redis,
+    ignore = "needs redis-server (on Debian: apt-get install redis-server)"
+)]
+fn the_tutorials_requests_appear_in_redis_and_a_redis_outage_only_drops_counted_records() {
+    let port = free_port();
+    let redis = Redis::start(port);
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    let url = format!("redis://127.0.0.1:{port}");
+    let s = Server::start(
+        &[
+            "--repository",
+            repo.path().to_str().unwrap(),
+            "--prediction-log",
+            &url,
+        ],
+        &[],
+    );
+    // The Flasgger tutorial's request, which its Flask app records in Redis.
+    let mut answers = Vec::new();
+    for i in 0..10 {
+        let x = row(i);
+        let q = format!(
+            "/predict?s_length={}&s_width={}&p_length={}&p_width={}",
+            x[0], x[1], x[2], x[3]
+        );
+        let r = http().get(s.url(&q)).send().unwrap();
+        assert_eq!(r.status(), 200);
+        answers.push(r.text().unwrap());
+    }
+    let written = "ferroserve_prediction_log_records_total{sink=\"redis\",result=\"written\"} ";
+    let dropped = "ferroserve_prediction_log_records_total{sink=\"redis\",result=\"dropped\"} ";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(&s, written) < 10 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        redis.cli(&["XLEN", "ferroserve:predictions:iris"]).trim(),
+        "10"
+    );
+    let entries = redis.cli(&["XRANGE", "ferroserve:predictions:iris", "-", "+"]);
+    for field in [
+        "route", "/predict", "status", "200", "protocol", "friendly", "outputs",
+    ] {
+        assert!(entries.contains(field), "{field} not in {entries}");
+    }
+    // What the model computed for each request is recorded: the friendly route asked it for
+    // the probabilities and answered the most likely class ("[1]").
+    let labels: Vec<String> = entries
+        .lines()
+        .skip_while(|l| *l != "outputs")
+        .step_by(1)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "outputs")
+        .map(|w| w[1].to_string())
+        .collect();
+    assert_eq!(labels.len(), 10, "{entries}");
+    for (answer, outputs) in answers.iter().zip(&labels) {
+        let outputs: Value = serde_json::from_str(outputs).unwrap();
+        let p = values(&outputs, "probabilities");
+        let p: Vec<f64> = p.iter().map(|v| v.as_f64().unwrap()).collect();
+        let best = (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b });
+        assert_eq!(format!("[{best}]"), *answer, "{outputs}");
+    }
+
+    // Redis goes away: the server keeps answering at once, and what it cannot write is counted.
+    redis.stop();
+    let before = metric(&s, dropped);
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        let (st, _) = post(
+            &s,
+            "/v2/models/iris/infer",
+            &json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": row(i)}]}),
+        );
+        assert_eq!(st, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answers were delayed: {:?}",
+        started.elapsed()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(&s, dropped) - before < 50 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        metric(&s, dropped) - before,
+        50,
+        "every record Redis missed is counted"
+    );
+    // Back on the same port: new records arrive again (after the back-off, at most 10 s).
+    let redis = Redis::start(port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = 0;
+    while std::time::Instant::now() < deadline {
+        let (st, _) = post(
+            &s,
+            "/v2/models/iris/infer",
+            &json!({"id": "after", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": row(1)}]}),
+        );
+        assert_eq!(st, 200);
+        seen = redis
+            .cli(&["XLEN", "ferroserve:predictions:iris"])
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if seen > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(seen > 0, "no record reached the restarted Redis");
+    assert!(redis
+        .cli(&["XRANGE", "ferroserve:predictions:iris", "-", "+"])
+        .contains("after"));
+}

@@ -13,6 +13,7 @@
 //! chosen by the request's id, with at most `max_rows` rows of each tensor.
 
 pub mod record;
+pub mod redis_sink;
 pub mod sqlite;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,170 @@
+//! The Redis sink (`--prediction-log redis://HOST:PORT[/DB]`): one stream per model,
+//! `ferroserve:predictions:{model}`, each record one entry added with
+//! `XADD key MAXLEN ~ N * field value ...` (a batch is one pipeline), so that
+//! `redis-cli XRANGE ferroserve:predictions:iris - +` shows them.
+//!
+//! Fields of an entry: `id`, `time` (RFC 3339), `time_ms`, `model`, `version`, `protocol`,
+//! `route`, `status`, `error` (empty on success), `latency_us`, `rows`, `rows_omitted`,
+//! `inputs` and `outputs` (JSON texts; empty when not recorded).
+//!
+//! A connection that fails is dropped and made again on a later batch, after a back-off that
+//! doubles from 100 ms to 10 s while Redis stays down; the batches in between fail at once (and
+//! their records are counted as dropped), so a Redis that is down costs no time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::record::{self, Record};
+use crate::Sink;
+
+/// The stream of `model`'s records.
+pub fn stream_key(model: &str) -> String {
+    format!("ferroserve:predictions:{model}")
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_LAST: Duration = Duration::from_secs(10);
+
+pub struct RedisSink {
+    client: redis::Client,
+    /// What the URL is shown as in messages (without a password).
+    shown: String,
+    conn: Option<redis::Connection>,
+    maxlen: u64,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl RedisSink {
+    /// A sink writing to `url`, each stream trimmed to about `maxlen` entries. The connection
+    /// is made on the first batch.
+    pub fn new(url: &str, maxlen: u64) -> Result<RedisSink, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("{}: {e}", shown(url)))?;
+        Ok(RedisSink {
+            client,
+            shown: shown(url),
+            conn: None,
+            maxlen: maxlen.max(1),
+            retry_at: None,
+            backoff: BACKOFF_FIRST,
+        })
+    }
+
+    fn connection(&mut self) -> Result<&mut redis::Connection, String> {
+        if self.conn.is_none() {
+            if let Some(at) = self.retry_at {
+                if Instant::now() < at {
+                    return Err(format!(
+                        "{} is down; retrying in {:?}",
+                        self.shown,
+                        at - Instant::now()
+                    ));
+                }
+            }
+            match self.client.get_connection_with_timeout(TIMEOUT) {
+                Ok(c) => {
+                    let _ = c.set_read_timeout(Some(TIMEOUT));
+                    let _ = c.set_write_timeout(Some(TIMEOUT));
+                    if self.retry_at.is_some() {
+                        tracing::info!(redis = %self.shown, "prediction log: Redis is back");
+                    }
+                    self.conn = Some(c);
+                    self.retry_at = None;
+                    self.backoff = BACKOFF_FIRST;
+                }
+                Err(e) => {
+                    self.retry_at = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(BACKOFF_LAST);
+                    return Err(format!("{}: {e}", self.shown));
+                }
+            }
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+}
+
+impl Sink for RedisSink {
+    fn write(&mut self, batch: &[Arc<Record>]) -> Result<(), String> {
+        let maxlen = self.maxlen;
+        let mut pipe = redis::pipe();
+        for r in batch {
+            let text = |v: &Option<serde_json::Value>| {
+                v.as_ref().map(|v| v.to_string()).unwrap_or_default()
+            };
+            pipe.cmd("XADD")
+                .arg(stream_key(&r.model))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(maxlen)
+                .arg("*")
+                .arg("id")
+                .arg(&r.id)
+                .arg("time")
+                .arg(record::rfc3339(r.time_ms))
+                .arg("time_ms")
+                .arg(r.time_ms)
+                .arg("model")
+                .arg(&r.model)
+                .arg("version")
+                .arg(r.version)
+                .arg("protocol")
+                .arg(r.protocol)
+                .arg("route")
+                .arg(&r.route)
+                .arg("status")
+                .arg(r.status)
+                .arg("error")
+                .arg(r.error.as_deref().unwrap_or(""))
+                .arg("latency_us")
+                .arg(r.latency_us)
+                .arg("rows")
+                .arg(r.rows)
+                .arg("rows_omitted")
+                .arg(r.rows_omitted)
+                .arg("inputs")
+                .arg(text(&r.inputs))
+                .arg("outputs")
+                .arg(text(&r.outputs))
+                .ignore();
+        }
+        let shown = self.shown.clone();
+        let conn = self.connection()?;
+        match pipe.query::<()>(conn) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The next batch connects again (at once: a dropped connection is the usual
+                // cause, and a server still down fails that connect and starts the back-off).
+                self.conn = None;
+                Err(format!("{shown}: {e}"))
+            }
+        }
+    }
+}
+
+/// `url` without its password.
+fn shown(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            shown("redis://:secret@host:6379/2"),
+            "redis://…@host:6379/2"
+        );
+        assert_eq!(shown("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert!(
+            RedisSink::new("redis://127.0.0.1:1", 10).is_ok(),
+            "connects lazily"
+        );
+        assert!(RedisSink::new("nonsense", 10).is_err());
+    }
+}
