@@ -15,6 +15,7 @@
 pub mod record;
 pub mod redis_sink;
 pub mod sqlite;
+pub mod text;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -185,11 +186,11 @@ impl PredictionLog {
             (Err(_), None) => 0,
         };
         let (status, error, outputs) = match done.result {
-            Ok(r) => (200, None, Some(record::tensors_json(&r.outputs, max_rows))),
+            Ok(r) => (200, None, Some(text::first_rows(&r.outputs, max_rows))),
             Err(e) => (e.kind.http_status(), Some(e.message.clone()), None),
         };
         let inputs = match (content, done.inputs) {
-            (LogContent::All, Some((t, _))) => Some(record::tensors_json(t, max_rows)),
+            (LogContent::All, Some((t, _))) => Some(text::first_rows(t, max_rows)),
             _ => None,
         };
         let latency_us = done.latency.as_micros() as u64;

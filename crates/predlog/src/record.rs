@@ -28,10 +28,10 @@ pub struct Record {
     pub rows: u64,
     /// Rows of the request past `max_rows`: not in `inputs` and `outputs`.
     pub rows_omitted: u64,
-    /// The inputs as decoded values (`[{name, datatype, shape, data}]`), when recorded.
-    pub inputs: Option<Value>,
+    /// The inputs (their first `max_rows` rows), when recorded.
+    pub inputs: Option<Vec<Tensor>>,
     /// The outputs, likewise.
-    pub outputs: Option<Value>,
+    pub outputs: Option<Vec<Tensor>>,
 }
 
 impl Record {
@@ -49,12 +49,23 @@ impl Record {
         m.insert("latency_us".into(), json!(self.latency_us));
         m.insert("rows".into(), json!(self.rows));
         m.insert("rows_omitted".into(), json!(self.rows_omitted));
-        m.insert("inputs".into(), self.inputs.clone().unwrap_or(Value::Null));
-        m.insert(
-            "outputs".into(),
-            self.outputs.clone().unwrap_or(Value::Null),
-        );
+        let tensors = |t: &Option<Vec<Tensor>>| {
+            t.as_ref()
+                .map_or(Value::Null, |t| tensors_json(t, usize::MAX))
+        };
+        m.insert("inputs".into(), tensors(&self.inputs));
+        m.insert("outputs".into(), tensors(&self.outputs));
         Value::Object(m)
+    }
+
+    /// The inputs as the JSON text sinks store (`[{name, datatype, shape, data}]`).
+    pub fn inputs_text(&self) -> Option<String> {
+        self.inputs.as_deref().map(crate::text::tensors_text)
+    }
+
+    /// The outputs, likewise.
+    pub fn outputs_text(&self) -> Option<String> {
+        self.outputs.as_deref().map(crate::text::tensors_text)
     }
 }
 

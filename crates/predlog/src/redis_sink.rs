@@ -89,9 +89,7 @@ impl Sink for RedisSink {
         let maxlen = self.maxlen;
         let mut pipe = redis::pipe();
         for r in batch {
-            let text = |v: &Option<serde_json::Value>| {
-                v.as_ref().map(|v| v.to_string()).unwrap_or_default()
-            };
+            let text = |v: Option<String>| v.unwrap_or_default();
             pipe.cmd("XADD")
                 .arg(stream_key(&r.model))
                 .arg("MAXLEN")
@@ -123,9 +121,9 @@ impl Sink for RedisSink {
                 .arg("rows_omitted")
                 .arg(r.rows_omitted)
                 .arg("inputs")
-                .arg(text(&r.inputs))
+                .arg(text(r.inputs_text()))
                 .arg("outputs")
-                .arg(text(&r.outputs))
+                .arg(text(r.outputs_text()))
                 .ignore();
         }
         let shown = self.shown.clone();

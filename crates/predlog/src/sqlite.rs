@@ -107,8 +107,8 @@ impl SqliteSink {
                     r.latency_us as i64,
                     r.rows as i64,
                     r.rows_omitted as i64,
-                    r.inputs.as_ref().map(|v| v.to_string()),
-                    r.outputs.as_ref().map(|v| v.to_string()),
+                    r.inputs_text(),
+                    r.outputs_text(),
                 ])?;
             }
         }
@@ -312,7 +312,11 @@ mod tests {
             rows: 1,
             rows_omitted: 0,
             inputs: None,
-            outputs: Some(json!([{"name": "y", "datatype": "FP64", "shape": [1], "data": [i]}])),
+            outputs: Some(vec![ferroserve_core::Tensor::new(
+                "y",
+                vec![1],
+                ferroserve_core::TensorData::Fp64(vec![i as f64]),
+            )]),
         })
     }
 
