@@ -54,7 +54,6 @@ CREATE TABLE IF NOT EXISTS predictions (
     outputs TEXT
 );
 CREATE INDEX IF NOT EXISTS predictions_model_seq ON predictions (model, seq);
-CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time_ms);
 ";
 
 /// Retention: records older than `max_age`, and the oldest past `max_records`, are deleted
@@ -120,9 +119,15 @@ impl SqliteSink {
         let mut n = 0;
         if let Some(age) = self.retention.max_age {
             let before = record::now_ms() - age.as_millis() as i64;
-            n += self
-                .conn
-                .execute("DELETE FROM predictions WHERE time_ms < ?1", [before])?;
+            // Records are written in the order they are answered, so the old ones are the
+            // first by `seq`: found walking from the start, with no index on time (one less
+            // index to update per insert).
+            n += self.conn.execute(
+                "DELETE FROM predictions WHERE seq < COALESCE(\
+                 (SELECT seq FROM predictions WHERE time_ms >= ?1 ORDER BY seq LIMIT 1), \
+                 (SELECT MAX(seq) + 1 FROM predictions))",
+                [before],
+            )?;
         }
         if let Some(max) = self.retention.max_records {
             n += self.conn.execute(
