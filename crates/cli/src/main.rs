@@ -37,6 +37,88 @@ enum Command {
     /// import files you trust.
     #[command(long_about = import::LONG_ABOUT)]
     Import(import::ImportArgs),
+    /// Read the prediction log.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Print a model's records from the SQLite prediction log as JSON lines, oldest first, then
+    /// follow new ones as they are written (Ctrl-C stops).
+    Tail(TailArgs),
+}
+
+#[derive(Args)]
+struct TailArgs {
+    /// The model whose records to print.
+    #[arg(long)]
+    model: String,
+    /// The server's data folder (where predictions.sqlite is).
+    #[arg(long, env = "FERROSERVE_DATA_DIR", default_value = "ferroserve-data")]
+    data_dir: PathBuf,
+    /// How many of the newest records to print first, before following.
+    #[arg(long, default_value_t = 10)]
+    last: usize,
+    /// Print what is there and stop instead of following.
+    #[arg(long)]
+    no_follow: bool,
+}
+
+/// `ferroserve log tail`: pages through the log with the reader the HTTP route uses, then
+/// polls for new records.
+fn log_tail(args: TailArgs) -> anyhow::Result<()> {
+    use ferroserve_predlog::sqlite::{Query, Reader};
+    use std::io::Write;
+    let reader = Reader::new(&args.data_dir);
+    // Find the cursor `last` records before the end: walk to the end once, keeping the seqs.
+    let mut q = Query {
+        model: args.model.clone(),
+        limit: 1000,
+        ..Default::default()
+    };
+    let mut pending = std::collections::VecDeque::new();
+    let mut newest = None;
+    loop {
+        let page = reader.page(&q).map_err(anyhow::Error::msg)?;
+        newest = page.last.or(newest);
+        for r in page.records {
+            pending.push_back(r);
+            if pending.len() > args.last {
+                pending.pop_front();
+            }
+        }
+        match page.next {
+            Some(n) => q.cursor = Some(n),
+            None => break,
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for r in &pending {
+        writeln!(out, "{r}")?;
+    }
+    out.flush()?;
+    if args.no_follow {
+        return Ok(());
+    }
+    // Follow: what comes after the newest record seen, asked twice a second.
+    let mut cursor = newest;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let page = reader
+            .page(&Query {
+                model: args.model.clone(),
+                limit: 1000,
+                cursor,
+                ..Default::default()
+            })
+            .map_err(anyhow::Error::msg)?;
+        for r in &page.records {
+            writeln!(out, "{r}")?;
+        }
+        out.flush()?;
+        cursor = page.last.or(cursor);
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -556,5 +638,6 @@ fn main() -> anyhow::Result<()> {
             init_logging("warn", LogFormat::Text);
             import::run(args)
         }
+        Command::Log(LogCommand::Tail(args)) => log_tail(args),
     }
 }

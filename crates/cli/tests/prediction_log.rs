@@ -489,3 +489,109 @@ fn the_tutorials_requests_appear_in_redis_and_a_redis_outage_only_drops_counted_
         .cli(&["XRANGE", "ferroserve:predictions:iris", "-", "+"])
         .contains("after"));
 }
+
+#[test]
+fn log_tail_prints_the_last_records_then_follows_new_ones() {
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let args = [
+        "--repository",
+        repo.path().to_str().unwrap(),
+        "--prediction-log",
+        "sqlite",
+        "--data-dir",
+        dir,
+    ];
+    let infer = |s: &Server, id: &str| {
+        let (st, v) = post(
+            s,
+            "/v2/models/iris/infer",
+            &json!({"id": id, "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": row(3)}]}),
+        );
+        assert_eq!(st, 200, "{v}");
+    };
+    let s = Server::start(&args, &[]);
+    for i in 0..3 {
+        infer(&s, &format!("t-{i}"));
+    }
+    assert!(s.terminate().success());
+    let out = common::ferroserve()
+        .args([
+            "log",
+            "tail",
+            "--model",
+            "iris",
+            "--data-dir",
+            dir,
+            "--last",
+            "2",
+            "--no-follow",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids, ["t-1", "t-2"]);
+
+    // Following: records written after the tail started arrive on its stdout.
+    let mut tail = common::ferroserve()
+        .args([
+            "log",
+            "tail",
+            "--model",
+            "iris",
+            "--data-dir",
+            dir,
+            "--last",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let s = Server::start(&args, &[]);
+    infer(&s, "new-0");
+    infer(&s, "new-1");
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while got.len() < 2 && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            got.push(
+                serde_json::from_str::<Value>(&line).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert_eq!(got, ["new-0", "new-1"]);
+}

@@ -195,6 +195,8 @@ impl OutcomeFilter {
 pub struct Page {
     pub records: Vec<Value>,
     pub next: Option<i64>,
+    /// The `seq` of the last record of the page (a cursor after it, to follow new records).
+    pub last: Option<i64>,
 }
 
 /// Reads the log back, from a connection of its own.
@@ -215,6 +217,7 @@ impl Reader {
             return Ok(Page {
                 records: Vec::new(),
                 next: None,
+                last: None,
             });
         }
         let conn = Connection::open_with_flags(
@@ -295,6 +298,7 @@ impl Reader {
         Ok(Page {
             records,
             next: if more { last } else { None },
+            last,
         })
     }
 }
