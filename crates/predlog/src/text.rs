@@ -5,30 +5,7 @@ use std::fmt::Write;
 
 use ferroserve_core::{Tensor, TensorData};
 
-/// Copies of the first `rows` rows of each tensor (along its first dimension).
-pub fn first_rows(tensors: &[Tensor], rows: usize) -> Vec<Tensor> {
-    tensors
-        .iter()
-        .map(|t| {
-            let Some((&first, rest)) = t.shape.split_first() else {
-                return t.clone();
-            };
-            if first.max(0) as usize <= rows {
-                return t.clone();
-            }
-            let per_row: usize = rest.iter().map(|&d| d.max(0) as usize).product();
-            let end = (rows * per_row).min(t.data.len());
-            let mut shape = t.shape.clone();
-            shape[0] = rows as i64;
-            Tensor {
-                name: t.name.clone(),
-                shape,
-                data: t.data.slice(0, end),
-                parameters: Default::default(),
-            }
-        })
-        .collect()
-}
+pub use ferroserve_runtime::service::first_rows;
 
 /// `[{"name", "datatype", "shape", "data"}]`: numbers as JSON numbers (an FP32 value as the
 /// shortest text that reads back as the same f32), NaN and infinities as null, BYTES as text.

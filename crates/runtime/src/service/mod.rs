@@ -164,7 +164,7 @@ impl InferenceService {
             .map(|h| h.input_rows(served))
             .max()
             .unwrap_or(0);
-        let copied = (wanted > 0).then(|| first_rows(&req.inputs, wanted));
+        let copied = (wanted > 0).then(|| first_rows_of(&req.inputs, wanted));
         let result = deadline
             .bound(run(served, &mut req, deadline.timeout()))
             .await;
@@ -217,22 +217,30 @@ impl InferenceService {
 
 /// Copies of the first `rows` rows of each input (along its first dimension), and the rows the
 /// first input had in all.
-fn first_rows(inputs: &[Tensor], rows: usize) -> (Vec<Tensor>, usize) {
+fn first_rows_of(inputs: &[Tensor], rows: usize) -> (Vec<Tensor>, usize) {
     let total = inputs
         .first()
         .and_then(|t| t.shape.first())
         .map_or(0, |&n| n.max(0) as usize);
-    let copies = inputs
+    (first_rows(inputs, rows), total)
+}
+
+/// Copies of the first `rows` rows of each tensor (along its first dimension; the whole tensor
+/// when it has no more).
+pub fn first_rows(tensors: &[Tensor], rows: usize) -> Vec<Tensor> {
+    tensors
         .iter()
         .map(|t| {
             let Some((&first, rest)) = t.shape.split_first() else {
                 return t.clone();
             };
+            if first.max(0) as usize <= rows {
+                return t.clone();
+            }
             let per_row: usize = rest.iter().map(|&d| d.max(0) as usize).product();
-            let keep = (first.max(0) as usize).min(rows);
-            let end = (keep * per_row).min(t.data.len());
+            let end = (rows * per_row).min(t.data.len());
             let mut shape = t.shape.clone();
-            shape[0] = keep as i64;
+            shape[0] = rows as i64;
             Tensor {
                 name: t.name.clone(),
                 shape,
@@ -240,8 +248,7 @@ fn first_rows(inputs: &[Tensor], rows: usize) -> (Vec<Tensor>, usize) {
                 parameters: t.parameters.clone(),
             }
         })
-        .collect();
-    (copies, total)
+        .collect()
 }
 
 /// The one place a request's outcome goes into the statistics.
