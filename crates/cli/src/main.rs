@@ -197,6 +197,15 @@ struct ServeArgs {
     /// Entries each Redis stream keeps, about (XADD MAXLEN ~), the oldest trimmed first.
     #[arg(long, env = "FERROSERVE_PREDICTION_LOG_REDIS_MAXLEN", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     prediction_log_redis_maxlen: u64,
+    /// best-effort: a sink that is slow or down loses the records past its queue (counted),
+    /// answers are never delayed. durable: each record is appended to a spool under
+    /// --data-dir before its answer goes out and delivered from there, nothing lost; requests
+    /// are refused (503) while the spool is full. A model's [prediction_log] mode overrides it.
+    #[arg(long, env = "FERROSERVE_PREDICTION_LOG_MODE", default_value = "best-effort", value_parser = ["best-effort", "durable"])]
+    prediction_log_mode: String,
+    /// Most megabytes the durable mode's spool holds (records a sink has not taken yet).
+    #[arg(long, env = "FERROSERVE_PREDICTION_LOG_SPOOL_MAX_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    prediction_log_spool_max_mb: u64,
     /// Refuse pickles altogether (--model / MODEL_FILE naming one): no code from a file is run.
     #[arg(long, env = "FERROSERVE_NO_PICKLE")]
     no_pickle: bool,
@@ -563,8 +572,16 @@ fn prediction_log(
         record: ferroserve_core::config::LogContent::parse(&args.prediction_log_record),
         sample: Some(args.prediction_log_sample),
         max_rows: Some(args.prediction_log_max_rows as usize),
+        mode: ferroserve_core::config::LogMode::parse(&args.prediction_log_mode),
     };
-    let mut log = ferroserve_predlog::PredictionLog::new(defaults);
+    // The spool is always opened (its folder is made on the first durable record): what an
+    // earlier run left there is delivered whatever the mode now.
+    let spool = ferroserve_predlog::Spool::open(
+        &args.data_dir.join("spool"),
+        args.prediction_log_spool_max_mb << 20,
+    )
+    .map_err(|e| anyhow::anyhow!("--prediction-log: {e}; give --data-dir a readable folder"))?;
+    let mut log = ferroserve_predlog::PredictionLog::new(defaults).with_spool(spool);
     let mut reader = None;
     let mut seen = std::collections::HashSet::new();
     for sink in &args.prediction_log {
@@ -584,7 +601,7 @@ fn prediction_log(
                         "--prediction-log sqlite: {e}; give --data-dir a writable folder"
                     )
                 })?;
-                log = log.with_sink("sqlite", Box::new(s));
+                log = log.with_sink("sqlite", sqlite::FILE, Box::new(s));
                 reader = Some(Arc::new(sqlite::Reader::new(&args.data_dir)));
                 tracing::info!(file = %args.data_dir.join(sqlite::FILE).display(), "prediction log: SQLite");
             }
@@ -594,7 +611,8 @@ fn prediction_log(
                     args.prediction_log_redis_maxlen,
                 )
                 .map_err(|e| anyhow::anyhow!("--prediction-log {e}"))?;
-                log = log.with_sink("redis", Box::new(s));
+                let target = s.shown().to_string();
+                log = log.with_sink("redis", &target, Box::new(s));
                 tracing::info!("prediction log: Redis streams ferroserve:predictions:{{model}}");
             }
             other => bail!("--prediction-log {other}: unknown sink"),

@@ -148,7 +148,7 @@ fn every_request_is_recorded_in_sqlite_and_read_back() {
     );
     assert!(
         metrics.contains(
-            "ferroserve_prediction_log_records_total{sink=\"sqlite\",result=\"dropped\"} 0"
+            "ferroserve_prediction_log_records_total{sink=\"sqlite\",target=\"predictions.sqlite\",result=\"dropped\"} 0"
         ),
         "{metrics}"
     );
@@ -299,17 +299,28 @@ struct Redis {
 
 impl Redis {
     fn start(port: u16) -> Redis {
+        Redis::start_with(port, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// A Redis that keeps its data in `dir` (every write synced to its append-only file), so
+    /// that one killed and started again has everything it acknowledged.
+    fn start_persistent(port: u16, dir: &Path) -> Redis {
+        let dir = dir.to_str().unwrap();
+        let args = [
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ];
+        Redis::start_with(port, &[&args[..], &["--dir", dir]].concat())
+    }
+
+    fn start_with(port: u16, args: &[&str]) -> Redis {
         let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -352,6 +363,11 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The start of the line of the Redis sink's records counter for `result`.
+fn redis_metric(url: &str, result: &str) -> String {
+    format!("ferroserve_prediction_log_records_total{{sink=\"redis\",target=\"{url}\",result=\"{result}\"}} ")
 }
 
 fn metric(s: &Server, line_start: &str) -> u64 {
@@ -401,8 +417,9 @@ fn the_tutorials_requests_appear_in_redis_and_a_redis_outage_only_drops_counted_
         assert_eq!(r.status(), 200);
         answers.push(r.text().unwrap());
     }
-    let written = "ferroserve_prediction_log_records_total{sink=\"redis\",result=\"written\"} ";
-    let dropped = "ferroserve_prediction_log_records_total{sink=\"redis\",result=\"dropped\"} ";
+    let written = redis_metric(&url, "written");
+    let dropped = redis_metric(&url, "dropped");
+    let (written, dropped) = (written.as_str(), dropped.as_str());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while metric(&s, written) < 10 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -594,4 +611,167 @@ fn log_tail_prints_the_last_records_then_follows_new_ones() {
     let _ = tail.kill();
     let _ = tail.wait();
     assert_eq!(got, ["new-0", "new-1"]);
+}
+
+/// The `id` fields of every entry of `stream`, in order.
+fn stream_ids(redis: &Redis, stream: &str) -> Vec<String> {
+    let entries = redis.cli(&["XRANGE", stream, "-", "+"]);
+    let lines: Vec<&str> = entries.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == "id")
+        .map(|w| w[1].to_string())
+        .collect()
+}
+
+fn infer_row(s: &Server, id: &str, i: usize) -> (u16, Value) {
+    post(
+        s,
+        "/v2/models/iris/infer",
+        &json!({"id": id, "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": row(i)}]}),
+    )
+}
+
+#[test]
+#[cfg_attr(
+    no_redis,
+    ignore = "needs redis-server (on Debian: apt-get install redis-server)"
+)]
+fn durable_records_survive_a_redis_outage_and_a_kill_9_of_the_server() {
+    let port = free_port();
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start_persistent(port, redis_dir.path());
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("redis://127.0.0.1:{port}");
+    let args = [
+        "--repository",
+        repo.path().to_str().unwrap(),
+        "--prediction-log",
+        &url,
+        "--prediction-log-mode",
+        "durable",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ];
+    let s = Server::start(&args, &[]);
+    let stream = "ferroserve:predictions:iris";
+    let wait_for = |redis: &Redis, n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ids = stream_ids(redis, stream);
+            if ids.len() >= n || std::time::Instant::now() > deadline {
+                return ids;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut answered = Vec::new();
+    for i in 0..20 {
+        let id = format!("d-{i}");
+        assert_eq!(infer_row(&s, &id, i).0, 200);
+        answered.push(id);
+    }
+    assert_eq!(wait_for(&redis, 20), answered, "delivered in order");
+
+    // Redis goes down: answers go on, their records wait in the spool.
+    redis.stop();
+    let started = std::time::Instant::now();
+    for i in 20..50 {
+        let id = format!("d-{i}");
+        assert_eq!(infer_row(&s, &id, i).0, 200);
+        answered.push(id);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answers were delayed: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(metric(&s, &redis_metric(&url, "spooled")), 50);
+    assert_eq!(metric(&s, &redis_metric(&url, "dropped")), 0);
+    assert!(metric(&s, "ferroserve_prediction_log_spool_bytes ") > 0);
+    // kill -9: no shutdown, no flush. Every answered record is in the spool on disk.
+    s.kill();
+
+    // Redis back (with what it had), the server started again on the same data folder: the
+    // 30 records it could not deliver arrive, once each, after the 20 it had.
+    let redis = Redis::start_persistent(port, redis_dir.path());
+    let s = Server::start(&args, &[]);
+    let ids = wait_for(&redis, 50);
+    assert_eq!(ids, answered, "every answered record, in order, once");
+    // New requests are recorded as before.
+    assert_eq!(infer_row(&s, "after", 1).0, 200);
+    assert_eq!(
+        wait_for(&redis, 51).last().map(String::as_str),
+        Some("after")
+    );
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn a_full_durable_spool_refuses_requests_with_503_and_the_server_keeps_serving() {
+    // A sink that is never there (nothing listens on the port), a 1 MB spool, whole inputs.
+    let port = free_port();
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("redis://127.0.0.1:{port}");
+    let s = Server::start(
+        &[
+            "--repository",
+            repo.path().to_str().unwrap(),
+            "--prediction-log",
+            &url,
+            "--prediction-log-mode",
+            "durable",
+            "--prediction-log-record",
+            "all",
+            "--prediction-log-spool-max-mb",
+            "1",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let rows: Vec<f64> = (0..100).flat_map(row).collect();
+    let body =
+        json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [100, 4], "data": rows}]});
+    let mut answered = 0;
+    let refusal = (0..2000).find_map(|_| {
+        let (st, v) = post(&s, "/v2/models/iris/infer", &body);
+        match st {
+            200 => {
+                answered += 1;
+                None
+            }
+            _ => Some((st, v)),
+        }
+    });
+    let (st, v) = refusal.expect("the spool never filled");
+    assert_eq!(st, 503, "{v}");
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("spool is full"), "{msg}");
+    assert!(
+        !msg.contains(data.path().to_str().unwrap()),
+        "a path: {msg}"
+    );
+    assert!(answered > 10, "{answered} answered before the spool filled");
+    assert_eq!(
+        metric(&s, &redis_metric(&url, "spooled")),
+        answered,
+        "every answered request's record is in the spool"
+    );
+    // Still full: refused again; the server and a model that records nothing still answer.
+    assert_eq!(post(&s, "/v2/models/iris/infer", &body).0, 503);
+    assert_eq!(get(&s, "/v2/health/live").0, 200);
+    let diabetes =
+        std::fs::read(common::repo_root().join("examples/requests/diabetes_v2.json")).unwrap();
+    let (st, v) = post(
+        &s,
+        "/v2/models/diabetes/infer",
+        &serde_json::from_slice(&diabetes).unwrap(),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(s.terminate().success());
 }

@@ -180,6 +180,9 @@ pub struct PredictionLogConfig {
     pub sample: Option<f64>,
     /// Rows of a request's inputs and outputs a record holds; the rest are counted.
     pub max_rows: Option<usize>,
+    /// `best-effort` (records beyond a sink's queue are dropped and counted) or `durable`
+    /// (each record is on disk, in the spool, before its answer goes out).
+    pub mode: Option<LogMode>,
 }
 
 impl PredictionLogConfig {
@@ -202,6 +205,28 @@ impl PredictionLogConfig {
             record: self.record.or(base.record),
             sample: self.sample.or(base.sample),
             max_rows: self.max_rows.or(base.max_rows),
+            mode: self.mode.or(base.mode),
+        }
+    }
+}
+
+/// `prediction_log.mode`: what happens to records when a sink is slow or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogMode {
+    /// Records beyond a sink's queue are dropped (and counted); answers are never delayed.
+    BestEffort,
+    /// Records are appended to a spool on disk before the answer goes out, and delivered from
+    /// there; when the spool is full, requests are refused (503) rather than records dropped.
+    Durable,
+}
+
+impl LogMode {
+    pub fn parse(s: &str) -> Option<LogMode> {
+        match s {
+            "best-effort" | "best_effort" => Some(LogMode::BestEffort),
+            "durable" => Some(LogMode::Durable),
+            _ => None,
         }
     }
 }

@@ -8,12 +8,18 @@
 //! a minute: the answer is never delayed. [`PredictionLog::close`] flushes every queued record
 //! (graceful shutdown).
 //!
+//! In the durable mode ([`LogMode::Durable`], per model or for the server) the request path
+//! instead appends the record to the [`spool::Spool`] on disk before the answer goes out, and
+//! each writer delivers from there, retrying a sink that is down without dropping anything;
+//! when the spool is full, new requests to such models are refused (503, [`Hook::admit`]).
+//!
 //! What a record holds, per model (`[prediction_log]` in model.toml) over the server's
 //! defaults: nothing, the outputs, or the inputs and outputs, for a fraction of the requests
 //! chosen by the request's id, with at most `max_rows` rows of each tensor.
 
 pub mod record;
 pub mod redis_sink;
+pub mod spool;
 pub mod sqlite;
 pub mod text;
 
@@ -23,11 +29,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use ferroserve_core::config::{LogContent, PredictionLogConfig};
+use ferroserve_core::config::{LogContent, LogMode, PredictionLogConfig};
+use ferroserve_core::InferError;
 use ferroserve_runtime::service::{Finished, Hook};
 use ferroserve_runtime::{Origin, ServedVersion};
 
-pub use record::Record;
+pub use record::{Record, Values};
+pub use spool::Spool;
 
 /// Records a sink's queue holds before new ones are dropped for it.
 pub const QUEUE: usize = 16_384;
@@ -37,6 +45,10 @@ const BATCH: usize = 512;
 const UPKEEP: Duration = Duration::from_secs(60);
 /// Least time between two warnings about dropped records.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// The first and the longest wait before a sink that failed is tried again with what the
+/// spool holds for it.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_LAST: Duration = Duration::from_secs(5);
 
 /// What the server records when a model's `[prediction_log]` says nothing: the outputs of
 /// every request, at most 100 rows of each.
@@ -45,6 +57,7 @@ pub fn default_settings() -> PredictionLogConfig {
         record: Some(LogContent::Outputs),
         sample: Some(1.0),
         max_rows: Some(100),
+        mode: Some(LogMode::BestEffort),
     }
 }
 
@@ -61,6 +74,8 @@ pub trait Sink: Send + 'static {
 pub struct SinkCounters {
     pub written: AtomicU64,
     pub dropped: AtomicU64,
+    /// Records appended to the spool for this sink (durable mode).
+    pub spooled: AtomicU64,
     /// Writes that failed (their records are counted as dropped).
     pub failures: AtomicU64,
     /// Total time spent writing, microseconds, and the writes it was spent in.
@@ -68,15 +83,26 @@ pub struct SinkCounters {
     pub writes: AtomicU64,
 }
 
+/// One sink as the metrics show it.
+pub struct SinkView<'a> {
+    pub kind: &'a str,
+    pub target: &'a str,
+    pub counters: &'a SinkCounters,
+    pub queued: usize,
+}
+
 enum Msg {
     Record(Arc<Record>),
-    /// Write everything before this, then answer.
-    Flush(Sender<()>),
+    /// Write everything before this (and what the spool holds, until the deadline), then
+    /// answer.
+    Flush(Sender<()>, Instant),
 }
 
 struct Writer {
     /// `sqlite`, `redis`, ...: the label of its metrics.
     kind: String,
+    /// Where it writes, as shown.
+    target: String,
     tx: Sender<Msg>,
     counters: Arc<SinkCounters>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -86,6 +112,7 @@ struct Writer {
 pub struct PredictionLog {
     defaults: PredictionLogConfig,
     writers: Vec<Writer>,
+    spool: Option<Arc<Spool>>,
     seq: AtomicU64,
     boot: u64,
     warned: Mutex<Option<Instant>>,
@@ -97,24 +124,56 @@ impl PredictionLog {
         PredictionLog {
             defaults: defaults.over(&default_settings()),
             writers: Vec::new(),
+            spool: None,
             seq: AtomicU64::new(0),
             boot: record::now_ms() as u64,
             warned: Mutex::new(None),
         }
     }
 
-    /// Adds a sink, written by a thread of its own from now on.
-    pub fn with_sink(mut self, kind: &str, sink: Box<dyn Sink>) -> PredictionLog {
+    /// Keeps durable records in `spool` (before any sink is added: each sink reads it, and
+    /// delivers what an earlier run left there).
+    pub fn with_spool(mut self, spool: Arc<Spool>) -> PredictionLog {
+        assert!(self.writers.is_empty(), "the spool comes before the sinks");
+        self.spool = Some(spool);
+        self
+    }
+
+    /// The spool, if there is one.
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spool.as_deref()
+    }
+
+    /// Adds a sink, written by a thread of its own from now on: of `kind` (`sqlite`, `redis`,
+    /// ...: the metrics' `sink` label), writing to `target` (its `target` label, and what names
+    /// its place in the spool from one run to the next: a URL without its password, a file's
+    /// name, never a path).
+    pub fn with_sink(mut self, kind: &str, target: &str, sink: Box<dyn Sink>) -> PredictionLog {
+        let name = format!("{kind}-{:016x}", fnv1a(target.as_bytes()));
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let counters = Arc::new(SinkCounters::default());
         let c = counters.clone();
         let label = kind.to_string();
+        let reader = self.spool.as_ref().map(|s| s.reader(&name));
         let thread = std::thread::Builder::new()
             .name(format!("fs-log-{kind}"))
-            .spawn(move || write_loop(&label, sink, rx, &c))
+            .spawn(move || {
+                Writing {
+                    kind: &label,
+                    sink,
+                    rx,
+                    spool: reader,
+                    c: &c,
+                    retry_at: None,
+                    retry: RETRY_FIRST,
+                    warned: None,
+                }
+                .run()
+            })
             .expect("spawn a prediction log writer");
         self.writers.push(Writer {
             kind: kind.to_string(),
+            target: target.to_string(),
             tx,
             counters,
             thread: Mutex::new(Some(thread)),
@@ -122,11 +181,16 @@ impl PredictionLog {
         self
     }
 
-    /// Each sink's kind and counters, for the metrics.
-    pub fn sinks(&self) -> Vec<(&str, &SinkCounters, usize)> {
+    /// Each sink's kind, target, counters and queue length, for the metrics.
+    pub fn sinks(&self) -> Vec<SinkView<'_>> {
         self.writers
             .iter()
-            .map(|w| (w.kind.as_str(), w.counters.as_ref(), w.tx.len()))
+            .map(|w| SinkView {
+                kind: &w.kind,
+                target: &w.target,
+                counters: &w.counters,
+                queued: w.tx.len(),
+            })
             .collect()
     }
 
@@ -146,12 +210,14 @@ impl PredictionLog {
         for w in &self.writers {
             let (tx, rx) = crossbeam_channel::bounded(1);
             let left = deadline.saturating_duration_since(Instant::now());
-            if w.tx.send_timeout(Msg::Flush(tx), left).is_ok() {
+            if w.tx.send_timeout(Msg::Flush(tx, deadline), left).is_ok() {
                 acks.push((w, rx));
             }
         }
         for (w, rx) in acks {
-            let left = deadline.saturating_duration_since(Instant::now());
+            // The writer stops delivering from the spool at the deadline: a moment more for it
+            // to answer.
+            let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
             if rx.recv_timeout(left).is_err() {
                 tracing::warn!(sink = %w.kind, "the prediction log's sink did not flush in time; queued records are lost");
                 continue;
@@ -186,11 +252,15 @@ impl PredictionLog {
             (Err(_), None) => 0,
         };
         let (status, error, outputs) = match done.result {
-            Ok(r) => (200, None, Some(text::first_rows(&r.outputs, max_rows))),
+            Ok(r) => (
+                200,
+                None,
+                Some(Values::Tensors(text::first_rows(&r.outputs, max_rows))),
+            ),
             Err(e) => (e.kind.http_status(), Some(e.message.clone()), None),
         };
         let inputs = match (content, done.inputs) {
-            (LogContent::All, Some((t, _))) => Some(text::first_rows(t, max_rows)),
+            (LogContent::All, Some((t, _))) => Some(Values::Tensors(text::first_rows(t, max_rows))),
             _ => None,
         };
         let latency_us = done.latency.as_micros() as u64;
@@ -209,6 +279,14 @@ impl PredictionLog {
             inputs,
             outputs,
         })
+    }
+
+    /// The spool, when `settings` ask for the durable mode.
+    fn durable(&self, settings: &PredictionLogConfig) -> Option<&Spool> {
+        match settings.mode {
+            Some(LogMode::Durable) => self.spool.as_deref(),
+            _ => None,
+        }
     }
 
     fn dropped(&self, w: &Writer) {
@@ -230,6 +308,20 @@ impl Hook for PredictionLog {
         s.max_rows.unwrap_or(100)
     }
 
+    fn admit(&self, served: &ServedVersion) -> Result<(), InferError> {
+        if self.writers.is_empty() {
+            return Ok(());
+        }
+        let settings = self.settings(served);
+        if settings.record == Some(LogContent::None) || settings.sample == Some(0.0) {
+            return Ok(());
+        }
+        match self.durable(&settings).and_then(Spool::refusal) {
+            Some(why) => Err(InferError::unavailable(why)),
+            None => Ok(()),
+        }
+    }
+
     fn finished(&self, done: &Finished<'_>) {
         if self.writers.is_empty() {
             return;
@@ -238,6 +330,20 @@ impl Hook for PredictionLog {
         let Some(record) = self.record_of(done, &settings) else {
             return;
         };
+        if let Some(spool) = self.durable(&settings) {
+            // A full spool refuses requests (`admit`); their records, and those of other
+            // failures while it is full, are not kept. Every answered request's is.
+            let ok = (done.result.is_ok() || spool.refusal().is_none())
+                && spool.append(record.json_line().as_bytes()).is_ok();
+            for w in &self.writers {
+                if ok {
+                    w.counters.spooled.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.dropped(w);
+                }
+            }
+            return;
+        }
         let record = Arc::new(record);
         for w in &self.writers {
             match w.tx.try_send(Msg::Record(record.clone())) {
@@ -267,64 +373,169 @@ pub fn sampled(id: &str, rate: f64) -> bool {
     if rate <= 0.0 {
         return false;
     }
+    (fnv1a(id.as_bytes()) as f64 / 18_446_744_073_709_551_616.0) < rate
+}
+
+/// FNV-1a, 64 bits: request ids' sampling, and sinks' names in the spool.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
+    for &b in bytes {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    (h as f64 / 18_446_744_073_709_551_616.0) < rate
+    h
 }
 
-fn write_loop(kind: &str, mut sink: Box<dyn Sink>, rx: Receiver<Msg>, c: &SinkCounters) {
-    sink.upkeep();
-    let mut last_upkeep = Instant::now();
-    let mut batch: Vec<Arc<Record>> = Vec::with_capacity(BATCH);
-    loop {
-        let first = match rx.recv_timeout(UPKEEP) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let mut flush = None;
-        let mut next = first;
-        while let Some(m) = next {
-            match m {
-                Msg::Record(r) => batch.push(r),
-                Msg::Flush(ack) => {
-                    flush = Some(ack);
+/// One sink's writer thread.
+struct Writing<'a> {
+    kind: &'a str,
+    sink: Box<dyn Sink>,
+    rx: Receiver<Msg>,
+    spool: Option<spool::SpoolReader>,
+    c: &'a SinkCounters,
+    /// When the sink failed with what the spool holds: when to try again, and the wait after
+    /// that.
+    retry_at: Option<Instant>,
+    retry: Duration,
+    warned: Option<Instant>,
+}
+
+impl Writing<'_> {
+    fn run(mut self) {
+        self.sink.upkeep();
+        let mut last_upkeep = Instant::now();
+        let mut batch: Vec<Arc<Record>> = Vec::with_capacity(BATCH);
+        loop {
+            // What the spool holds first (when it is not waiting to retry): `more` when a
+            // whole batch was delivered, so there may be more at once.
+            let more = self.deliver_spooled();
+            let wait = if more {
+                Duration::ZERO
+            } else {
+                let retry = self
+                    .retry_at
+                    .map_or(UPKEEP, |t| t.saturating_duration_since(Instant::now()));
+                retry.min(UPKEEP)
+            };
+            let first = match self.spool.as_ref().map(|s| s.wake().clone()) {
+                Some(wake) => crossbeam_channel::select! {
+                    recv(self.rx) -> m => match m {
+                        Ok(m) => Some(m),
+                        Err(_) => return,
+                    },
+                    recv(wake) -> _ => None,
+                    default(wait) => None,
+                },
+                None => match self.rx.recv_timeout(wait) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            let mut flush = None;
+            let mut next = first;
+            while let Some(m) = next {
+                match m {
+                    Msg::Record(r) => batch.push(r),
+                    Msg::Flush(ack, deadline) => {
+                        flush = Some((ack, deadline));
+                        break;
+                    }
+                }
+                if batch.len() >= BATCH {
                     break;
                 }
+                next = self.rx.try_recv().ok();
             }
-            if batch.len() >= BATCH {
-                break;
-            }
-            next = rx.try_recv().ok();
-        }
-        if !batch.is_empty() {
-            let started = Instant::now();
-            match sink.write(&batch) {
-                Ok(()) => {
-                    c.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if !batch.is_empty() {
+                if let Err(e) = self.write(&batch) {
+                    self.c
+                        .dropped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    tracing::warn!(sink = %self.kind, error = %e, records = batch.len(), "the prediction log could not write a batch; its records are dropped");
                 }
-                Err(e) => {
-                    c.failures.fetch_add(1, Ordering::Relaxed);
-                    c.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    tracing::warn!(sink = %kind, error = %e, records = batch.len(), "the prediction log could not write a batch; its records are dropped");
-                }
+                batch.clear();
             }
-            c.write_us
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            c.writes.fetch_add(1, Ordering::Relaxed);
-            batch.clear();
+            if last_upkeep.elapsed() >= UPKEEP {
+                self.sink.upkeep();
+                last_upkeep = Instant::now();
+            }
+            if let Some((ack, deadline)) = flush {
+                // Everything before the flush is written (a batch stops at it); then what the
+                // spool holds, while the sink takes it and time allows.
+                self.retry_at = None;
+                while Instant::now() < deadline && self.deliver_spooled() {}
+                if self.spool.is_some() && self.retry_at.is_some() {
+                    tracing::warn!(sink = %self.kind, "the prediction log's sink is down at shutdown: what the spool holds for it is delivered at the next start");
+                }
+                let _ = ack.send(());
+                return;
+            }
         }
-        if last_upkeep.elapsed() >= UPKEEP {
-            sink.upkeep();
-            last_upkeep = Instant::now();
+    }
+
+    /// Writes `batch`, counting it.
+    fn write(&mut self, batch: &[Arc<Record>]) -> Result<(), String> {
+        let started = Instant::now();
+        let r = self.sink.write(batch);
+        match &r {
+            Ok(()) => {
+                self.c
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.c.failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        if let Some(ack) = flush {
-            // Everything before the flush is written (a batch stops at it).
-            let _ = ack.send(());
-            return;
+        self.c
+            .write_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.c.writes.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    /// Delivers one batch of what the spool holds, unless waiting to retry; whether a whole
+    /// batch went (there may be more).
+    fn deliver_spooled(&mut self) -> bool {
+        if self.spool.is_none() || self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        let batch = match self.spool.as_mut().map(|s| s.next(BATCH)) {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                self.failed(&e);
+                return false;
+            }
+            None => return false,
+        };
+        if batch.is_empty() {
+            return false;
+        }
+        match self.write(&batch) {
+            Ok(()) => {
+                if let Some(s) = self.spool.as_mut() {
+                    s.commit();
+                }
+                self.retry_at = None;
+                self.retry = RETRY_FIRST;
+                true
+            }
+            Err(e) => {
+                self.failed(&e);
+                false
+            }
+        }
+    }
+
+    /// The sink failed with spooled records: they stay, and are tried again after a wait
+    /// that doubles while it keeps failing.
+    fn failed(&mut self, e: &str) {
+        self.retry_at = Some(Instant::now() + self.retry);
+        self.retry = (self.retry * 2).min(RETRY_LAST);
+        if self.warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            self.warned = Some(Instant::now());
+            tracing::warn!(sink = %self.kind, error = %e, "the prediction log's sink failed; the spool keeps its records and they are tried again");
         }
     }
 }

@@ -1,9 +1,41 @@
 //! One prediction record: what the log keeps of one inference request, answered or refused.
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferroserve_core::{Tensor, TensorData};
+use ferroserve_core::Tensor;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+
+/// A record's inputs or outputs: tensors as the request path hands them over, or their JSON
+/// text as read back from the spool.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    Tensors(Vec<Tensor>),
+    /// `[{name, datatype, shape, data}]`, as [`crate::text::tensors_text`] writes it.
+    Json(String),
+}
+
+impl Values {
+    /// The JSON text sinks store.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Values::Tensors(t) => Cow::Owned(crate::text::tensors_text(t)),
+            Values::Json(s) => Cow::Borrowed(s),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            // Through the text, so that values read as every sink stores them (an FP32 value
+            // as its shortest text, 0.1, not 0.10000000149011612).
+            Values::Tensors(_) | Values::Json(_) => {
+                serde_json::from_str(&self.text()).unwrap_or(Value::Null)
+            }
+        }
+    }
+}
 
 /// One inference request, as recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,9 +61,35 @@ pub struct Record {
     /// Rows of the request past `max_rows`: not in `inputs` and `outputs`.
     pub rows_omitted: u64,
     /// The inputs (their first `max_rows` rows), when recorded.
-    pub inputs: Option<Vec<Tensor>>,
+    pub inputs: Option<Values>,
     /// The outputs, likewise.
-    pub outputs: Option<Vec<Tensor>>,
+    pub outputs: Option<Values>,
+}
+
+/// A record as one JSON line reads (the spool, the JSON Lines sink).
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    model: Cow<'a, str>,
+    #[serde(borrow)]
+    version: Cow<'a, str>,
+    #[serde(borrow)]
+    protocol: Cow<'a, str>,
+    #[serde(borrow)]
+    route: Cow<'a, str>,
+    status: u16,
+    error: Option<String>,
+    latency_us: u64,
+    rows: u64,
+    rows_omitted: u64,
+    #[serde(borrow)]
+    inputs: Option<&'a RawValue>,
+    #[serde(borrow)]
+    outputs: Option<&'a RawValue>,
 }
 
 impl Record {
@@ -49,24 +107,92 @@ impl Record {
         m.insert("latency_us".into(), json!(self.latency_us));
         m.insert("rows".into(), json!(self.rows));
         m.insert("rows_omitted".into(), json!(self.rows_omitted));
-        let tensors = |t: &Option<Vec<Tensor>>| {
-            t.as_ref()
-                .map_or(Value::Null, |t| tensors_json(t, usize::MAX))
-        };
-        m.insert("inputs".into(), tensors(&self.inputs));
-        m.insert("outputs".into(), tensors(&self.outputs));
+        let values = |t: &Option<Values>| t.as_ref().map_or(Value::Null, Values::to_json);
+        m.insert("inputs".into(), values(&self.inputs));
+        m.insert("outputs".into(), values(&self.outputs));
         Value::Object(m)
     }
 
+    /// The record as one line of JSON text, ending in a newline: the object [`Record::to_json`]
+    /// makes (the same keys, in the same order), written directly.
+    pub fn json_line(&self) -> String {
+        let inputs = self.inputs_text();
+        let outputs = self.outputs_text();
+        let payload =
+            inputs.as_deref().map_or(0, str::len) + outputs.as_deref().map_or(0, str::len);
+        let mut s = String::with_capacity(256 + payload);
+        let text = |s: &mut String, key: &str, v: &str| {
+            s.push_str(key);
+            crate::text::push_json_str(s, v);
+        };
+        text(&mut s, "{\"id\":", &self.id);
+        text(&mut s, ",\"time\":", &rfc3339(self.time_ms));
+        text(&mut s, ",\"model\":", &self.model);
+        text(&mut s, ",\"version\":", &self.version.to_string());
+        text(&mut s, ",\"protocol\":", self.protocol);
+        text(&mut s, ",\"route\":", &self.route);
+        s.push_str(&format!(",\"status\":{}", self.status));
+        match &self.error {
+            Some(e) => text(&mut s, ",\"error\":", e),
+            None => s.push_str(",\"error\":null"),
+        }
+        s.push_str(&format!(
+            ",\"latency_us\":{},\"rows\":{},\"rows_omitted\":{}",
+            self.latency_us, self.rows, self.rows_omitted
+        ));
+        for (key, v) in [(",\"inputs\":", &inputs), (",\"outputs\":", &outputs)] {
+            s.push_str(key);
+            s.push_str(v.as_deref().unwrap_or("null"));
+        }
+        s.push_str("}\n");
+        s
+    }
+
+    /// A record back from the text [`Record::json_line`] wrote.
+    pub fn from_json_line(line: &str) -> Result<Record, String> {
+        let l: Line<'_> = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let payload = |v: Option<&RawValue>| {
+            v.map(RawValue::get)
+                .filter(|t| *t != "null")
+                .map(|t| Values::Json(t.to_string()))
+        };
+        Ok(Record {
+            id: l.id.into_owned(),
+            time_ms: parse_time(&l.time).ok_or_else(|| format!("time: {}", l.time))?,
+            model: l.model.into_owned(),
+            version: l
+                .version
+                .parse()
+                .map_err(|_| format!("version: {}", l.version))?,
+            protocol: protocol(&l.protocol),
+            route: l.route.into_owned(),
+            status: l.status,
+            error: l.error,
+            latency_us: l.latency_us,
+            rows: l.rows,
+            rows_omitted: l.rows_omitted,
+            inputs: payload(l.inputs),
+            outputs: payload(l.outputs),
+        })
+    }
+
     /// The inputs as the JSON text sinks store (`[{name, datatype, shape, data}]`).
-    pub fn inputs_text(&self) -> Option<String> {
-        self.inputs.as_deref().map(crate::text::tensors_text)
+    pub fn inputs_text(&self) -> Option<Cow<'_, str>> {
+        self.inputs.as_ref().map(Values::text)
     }
 
     /// The outputs, likewise.
-    pub fn outputs_text(&self) -> Option<String> {
-        self.outputs.as_deref().map(crate::text::tensors_text)
+    pub fn outputs_text(&self) -> Option<Cow<'_, str>> {
+        self.outputs.as_ref().map(Values::text)
     }
+}
+
+/// The protocol label `s` names (`unknown` for none of them).
+fn protocol(s: &str) -> &'static str {
+    ["http_v2", "grpc", "grpc_stream", "friendly"]
+        .into_iter()
+        .find(|p| *p == s)
+        .unwrap_or("unknown")
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -74,65 +200,6 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// The tensors as `[{name, datatype, shape, data}]` with at most `rows` rows each (along the
-/// first dimension): numbers as JSON numbers (NaN and infinities as null), BYTES as text.
-pub fn tensors_json(tensors: &[Tensor], rows: usize) -> Value {
-    Value::Array(
-        tensors
-            .iter()
-            .map(|t| {
-                let (shape, n) = match t.shape.split_first() {
-                    Some((&first, rest)) => {
-                        let per_row: usize = rest.iter().map(|&d| d.max(0) as usize).product();
-                        let keep = (first.max(0) as usize).min(rows);
-                        let mut shape = t.shape.clone();
-                        shape[0] = keep as i64;
-                        (shape, keep * per_row)
-                    }
-                    None => (Vec::new(), 1),
-                };
-                json!({
-                    "name": t.name,
-                    "datatype": t.data.datatype().as_str(),
-                    "shape": shape,
-                    "data": values(&t.data, n.min(t.data.len())),
-                })
-            })
-            .collect(),
-    )
-}
-
-/// The first `n` elements as JSON values.
-fn values(d: &TensorData, n: usize) -> Value {
-    let float = |x: f64| {
-        if x.is_finite() {
-            json!(x)
-        } else {
-            Value::Null
-        }
-    };
-    Value::Array(match d {
-        TensorData::Bool(v) => v[..n].iter().map(|&b| json!(b)).collect(),
-        TensorData::Uint8(v) => v[..n].iter().map(|&x| json!(x)).collect(),
-        TensorData::Uint16(v) => v[..n].iter().map(|&x| json!(x)).collect(),
-        TensorData::Uint32(v) => v[..n].iter().map(|&x| json!(x)).collect(),
-        TensorData::Uint64(v) => v[..n].iter().map(|&x| json!(x)).collect(),
-        TensorData::Int8(v) => v[..n].iter().map(|&x| json!(x)).collect(),
-        TensorData::Int16(v) => v[..n].iter().map(|&x| json!(x)).collect(),
-        TensorData::Int32(v) => v[..n].iter().map(|&x| json!(x)).collect(),
-        TensorData::Int64(v) => v[..n].iter().map(|&x| json!(x)).collect(),
-        TensorData::Fp32(v) => v[..n].iter().map(|&x| float(x as f64)).collect(),
-        TensorData::Fp64(v) => v[..n].iter().map(|&x| float(x)).collect(),
-        TensorData::Bytes(v) => v[..n]
-            .iter()
-            .map(|b| json!(String::from_utf8_lossy(b)))
-            .collect(),
-        TensorData::Fp16(_) | TensorData::Bf16(_) => (0..n)
-            .map(|i| float(d.get_f64(i).unwrap_or(f64::NAN)))
-            .collect(),
-    })
 }
 
 /// `2026-12-02T10:11:12.345Z` for milliseconds since the epoch.
@@ -208,6 +275,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferroserve_core::TensorData;
 
     #[test]
     fn times_format_and_parse_back() {
@@ -232,24 +300,34 @@ mod tests {
     }
 
     #[test]
-    fn tensors_become_values_cut_to_rows() {
-        let t = Tensor::new(
-            "x",
-            vec![3, 2],
-            TensorData::Fp32(vec![1.0, 2.5, f32::NAN, 4.0, 5.0, 6.0]),
-        );
-        let s = Tensor::new(
-            "s",
-            vec![3],
-            TensorData::Bytes(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]),
-        );
-        let v = tensors_json(&[t, s], 2);
-        assert_eq!(
-            v,
-            json!([
-                {"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1.0, 2.5, null, 4.0]},
-                {"name": "s", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]}
-            ])
-        );
+    fn a_json_line_is_the_json_object_and_reads_back() {
+        let r = Record {
+            id: "a\"b\\c\u{7}".into(),
+            time_ms: 1_764_670_272_345,
+            model: "iris".into(),
+            version: 12,
+            protocol: "grpc",
+            route: "inference.GRPCInferenceService/ModelInfer".into(),
+            status: 400,
+            error: Some("line\nbreak".into()),
+            latency_us: 77,
+            rows: 3,
+            rows_omitted: 1,
+            inputs: Some(Values::Tensors(vec![Tensor::new(
+                "x",
+                vec![2],
+                TensorData::Fp32(vec![0.1, f32::NAN]),
+            )])),
+            outputs: None,
+        };
+        let line = r.json_line();
+        assert!(line.ends_with("}\n") && !line[..line.len() - 1].contains('\n'));
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed, r.to_json());
+        let back = Record::from_json_line(line.trim_end()).unwrap();
+        assert_eq!(back.to_json(), r.to_json());
+        assert_eq!(back.inputs_text(), r.inputs_text());
+        assert_eq!(back.outputs, None);
+        assert!(Record::from_json_line("{\"id\": 1}").is_err());
     }
 }

@@ -51,6 +51,11 @@ impl RedisSink {
         })
     }
 
+    /// The URL without its password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
     fn connection(&mut self) -> Result<&mut redis::Connection, String> {
         if self.conn.is_none() {
             if let Some(at) = self.retry_at {
@@ -89,7 +94,6 @@ impl Sink for RedisSink {
         let maxlen = self.maxlen;
         let mut pipe = redis::pipe();
         for r in batch {
-            let text = |v: Option<String>| v.unwrap_or_default();
             pipe.cmd("XADD")
                 .arg(stream_key(&r.model))
                 .arg("MAXLEN")
@@ -121,9 +125,9 @@ impl Sink for RedisSink {
                 .arg("rows_omitted")
                 .arg(r.rows_omitted)
                 .arg("inputs")
-                .arg(text(r.inputs_text()))
+                .arg(r.inputs_text().as_deref().unwrap_or(""))
                 .arg("outputs")
-                .arg(text(r.outputs_text()))
+                .arg(r.outputs_text().as_deref().unwrap_or(""))
                 .ignore();
         }
         let shown = self.shown.clone();

@@ -321,11 +321,11 @@ mod tests {
             rows: 1,
             rows_omitted: 0,
             inputs: None,
-            outputs: Some(vec![ferroserve_core::Tensor::new(
+            outputs: Some(crate::Values::Tensors(vec![ferroserve_core::Tensor::new(
                 "y",
                 vec![1],
                 ferroserve_core::TensorData::Fp64(vec![i as f64]),
-            )]),
+            )])),
         })
     }
 

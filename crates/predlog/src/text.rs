@@ -83,7 +83,7 @@ fn data(s: &mut String, d: &TensorData) {
     }
 }
 
-fn push_json_str(s: &mut String, v: &str) {
+pub(crate) fn push_json_str(s: &mut String, v: &str) {
     s.push('"');
     for c in v.chars() {
         match c {

@@ -365,24 +365,33 @@ pub fn render(rt: &Runtime, answers: &Answers) -> String {
     out
 }
 
-/// The prediction log's sinks: records written and dropped, queue lengths, write time.
+/// The prediction log's sinks: records written, dropped and spooled, queue lengths, write
+/// time; the spool's size.
 fn prediction_log(st: &AppState) -> String {
     let mut out = String::new();
     let Some(log) = &st.prediction_log else {
         return out;
     };
     let sinks = log.sinks();
+    let labels = |s: &ferroserve_predlog::SinkView<'_>| {
+        format!("sink=\"{}\",target=\"{}\"", s.kind, esc(s.target))
+    };
     let name = "ferroserve_prediction_log_records_total";
     header(
         &mut out,
         name,
         "counter",
-        "Prediction records per sink: written, or dropped (the sink's queue full, or a write failed).",
+        "Prediction records per sink: written; dropped (best-effort: the sink's queue full, or a write failed); spooled (durable: appended to the spool for it).",
     );
-    for (kind, c, _) in &sinks {
-        for (result, n) in [("written", &c.written), ("dropped", &c.dropped)] {
-            let labels = format!("sink=\"{kind}\",result=\"{result}\"");
-            sample(&mut out, name, &labels, n.load(Ordering::Relaxed));
+    for s in &sinks {
+        let c = s.counters;
+        for (result, n) in [
+            ("written", &c.written),
+            ("dropped", &c.dropped),
+            ("spooled", &c.spooled),
+        ] {
+            let l = format!("{},result=\"{result}\"", labels(s));
+            sample(&mut out, name, &l, n.load(Ordering::Relaxed));
         }
     }
     let name = "ferroserve_prediction_log_queued";
@@ -390,10 +399,10 @@ fn prediction_log(st: &AppState) -> String {
         &mut out,
         name,
         "gauge",
-        "Prediction records waiting in a sink's queue.",
+        "Prediction records waiting in a sink's queue (best-effort).",
     );
-    for (kind, _, queued) in &sinks {
-        sample(&mut out, name, &format!("sink=\"{kind}\""), queued);
+    for s in &sinks {
+        sample(&mut out, name, &labels(s), s.queued);
     }
     let name = "ferroserve_prediction_log_write_seconds_total";
     header(
@@ -402,9 +411,9 @@ fn prediction_log(st: &AppState) -> String {
         "counter",
         "Time a sink spent writing batches of records.",
     );
-    for (kind, c, _) in &sinks {
-        let secs = c.write_us.load(Ordering::Relaxed) as f64 / 1e6;
-        sample(&mut out, name, &format!("sink=\"{kind}\""), secs);
+    for s in &sinks {
+        let secs = s.counters.write_us.load(Ordering::Relaxed) as f64 / 1e6;
+        sample(&mut out, name, &labels(s), secs);
     }
     let name = "ferroserve_prediction_log_writes_total";
     header(
@@ -413,13 +422,27 @@ fn prediction_log(st: &AppState) -> String {
         "counter",
         "Batches of records a sink wrote (or failed to).",
     );
-    for (kind, c, _) in &sinks {
-        sample(
+    for s in &sinks {
+        let n = s.counters.writes.load(Ordering::Relaxed);
+        sample(&mut out, name, &labels(s), n);
+    }
+    if let Some(spool) = log.spool() {
+        let name = "ferroserve_prediction_log_spool_bytes";
+        header(
             &mut out,
             name,
-            &format!("sink=\"{kind}\""),
-            c.writes.load(Ordering::Relaxed),
+            "gauge",
+            "Bytes in the durable prediction log's spool (records not yet taken by every sink).",
         );
+        sample(&mut out, name, "", spool.bytes());
+        let name = "ferroserve_prediction_log_spool_limit_bytes";
+        header(
+            &mut out,
+            name,
+            "gauge",
+            "The spool's limit: past it, requests with a durable prediction log are refused.",
+        );
+        sample(&mut out, name, "", spool.max_bytes());
     }
     out
 }

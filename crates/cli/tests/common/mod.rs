@@ -124,6 +124,12 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// Kills the server with SIGKILL (`kill -9`: no shutdown of any kind) and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (at most 10 s) for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

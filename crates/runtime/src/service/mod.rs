@@ -126,6 +126,13 @@ pub trait Hook: Send + Sync {
         0
     }
 
+    /// Whether a request to `served` may be run at all (before it is): the durable prediction
+    /// log refuses requests when it could not keep their record. The default admits all.
+    fn admit(&self, served: &ServedVersion) -> Result<(), InferError> {
+        let _ = served;
+        Ok(())
+    }
+
     fn finished(&self, done: &Finished<'_>);
 }
 
@@ -165,9 +172,15 @@ impl InferenceService {
             .max()
             .unwrap_or(0);
         let copied = (wanted > 0).then(|| first_rows_of(&req.inputs, wanted));
-        let result = deadline
-            .bound(run(served, &mut req, deadline.timeout()))
-            .await;
+        let admitted = self.hooks.iter().try_for_each(|h| h.admit(served));
+        let result = match admitted {
+            Ok(()) => {
+                deadline
+                    .bound(run(served, &mut req, deadline.timeout()))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let latency = call.started.elapsed();
         let rows = match &result {
             Ok(a) => a.rows,
@@ -401,6 +414,43 @@ mod tests {
             s.requests(Outcome::Timeout),
             s.inference_count.load(std::sync::atomic::Ordering::Relaxed),
         )
+    }
+
+    /// Refuses every request (as a full durable spool does), and counts what it is told.
+    #[derive(Default)]
+    struct Refuses(Mutex<Vec<Option<ErrorKind>>>);
+
+    impl Hook for Refuses {
+        fn admit(&self, _: &ServedVersion) -> Result<(), InferError> {
+            Err(InferError::unavailable("no room"))
+        }
+        fn finished(&self, d: &Finished<'_>) {
+            self.0.lock().unwrap().push(d.result.err().map(|e| e.kind));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_refuses_stops_the_request_before_it_runs() {
+        let v = served(Duration::ZERO);
+        let hook = Arc::new(Refuses::default());
+        let svc = InferenceService::new().with_hook(hook.clone());
+        let e = svc
+            .infer(&v, request(2), Deadline::NONE, Call::now(Origin::Grpc))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (ErrorKind::Unavailable, "no room")
+        );
+        // Not run (no inference counted), recorded as a failure, the hook told.
+        assert_eq!(
+            v.stats
+                .inference_count
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        assert_eq!(v.stats.requests(Outcome::Success), 0);
+        assert_eq!(*hook.0.lock().unwrap(), [Some(ErrorKind::Unavailable)]);
     }
 
     #[tokio::test]
