@@ -166,8 +166,9 @@ struct ServeArgs {
     #[arg(long, env = "FERROSERVE_DATA_DIR", default_value = "ferroserve-data")]
     data_dir: PathBuf,
     /// Keep a record of every prediction (repeatable): `sqlite`, a file under --data-dir
-    /// (read back with GET /v2/models/{m}/predictions), or `redis://HOST:PORT[/DB]`, one
-    /// stream per model (`ferroserve:predictions:{model}`).
+    /// (read back with GET /v2/models/{m}/predictions); `redis://HOST:PORT[/DB]`, one
+    /// stream per model (`ferroserve:predictions:{model}`); `http(s)://...`, CloudEvents as
+    /// KServe's inference logger sends them; `file:PATH`, JSON Lines, rotated.
     #[arg(long = "prediction-log", env = "FERROSERVE_PREDICTION_LOG", value_delimiter = ',', value_parser = parse_sink)]
     prediction_log: Vec<String>,
     /// What a prediction record holds, unless a model's [prediction_log] says otherwise:
@@ -206,6 +207,12 @@ struct ServeArgs {
     /// Most megabytes the durable mode's spool holds (records a sink has not taken yet).
     #[arg(long, env = "FERROSERVE_PREDICTION_LOG_SPOOL_MAX_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     prediction_log_spool_max_mb: u64,
+    /// Megabytes a `file:` prediction log grows to before it is rotated (PATH.1, PATH.2, ...).
+    #[arg(long, env = "FERROSERVE_PREDICTION_LOG_FILE_MAX_MB", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    prediction_log_file_max_mb: u64,
+    /// Rotated files a `file:` prediction log keeps (0: none, the full file is deleted).
+    #[arg(long, env = "FERROSERVE_PREDICTION_LOG_FILE_KEEP", default_value_t = 5)]
+    prediction_log_file_keep: usize,
     /// Refuse pickles altogether (--model / MODEL_FILE naming one): no code from a file is run.
     #[arg(long, env = "FERROSERVE_NO_PICKLE")]
     no_pickle: bool,
@@ -615,6 +622,25 @@ fn prediction_log(
                 log = log.with_sink("redis", &target, Box::new(s));
                 tracing::info!("prediction log: Redis streams ferroserve:predictions:{{model}}");
             }
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                let s = ferroserve_predlog::cloudevents::CloudEventsSink::new(url)
+                    .map_err(|e| anyhow::anyhow!("--prediction-log {e}"))?;
+                let target = s.shown().to_string();
+                log = log.with_sink("cloudevents", &target, Box::new(s));
+                tracing::info!(url = %target, "prediction log: CloudEvents (KServe's inference logger format)");
+            }
+            file if file.starts_with("file:") => {
+                let path = std::path::Path::new(&file["file:".len()..]);
+                let s = ferroserve_predlog::file::FileSink::open(
+                    path,
+                    args.prediction_log_file_max_mb << 20,
+                    args.prediction_log_file_keep,
+                )
+                .map_err(|e| anyhow::anyhow!("--prediction-log file: {e}"))?;
+                let target = s.name().to_string();
+                log = log.with_sink("file", &target, Box::new(s));
+                tracing::info!(file = %path.display(), "prediction log: JSON Lines");
+            }
             other => bail!("--prediction-log {other}: unknown sink"),
         }
     }
@@ -625,12 +651,11 @@ fn parse_sink(s: &str) -> Result<String, String> {
     match s {
         "sqlite" => Ok(s.to_string()),
         _ if s.starts_with("redis://") => Ok(s.to_string()),
-        _ if s.starts_with("http://") || s.starts_with("https://") || s.starts_with("file:") => {
-            Err(format!(
-                "{s:?}: this sink is not built yet; `sqlite` and `redis://HOST:PORT` are"
-            ))
-        }
-        _ => Err(format!("{s:?}: expected sqlite or redis://HOST:PORT")),
+        _ if s.starts_with("http://") || s.starts_with("https://") => Ok(s.to_string()),
+        _ if s.starts_with("file:") && s.len() > "file:".len() => Ok(s.to_string()),
+        _ => Err(format!(
+            "{s:?}: expected sqlite, redis://HOST:PORT, http(s)://URL (CloudEvents) or file:PATH (JSON Lines)"
+        )),
     }
 }
 

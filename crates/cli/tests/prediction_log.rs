@@ -775,3 +775,167 @@ fn a_full_durable_spool_refuses_requests_with_503_and_the_server_keeps_serving()
     assert_eq!(st, 200, "{v}");
     assert!(s.terminate().success());
 }
+
+/// `tests/python/cloudevents_receiver.py` running: the port it listens on, and the events it
+/// printed (one JSON object per line) once its stdin is closed.
+struct Receiver {
+    child: std::process::Child,
+    port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(
+            std::env::var("FERROSERVE_PYTHON").unwrap_or_else(|_| "python3".into()),
+        )
+        .arg(common::repo_root().join("tests/python/cloudevents_receiver.py"))
+        .args(["--seconds", "120"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the CloudEvents receiver");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(l);
+            }
+        });
+        let port = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the receiver printed no port")
+            .trim()
+            .parse()
+            .unwrap();
+        Receiver { child, port, lines }
+    }
+
+    /// Waits (at most 20 s) for `n` events.
+    fn events(&self, n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut out = Vec::new();
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => out.push(serde_json::from_str(&l).unwrap()),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[cfg_attr(
+    no_python_cloudevents,
+    ignore = "needs python3 with the CloudEvents SDK (pip install cloudevents)"
+)]
+fn records_go_out_as_kserve_logger_cloudevents_and_as_json_lines() {
+    let receiver = Receiver::start();
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("log/predictions.jsonl");
+    let url = format!("http://127.0.0.1:{}/events", receiver.port);
+    let file_sink = format!("file:{}", file.display());
+    let s = Server::start(
+        &[
+            "--repository",
+            repo.path().to_str().unwrap(),
+            "--prediction-log",
+            &url,
+            "--prediction-log",
+            &file_sink,
+            "--prediction-log",
+            "sqlite",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--prediction-log-record",
+            "all",
+        ],
+        &[],
+    );
+    let mut answers = Vec::new();
+    for i in 0..4 {
+        let id = format!("ce-{i}");
+        let (st, v) = infer_row(&s, &id, i);
+        assert_eq!(st, 200, "{v}");
+        answers.push((id, row(i), v));
+    }
+    let (st, _) = post(
+        &s,
+        "/v2/models/iris/infer",
+        &json!({"id": "ce-bad", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}),
+    );
+    assert_eq!(st, 400);
+    let (_, page) = get(&s, "/v2/models/iris/predictions?limit=100");
+    assert!(s.terminate().success(), "a graceful stop");
+
+    // Two events per request: the request (inputs recorded), then the response.
+    let events = receiver.events(10);
+    assert_eq!(events.len(), 10, "{events:?}");
+    for e in &events {
+        assert!(e.get("invalid").is_none(), "the SDK refused an event: {e}");
+    }
+    for (k, (id, x, answer)) in answers.iter().enumerate() {
+        let (req, resp) = (&events[2 * k], &events[2 * k + 1]);
+        let a = &req["attributes"];
+        assert_eq!(a["type"], "org.kubeflow.serving.inference.request", "{req}");
+        assert_eq!(a["id"], id.as_str());
+        assert_eq!(a["specversion"], "1.0");
+        assert_eq!(a["inferenceservicename"], "iris");
+        assert_eq!(a["source"], "/v2/models/iris/infer");
+        let sent: Vec<Value> = x.iter().map(|v| json!(*v as f32)).collect();
+        assert_eq!(values(&req["data"]["inputs"], "input"), sent);
+        let a = &resp["attributes"];
+        assert_eq!(
+            a["type"], "org.kubeflow.serving.inference.response",
+            "{resp}"
+        );
+        assert_eq!(a["id"], id.as_str());
+        assert_eq!(a["status"], "200");
+        assert_eq!(resp["data"]["model_name"], "iris");
+        assert_eq!(resp["data"]["id"], id.as_str());
+        for out in answer["outputs"].as_array().unwrap() {
+            let name = out["name"].as_str().unwrap();
+            assert_eq!(
+                values(&resp["data"]["outputs"], name),
+                values(&answer["outputs"], name),
+                "{name}"
+            );
+        }
+    }
+    // The refused request: its inputs, and a response event with the error and its status.
+    assert_eq!(events[8]["attributes"]["id"], "ce-bad");
+    let bad = &events[9];
+    assert_eq!(bad["attributes"]["status"], "400");
+    assert!(
+        bad["data"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("shape"),
+        "{bad}"
+    );
+
+    // The JSON Lines file: one line per request, each the object the read-back route answers.
+    let lines: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines, page["records"].as_array().unwrap().clone());
+}

@@ -17,6 +17,8 @@
 //! defaults: nothing, the outputs, or the inputs and outputs, for a fraction of the requests
 //! chosen by the request's id, with at most `max_rows` rows of each tensor.
 
+pub mod cloudevents;
+pub mod file;
 pub mod record;
 pub mod redis_sink;
 pub mod spool;
