@@ -5,7 +5,8 @@
 
 Single-row v2 requests (the bundled iris model, `examples/requests/iris_v2.json`) at concurrency
 64 from wrk on loopback, against the same server binary started with: no prediction log;
-outputs to SQLite; inputs and outputs to SQLite; outputs to Redis (a `redis-server` this script
+outputs to SQLite; inputs and outputs to SQLite; outputs to SQLite in the durable mode (through
+the spool); outputs to Redis (a `redis-server` this script
 starts on a free port, when it is installed). Each variant runs alone, `--rounds` times in turn;
 medians. After each run the script checks that the log holds one record per answered request
 (none dropped) and reports the server's peak RSS.
@@ -130,7 +131,9 @@ def main():
         variants = [("no prediction log", []),
                     ("outputs to SQLite", ["--prediction-log", "sqlite"]),
                     ("inputs and outputs to SQLite", ["--prediction-log", "sqlite",
-                                                      "--prediction-log-record", "all"])]
+                                                      "--prediction-log-record", "all"]),
+                    ("outputs to SQLite, durable", ["--prediction-log", "sqlite",
+                                                    "--prediction-log-mode", "durable"])]
         if shutil.which("redis-server"):
             rport = free_port()
             redis = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
@@ -150,7 +153,7 @@ def main():
                     n = answered(port)
                     metrics = get(f"http://127.0.0.1:{port}/metrics")
                     dropped = sum(int(float(v)) for v in re.findall(
-                        r'ferroserve_prediction_log_records_total\{sink="[^"]+",result="dropped"\} (\S+)', metrics))
+                        r'ferroserve_prediction_log_records_total\{sink="[^"]+",target="[^"]*",result="dropped"\} (\S+)', metrics))
                     rss = peak_rss_mb(p.pid)
                 finally:
                     stop(p)

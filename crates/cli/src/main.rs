@@ -4,6 +4,7 @@
 //! `ferroserve import` turns a pickle, booster file or ONNX graph into a verified repository
 //! entry.
 
+mod config_file;
 mod import;
 mod pickles;
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use ferroserve_runtime::{ControlMode, HandleConfig, Registry, RegistryConfig, Runtime};
 use ferroserve_server::conn::ConnLimits;
 use ferroserve_server::{AppState, Limits, RequestLog};
@@ -153,6 +154,11 @@ enum RequestLogArg {
 /// Everything `serve` is configured with.
 #[derive(Args)]
 struct ServeArgs {
+    /// A TOML file of settings: each key the long name of one of these flags
+    /// (`data-dir = "/srv/data"`, `prediction-log = ["sqlite"]`). The command line wins over
+    /// the environment, which wins over the file.
+    #[arg(long, env = "FERROSERVE_CONFIG")]
+    config: Option<PathBuf>,
     /// Model repository: <dir>/<model>/model.toml plus numeric version folders.
     #[arg(long, env = "FERROSERVE_REPOSITORY", conflicts_with = "model")]
     repository: Option<PathBuf>,
@@ -667,7 +673,18 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = Cli::command();
+    if let Some(path) = config_file::named(&argv) {
+        cmd = match config_file::apply(cmd, Path::new(&path)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2);
+            }
+        };
+    }
+    let cli = Cli::from_arg_matches(&cmd.get_matches_from(argv)).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Serve(args) => {
             init_logging(&args.log, args.log_format);
