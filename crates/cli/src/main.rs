@@ -64,6 +64,10 @@ struct TailArgs {
     /// Print what is there and stop instead of following.
     #[arg(long)]
     no_follow: bool,
+    /// Read the model's Redis stream (`ferroserve:predictions:{model}`) at this URL instead of
+    /// the SQLite log.
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    redis: Option<String>,
 }
 
 /// `ferroserve log tail`: pages through the log with the reader the HTTP route uses, then
@@ -71,6 +75,9 @@ struct TailArgs {
 fn log_tail(args: TailArgs) -> anyhow::Result<()> {
     use ferroserve_predlog::sqlite::{Query, Reader};
     use std::io::Write;
+    if let Some(url) = &args.redis {
+        return log_tail_redis(url, &args);
+    }
     let reader = Reader::new(&args.data_dir);
     // Find the cursor `last` records before the end: walk to the end once, keeping the seqs.
     let mut q = Query {
@@ -119,6 +126,38 @@ fn log_tail(args: TailArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
         cursor = page.last.or(cursor);
+    }
+}
+
+/// `ferroserve log tail --redis URL`: the newest entries of the model's stream, then new ones
+/// (`XREAD BLOCK`).
+fn log_tail_redis(url: &str, args: &TailArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut reader = ferroserve_predlog::redis_sink::StreamReader::open(url, &args.model)
+        .map_err(|e| anyhow::anyhow!("--redis {e}"))?;
+    let mut out = std::io::stdout().lock();
+    // At least one entry, for the cursor: what follows the newest (all of a stream that is
+    // empty yet: `0-0`).
+    let first = reader.last(args.last.max(1)).map_err(anyhow::Error::msg)?;
+    let mut cursor = first
+        .last()
+        .map_or_else(|| "0-0".to_string(), |(id, _)| id.clone());
+    for (_, r) in first.iter().skip(first.len().saturating_sub(args.last)) {
+        writeln!(out, "{r}")?;
+    }
+    out.flush()?;
+    if args.no_follow {
+        return Ok(());
+    }
+    loop {
+        let entries = reader
+            .after(&cursor, Duration::from_secs(1))
+            .map_err(anyhow::Error::msg)?;
+        for (id, r) in entries {
+            writeln!(out, "{r}")?;
+            cursor = id;
+        }
+        out.flush()?;
     }
 }
 

@@ -939,3 +939,83 @@ fn records_go_out_as_kserve_logger_cloudevents_and_as_json_lines() {
     assert_eq!(lines.len(), 5);
     assert_eq!(lines, page["records"].as_array().unwrap().clone());
 }
+
+#[test]
+#[cfg_attr(
+    no_redis,
+    ignore = "needs redis-server (on Debian: apt-get install redis-server)"
+)]
+fn log_tail_reads_a_redis_stream_too() {
+    let port = free_port();
+    let redis = Redis::start(port);
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    let url = format!("redis://127.0.0.1:{port}");
+    let s = Server::start(
+        &[
+            "--repository",
+            repo.path().to_str().unwrap(),
+            "--prediction-log",
+            &url,
+        ],
+        &[],
+    );
+    for i in 0..3 {
+        assert_eq!(infer_row(&s, &format!("r-{i}"), i).0, 200);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stream_ids(&redis, "ferroserve:predictions:iris").len() < 3
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tail = |extra: &[&str]| {
+        let mut c = common::ferroserve();
+        c.args(["log", "tail", "--model", "iris", "--redis", &url])
+            .args(extra);
+        c
+    };
+    let out = tail(&["--last", "2", "--no-follow"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["r-1", "r-2"]);
+    // The same shape as the read-back route: numbers as numbers, outputs as JSON, no error.
+    assert_eq!(recs[0]["status"], 200);
+    assert_eq!(recs[0]["error"], Value::Null);
+    assert!(recs[0]["outputs"].is_array(), "{}", recs[0]);
+
+    // Following: entries added after it started arrive.
+    let mut child = tail(&["--last", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(infer_row(&s, "r-new", 4).0, 200);
+    let line = rx.recv_timeout(Duration::from_secs(15));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("the tail printed nothing new");
+    assert_eq!(serde_json::from_str::<Value>(&line).unwrap()["id"], "r-new");
+}

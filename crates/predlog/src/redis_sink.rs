@@ -144,6 +144,102 @@ impl Sink for RedisSink {
     }
 }
 
+/// One stream entry's fields.
+type Fields = std::collections::HashMap<String, String>;
+
+/// Reads a model's stream back (`ferroserve log tail --redis`): entries as the JSON objects
+/// the read-back route answers.
+pub struct StreamReader {
+    conn: redis::Connection,
+    key: String,
+}
+
+impl StreamReader {
+    pub fn open(url: &str, model: &str) -> Result<StreamReader, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("{}: {e}", shown(url)))?;
+        let conn = client
+            .get_connection_with_timeout(TIMEOUT)
+            .map_err(|e| format!("{}: {e}", shown(url)))?;
+        Ok(StreamReader {
+            conn,
+            key: stream_key(model),
+        })
+    }
+
+    /// The newest `n` entries, oldest first, with their stream ids.
+    pub fn last(&mut self, n: usize) -> Result<Vec<(String, serde_json::Value)>, String> {
+        let mut entries: Vec<(String, Fields)> = redis::cmd("XREVRANGE")
+            .arg(&self.key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(n.max(1))
+            .query(&mut self.conn)
+            .map_err(|e| e.to_string())?;
+        entries.truncate(n);
+        entries.reverse();
+        Ok(entries
+            .into_iter()
+            .map(|(id, f)| (id, entry_json(&f)))
+            .collect())
+    }
+
+    /// Entries after the stream id `after` (`$` for only new ones), waiting at most `block`
+    /// for the first.
+    pub fn after(
+        &mut self,
+        after: &str,
+        block: Duration,
+    ) -> Result<Vec<(String, serde_json::Value)>, String> {
+        type Reply = Option<Vec<(String, Vec<(String, Fields)>)>>;
+        let reply: Reply = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(after)
+            .query(&mut self.conn)
+            .map_err(|e| e.to_string())?;
+        Ok(reply
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(_, entries)| entries)
+            .map(|(id, f)| (id, entry_json(&f)))
+            .collect())
+    }
+}
+
+/// A stream entry as the record's JSON object (the fields in the same types as the read-back
+/// route's).
+fn entry_json(f: &Fields) -> serde_json::Value {
+    let text = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let num = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let json_or_null = |k: &str| {
+        f.get(k)
+            .filter(|v| !v.is_empty())
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let error = f.get("error").filter(|e| !e.is_empty()).cloned();
+    serde_json::json!({
+        "id": text("id"),
+        "time": text("time"),
+        "model": text("model"),
+        "version": text("version"),
+        "protocol": text("protocol"),
+        "route": text("route"),
+        "status": num("status"),
+        "error": error,
+        "latency_us": num("latency_us"),
+        "rows": num("rows"),
+        "rows_omitted": num("rows_omitted"),
+        "inputs": json_or_null("inputs"),
+        "outputs": json_or_null("outputs"),
+    })
+}
+
 /// `url` without its password.
 fn shown(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
