@@ -14,6 +14,13 @@ medians. After each run the script checks that the log holds one record per answ
 Prints a markdown table; with --docs writes it into docs/benchmarks.md between the
 `prediction-log:begin` and `prediction-log:end` markers.
 
+    python3 bench/prediction_log.py --memory 300 [--docs]
+
+instead runs one server for 300 s under the same load with its only sink down (a Redis URL
+nothing listens on; inputs and outputs recorded, so every record is dropped after the queue
+fills) and samples its resident memory every 10 s: the queue is bounded, so memory must not
+grow. With --docs the table goes between `prediction-log-memory:begin` and `:end`.
+
 Only loopback; only the processes this script started are stopped (by PID); every wait is bounded.
 """
 import argparse
@@ -110,6 +117,58 @@ def answered(port):
     return n
 
 
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def write_docs(table, marker):
+    path = os.path.join(ROOT, "docs/benchmarks.md")
+    text = open(path).read()
+    begin, end = f"<!-- {marker}:begin -->\n", f"<!-- {marker}:end -->"
+    if begin not in text:
+        raise SystemExit(f"docs/benchmarks.md has no {marker} markers")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    open(path, "w").write(head + begin + table + end + tail)
+
+
+def memory_run(exe, tmp, seconds, docs):
+    repo = os.path.join(ROOT, "examples/models")
+    down = free_port()
+    p, port = start(exe, ["--repository", repo, "--data-dir", os.path.join(tmp, "data-mem"),
+                          "--prediction-log", f"redis://127.0.0.1:{down}",
+                          "--prediction-log-record", "all"], os.path.join(tmp, "server.log"))
+    samples = []
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            rps, bad = wrk(port, 10, tmp)
+            samples.append((time.monotonic() - t0, rss_mb(p.pid), rps, bad))
+            print(f"{samples[-1][0]:5.0f} s: RSS {samples[-1][1]:.1f} MB, {rps:,.0f} req/s",
+                  file=sys.stderr)
+        metrics = get(f"http://127.0.0.1:{port}/metrics")
+        dropped = sum(int(float(v)) for v in re.findall(
+            r'ferroserve_prediction_log_records_total\{sink="[^"]+",target="[^"]*",result="dropped"\} (\S+)', metrics))
+        n = answered(port)
+    finally:
+        stop(p)
+    first, last = samples[0][1], samples[-1][1]
+    peak = max(r[1] for r in samples)
+    table = (f"One server, {seconds:.0f} s of single-row v2 requests at concurrency 64 (wrk), its only "
+             f"sink down (Redis URL with nothing listening), inputs and outputs recorded:\n\n"
+             "| answered | dropped (counted) | RSS after 10 s | peak RSS | RSS at the end | growth after the first 10 s |\n"
+             "|---:|---:|---:|---:|---:|---:|\n"
+             f"| {n:,} | {dropped:,} | {first:.1f} MB | {peak:.1f} MB | {last:.1f} MB | {last - first:+.1f} MB |\n\n"
+             "RSS every 10 s: " + ", ".join(f"{r[1]:.0f}" for r in samples) + " MB.\n")
+    print(table)
+    if docs:
+        write_docs(table, "prediction-log-memory")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,6 +176,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/ferroserve"))
     ap.add_argument("--docs", action="store_true")
+    ap.add_argument("--memory", type=float, default=0,
+                    help="seconds of the memory run with the sink down (instead of the table)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install -y wrk")
@@ -127,6 +188,8 @@ def main():
     try:
         exe = os.path.join(tmp, "ferroserve")
         shutil.copy2(args.binary, exe)
+        if args.memory > 0:
+            return memory_run(exe, tmp, args.memory, args.docs)
         repo = os.path.join(ROOT, "examples/models")
         variants = [("no prediction log", []),
                     ("outputs to SQLite", ["--prediction-log", "sqlite"]),
@@ -179,14 +242,7 @@ def main():
         table = "\n".join(lines) + "\n"
         print(table)
         if args.docs:
-            path = os.path.join(ROOT, "docs/benchmarks.md")
-            text = open(path).read()
-            begin, end = "<!-- prediction-log:begin -->\n", "<!-- prediction-log:end -->"
-            if begin not in text:
-                raise SystemExit("docs/benchmarks.md has no prediction-log markers")
-            head, rest = text.split(begin, 1)
-            _, tail = rest.split(end, 1)
-            open(path, "w").write(head + begin + table + end + tail)
+            write_docs(table, "prediction-log")
     finally:
         if redis is not None:
             redis.terminate()

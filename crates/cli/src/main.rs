@@ -4,6 +4,12 @@
 //! `ferroserve import` turns a pickle, booster file or ONNX graph into a verified repository
 //! entry.
 
+/// mimalloc, not the system allocator: requests allocate on the async runtime's threads and
+/// free on others (the batcher, the instance threads, the prediction log's writers), which
+/// glibc's malloc serves with locked arenas; mimalloc frees across threads without a lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod config_file;
 mod import;
 mod pickles;

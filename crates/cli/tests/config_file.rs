@@ -21,6 +21,18 @@ fn predictions(s: &Server) -> Vec<Value> {
         .clone()
 }
 
+/// The records once there are more than `n` (the writer takes them in batches, a moment later).
+fn predictions_past(s: &Server, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let recs = predictions(s);
+        if recs.len() > n || std::time::Instant::now() > deadline {
+            return recs;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn infer(s: &Server) {
     let r = reqwest::blocking::Client::new()
         .post(s.url("/v2/models/iris/infer"))
@@ -67,17 +79,15 @@ fn settings_come_from_the_file_under_the_environment_and_the_command_line() {
     let env = [("FERROSERVE_PREDICTION_LOG_RECORD", "outputs")];
     let s = Server::start(&["--config", c], &env);
     infer(&s);
-    let recs = predictions(&s);
-    assert!(
-        recs.last().unwrap()["inputs"].is_null(),
-        "{:?}",
-        recs.last()
-    );
-    drop(s);
+    let recs = predictions_past(&s, 1);
+    assert_eq!(recs.len(), 2);
+    assert!(recs[1]["inputs"].is_null(), "{}", recs[1]);
+    assert!(s.terminate().success());
     let s = Server::start(&["--config", c, "--prediction-log-record", "all"], &env);
     infer(&s);
-    let recs = predictions(&s);
-    assert!(recs.last().unwrap()["inputs"].is_array());
+    let recs = predictions_past(&s, 2);
+    assert_eq!(recs.len(), 3);
+    assert!(recs[2]["inputs"].is_array(), "{}", recs[2]);
 }
 
 #[test]

@@ -881,7 +881,16 @@ fn records_go_out_as_kserve_logger_cloudevents_and_as_json_lines() {
         &json!({"id": "ce-bad", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}),
     );
     assert_eq!(st, 400);
-    let (_, page) = get(&s, "/v2/models/iris/predictions?limit=100");
+    // The SQLite writer takes records in batches (at most 20 ms later): wait for all five.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let (_, page) = get(&s, "/v2/models/iris/predictions?limit=100");
+        let n = page["records"].as_array().map_or(0, Vec::len);
+        if n >= 5 || std::time::Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(s.terminate().success(), "a graceful stop");
 
     // Two events per request: the request (inputs recorded), then the response.

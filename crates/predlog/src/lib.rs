@@ -43,6 +43,9 @@ pub use spool::Spool;
 pub const QUEUE: usize = 16_384;
 /// Most records one write takes.
 const BATCH: usize = 512;
+/// How long a writer waits for more records after the first of a batch (a write costs far
+/// more than a record: one SQLite transaction, one Redis pipeline).
+const LINGER: Duration = Duration::from_millis(20);
 /// How often a writer does its sink's upkeep.
 const UPKEEP: Duration = Duration::from_secs(60);
 /// Least time between two warnings about dropped records.
@@ -407,25 +410,49 @@ impl Writing<'_> {
         self.sink.upkeep();
         let mut last_upkeep = Instant::now();
         let mut batch: Vec<Arc<Record>> = Vec::with_capacity(BATCH);
+        // When to deliver from the spool next: at once at the start (what an earlier run left),
+        // then LINGER after a wake-up, so that a delivery takes many records.
+        let mut spool_due = Some(Instant::now());
         loop {
-            // What the spool holds first (when it is not waiting to retry): `more` when a
-            // whole batch was delivered, so there may be more at once.
-            let more = self.deliver_spooled();
-            let wait = if more {
-                Duration::ZERO
-            } else {
-                let retry = self
-                    .retry_at
-                    .map_or(UPKEEP, |t| t.saturating_duration_since(Instant::now()));
-                retry.min(UPKEEP)
+            let mut more = false;
+            if spool_due.is_some_and(|t| Instant::now() >= t) {
+                // `more` when a batch was delivered: there may be more at once.
+                more = self.deliver_spooled();
+                // Again at once, or when a sink that failed is to be tried again, or (None)
+                // when new records wake the writer.
+                spool_due = if more {
+                    Some(Instant::now())
+                } else {
+                    self.retry_at
+                };
+            }
+            let now = Instant::now();
+            let mut wait = self
+                .retry_at
+                .map_or(UPKEEP, |t| t.saturating_duration_since(now))
+                .min(UPKEEP);
+            if let Some(t) = spool_due {
+                wait = wait.min(t.saturating_duration_since(now));
+            }
+            if more {
+                wait = Duration::ZERO;
+            }
+            // Woken by the spool only when no delivery is due yet (each wake-up costs the
+            // appender a system call).
+            let wake = match spool_due {
+                None => self.spool.as_ref().map(|s| s.wake().clone()),
+                Some(_) => None,
             };
-            let first = match self.spool.as_ref().map(|s| s.wake().clone()) {
+            let first = match wake {
                 Some(wake) => crossbeam_channel::select! {
                     recv(self.rx) -> m => match m {
                         Ok(m) => Some(m),
                         Err(_) => return,
                     },
-                    recv(wake) -> _ => None,
+                    recv(wake) -> _ => {
+                        spool_due.get_or_insert(Instant::now() + LINGER);
+                        None
+                    },
                     default(wait) => None,
                 },
                 None => match self.rx.recv_timeout(wait) {
@@ -434,20 +461,28 @@ impl Writing<'_> {
                     Err(RecvTimeoutError::Disconnected) => return,
                 },
             };
+            // A record: let more gather for LINGER (asleep, so that the request path hands
+            // them over without waking this thread), then take them, so that one write (one
+            // transaction, one pipeline) carries many: a write costs far more than a record.
             let mut flush = None;
-            let mut next = first;
-            while let Some(m) = next {
-                match m {
-                    Msg::Record(r) => batch.push(r),
-                    Msg::Flush(ack, deadline) => {
-                        flush = Some((ack, deadline));
+            if let Some(m) = first {
+                if matches!(m, Msg::Record(_)) {
+                    std::thread::sleep(LINGER);
+                }
+                let mut next = Some(m);
+                while let Some(m) = next.take() {
+                    match m {
+                        Msg::Record(r) => batch.push(r),
+                        Msg::Flush(ack, deadline) => {
+                            flush = Some((ack, deadline));
+                            break;
+                        }
+                    }
+                    if batch.len() >= BATCH {
                         break;
                     }
+                    next = self.rx.try_recv().ok();
                 }
-                if batch.len() >= BATCH {
-                    break;
-                }
-                next = self.rx.try_recv().ok();
             }
             if !batch.is_empty() {
                 if let Err(e) = self.write(&batch) {

@@ -91,6 +91,8 @@ impl RedisSink {
 
 impl Sink for RedisSink {
     fn write(&mut self, batch: &[Arc<Record>]) -> Result<(), String> {
+        // Connected first: a Redis that is down costs no pipeline.
+        self.connection()?;
         let maxlen = self.maxlen;
         let mut pipe = redis::pipe();
         for r in batch {

@@ -56,6 +56,24 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_model_seq ON predictions (model, seq);
 ";
 
+/// Records one INSERT statement takes (13 values each, under SQLite's limit of 32,766).
+const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT ... VALUES (...), (...)` for `rows` records.
+fn insert_sql(rows: usize) -> String {
+    let mut s = String::from(
+        "INSERT INTO predictions (id, time_ms, model, version, protocol, route, status, \
+         error, latency_us, rows, rows_omitted, inputs, outputs) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    }
+    s
+}
+
 /// Retention: records older than `max_age`, and the oldest past `max_records`, are deleted
 /// at each upkeep (about once a minute).
 #[derive(Debug, Clone, Copy, Default)]
@@ -87,29 +105,43 @@ impl SqliteSink {
 
     fn insert(&mut self, batch: &[Arc<Record>]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO predictions (id, time_ms, model, version, protocol, route, status, \
-                 error, latency_us, rows, rows_omitted, inputs, outputs) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?;
-            for r in batch {
-                st.execute(params![
-                    r.id,
-                    r.time_ms,
-                    r.model,
-                    r.version as i64,
-                    r.protocol,
-                    r.route,
-                    r.status,
-                    r.error,
-                    r.latency_us as i64,
-                    r.rows as i64,
-                    r.rows_omitted as i64,
-                    r.inputs_text(),
-                    r.outputs_text(),
-                ])?;
+        // Up to ROWS_PER_INSERT records per statement: a statement's run costs more than a row.
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            let mut st = tx.prepare_cached(&insert_sql(chunk.len()))?;
+            let texts: Vec<_> = chunk
+                .iter()
+                .map(|r| (r.inputs_text(), r.outputs_text()))
+                .collect();
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(13 * chunk.len());
+            let numbers: Vec<[i64; 4]> = chunk
+                .iter()
+                .map(|r| {
+                    [
+                        r.version as i64,
+                        r.latency_us as i64,
+                        r.rows as i64,
+                        r.rows_omitted as i64,
+                    ]
+                })
+                .collect();
+            for ((r, (inputs, outputs)), n) in chunk.iter().zip(&texts).zip(&numbers) {
+                values.extend_from_slice(&[
+                    &r.id,
+                    &r.time_ms,
+                    &r.model,
+                    &n[0],
+                    &r.protocol,
+                    &r.route,
+                    &r.status,
+                    &r.error,
+                    &n[1],
+                    &n[2],
+                    &n[3],
+                    inputs,
+                    outputs,
+                ]);
             }
+            st.execute(values.as_slice())?;
         }
         tx.commit()
     }

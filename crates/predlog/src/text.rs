@@ -19,14 +19,10 @@ pub fn tensors_text(tensors: &[Tensor]) -> String {
         }
         s.push_str(r#"{"name":"#);
         push_json_str(&mut s, &t.name);
-        let _ = write!(
-            s,
-            r#","datatype":"{}","shape":["#,
-            t.data.datatype().as_str()
-        );
-        list(&mut s, t.shape.iter(), |s, d| {
-            let _ = write!(s, "{d}");
-        });
+        s.push_str(r#","datatype":""#);
+        s.push_str(t.data.datatype().as_str());
+        s.push_str(r#"","shape":["#);
+        list(&mut s, t.shape.iter(), |s, &d| int(s, d));
         s.push_str(r#"],"data":["#);
         data(&mut s, &t.data);
         s.push_str("]}");
@@ -44,15 +40,15 @@ fn list<T>(s: &mut String, items: impl Iterator<Item = T>, mut one: impl FnMut(&
     }
 }
 
-fn int(s: &mut String, x: impl std::fmt::Display) {
-    let _ = write!(s, "{x}");
+fn int(s: &mut String, x: impl itoa::Integer + Copy) {
+    s.push_str(itoa::Buffer::new().format(x));
 }
 
-/// `{:?}`: the shortest text that reads back as the same value, with a `.0` on whole numbers
-/// (so that readers see a float: `4.0`, not `4`).
-fn float<F: std::fmt::Debug>(s: &mut String, x: F, finite: bool) {
+/// The shortest text that reads back as the same value (ryu), with a `.0` on whole numbers (so
+/// that readers see a float: `4.0`, not `4`), or null for NaN and the infinities.
+fn float<F: ryu::Float>(s: &mut String, x: F, finite: bool) {
     if finite {
-        let _ = write!(s, "{x:?}");
+        s.push_str(ryu::Buffer::new().format_finite(x));
     } else {
         s.push_str("null");
     }
@@ -63,16 +59,16 @@ fn data(s: &mut String, d: &TensorData) {
         TensorData::Bool(v) => list(s, v.iter(), |s, b| {
             s.push_str(if *b { "true" } else { "false" })
         }),
-        TensorData::Uint8(v) => list(s, v.iter(), int),
-        TensorData::Uint16(v) => list(s, v.iter(), int),
-        TensorData::Uint32(v) => list(s, v.iter(), int),
-        TensorData::Uint64(v) => list(s, v.iter(), int),
-        TensorData::Int8(v) => list(s, v.iter(), int),
-        TensorData::Int16(v) => list(s, v.iter(), int),
-        TensorData::Int32(v) => list(s, v.iter(), int),
-        TensorData::Int64(v) => list(s, v.iter(), int),
-        TensorData::Fp32(v) => list(s, v.iter(), |s, x| float(s, x, x.is_finite())),
-        TensorData::Fp64(v) => list(s, v.iter(), |s, x| float(s, x, x.is_finite())),
+        TensorData::Uint8(v) => list(s, v.iter(), |s, &x| int(s, x)),
+        TensorData::Uint16(v) => list(s, v.iter(), |s, &x| int(s, x)),
+        TensorData::Uint32(v) => list(s, v.iter(), |s, &x| int(s, x)),
+        TensorData::Uint64(v) => list(s, v.iter(), |s, &x| int(s, x)),
+        TensorData::Int8(v) => list(s, v.iter(), |s, &x| int(s, x)),
+        TensorData::Int16(v) => list(s, v.iter(), |s, &x| int(s, x)),
+        TensorData::Int32(v) => list(s, v.iter(), |s, &x| int(s, x)),
+        TensorData::Int64(v) => list(s, v.iter(), |s, &x| int(s, x)),
+        TensorData::Fp32(v) => list(s, v.iter(), |s, &x| float(s, x, x.is_finite())),
+        TensorData::Fp64(v) => list(s, v.iter(), |s, &x| float(s, x, x.is_finite())),
         TensorData::Fp16(_) | TensorData::Bf16(_) => list(s, 0..d.len(), |s, j| {
             let x = d.get_f64(j).unwrap_or(f64::NAN);
             float(s, x, x.is_finite())
@@ -85,19 +81,27 @@ fn data(s: &mut String, d: &TensorData) {
 
 pub(crate) fn push_json_str(s: &mut String, v: &str) {
     s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str(r#"\""#),
-            '\\' => s.push_str(r"\\"),
-            '\n' => s.push_str(r"\n"),
-            '\r' => s.push_str(r"\r"),
-            '\t' => s.push_str(r"\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(s, "\\u{:04x}", c as u32);
-            }
-            c => s.push(c),
+    // Runs of characters that need no escape go in whole.
+    let mut start = 0;
+    for (i, b) in v.bytes().enumerate() {
+        let esc = match b {
+            b'"' => r#"\""#,
+            b'\\' => r"\\",
+            b'\n' => r"\n",
+            b'\r' => r"\r",
+            b'\t' => r"\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        s.push_str(&v[start..i]);
+        if esc.is_empty() {
+            let _ = write!(s, "\\u{:04x}", b);
+        } else {
+            s.push_str(esc);
         }
+        start = i + 1;
     }
+    s.push_str(&v[start..]);
     s.push('"');
 }
 
