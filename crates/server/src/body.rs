@@ -185,29 +185,48 @@ fn too_large(limit: Limit, what: &str) -> ApiError {
 /// Reads the whole body, refusing more than the limit, compressed or decompressed.
 pub async fn read_body(body: Body, headers: &HeaderMap, limit: Limit) -> Result<Bytes, ApiError> {
     let coding = content_coding(headers)?;
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit.bytes as u64 {
-            return Err(too_large(limit, ""));
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit.bytes as u64) {
+        return Err(too_large(limit, ""));
     }
     if let Some(coding) = coding {
         return inflate(body, coding, limit).await;
     }
-    match axum::body::to_bytes(body, limit.bytes).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            // A length-limit failure is reported as such; anything else is a broken upload.
-            if e.to_string().contains("length limit") {
-                Err(too_large(limit, ""))
-            } else {
-                Err(unreadable(&e))
+    collect(body, declared.map_or(0, |n| n as usize), limit).await
+}
+
+/// The body's bytes: a body of one frame as it came (no copy); a longer one copied frame by
+/// frame into one buffer of the declared length (so that memory peaks at the body, not at its
+/// frames plus a copy of them), refused as soon as it passes the limit.
+async fn collect(mut body: Body, declared: usize, limit: Limit) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| unreadable(&e))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if first.is_none() && buf.is_empty() {
+            if data.len() > limit.bytes {
+                return Err(too_large(limit, ""));
             }
+            first = Some(data);
+            continue;
         }
+        if let Some(f) = first.take() {
+            buf.reserve_exact(declared.max(f.len() + data.len()).min(limit.bytes));
+            buf.extend_from_slice(&f);
+        }
+        if buf.len() + data.len() > limit.bytes {
+            return Err(too_large(limit, ""));
+        }
+        buf.extend_from_slice(&data);
     }
+    Ok(first.unwrap_or_else(|| Bytes::from(buf)))
 }
 
 /// Memory that refuses to hold more than `limit` bytes (a zip bomb stops here, as soon as it
