@@ -466,7 +466,8 @@ impl Writing<'_> {
             // transaction, one pipeline) carries many: a write costs far more than a record.
             let mut flush = None;
             if let Some(m) = first {
-                if matches!(m, Msg::Record(_)) {
+                // Not when a batch is already waiting (a sink that is behind writes at once).
+                if matches!(m, Msg::Record(_)) && self.rx.len() + 1 < BATCH {
                     std::thread::sleep(LINGER);
                 }
                 let mut next = Some(m);
