@@ -18,17 +18,15 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::record::{self, Record};
-use crate::Sink;
+use crate::{Backoff, Sink};
 
 pub const REQUEST_TYPE: &str = "org.kubeflow.serving.inference.request";
 pub const RESPONSE_TYPE: &str = "org.kubeflow.serving.inference.response";
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_LAST: Duration = Duration::from_secs(10);
 
 pub struct CloudEventsSink {
     /// Made on the first batch, on the writer's thread (a blocking client runs a runtime of
@@ -36,8 +34,7 @@ pub struct CloudEventsSink {
     client: Option<reqwest::blocking::Client>,
     url: String,
     shown: String,
-    retry_at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl CloudEventsSink {
@@ -52,8 +49,7 @@ impl CloudEventsSink {
             client: None,
             url: url.to_string(),
             shown,
-            retry_at: None,
-            backoff: BACKOFF_FIRST,
+            backoff: Backoff::new(),
         })
     }
 
@@ -108,29 +104,19 @@ impl CloudEventsSink {
 
 impl Sink for CloudEventsSink {
     fn write(&mut self, batch: &[Arc<Record>]) -> Result<(), String> {
-        if let Some(at) = self.retry_at {
-            if Instant::now() < at {
-                return Err(format!(
-                    "{} is down; retrying in {:?}",
-                    self.shown,
-                    at - Instant::now()
-                ));
-            }
-        }
+        self.backoff.check(&self.shown)?;
         for r in batch {
             let sent = request_body(r)
                 .map_or(Ok(()), |b| self.post(r, REQUEST_TYPE, b))
                 .and_then(|()| self.post(r, RESPONSE_TYPE, response_body(r)));
             if let Err(e) = sent {
-                self.retry_at = Some(Instant::now() + self.backoff);
-                self.backoff = (self.backoff * 2).min(BACKOFF_LAST);
+                self.backoff.failed();
                 return Err(e);
             }
         }
-        if self.retry_at.take().is_some() {
+        if self.backoff.succeeded() {
             tracing::info!(url = %self.shown, "prediction log: the CloudEvents receiver is back");
         }
-        self.backoff = BACKOFF_FIRST;
         Ok(())
     }
 }

@@ -66,6 +66,47 @@ pub fn default_settings() -> PredictionLogConfig {
     }
 }
 
+/// A sink's wait after failing to reach its server: it doubles from 100 ms to 10 s while the
+/// server stays down, and batches within it fail at once (a server that is down costs no time).
+pub(crate) struct Backoff {
+    next: Duration,
+    until: Option<Instant>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const LAST: Duration = Duration::from_secs(10);
+
+    pub(crate) fn new() -> Backoff {
+        Backoff {
+            next: Backoff::FIRST,
+            until: None,
+        }
+    }
+
+    /// The error to fail a batch with while waiting: `shown` (the server) is down.
+    pub(crate) fn check(&self, shown: &str) -> Result<(), String> {
+        match self
+            .until
+            .map(|t| t.saturating_duration_since(Instant::now()))
+        {
+            Some(left) if !left.is_zero() => Err(format!("{shown} is down; retrying in {left:?}")),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn failed(&mut self) {
+        self.until = Some(Instant::now() + self.next);
+        self.next = (self.next * 2).min(Backoff::LAST);
+    }
+
+    /// The server answered: whether it had been failing.
+    pub(crate) fn succeeded(&mut self) -> bool {
+        self.next = Backoff::FIRST;
+        self.until.take().is_some()
+    }
+}
+
 /// Where records go.
 pub trait Sink: Send + 'static {
     /// Writes a batch, in order.

@@ -12,10 +12,10 @@
 //! their records are counted as dropped), so a Redis that is down costs no time.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::record::{self, Record};
-use crate::Sink;
+use crate::{Backoff, Sink};
 
 /// The stream of `model`'s records.
 pub fn stream_key(model: &str) -> String {
@@ -23,8 +23,6 @@ pub fn stream_key(model: &str) -> String {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_LAST: Duration = Duration::from_secs(10);
 
 pub struct RedisSink {
     client: redis::Client,
@@ -32,8 +30,7 @@ pub struct RedisSink {
     shown: String,
     conn: Option<redis::Connection>,
     maxlen: u64,
-    retry_at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl RedisSink {
@@ -46,8 +43,7 @@ impl RedisSink {
             shown: shown(url),
             conn: None,
             maxlen: maxlen.max(1),
-            retry_at: None,
-            backoff: BACKOFF_FIRST,
+            backoff: Backoff::new(),
         })
     }
 
@@ -58,29 +54,18 @@ impl RedisSink {
 
     fn connection(&mut self) -> Result<&mut redis::Connection, String> {
         if self.conn.is_none() {
-            if let Some(at) = self.retry_at {
-                if Instant::now() < at {
-                    return Err(format!(
-                        "{} is down; retrying in {:?}",
-                        self.shown,
-                        at - Instant::now()
-                    ));
-                }
-            }
+            self.backoff.check(&self.shown)?;
             match self.client.get_connection_with_timeout(TIMEOUT) {
                 Ok(c) => {
                     let _ = c.set_read_timeout(Some(TIMEOUT));
                     let _ = c.set_write_timeout(Some(TIMEOUT));
-                    if self.retry_at.is_some() {
+                    if self.backoff.succeeded() {
                         tracing::info!(redis = %self.shown, "prediction log: Redis is back");
                     }
                     self.conn = Some(c);
-                    self.retry_at = None;
-                    self.backoff = BACKOFF_FIRST;
                 }
                 Err(e) => {
-                    self.retry_at = Some(Instant::now() + self.backoff);
-                    self.backoff = (self.backoff * 2).min(BACKOFF_LAST);
+                    self.backoff.failed();
                     return Err(format!("{}: {e}", self.shown));
                 }
             }
