@@ -264,6 +264,21 @@ struct ServeArgs {
     /// Rotated files a `file:` prediction log keeps (0: none, the full file is deleted).
     #[arg(long, env = "FERROSERVE_PREDICTION_LOG_FILE_KEEP", default_value_t = 5)]
     prediction_log_file_keep: usize,
+    /// Hours a finished batch job (POST /jobs) and its results are kept.
+    #[arg(long, env = "FERROSERVE_JOBS_KEEP_HOURS", default_value_t = 24.0)]
+    jobs_keep_hours: f64,
+    /// Batch-job chunks this server runs at once, over all jobs.
+    #[arg(long, env = "FERROSERVE_JOBS_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
+    jobs_workers: u64,
+    /// Most rows one batch job may have.
+    #[arg(long, env = "FERROSERVE_JOBS_MAX_ROWS", default_value_t = 100_000_000)]
+    jobs_max_rows: u64,
+    /// Largest file a batch job may upload, in megabytes.
+    #[arg(long, env = "FERROSERVE_JOBS_MAX_UPLOAD_MB", default_value_t = 4096)]
+    jobs_max_upload_mb: u64,
+    /// Turn batch jobs off (POST /jobs answers 404).
+    #[arg(long, env = "FERROSERVE_NO_JOBS")]
+    no_jobs: bool,
     /// Refuse pickles altogether (--model / MODEL_FILE naming one): no code from a file is run.
     #[arg(long, env = "FERROSERVE_NO_PICKLE")]
     no_pickle: bool,
@@ -572,7 +587,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connections: Default::default(),
         answers: Default::default(),
         views: Default::default(),
+        jobs: (!args.no_jobs).then(|| {
+            let mut cfg = ferroserve_server::jobs::JobsConfig::new(args.data_dir.clone());
+            cfg.keep = Duration::from_secs_f64(args.jobs_keep_hours.max(0.0) * 3600.0);
+            cfg.workers = args.jobs_workers as usize;
+            cfg.max_rows = args.jobs_max_rows;
+            cfg.max_upload_bytes = args.jobs_max_upload_mb.saturating_mul(1 << 20);
+            Arc::new(ferroserve_server::jobs::Jobs::new(cfg))
+        }),
     });
+    ferroserve_server::jobs::start(&state);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.http_port))?;

@@ -439,6 +439,11 @@ pub struct RouteConfig {
     pub unwrap_single: bool,
     /// One line for the OpenAPI document.
     pub summary: Option<String>,
+    /// A POST route whose body (a JSON list of rows or records) starts a batch job on this
+    /// model and answers `202` with the job's id and URL at once (`GET /jobs/{id}` follows it),
+    /// instead of answering the predictions.
+    #[serde(default)]
+    pub job: bool,
 }
 
 impl RouteConfig {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod friendly;
 pub mod grpc;
+pub mod jobs;
 mod labels;
 pub mod metrics;
 pub mod observe;
@@ -85,6 +86,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(v2::infer_version),
         )
         .merge(friendly::router())
+        .merge(jobs::router())
         .merge(docs::router())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

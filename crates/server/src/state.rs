@@ -107,6 +107,8 @@ pub struct AppState {
     pub prediction_log: Option<Arc<ferroserve_predlog::PredictionLog>>,
     /// Where `GET /v2/models/{m}/predictions` reads records back (the SQLite sink's file).
     pub predictions: Option<Arc<ferroserve_predlog::sqlite::Reader>>,
+    /// Batch jobs (`POST /jobs`), when enabled.
+    pub jobs: Option<Arc<crate::jobs::Jobs>>,
 }
 
 impl AppState {
@@ -129,6 +131,7 @@ impl AppState {
             views: Default::default(),
             prediction_log: None,
             predictions: None,
+            jobs: None,
         }
     }
 

@@ -261,6 +261,20 @@ impl Answerer<'_> {
         out
     }
 
+    /// One JSON line per row, `{"row": N, "<key>": answer[, "probabilities": [...]]}`, rows
+    /// numbered from `first_row` (a batch job's results).
+    pub fn write_lines(&self, first_row: u64, out: &mut Vec<u8>) {
+        for row in 0..self.out.rows {
+            let start = out.len();
+            // Writing to memory cannot fail, and every value here serializes.
+            let _ = serde_json::to_writer(&mut *out, &Record { a: self, row });
+            // `{...}` becomes `{"row":N,...}`.
+            let head = format!("{{\"row\":{},", first_row + row as u64);
+            out.splice(start..start + 1, head.bytes());
+            out.push(b'\n');
+        }
+    }
+
     /// The answer as CSV: a `prediction` column (one per target for several-target
     /// regressors), then, when asked for, one probability column per class.
     pub fn to_csv(&self, table: &Table) -> Vec<u8> {

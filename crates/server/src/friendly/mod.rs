@@ -404,6 +404,9 @@ pub async fn serve_spec(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if spec.job {
+        return crate::jobs::from_alias(fs, spec, headers, body).await;
+    }
     let served = fs.app.runtime().version(&spec.model, None)?;
     let service = &fs.app.service;
     let call = Call::now(Origin::Friendly { path: &spec.path });

@@ -204,6 +204,8 @@ pub struct Spec {
     pub summary: Option<String>,
     /// Whether this is a route alias from model.toml (rather than a built-in route).
     pub alias: bool,
+    /// A route alias that starts a batch job ([`crate::jobs::from_alias`]).
+    pub job: bool,
 }
 
 impl Spec {
@@ -228,6 +230,7 @@ impl Spec {
             csv_answer: true,
             summary: None,
             alias: false,
+            job: false,
         }
     }
 
@@ -266,6 +269,7 @@ impl Spec {
             csv_answer: false,
             summary: r.summary.clone(),
             alias: true,
+            job: r.job,
         }
     }
 
