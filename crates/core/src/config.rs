@@ -1080,6 +1080,7 @@ mod tests {
             response_key: _,
             unwrap_single: _,
             summary: _,
+            job: _,
         } = RouteConfig::default();
         let BatchingConfig {
             enabled: _,
@@ -1118,6 +1119,7 @@ mod tests {
             "response_key",
             "unwrap_single",
             "summary",
+            "job",
             "batching.enabled",
             "batching.max_batch_size",
             "batching.max_queue_delay",

@@ -485,12 +485,20 @@ pub(super) fn paths(
                 ""
             },
         );
-        let op = ms.operation(
-            spec,
-            op_id(&["alias", spec.method.as_str(), &spec.path]),
-            summary,
-            description,
-        );
+        let op = if spec.job {
+            super::jobs::alias_operation(
+                op_id(&["alias", spec.method.as_str(), &spec.path]),
+                summary,
+                &spec.model,
+            )
+        } else {
+            ms.operation(
+                spec,
+                op_id(&["alias", spec.method.as_str(), &spec.path]),
+                summary,
+                description,
+            )
+        };
         let entry = paths.entry(spec.path.clone()).or_insert_with(|| json!({}));
         if let Some(obj) = entry.as_object_mut() {
             obj.insert(method_key(spec.method).into(), op);

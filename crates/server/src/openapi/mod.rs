@@ -7,6 +7,7 @@
 
 mod components;
 mod friendly;
+mod jobs;
 mod v2;
 
 use ferroserve_core::ErrorKind;
@@ -77,6 +78,9 @@ pub fn document(rt: &Runtime, f: &Friendly) -> Value {
     );
     friendly::paths(&mut paths, &mut components, &mut tags, rt, f, &models);
     v2::paths(&mut paths, &models, v2::example(rt, f));
+    jobs::components(&mut components);
+    jobs::paths(&mut paths);
+    tags.push(json!({ "name": "jobs", "description": "Batch jobs: many rows, run in the background, results in input order" }));
     tags.push(json!({ "name": "server", "description": "The server and its models" }));
     tags.push(json!({ "name": "v2", "description": "Open Inference Protocol (KServe v2 / Triton) REST API" }));
     json!({
