@@ -715,3 +715,133 @@ fn shards_split_the_chunks_and_merge_back_in_row_order() {
     merged.sort_by_key(|l| l["row"].as_u64().unwrap());
     assert_eq!(merged, lines(&whole));
 }
+
+/// A v2 server written here for a model of several one-column inputs (FP64 `x`, INT64 `k`
+/// `[-1, 1]`, BYTES `s`): it answers `total` = x + k (FP64 `[n]`) and `echo` = s (BYTES
+/// `[n, 1]`), and refuses a request whose tensors are not what the metadata says.
+fn columns_server() -> (String, tokio::runtime::Runtime) {
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    use axum::Json;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    async fn infer(Json(b): Json<Value>) -> (StatusCode, Json<Value>) {
+        let t = |name: &str| {
+            b["inputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == name)
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let (x, k, s) = (t("x"), t("k"), t("s"));
+        let n = x["data"].as_array().map(Vec::len).unwrap_or(0);
+        let ok = x["datatype"] == "FP64"
+            && x["shape"] == json!([n])
+            && k["datatype"] == "INT64"
+            && k["shape"] == json!([n, 1])
+            && s["datatype"] == "BYTES"
+            && s["shape"] == json!([n])
+            && b["inputs"].as_array().unwrap().len() == 3;
+        if !ok {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("unexpected request {b}")})),
+            );
+        }
+        let total: Vec<Value> = (0..n)
+            .map(|i| json!(x["data"][i].as_f64().unwrap() + k["data"][i].as_i64().unwrap() as f64))
+            .collect();
+        (
+            StatusCode::OK,
+            Json(json!({"model_name": "cols", "outputs": [
+                {"name": "total", "datatype": "FP64", "shape": [n], "data": total},
+                {"name": "echo", "datatype": "BYTES", "shape": [n, 1], "data": s["data"]},
+            ]})),
+        )
+    }
+    let app = axum::Router::new()
+        .route(
+            "/v2/models/cols",
+            get(|| async {
+                Json(
+                    json!({"name": "cols", "versions": ["1"], "platform": "test",
+                    "inputs": [
+                        {"name": "x", "datatype": "FP64", "shape": [-1]},
+                        {"name": "k", "datatype": "INT64", "shape": [-1, 1]},
+                        {"name": "s", "datatype": "BYTES", "shape": [-1]}],
+                    "outputs": [
+                        {"name": "total", "datatype": "FP64", "shape": [-1]},
+                        {"name": "echo", "datatype": "BYTES", "shape": [-1, 1]}]}),
+                )
+            }),
+        )
+        .route("/v2/models/cols/infer", post(infer));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), rt)
+}
+
+#[test]
+fn several_one_column_inputs_are_matched_to_columns_by_name_with_their_datatypes() {
+    let (base, _rt) = columns_server();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let mut text = String::from("s,extra,k,x\n");
+    for i in 0..250 {
+        text.push_str(&format!("\"name, {i}\",zz,{i},{}.5\n", i * 2));
+    }
+    text.push_str("bad,zz,1.5,2\n"); // row 250: 1.5 is not an INT64
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let r = batch(&[
+        "--url",
+        &base,
+        "--model",
+        "cols",
+        s(&input),
+        "-o",
+        s(&out),
+        "--chunk-rows",
+        "64",
+    ]);
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    assert!(r.stderr.contains("not sent: extra"), "{}", r.stderr);
+    let got = lines(&out);
+    assert_eq!(got.len(), 250);
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(
+            *g,
+            json!({"row": i, "total": (i * 2) as f64 + 0.5 + i as f64, "echo": [format!("name, {i}")]})
+        );
+    }
+    let bad = lines(&dir.path().join("out.jsonl.failed.jsonl"));
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["row"], 250);
+    assert!(
+        bad[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("column k: \"1.5\" is not an integer"),
+        "{}",
+        bad[0]
+    );
+
+    // CSV out: one column per scalar output, name_i for the others.
+    let out = dir.path().join("out.csv");
+    let r = batch(&["--url", &base, "--model", "cols", s(&input), "-o", s(&out)]);
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut l = text.lines();
+    assert_eq!(l.next(), Some("row,total,echo_0"));
+    assert_eq!(l.next(), Some("0,0.5,\"name, 0\""));
+}
