@@ -52,8 +52,8 @@ pub enum Outcome {
 pub struct Call<'a> {
     pub client: &'a reqwest::Client,
     pub url: &'a Url,
-    /// `None`: GET; else POST with this JSON body.
-    pub body: Option<&'a str>,
+    /// `None`: GET; else POST with this JSON body (shared by the attempts, not copied).
+    pub body: Option<bytes::Bytes>,
     pub retries: u32,
 }
 
@@ -82,13 +82,13 @@ impl Call<'_> {
     pub async fn run(&self, retried: &std::sync::atomic::AtomicU64) -> Outcome {
         let mut attempt = 0u32;
         loop {
-            let req = match self.body {
+            let req = match &self.body {
                 None => self.client.get(self.url.clone()),
                 Some(b) => self
                     .client
                     .post(self.url.clone())
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(b.to_string()),
+                    .body(b.clone()),
             };
             let (again, status, msg, retry_after) = match req.send().await {
                 Ok(resp) => {

@@ -155,7 +155,7 @@ struct Chunk {
     sent: Vec<(u64, String)>,
     /// Rows refused before sending: number, the row as read, why.
     local: Vec<(u64, String, String)>,
-    body: Option<String>,
+    body: Option<bytes::Bytes>,
 }
 
 struct Done {
@@ -241,7 +241,8 @@ fn read_chunks(mut p: ReadPlan, tx: tokio::sync::mpsc::Sender<Chunk>) -> anyhow:
             return Ok(());
         }
         if mine {
-            let body = (!sent.is_empty()).then(|| body(&p.mapper, &bufs, sent.len(), &p.outputs));
+            let body = (!sent.is_empty())
+                .then(|| bytes::Bytes::from(body(&p.mapper, &bufs, sent.len(), &p.outputs)));
             let chunk = Chunk {
                 seq,
                 k,
@@ -563,7 +564,10 @@ pub async fn run(args: BatchArgs) -> anyhow::Result<i32> {
                     done_tx.clone(),
                 );
                 tokio::spawn(async move {
-                    let result = match &chunk.body {
+                    let mut chunk = chunk;
+                    // The body is not kept once answered: a chunk waiting its turn holds its
+                    // rows and answer only.
+                    let result = match chunk.body.take() {
                         None => Ok(Vec::new()),
                         Some(b) => {
                             let call = client::Call {
