@@ -2,7 +2,8 @@
 //! a model repository (by default the bundled `examples/models`) or a single model file
 //! (`--model`, `MODEL_FILE`; a pickle is converted on start and cached, see [`pickles`]);
 //! `ferroserve import` turns a pickle, booster file or ONNX graph into a verified repository
-//! entry.
+//! entry; `ferroserve batch` sends a CSV or JSON Lines file to any v2 server and writes the
+//! answers in order ([`batch`]).
 
 /// mimalloc, not the system allocator: requests allocate on the async runtime's threads and
 /// free on others (the batcher, the instance threads, the prediction log's writers), which
@@ -10,6 +11,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod batch;
 mod config_file;
 mod import;
 mod pickles;
@@ -44,6 +46,10 @@ enum Command {
     /// import files you trust.
     #[command(long_about = import::LONG_ABOUT)]
     Import(import::ImportArgs),
+    /// Send a CSV or JSON Lines file to any v2 (Open Inference Protocol) server in chunks and
+    /// write the answers in input order; resumable, shardable. Exit status: 0 all rows ok, 2
+    /// usage or metadata error, 3 some rows failed (see the failed file). See docs/batch.md.
+    Batch(Box<batch::BatchArgs>),
     /// Read the prediction log.
     #[command(subcommand)]
     Log(LogCommand),
@@ -768,5 +774,24 @@ fn main() -> anyhow::Result<()> {
             import::run(args)
         }
         Command::Log(LogCommand::Tail(args)) => log_tail(args),
+        Command::Batch(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let code = match rt.block_on(batch::run(*args)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    if e.downcast_ref::<batch::UsageError>().is_some() {
+                        batch::EXIT_USAGE
+                    } else {
+                        1
+                    }
+                }
+            };
+            drop(rt);
+            std::process::exit(code)
+        }
     }
 }
