@@ -179,6 +179,14 @@ features = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 response = "list"
 unwrap_single = true
 summary = "Cortex iris-classifier: the species of one record (or of each in a list)"
+
+# The Cortex batch runner: POST a JSON list of records starts a batch job and answers at once
+# (200, with the job's id and URL; GET /jobs/{id} follows it)
+[[routes]]
+path = "/iris-classifier-batch"
+request = "records"
+job = true
+summary = "Cortex batch runner: start a batch job on a list of records"
 """
 
 WINE_ROUTES = """
