@@ -635,6 +635,28 @@ mod tests {
     }
 
     #[test]
+    fn job_lines_number_rows_from_the_first_and_append() {
+        let r = classifier();
+        let t = table(Some(&["a", "b", "c"]), false);
+        let a = Answerer {
+            out: Outputs::new(&r, 2, &t),
+            answer: Answer::Label,
+            layout: Layout::Records,
+            key: "prediction",
+            unwrap: false,
+            probabilities: true,
+        };
+        let mut out = b"kept\n".to_vec();
+        a.write_lines(5, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "kept\n\
+             {\"row\":5,\"prediction\":2,\"probabilities\":[0.25,0.25,0.5]}\n\
+             {\"row\":6,\"prediction\":0,\"probabilities\":[0.5,0.25,0.25]}\n"
+        );
+    }
+
+    #[test]
     fn csv_answers_with_probability_columns() {
         let r = classifier();
         let t = table(None, false);
