@@ -407,6 +407,7 @@ fn route(origin: Origin<'_>, model: &str) -> String {
         Origin::Grpc => "inference.GRPCInferenceService/ModelInfer".into(),
         Origin::GrpcStream => "inference.GRPCInferenceService/ModelStreamInfer".into(),
         Origin::Friendly { path } => path.to_string(),
+        Origin::Job { id } => format!("/jobs/{id}"),
     }
 }
 

@@ -46,7 +46,7 @@ pub struct Record {
     pub time_ms: i64,
     pub model: String,
     pub version: u64,
-    /// `http_v2`, `grpc`, `grpc_stream` or `friendly`.
+    /// `http_v2`, `grpc`, `grpc_stream`, `friendly` or `job`.
     pub protocol: &'static str,
     /// The route (`/v2/models/{m}/infer`, a friendly route's path, the gRPC method).
     pub route: String,
@@ -189,7 +189,7 @@ impl Record {
 
 /// The protocol label `s` names (`unknown` for none of them).
 fn protocol(s: &str) -> &'static str {
-    ["http_v2", "grpc", "grpc_stream", "friendly"]
+    ["http_v2", "grpc", "grpc_stream", "friendly", "job"]
         .into_iter()
         .find(|p| *p == s)
         .unwrap_or("unknown")

@@ -11,7 +11,7 @@
 //!     time_ms      INTEGER NOT NULL, -- arrival, milliseconds since the Unix epoch
 //!     model        TEXT NOT NULL,
 //!     version      INTEGER NOT NULL,
-//!     protocol     TEXT NOT NULL,    -- http_v2, grpc, grpc_stream, friendly
+//!     protocol     TEXT NOT NULL,    -- http_v2, grpc, grpc_stream, friendly, job
 //!     route        TEXT NOT NULL,
 //!     status       INTEGER NOT NULL, -- HTTP status (200 on success)
 //!     error        TEXT,             -- the error message, on failure

@@ -121,6 +121,8 @@ pub struct Entry {
     pub deadline: Option<Instant>,
     /// Part of a request split at `max_batch_size` (see [`Queued::eager`]).
     pub eager: bool,
+    /// A batch job's chunk: runs after online requests (see [`run`]).
+    pub background: bool,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -131,6 +133,8 @@ pub struct Dispatched {
     pub stats: Arc<VersionStats>,
     /// Held while the instance works: the batcher waits for a free one before deciding.
     pub _instance: OwnedSemaphorePermit,
+    /// Held while a background batch works (see [`background_slots`]).
+    pub _background: Option<OwnedSemaphorePermit>,
 }
 
 /// One request's share of a batch.
@@ -276,38 +280,142 @@ pub fn clock() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<Entry>, queue: &mut VecDeque<Entry>) {
-    while let Ok(e) = rx.try_recv() {
+/// How long the oldest background entry (a batch job's chunk) may wait while online requests
+/// keep every instance busy before it goes anyway: online traffic comes first, but a job still
+/// moves under constant online load.
+pub const BACKGROUND_MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// The background entries that may run at once on a version with `instances` instances: all
+/// but one (one is kept for online requests), and at least one.
+pub fn background_slots(instances: usize) -> usize {
+    instances.saturating_sub(1).max(1)
+}
+
+fn push(e: Entry, queue: &mut VecDeque<Entry>, background: &mut VecDeque<Entry>) {
+    if e.background {
+        background.push_back(e);
+    } else {
         queue.push_back(e);
+    }
+}
+
+fn drain(
+    rx: &mut mpsc::UnboundedReceiver<Entry>,
+    queue: &mut VecDeque<Entry>,
+    background: &mut VecDeque<Entry>,
+) {
+    while let Ok(e) = rx.try_recv() {
+        push(e, queue, background);
+    }
+}
+
+/// How many entries from the front of `queue` fit in one batch of `max` rows (at least one).
+fn fitting(queue: &VecDeque<Entry>, max: usize) -> usize {
+    let mut rows = 0;
+    let mut n = 0;
+    for e in queue {
+        if rows + e.rows > max && n > 0 {
+            break;
+        }
+        rows += e.rows;
+        n += 1;
+    }
+    n
+}
+
+/// Where a dispatched batch goes: the instances' channel, and what answers it on failure.
+struct Sender<'a> {
+    to_instances: &'a crossbeam_channel::Sender<Dispatched>,
+    stats: &'a Arc<VersionStats>,
+    pending: &'a AtomicUsize,
+}
+
+impl Sender<'_> {
+    /// Sends the first `n` entries of `queue` as one batch, on the instance `permit` holds (and
+    /// the background slot `background` holds, for background entries).
+    fn dispatch(
+        &self,
+        queue: &mut VecDeque<Entry>,
+        n: usize,
+        now: Instant,
+        permit: OwnedSemaphorePermit,
+        background: Option<OwnedSemaphorePermit>,
+    ) {
+        let taken: Vec<Entry> = queue.drain(..n).collect();
+        self.pending.fetch_sub(taken.len(), Ordering::Relaxed);
+        for e in &taken {
+            self.stats
+                .dequeued(now.saturating_duration_since(e.enqueued));
+        }
+        match assemble(taken) {
+            Ok((batch, parts)) => {
+                let dispatched = Dispatched {
+                    batch,
+                    parts,
+                    stats: self.stats.clone(),
+                    _instance: permit,
+                    _background: background,
+                };
+                if let Err(crossbeam_channel::SendError(back)) = self.to_instances.send(dispatched)
+                {
+                    for p in back.parts {
+                        let _ = p
+                            .reply
+                            .send(Err(InferError::unavailable("model is shutting down")));
+                    }
+                }
+            }
+            Err((err, parts)) => {
+                for p in parts {
+                    let _ = p.reply.send(Err(err.clone()));
+                }
+            }
+        }
     }
 }
 
 /// The task owning one model version's queue. Ends when every sender is dropped and the queue
 /// is empty.
+///
+/// Online requests and background entries (batch job chunks) queue apart. An idle instance
+/// takes online requests, batched by the policy; it takes background entries only when no
+/// online request waits (or the oldest background entry waited [`BACKGROUND_MAX_WAIT`]), and
+/// then only while fewer than `background` slots are in use ([`background_slots`]: one
+/// instance of several stays free for online requests). Background entries never wait for
+/// company: a job's chunk is a batch already.
 pub async fn run(
     policy: Policy,
     mut rx: mpsc::UnboundedReceiver<Entry>,
     instances: Arc<Semaphore>,
+    background: Arc<Semaphore>,
     to_instances: crossbeam_channel::Sender<Dispatched>,
     stats: Arc<VersionStats>,
     pending: Arc<AtomicUsize>,
 ) {
     let mut queue: VecDeque<Entry> = VecDeque::new();
+    let mut bg: VecDeque<Entry> = VecDeque::new();
     let mut open = true;
     let mut view: Vec<Queued> = Vec::new();
+    let send = Sender {
+        to_instances: &to_instances,
+        stats: &stats,
+        pending: &pending,
+    };
     loop {
-        if queue.is_empty() {
+        if queue.is_empty() && bg.is_empty() {
             if !open {
                 return;
             }
             match rx.recv().await {
-                Some(e) => queue.push_back(e),
+                Some(e) => push(e, &mut queue, &mut bg),
                 None => return,
             }
         }
-        drain(&mut rx, &mut queue);
-        prune(&mut queue, clock(), &pending);
-        if queue.is_empty() {
+        drain(&mut rx, &mut queue, &mut bg);
+        let now = clock();
+        prune(&mut queue, now, &pending);
+        prune(&mut bg, now, &pending);
+        if queue.is_empty() && bg.is_empty() {
             continue;
         }
         // An idle instance first; requests keep arriving meanwhile.
@@ -319,16 +427,54 @@ pub async fn run(
                     Err(_) => break None,
                 },
                 m = rx.recv(), if open => match m {
-                    Some(e) => queue.push_back(e),
+                    Some(e) => push(e, &mut queue, &mut bg),
                     None => open = false,
                 },
             }
         };
         let Some(permit) = permit else { return };
         loop {
-            drain(&mut rx, &mut queue);
+            drain(&mut rx, &mut queue, &mut bg);
             let now = clock();
             prune(&mut queue, now, &pending);
+            prune(&mut bg, now, &pending);
+            if queue.is_empty() {
+                if bg.is_empty() {
+                    break;
+                }
+                // Only background work: it takes this instance once a background slot is
+                // free, unless an online request comes first.
+                let slot = match background.clone().try_acquire_owned() {
+                    Ok(s) => s,
+                    Err(_) => {
+                        tokio::select! {
+                            biased;
+                            m = rx.recv(), if open => match m {
+                                Some(e) => push(e, &mut queue, &mut bg),
+                                None => open = false,
+                            },
+                            s = background.clone().acquire_owned() => {
+                                // Freed: taken again (only this task takes them) when decided.
+                                drop(s);
+                            }
+                        }
+                        continue;
+                    }
+                };
+                let n = fitting(&bg, policy.max_batch_size);
+                send.dispatch(&mut bg, n, now, permit, Some(slot));
+                break;
+            }
+            if bg
+                .front()
+                .is_some_and(|e| now.saturating_duration_since(e.enqueued) >= BACKGROUND_MAX_WAIT)
+            {
+                if let Ok(slot) = background.clone().try_acquire_owned() {
+                    let n = fitting(&bg, policy.max_batch_size);
+                    send.dispatch(&mut bg, n, now, permit, Some(slot));
+                    break;
+                }
+            }
             view.clear();
             view.extend(queue.iter().map(|e| Queued {
                 rows: e.rows,
@@ -340,42 +486,14 @@ pub async fn run(
                 Decision::Wait(d) => {
                     tokio::select! {
                         m = rx.recv(), if open => match m {
-                            Some(e) => queue.push_back(e),
+                            Some(e) => push(e, &mut queue, &mut bg),
                             None => open = false,
                         },
                         _ = tokio::time::sleep(d) => {}
                     }
                 }
                 Decision::Dispatch { n } => {
-                    let taken: Vec<Entry> = queue.drain(..n).collect();
-                    pending.fetch_sub(taken.len(), Ordering::Relaxed);
-                    for e in &taken {
-                        stats.dequeued(now.saturating_duration_since(e.enqueued));
-                    }
-                    match assemble(taken) {
-                        Ok((batch, parts)) => {
-                            let dispatched = Dispatched {
-                                batch,
-                                parts,
-                                stats: stats.clone(),
-                                _instance: permit,
-                            };
-                            if let Err(crossbeam_channel::SendError(back)) =
-                                to_instances.send(dispatched)
-                            {
-                                for p in back.parts {
-                                    let _ = p.reply.send(Err(InferError::unavailable(
-                                        "model is shutting down",
-                                    )));
-                                }
-                            }
-                        }
-                        Err((err, parts)) => {
-                            for p in parts {
-                                let _ = p.reply.send(Err(err.clone()));
-                            }
-                        }
-                    }
+                    send.dispatch(&mut queue, n, now, permit, None);
                     break;
                 }
             }
@@ -546,6 +664,7 @@ mod tests {
             enqueued: Instant::now(),
             deadline: None,
             eager: false,
+            background: false,
             reply,
         };
         (e, rx)

@@ -30,6 +30,15 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::batcher::{self, Dispatched, Entry, Policy};
 use crate::stats::VersionStats;
 
+/// Whose work a request is: online requests come first; background work (a batch job's
+/// chunks) takes the instances they leave idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    #[default]
+    Online,
+    Background,
+}
+
 /// How a version's instances and queue are set up.
 #[derive(Debug, Clone)]
 pub struct HandleConfig {
@@ -100,6 +109,7 @@ impl ModelHandle {
             Policy::from_config(&cfg.batching),
             rx,
             permits.clone(),
+            Arc::new(Semaphore::new(batcher::background_slots(instances))),
             batches_tx,
             stats.clone(),
             pending.clone(),
@@ -129,12 +139,25 @@ impl ModelHandle {
         &self.stats
     }
 
-    /// Runs `batch`, answering within `timeout` (or the model's default) if given.
+    /// Runs `batch` as an online request, answering within `timeout` (or the model's default)
+    /// if given.
     pub async fn submit(
         &self,
         batch: Batch,
         timeout: Option<Duration>,
     ) -> Result<Vec<Tensor>, InferError> {
+        self.submit_as(batch, timeout, Priority::Online).await
+    }
+
+    /// Runs `batch` at `priority`: background work (batch jobs) runs after online requests and
+    /// never computes inline (see [`batcher::run`]).
+    pub async fn submit_as(
+        &self,
+        batch: Batch,
+        timeout: Option<Duration>,
+        priority: Priority,
+    ) -> Result<Vec<Tensor>, InferError> {
+        let background = priority == Priority::Background;
         let _permit = self.admission.clone().try_acquire_owned().map_err(|_| {
             InferError::new(
                 ErrorKind::Overloaded,
@@ -144,8 +167,10 @@ impl ModelHandle {
                 ),
             )
         })?;
-        if let Some(out) = self.try_inline(&batch) {
-            return out;
+        if !background {
+            if let Some(out) = self.try_inline(&batch) {
+                return out;
+            }
         }
         let now = batcher::clock();
         let deadline = timeout.or(self.default_timeout).map(|t| now + t);
@@ -163,6 +188,7 @@ impl ModelHandle {
                     enqueued: now,
                     deadline,
                     eager,
+                    background,
                     reply,
                 })
                 .map_err(|_| {
@@ -329,6 +355,7 @@ fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Di
             parts,
             stats,
             _instance: permit,
+            _background: background,
         } = work;
         let started = Instant::now();
         let result =
@@ -338,6 +365,7 @@ fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Di
         // The instance is idle from here: its permit goes back before the answers do, so that
         // a caller's next request finds it free (and may compute inline).
         drop(permit);
+        drop(background);
         let result = match result {
             Ok(r) => r.map_err(InferError::from),
             Err(panic) => Err(panic_error(panic)),

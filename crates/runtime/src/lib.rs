@@ -25,7 +25,7 @@ use std::sync::Arc;
 use ferroserve_core::{InferError, LoadedModel, ModelConfig};
 
 pub use error::{LoadError, RepositoryError};
-pub use handle::{HandleConfig, ModelHandle};
+pub use handle::{HandleConfig, ModelHandle, Priority};
 pub use registry::{ControlMode, LoadOptions, Registry, RegistryConfig, RegistryError};
 pub use repository::{scan_repository, single_model, Failure, FoundModel, ScanOptions};
 pub use service::{Answered, Call, Deadline, InferenceService, Origin, Transport};

@@ -12,8 +12,9 @@ use ferroserve_core::{
     Backend, BackendError, DataType, ErrorKind, Instance, LoadedModel, ModelConfig, ModelMetadata,
     Tensor, TensorData, TensorMeta,
 };
+use ferroserve_runtime::batcher::BACKGROUND_MAX_WAIT;
 use ferroserve_runtime::batcher::TIMER_SLACK;
-use ferroserve_runtime::handle::{HandleConfig, ModelHandle};
+use ferroserve_runtime::handle::{HandleConfig, ModelHandle, Priority};
 use ferroserve_runtime::VersionStats;
 
 /// A test model: `y = 2x` for a `[-1, 2]` FP32 input, and `n` = the size of the batch each row
@@ -21,6 +22,8 @@ use ferroserve_runtime::VersionStats;
 struct Doubler {
     meta: ModelMetadata,
     batches: Mutex<Vec<usize>>,
+    /// The first input value of each batch, in the order they were computed.
+    firsts: Mutex<Vec<f32>>,
     threads: Mutex<Vec<String>>,
     gate: (Mutex<bool>, Condvar),
     /// Batches that reached the model (counted before the gate).
@@ -52,6 +55,7 @@ impl Doubler {
                 ..Default::default()
             },
             batches: Mutex::new(Vec::new()),
+            firsts: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
             gate: (Mutex::new(true), Condvar::new()),
             entered: Default::default(),
@@ -126,6 +130,10 @@ impl Doubler {
         let TensorData::Fp32(x) = &batch.inputs[0].data else {
             return Err(BackendError::Input("FP32 expected".into()));
         };
+        self.firsts
+            .lock()
+            .unwrap()
+            .push(x.first().copied().unwrap_or(f32::NAN));
         let r = batch.rows as i64;
         Ok(vec![
             Tensor::new(
@@ -426,4 +434,106 @@ mod property {
             prop_assert_eq!(batched, alone);
         }
     }
+}
+
+fn background(h: &ModelHandle, x: f32) -> tokio::task::JoinHandle<Vec<Tensor>> {
+    let h = h.clone();
+    tokio::spawn(async move {
+        h.submit_as(rows(&[x, 0.0]), None, Priority::Background)
+            .await
+            .unwrap()
+    })
+}
+
+fn online(h: &ModelHandle, x: f32) -> tokio::task::JoinHandle<Vec<Tensor>> {
+    let h = h.clone();
+    tokio::spawn(async move { h.submit(rows(&[x, 0.0]), None).await.unwrap() })
+}
+
+/// A batch job's chunks wait while online requests are queued: an online request that arrives
+/// behind two of them is computed first, and the chunks then go together without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_requests_go_before_queued_background_work() {
+    let m = Doubler::new();
+    let h = start(&m, &cfg(16, "0ms", 64));
+    m.close_gate();
+    let first = background(&h, 100.0);
+    Doubler::until("the first chunk computing", || {
+        m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    let b = background(&h, 200.0);
+    Doubler::until("the second chunk queued", || h.queue_depth() == 2).await;
+    let c = background(&h, 300.0);
+    Doubler::until("the third chunk queued", || h.queue_depth() == 3).await;
+    let o = online(&h, 1.0);
+    Doubler::until("the online request queued", || h.queue_depth() == 4).await;
+    m.open_gate();
+    let out = o.await.unwrap();
+    assert_eq!(out[0].data, TensorData::Fp32(vec![2.0, 0.0]));
+    for (t, x) in [(first, 100.0), (b, 200.0), (c, 300.0)] {
+        assert_eq!(
+            t.await.unwrap()[0].data,
+            TensorData::Fp32(vec![2.0 * x, 0.0])
+        );
+    }
+    assert_eq!(*m.firsts.lock().unwrap(), vec![100.0, 1.0, 200.0]);
+    assert_eq!(m.batches(), vec![1, 1, 2]);
+}
+
+/// With several instances, background work never takes the last idle one: an online request
+/// arriving while chunks queue finds an instance at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_leaves_one_instance_to_online_requests() {
+    let m = Doubler::new();
+    let mut c = cfg(1, "0ms", 64);
+    c.instances = 2;
+    let h = start(&m, &c);
+    m.close_gate();
+    let chunks: Vec<_> = (0..3).map(|i| background(&h, 100.0 + i as f32)).collect();
+    Doubler::until("one chunk computing", || {
+        m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        m.entered.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a second chunk took the last idle instance"
+    );
+    let o = online(&h, 1.0);
+    Doubler::until("the online request computing", || {
+        m.entered.load(std::sync::atomic::Ordering::SeqCst) == 2
+    })
+    .await;
+    m.open_gate();
+    assert_eq!(o.await.unwrap()[0].data, TensorData::Fp32(vec![2.0, 0.0]));
+    for t in chunks {
+        t.await.unwrap();
+    }
+    assert_eq!(m.batches(), vec![1; 4]);
+}
+
+/// Under online load that never lets the queue empty, a chunk that waited
+/// `BACKGROUND_MAX_WAIT` goes before the online requests queued after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_that_waited_long_goes_even_under_online_load() {
+    let m = Doubler::new();
+    let h = start(&m, &cfg(16, "0ms", 64));
+    m.close_gate();
+    let o1 = online(&h, 1.0);
+    Doubler::until("the first online request computing", || {
+        m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    let chunk = background(&h, 100.0);
+    Doubler::until("the chunk queued", || h.queue_depth() == 2).await;
+    let o2 = online(&h, 2.0);
+    Doubler::until("the second online request queued", || h.queue_depth() == 3).await;
+    tokio::time::sleep(BACKGROUND_MAX_WAIT + Duration::from_millis(50)).await;
+    m.open_gate();
+    for t in [o1, chunk, o2] {
+        t.await.unwrap();
+    }
+    assert_eq!(*m.firsts.lock().unwrap(), vec![1.0, 100.0, 2.0]);
 }

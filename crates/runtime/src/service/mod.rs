@@ -1,5 +1,5 @@
 //! The inference service: the one path every front takes with a decoded request (HTTP v2 JSON
-//! and binary, gRPC unary and streamed, the friendly routes; batch jobs later).
+//! and binary, gRPC unary and streamed, the friendly routes, batch jobs' chunks).
 //!
 //! A front finds the version a request goes to ([`crate::Runtime::version`]), notes when the
 //! request arrived ([`Call::now`]), decodes its wire format into an [`InferRequest`], reads its
@@ -31,7 +31,7 @@ use ferroserve_core::{InferError, InferRequest, InferResponse, Tensor};
 
 pub use deadline::{Deadline, Transport};
 
-use crate::{Outcome, ServedVersion};
+use crate::{Outcome, Priority, ServedVersion};
 
 /// Where a request came from: the protocol and, for the friendly routes, the route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,16 +44,27 @@ pub enum Origin<'a> {
     GrpcStream,
     /// A friendly route (built-in or a `model.toml` alias), by its documented path.
     Friendly { path: &'a str },
+    /// A chunk of the batch job `id` (`POST /jobs`): background work, after online requests.
+    Job { id: &'a str },
 }
 
 impl Origin<'_> {
-    /// The protocol, as a bounded label: `http_v2`, `grpc`, `grpc_stream`, `friendly`.
+    /// The protocol, as a bounded label: `http_v2`, `grpc`, `grpc_stream`, `friendly`, `job`.
     pub fn protocol(&self) -> &'static str {
         match self {
             Origin::HttpV2 => "http_v2",
             Origin::Grpc => "grpc",
             Origin::GrpcStream => "grpc_stream",
             Origin::Friendly { .. } => "friendly",
+            Origin::Job { .. } => "job",
+        }
+    }
+
+    /// Batch jobs run in the background; everything else is online.
+    pub fn priority(&self) -> Priority {
+        match self {
+            Origin::Job { .. } => Priority::Background,
+            _ => Priority::Online,
         }
     }
 }
@@ -176,7 +187,12 @@ impl InferenceService {
         let result = match admitted {
             Ok(()) => {
                 deadline
-                    .bound(run(served, &mut req, deadline.timeout()))
+                    .bound(run(
+                        served,
+                        &mut req,
+                        deadline.timeout(),
+                        call.origin.priority(),
+                    ))
                     .await
             }
             Err(e) => Err(e),
@@ -276,6 +292,7 @@ async fn run(
     served: &ServedVersion,
     req: &mut InferRequest,
     timeout: Option<Duration>,
+    priority: Priority,
 ) -> Result<Answered, InferError> {
     let inputs = std::mem::take(&mut req.inputs);
     let meta = served.model.metadata();
@@ -287,7 +304,7 @@ async fn run(
         served.config.max_request_rows(),
     )?;
     let rows = batch.rows;
-    let mut outputs = served.handle.submit(batch, timeout).await?;
+    let mut outputs = served.handle.submit_as(batch, timeout, priority).await?;
     classification::apply(&mut outputs, &classify, meta)?;
     Ok(Answered {
         response: InferResponse {

@@ -348,7 +348,7 @@ async fn compute(app: &Arc<AppState>, job: &Job, chunk: &Chunk) -> Result<Vec<u8
         parameters: Default::default(),
     };
     let deadline = Deadline::after(Duration::from_secs_f64(job.options.timeout_secs));
-    let call = Call::now(Origin::Friendly { path: "/jobs" });
+    let call = Call::now(Origin::Job { id: &job.id });
     let answered = app.service.infer(&served, req, deadline, call).await?;
     let a = Answerer {
         out: Outputs::new(&answered.response, rows, &table),

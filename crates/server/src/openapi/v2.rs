@@ -155,7 +155,7 @@ pub(super) fn paths(paths: &mut Map<String, Value>, models: &[String], example: 
     let record = json!({ "type": "object", "properties": {
         "id": { "type": "string" }, "time": { "type": "string", "format": "date-time" },
         "model": { "type": "string" }, "version": { "type": "string" },
-        "protocol": { "type": "string", "enum": ["http_v2", "grpc", "grpc_stream", "friendly"] },
+        "protocol": { "type": "string", "enum": ["http_v2", "grpc", "grpc_stream", "friendly", "job"] },
         "route": { "type": "string" }, "status": { "type": "integer" },
         "error": { "type": ["string", "null"] }, "latency_us": { "type": "integer" },
         "rows": { "type": "integer" }, "rows_omitted": { "type": "integer" },
