@@ -282,6 +282,18 @@ struct ServeArgs {
     /// Largest file a batch job may upload, in megabytes.
     #[arg(long, env = "FERROSERVE_JOBS_MAX_UPLOAD_MB", default_value_t = 4096)]
     jobs_max_upload_mb: u64,
+    /// Share batch jobs with the other servers given the same Redis (redis://HOST:PORT[/DB]):
+    /// job state and results in Redis, chunks taken from one stream by every server.
+    #[arg(long, env = "FERROSERVE_JOBS_REDIS")]
+    jobs_redis: Option<String>,
+    /// With --jobs-redis: seconds a chunk held by a server that stopped answering waits before
+    /// another server takes it over.
+    #[arg(
+        long,
+        env = "FERROSERVE_JOBS_REDIS_VISIBILITY_SECS",
+        default_value_t = 30.0
+    )]
+    jobs_redis_visibility_secs: f64,
     /// Turn batch jobs off (POST /jobs answers 404).
     #[arg(long, env = "FERROSERVE_NO_JOBS")]
     no_jobs: bool,
@@ -559,6 +571,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, None) => unreachable!("a repository is always found or the start failed"),
     };
     let (prediction_log, predictions) = prediction_log(&args)?;
+    let jobs = if args.no_jobs {
+        None
+    } else {
+        let mut cfg = ferroserve_server::jobs::JobsConfig::new(args.data_dir.clone());
+        cfg.keep = Duration::from_secs_f64(args.jobs_keep_hours.max(0.0) * 3600.0);
+        cfg.workers = args.jobs_workers as usize;
+        cfg.max_rows = args.jobs_max_rows;
+        cfg.max_upload_bytes = args.jobs_max_upload_mb.saturating_mul(1 << 20);
+        cfg.redis = args.jobs_redis.clone();
+        if !(args.jobs_redis_visibility_secs.is_finite() && args.jobs_redis_visibility_secs >= 1.0)
+        {
+            bail!("--jobs-redis-visibility-secs must be at least 1");
+        }
+        cfg.visibility = Duration::from_secs_f64(args.jobs_redis_visibility_secs);
+        Some(Arc::new(
+            ferroserve_server::jobs::Jobs::new(cfg).map_err(|e| anyhow::anyhow!(e))?,
+        ))
+    };
     let state = Arc::new(AppState {
         registry,
         service: match &prediction_log {
@@ -593,14 +623,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connections: Default::default(),
         answers: Default::default(),
         views: Default::default(),
-        jobs: (!args.no_jobs).then(|| {
-            let mut cfg = ferroserve_server::jobs::JobsConfig::new(args.data_dir.clone());
-            cfg.keep = Duration::from_secs_f64(args.jobs_keep_hours.max(0.0) * 3600.0);
-            cfg.workers = args.jobs_workers as usize;
-            cfg.max_rows = args.jobs_max_rows;
-            cfg.max_upload_bytes = args.jobs_max_upload_mb.saturating_mul(1 << 20);
-            Arc::new(ferroserve_server::jobs::Jobs::new(cfg))
-        }),
+        jobs,
     });
     ferroserve_server::jobs::start(&state);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))

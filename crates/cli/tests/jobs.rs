@@ -2,13 +2,14 @@
 //! SQLite store in a temporary `--data-dir`: a job of a million rows gives the online answers,
 //! row for row in input order; cancel; `kill -9` mid-job and a restart finish the job with every
 //! row exactly once; bad rows fail their chunk, not the job's other rows; the Cortex tutorial's
-//! batch endpoint (a route alias with `job = true`) through its own `test.py`.
+//! batch endpoint (a route alias with `job = true`) through its own `test.py`; two servers
+//! sharing one job through a real `redis-server` (`--jobs-redis`), one of them killed mid-job.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, examples, multipart, repo_root, Server};
+use common::{client, examples, free_port, multipart, repo_root, Redis, Server};
 use serde_json::{json, Value};
 
 /// `n` iris rows (a fixed generator), every 97th with an empty (missing) cell, as CSV with a
@@ -308,6 +309,25 @@ async fn json_jobs_options_and_bad_requests() {
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
+    // A file that is not text (what a fuzzer sent): a 400 that says so, and the server serves on.
+    let (ct, mut body) = multipart("file", "file.png", b"\x89PNG\r\n\x1a\n\x00\xff\xfe\n");
+    let boundary = ct.rsplit('=').next().unwrap().to_string();
+    let mut with_model =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\niris\r\n")
+            .into_bytes();
+    with_model.append(&mut body);
+    let r = c
+        .post(s.url("/jobs"))
+        .header("Content-Type", ct)
+        .body(with_model)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["error"].as_str().unwrap().contains("as text"), "{e}");
+    let r = c.get(s.url("/jobs")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,4 +478,164 @@ async fn the_cortex_batch_endpoint_starts_a_job_with_the_tutorials_test_py() {
         .unwrap();
     assert_eq!(json!(names), online);
     let _ = examples();
+}
+
+/// Rows the iris model of `s` has answered so far (its v2 statistics).
+async fn rows_answered(s: &Server) -> u64 {
+    let v: Value = client()
+        .get(s.url("/v2/models/iris/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["model_stats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["inference_count"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// `line` without its terminal colours (`ESC [ ... m`).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for e in chars.by_ref() {
+                if e == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The server's name in the jobs' consumer group (from its start-up log).
+fn consumer_of(s: &Server) -> String {
+    let t = Instant::now();
+    loop {
+        if let Ok(line) = s.stderr.recv_timeout(Duration::from_secs(1)) {
+            let line = plain(&line);
+            if let Some(rest) = line.split("consumer=").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no consumer name logged"
+        );
+    }
+}
+
+/// Chunks the consumer `name` holds (delivered, not acknowledged).
+fn pending_of(redis: &Redis, name: &str) -> u64 {
+    let out = redis.cli(&["XPENDING", "ferroserve:jobs:chunks", "ferroserve"]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    words
+        .iter()
+        .position(|w| *w == name)
+        .and_then(|i| words.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg_attr(
+    no_redis,
+    ignore = "needs redis-server (on Debian: apt-get install redis-server)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_a_job_through_redis_and_finish_it_when_one_is_killed() {
+    let redis = Redis::start(free_port());
+    let url = redis.url();
+    let (da, db) = (data_dir(), data_dir());
+    let args = |d: &tempfile::TempDir| {
+        vec![
+            "--data-dir".to_string(),
+            d.path().to_str().unwrap().to_string(),
+            "--jobs-redis".to_string(),
+            url.clone(),
+            "--jobs-redis-visibility-secs".to_string(),
+            "2".to_string(),
+        ]
+    };
+    let (aa, ab) = (args(&da), args(&db));
+    let a = Server::start(&aa.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let b = Server::start(&ab.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let csv = csv_rows(200_000);
+    let job = submit_csv(&a, &csv, &[("model", "iris"), ("chunk_rows", "250")]).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(job["chunks_total"], 800);
+    // Both servers take chunks of the job A was given; B reads the same job.
+    let t = Instant::now();
+    while rows_answered(&b).await == 0 || rows_answered(&a).await == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "both servers should take chunks: A {}, B {}",
+            rows_answered(&a).await,
+            rows_answered(&b).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen_by_b = status(&b, &id).await;
+    assert_eq!(seen_by_b["id"], json!(id), "{seen_by_b}");
+    assert_ne!(
+        seen_by_b["state"], "succeeded",
+        "killed mid-job: {seen_by_b}"
+    );
+    // kill -9 of B, holding chunks: A takes them over after the visibility timeout.
+    let b_name = consumer_of(&b);
+    b.kill();
+    let held = pending_of(&redis, &b_name);
+    eprintln!("B held {held} chunks when killed");
+    let st = wait_for(&a, &id, 300, finished).await;
+    assert_eq!(st["state"], "succeeded", "{st}");
+    assert_eq!(st["rows_done"], 200_000);
+    assert_eq!(st["chunks_done"], 800);
+    let got = results(&a, &id).await;
+    let want = online(&a, &csv).await;
+    assert_rows(&got, &want);
+    if held > 0 {
+        let log: Vec<String> = a.stderr.try_iter().collect();
+        assert!(
+            log.iter().any(|l| l.contains("taken over")),
+            "B held {held} chunks when killed; A should say it took them over:\n{}",
+            log.join("\n")
+        );
+    }
+    // Nothing left in the stream once every chunk committed.
+    assert_eq!(redis.cli(&["XLEN", "ferroserve:jobs:chunks"]).trim(), "0");
+
+    // A job cancelled through another server stops everywhere.
+    let c = Server::start(&ab.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let job = submit_csv(&a, &csv, &[("model", "iris"), ("chunk_rows", "100")]).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let r = client()
+        .post(c.url(&format!("/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let st = wait_for(&a, &id, 60, finished).await;
+    assert_eq!(st["state"], "cancelled", "{st}");
+    let listed: Value = client()
+        .get(c.url("/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 2, "{listed}");
+    let got = results(&a, &id).await;
+    assert!(got.len() < 200_000, "cancelled before the end");
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g["row"], json!(i));
+    }
+    redis.stop();
 }

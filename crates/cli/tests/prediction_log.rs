@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{examples, Server};
+use common::{examples, free_port, Redis, Server};
 use ferroserve_testkit::copy_dir;
 use serde_json::{json, Value};
 
@@ -288,81 +288,6 @@ fn without_a_sqlite_log_the_read_back_route_says_how_to_turn_it_on() {
         &json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": row(0)}]}),
     );
     assert_eq!(st, 200);
-}
-
-/// A `redis-server` of this test's own on a free loopback port, stopped (by its PID) when
-/// dropped.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        Redis::start_with(port, &["--save", "", "--appendonly", "no"])
-    }
-
-    /// A Redis that keeps its data in `dir` (every write synced to its append-only file), so
-    /// that one killed and started again has everything it acknowledged.
-    fn start_persistent(port: u16, dir: &Path) -> Redis {
-        let dir = dir.to_str().unwrap();
-        let args = [
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-        ];
-        Redis::start_with(port, &[&args[..], &["--dir", dir]].concat())
-    }
-
-    fn start_with(port: u16, args: &[&str]) -> Redis {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let r = Redis { child, port };
-        for _ in 0..100 {
-            if r.cli(&["PING"]).trim() == "PONG" {
-                return r;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not answer PING within 5 s");
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The start of the line of the Redis sink's records counter for `result`.

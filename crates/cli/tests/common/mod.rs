@@ -283,3 +283,83 @@ pub fn assert_outputs_match(what: &str, answer: &Value, want: &Value, tol: f64) 
         );
     }
 }
+
+/// A `redis-server` of this test's own on a free loopback port, stopped (by its PID) when
+/// dropped.
+pub struct Redis {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Redis {
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn start(port: u16) -> Redis {
+        Redis::start_with(port, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// A Redis that keeps its data in `dir` (every write synced to its append-only file), so
+    /// that one killed and started again has everything it acknowledged.
+    pub fn start_persistent(port: u16, dir: &Path) -> Redis {
+        let dir = dir.to_str().unwrap();
+        let args = [
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ];
+        Redis::start_with(port, &[&args[..], &["--dir", dir]].concat())
+    }
+
+    pub fn start_with(port: u16, args: &[&str]) -> Redis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let r = Redis { child, port };
+        for _ in 0..100 {
+            if r.cli(&["PING"]).trim() == "PONG" {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not answer PING within 5 s");
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -15,6 +15,7 @@
 //! the inference service like any request (at the batcher's background priority), and answered
 //! with the friendly routes' answers, one line per row.
 
+pub mod shared;
 pub mod store;
 
 use std::collections::HashMap;
@@ -47,7 +48,8 @@ use crate::friendly::answer::{Answerer, Outputs};
 use crate::friendly::table::{Spec, Table};
 use crate::friendly::{parse, FState};
 use crate::state::AppState;
-use store::{Chunk, Format, Job, Options, State, Store};
+use shared::{Delivery, RedisStore};
+use store::{Chunk, Format, Job, JobStore, Options, State, Store};
 
 /// How the server runs batch jobs (`--jobs-*` flags).
 #[derive(Debug, Clone)]
@@ -62,6 +64,11 @@ pub struct JobsConfig {
     pub max_rows: u64,
     /// The largest uploaded file (`--jobs-max-upload-mb`).
     pub max_upload_bytes: u64,
+    /// Jobs shared with other servers through this Redis (`--jobs-redis`); `None`: SQLite.
+    pub redis: Option<String>,
+    /// How long a chunk a server holds may go without news before another server takes it
+    /// over (`--jobs-redis-visibility-secs`).
+    pub visibility: Duration,
 }
 
 impl JobsConfig {
@@ -72,6 +79,8 @@ impl JobsConfig {
             workers: 2,
             max_rows: 100_000_000,
             max_upload_bytes: 4 << 30,
+            redis: None,
+            visibility: Duration::from_secs(30),
         }
     }
 }
@@ -91,6 +100,10 @@ pub struct Jobs {
     cfg: JobsConfig,
     /// Opened by the first job (or at start when jobs are there to resume).
     store: OnceLock<Arc<Store>>,
+    /// With `--jobs-redis`: where jobs live instead, shared with the other servers.
+    shared: Option<Arc<RedisStore>>,
+    /// This server's name in the Redis consumer group.
+    consumer: String,
     slots: Arc<Semaphore>,
     /// Jobs running here, with their cancel flags.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
@@ -111,16 +124,33 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Jobs {
-    pub fn new(cfg: JobsConfig) -> Jobs {
-        Jobs {
+    /// The jobs of a server configured by `cfg`; fails only on a `--jobs-redis` URL that does
+    /// not parse (Redis itself is reached on first use).
+    pub fn new(cfg: JobsConfig) -> Result<Jobs, String> {
+        let shared = match &cfg.redis {
+            Some(url) => Some(Arc::new(RedisStore::new(url, cfg.keep)?)),
+            None => None,
+        };
+        Ok(Jobs {
             slots: Arc::new(Semaphore::new(cfg.workers.max(1))),
             cfg,
             store: OnceLock::new(),
+            shared,
+            consumer: consumer_name(),
             running: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
-    fn store(&self) -> Result<Arc<Store>, InferError> {
+    /// Where jobs live: Redis with `--jobs-redis`, else SQLite (opened on first use).
+    fn store(&self) -> Result<Arc<dyn JobStore>, InferError> {
+        if let Some(r) = &self.shared {
+            return Ok(r.clone());
+        }
+        Ok(self.local()?)
+    }
+
+    /// The SQLite store.
+    fn local(&self) -> Result<Arc<Store>, InferError> {
         if let Some(s) = self.store.get() {
             return Ok(s.clone());
         }
@@ -133,13 +163,26 @@ impl Jobs {
         Ok(self.store.get_or_init(|| Arc::new(s)).clone())
     }
 
-    /// The store, only if it exists (reads never create it).
-    fn existing(&self) -> Result<Option<Arc<Store>>, InferError> {
-        if self.store.get().is_none() && !Store::exists(&self.cfg.data_dir) {
+    /// The store, only if it exists (reads never create the SQLite file).
+    fn existing(&self) -> Result<Option<Arc<dyn JobStore>>, InferError> {
+        if self.shared.is_none() && self.store.get().is_none() && !Store::exists(&self.cfg.data_dir)
+        {
             return Ok(None);
         }
         self.store().map(Some)
     }
+}
+
+/// A name for this process in the consumer group, unique among the servers sharing a Redis:
+/// host name, process id and a random part.
+fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "ferroserve".into());
+    format!("{host}-{}-{}", std::process::id(), &new_id()[4..])
 }
 
 /// Starts the server's job work: resumes the jobs a previous run left unfinished and expires
@@ -148,18 +191,11 @@ pub fn start(app: &Arc<AppState>) {
     let Some(jobs) = app.jobs.clone() else {
         return;
     };
-    match jobs.existing() {
-        Ok(Some(store)) => match store.unfinished() {
-            Ok(list) => {
-                for j in list {
-                    tracing::info!(job = %j.id, model = %j.model, done = j.rows_done, total = j.rows_total, "batch job resumed");
-                    spawn_driver(app.clone(), j.id);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "batch jobs: cannot read the jobs to resume"),
-        },
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %e.message, "batch jobs: cannot resume"),
+    if let Some(shared) = jobs.shared.clone() {
+        tracing::info!(redis = %shared.shown(), consumer = %jobs.consumer, "batch jobs shared through Redis");
+        tokio::spawn(consume(app.clone(), jobs.clone(), shared));
+    } else {
+        resume(app, &jobs);
     }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -176,6 +212,25 @@ pub fn start(app: &Arc<AppState>) {
             }
         }
     });
+}
+
+/// Resumes the jobs a previous run left unfinished in SQLite.
+fn resume(app: &Arc<AppState>, jobs: &Arc<Jobs>) {
+    if !Store::exists(&jobs.cfg.data_dir) {
+        return;
+    }
+    match jobs.local() {
+        Ok(store) => match store.unfinished() {
+            Ok(list) => {
+                for j in list {
+                    tracing::info!(job = %j.id, model = %j.model, done = j.rows_done, total = j.rows_total, "batch job resumed");
+                    spawn_driver(app.clone(), j.id);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "batch jobs: cannot read the jobs to resume"),
+        },
+        Err(e) => tracing::error!(error = %e.message, "batch jobs: cannot resume"),
+    }
 }
 
 fn spawn_driver(app: Arc<AppState>, id: String) {
@@ -209,14 +264,9 @@ async fn drive(
     id: &str,
     cancelled: &Arc<AtomicBool>,
 ) -> Result<(), InferError> {
-    let store = jobs.store()?;
-    // Models load in the background at start: a resumed job waits for them.
-    for _ in 0..6000 {
-        if app.registry.started() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let local = jobs.local()?;
+    let store: Arc<dyn JobStore> = local.clone();
+    models_started(app).await;
     let s = store.clone();
     let idc = id.to_string();
     let Some(job) = blocking(move || s.get(&idc)).await? else {
@@ -227,8 +277,8 @@ async fn drive(
     }
     let (s, idc) = (store.clone(), id.to_string());
     blocking(move || s.start(&idc, now_ms())).await?;
-    let (s, idc) = (store.clone(), id.to_string());
-    let pending = blocking(move || s.pending(&idc)).await?;
+    let idc = id.to_string();
+    let pending = blocking(move || local.pending(&idc)).await?;
     let job = Arc::new(job);
     futures_util::stream::iter(pending)
         .map(|idx| {
@@ -241,7 +291,16 @@ async fn drive(
                 if cancelled.load(Ordering::Relaxed) {
                     return;
                 }
-                if let Err(e) = one_chunk(&app, &store, &job, idx, &cancelled).await {
+                let (s, id) = (store.clone(), job.id.clone());
+                let chunk = match blocking(move || s.chunk(&id, idx)).await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::error!(job = %job.id, chunk = idx, error = %e.message, "batch job chunk not read");
+                        return;
+                    }
+                };
+                if let Err(e) = one_chunk(&app, &store, &job, chunk, &cancelled).await {
                     tracing::error!(job = %job.id, chunk = idx, error = %e.message, "batch job chunk not committed");
                 }
             }
@@ -263,18 +322,16 @@ fn retryable(kind: ErrorKind) -> bool {
     )
 }
 
-/// Computes one chunk (with retries) and commits its lines.
+/// Computes one chunk (with retries) and commits its lines; returns whether this call
+/// committed them (false: committed before, or the job is no longer running, or cancelled).
 async fn one_chunk(
     app: &Arc<AppState>,
-    store: &Arc<Store>,
-    job: &Arc<Job>,
-    idx: u64,
+    store: &Arc<dyn JobStore>,
+    job: &Job,
+    chunk: Chunk,
     cancelled: &AtomicBool,
-) -> Result<(), InferError> {
-    let (s, id) = (store.clone(), job.id.clone());
-    let Some(chunk) = blocking(move || s.chunk(&id, idx)).await? else {
-        return Ok(());
-    };
+) -> Result<bool, InferError> {
+    let idx = chunk.idx;
     let mut attempts = 0u32;
     let (data, error) = loop {
         attempts += 1;
@@ -286,7 +343,7 @@ async fn one_chunk(
                 tracing::debug!(job = %job.id, chunk = idx, attempt = attempts, error = %e.message, "batch job chunk retried");
                 tokio::time::sleep(wait + jitter).await;
                 if cancelled.load(Ordering::Relaxed) {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
             Err(e) => {
@@ -305,11 +362,177 @@ async fn one_chunk(
     let (s, id) = (store.clone(), job.id.clone());
     let failed = error.is_some();
     let committed =
-        blocking(move || s.commit(&id, idx, &data, error.as_deref(), attempts, now_ms())).await?;
+        blocking(move || s.commit(&id, &chunk, &data, error.as_deref(), attempts, now_ms()))
+            .await?;
     if committed && failed {
         tracing::warn!(job = %job.id, chunk = idx, "batch job chunk failed");
     }
-    Ok(())
+    Ok(committed)
+}
+
+/// Waits (at most 10 minutes) for the models to have loaded once: they load in the
+/// background at start, and a job's first chunk would otherwise find its model missing.
+async fn models_started(app: &Arc<AppState>) {
+    for _ in 0..6000 {
+        if app.registry.started() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How often a server looks for chunks a dead server left, at most.
+fn claim_every(visibility: Duration) -> Duration {
+    (visibility / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// What one step of [`consume`] asked Redis.
+enum Step {
+    /// The consumer group is there.
+    Grouped,
+    /// Chunks other servers held too long (and the cursor to go on from).
+    Claimed(String, Vec<Delivery>),
+    /// New chunks.
+    Read(Vec<Delivery>),
+}
+
+/// With `--jobs-redis`: takes chunks from the shared stream, `--jobs-workers` at a time, for
+/// as long as the server runs; chunks other servers held past the visibility timeout first.
+async fn consume(app: Arc<AppState>, jobs: Arc<Jobs>, shared: Arc<RedisStore>) {
+    models_started(&app).await;
+    let mut backoff = Duration::from_millis(100);
+    let mut cursor = "0-0".to_string();
+    let mut last_claim: Option<std::time::Instant> = None;
+    let mut grouped = false;
+    loop {
+        let Ok(slot) = jobs.slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (s, consumer) = (shared.clone(), jobs.consumer.clone());
+        let step = if !grouped {
+            blocking(move || s.ensure_group().map(|()| Step::Grouped)).await
+        } else if last_claim.is_none_or(|t| t.elapsed() >= claim_every(jobs.cfg.visibility)) {
+            let (idle, from) = (jobs.cfg.visibility, cursor.clone());
+            blocking(move || {
+                s.autoclaim(&consumer, idle, &from, 1)
+                    .map(|(next, got)| Step::Claimed(next, got))
+            })
+            .await
+        } else {
+            blocking(move || s.read(&consumer, 1, Duration::from_secs(1)).map(Step::Read)).await
+        };
+        let got = match step {
+            Ok(Step::Grouped) => {
+                grouped = true;
+                Vec::new()
+            }
+            Ok(Step::Claimed(next, got)) => {
+                if got.is_empty() {
+                    last_claim = Some(std::time::Instant::now());
+                } else {
+                    tracing::info!(job = %got[0].job, chunk = got[0].idx, "batch job chunk taken over from a server that stopped answering");
+                }
+                cursor = next;
+                backoff = Duration::from_millis(100);
+                got
+            }
+            Ok(Step::Read(got)) => {
+                backoff = Duration::from_millis(100);
+                got
+            }
+            Err(e) => {
+                if e.message.contains("NOGROUP") {
+                    grouped = false;
+                }
+                tracing::warn!(error = %e.message, "batch jobs: Redis failed; retrying");
+                drop(slot);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        let mut slot = Some(slot);
+        for d in got {
+            let (app, jobs, shared) = (app.clone(), jobs.clone(), shared.clone());
+            let held = slot.take();
+            tokio::spawn(async move {
+                let _slot = held;
+                if let Err(e) = run_delivery(&app, &jobs, &shared, &d).await {
+                    tracing::error!(job = %d.job, chunk = d.idx, error = %e.message, "batch job chunk not committed");
+                }
+            });
+        }
+    }
+}
+
+/// Runs one chunk delivered from the shared stream, keeping its entry fresh while it runs, and
+/// acknowledges it once committed (or once its job is gone or finished).
+async fn run_delivery(
+    app: &Arc<AppState>,
+    jobs: &Arc<Jobs>,
+    shared: &Arc<RedisStore>,
+    d: &Delivery,
+) -> Result<(), InferError> {
+    let store: Arc<dyn JobStore> = shared.clone();
+    let (s, id) = (store.clone(), d.job.clone());
+    let job = blocking(move || s.get(&id)).await?;
+    let chunk = match &job {
+        Some(j) if !j.state.finished() => {
+            let (s, id, idx) = (store.clone(), d.job.clone(), d.idx);
+            blocking(move || s.chunk(&id, idx)).await?
+        }
+        _ => None,
+    };
+    let (Some(job), Some(chunk)) = (job, chunk) else {
+        // Its job finished, was cancelled or expired, or the chunk is committed already.
+        let (s, entry) = (shared.clone(), d.entry.clone());
+        return blocking(move || s.ack(&entry)).await;
+    };
+    if job.state == State::Queued {
+        let (s, id) = (store.clone(), job.id.clone());
+        blocking(move || s.start(&id, now_ms())).await?;
+    }
+    // Kept fresh (and watched for a cancel) while it computes.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let keeper = tokio::spawn(keep_fresh(
+        shared.clone(),
+        jobs.consumer.clone(),
+        d.clone(),
+        (jobs.cfg.visibility / 3).max(Duration::from_millis(50)),
+        cancelled.clone(),
+    ));
+    let done = one_chunk(app, &store, &job, chunk, &cancelled).await;
+    keeper.abort();
+    if done.is_ok() {
+        let (s, entry) = (shared.clone(), d.entry.clone());
+        blocking(move || s.ack(&entry)).await?;
+    }
+    done.map(|_| ())
+}
+
+/// Every `every`, marks the chunk `d` fresh in the group and sets `cancelled` once its job
+/// has finished (cancelled, or gone).
+async fn keep_fresh(
+    shared: Arc<RedisStore>,
+    consumer: String,
+    d: Delivery,
+    every: Duration,
+    cancelled: Arc<AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let (s, consumer, d) = (shared.clone(), consumer.clone(), d.clone());
+        let news = blocking(move || {
+            s.touch(&consumer, &d.entry)?;
+            s.get(&d.job)
+        })
+        .await;
+        if let Ok(j) = news {
+            if j.is_none_or(|j| j.state.finished()) {
+                cancelled.store(true, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// The built-in friendly spec jobs read their rows with.
@@ -607,7 +830,8 @@ async fn submit(
         },
     })?;
     tracing::info!(job = %job.id, model = %job.model, rows, chunks = n, "batch job submitted");
-    if n > 0 {
+    // Shared jobs are taken from the Redis stream by whichever server is free.
+    if n > 0 && jobs.shared.is_none() {
         spawn_driver(app.clone(), job.id.clone());
     }
     Ok(accepted(&job, rows, n))
@@ -784,7 +1008,12 @@ async fn upload(
     };
     let t = target(fs, &asked)?;
     let chunk_rows = t.job.options.chunk_rows;
-    let reader = FileChunks::open(&path, format, chunk_rows).map_err(internal)?;
+    let reader = FileChunks::open(&path, format, chunk_rows).map_err(|e| {
+        match e.strip_prefix("INPUT:") {
+            Some(m) => InferError::invalid(m),
+            None => internal(e),
+        }
+    })?;
     let r = submit(app, t, reader).await;
     drop(guard);
     r
@@ -825,7 +1054,8 @@ impl FileChunks {
         let mut lines = std::io::BufReader::with_capacity(1 << 20, f).lines();
         let mut first = None;
         for l in lines.by_ref() {
-            let l = l.map_err(|e| e.to_string())?;
+            let l =
+                l.map_err(|e| format!("INPUT:the uploaded file cannot be read as text: {e}"))?;
             if !l.trim().is_empty() {
                 first = Some(l);
                 break;
@@ -983,7 +1213,7 @@ fn no_job(id: &str) -> InferError {
     ))
 }
 
-async fn load(app: &Arc<AppState>, id: &str) -> Result<(Arc<Store>, Job), InferError> {
+async fn load(app: &Arc<AppState>, id: &str) -> Result<(Arc<dyn JobStore>, Job), InferError> {
     let jobs = jobs_of(app)?;
     let Some(store) = jobs.existing()? else {
         return Err(no_job(id));

@@ -76,7 +76,7 @@ impl State {
         }
     }
 
-    fn parse(s: &str) -> State {
+    pub(crate) fn parse(s: &str) -> State {
         match s {
             "queued" => State::Queued,
             "running" => State::Running,
@@ -130,10 +130,18 @@ pub enum Format {
 }
 
 impl Format {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Format::Json => "json",
             Format::Csv => "csv",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Format> {
+        match s {
+            "json" => Some(Format::Json),
+            "csv" => Some(Format::Csv),
+            _ => None,
         }
     }
 }
@@ -149,13 +157,55 @@ pub struct Chunk {
 }
 
 /// A failed chunk, for the job's status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkError {
     pub chunk: u64,
     /// The first and last rows it covers.
     pub rows: [u64; 2],
     pub error: String,
     pub attempts: u32,
+}
+
+/// What the job routes and drivers need of where jobs live: this SQLite file ([`Store`]) or,
+/// with `--jobs-redis`, Redis ([`super::shared::RedisStore`]). Every call blocks (run them on
+/// a blocking thread).
+pub trait JobStore: Send + Sync {
+    /// Stores a new job, queued, with its chunks (taken one at a time from `chunks`): a job is
+    /// there whole or not at all. Returns its rows and chunks.
+    fn create(
+        &self,
+        job: &Job,
+        chunks: &mut dyn Iterator<Item = Result<Chunk, String>>,
+    ) -> Result<(u64, u64), String>;
+    fn get(&self, id: &str) -> Result<Option<Job>, String>;
+    /// The newest jobs first, at most `limit`.
+    fn list(&self, limit: usize) -> Result<Vec<Job>, String>;
+    /// One chunk's input, if it is still pending.
+    fn chunk(&self, id: &str, idx: u64) -> Result<Option<Chunk>, String>;
+    /// Marks a queued job running (its start time).
+    fn start(&self, id: &str, now_ms: i64) -> Result<(), String>;
+    /// Commits one chunk's result lines, exactly once: `error` set for a chunk that failed
+    /// (its lines then say so for each row). Returns whether this call committed it (false: it
+    /// was committed before, or the job is no longer running). The job finishes with its last
+    /// chunk.
+    fn commit(
+        &self,
+        id: &str,
+        chunk: &Chunk,
+        data: &[u8],
+        error: Option<&str>,
+        attempts: u32,
+        now_ms: i64,
+    ) -> Result<bool, String>;
+    /// Cancels a job that has not finished; returns its state after the call.
+    fn cancel(&self, id: &str, now_ms: i64) -> Result<Option<State>, String>;
+    /// A job's failed chunks, at most `limit`.
+    fn errors(&self, id: &str, limit: usize) -> Result<Vec<ChunkError>, String>;
+    /// Up to `limit` committed results from chunk `from` on, stopping at the first chunk not
+    /// committed (results are read in input order).
+    fn results(&self, id: &str, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, String>;
+    /// Deletes the jobs that finished before `before_ms`; returns how many.
+    fn expire(&self, before_ms: i64) -> Result<usize, String>;
 }
 
 /// The jobs database.
@@ -196,9 +246,63 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores a new job, queued, with its chunks (given one at a time by `chunks`, all in one
-    /// transaction: a job is there whole or not at all).
-    pub fn create(
+    fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+        let opts: String = r.get(13)?;
+        let state: String = r.get(3)?;
+        Ok(Job {
+            id: r.get(0)?,
+            model: r.get(1)?,
+            version: r.get(2)?,
+            state: State::parse(&state),
+            created_ms: r.get(4)?,
+            started_ms: r.get(5)?,
+            finished_ms: r.get(6)?,
+            rows_total: r.get::<_, i64>(7)? as u64,
+            chunks_total: r.get::<_, i64>(8)? as u64,
+            rows_done: r.get::<_, i64>(9)? as u64,
+            chunks_done: r.get::<_, i64>(10)? as u64,
+            rows_failed: r.get::<_, i64>(11)? as u64,
+            chunks_failed: r.get::<_, i64>(12)? as u64,
+            options: serde_json::from_str(&opts).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    13,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+        })
+    }
+
+    const COLUMNS: &'static str = "id, model, version, state, created_ms, started_ms, finished_ms, rows_total, chunks_total, rows_done, chunks_done, rows_failed, chunks_failed, options";
+
+    /// Jobs not finished, oldest first: what a starting server resumes.
+    pub fn unfinished(&self) -> Result<Vec<Job>, String> {
+        let conn = self.lock();
+        let mut st = conn
+            .prepare(&format!(
+                "SELECT {} FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_ms, id",
+                Self::COLUMNS
+            ))
+            .map_err(err)?;
+        let rows = st.query_map([], Self::row_to_job).map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
+    /// The indices of a job's chunks not committed yet, in order.
+    pub fn pending(&self, id: &str) -> Result<Vec<u64>, String> {
+        let conn = self.lock();
+        let mut st = conn
+            .prepare("SELECT idx FROM chunks WHERE job = ?1 AND state = 'pending' ORDER BY idx")
+            .map_err(err)?;
+        let rows = st
+            .query_map(params![id], |r| r.get::<_, i64>(0).map(|i| i as u64))
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+}
+
+impl JobStore for Store {
+    fn create(
         &self,
         job: &Job,
         chunks: &mut dyn Iterator<Item = Result<Chunk, String>>,
@@ -250,36 +354,7 @@ impl Store {
         Ok((rows, n))
     }
 
-    fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
-        let opts: String = r.get(13)?;
-        let state: String = r.get(3)?;
-        Ok(Job {
-            id: r.get(0)?,
-            model: r.get(1)?,
-            version: r.get(2)?,
-            state: State::parse(&state),
-            created_ms: r.get(4)?,
-            started_ms: r.get(5)?,
-            finished_ms: r.get(6)?,
-            rows_total: r.get::<_, i64>(7)? as u64,
-            chunks_total: r.get::<_, i64>(8)? as u64,
-            rows_done: r.get::<_, i64>(9)? as u64,
-            chunks_done: r.get::<_, i64>(10)? as u64,
-            rows_failed: r.get::<_, i64>(11)? as u64,
-            chunks_failed: r.get::<_, i64>(12)? as u64,
-            options: serde_json::from_str(&opts).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    13,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?,
-        })
-    }
-
-    const COLUMNS: &'static str = "id, model, version, state, created_ms, started_ms, finished_ms, rows_total, chunks_total, rows_done, chunks_done, rows_failed, chunks_failed, options";
-
-    pub fn get(&self, id: &str) -> Result<Option<Job>, String> {
+    fn get(&self, id: &str) -> Result<Option<Job>, String> {
         let conn = self.lock();
         conn.query_row(
             &format!("SELECT {} FROM jobs WHERE id = ?1", Self::COLUMNS),
@@ -290,8 +365,7 @@ impl Store {
         .map_err(err)
     }
 
-    /// The newest jobs first, at most `limit`.
-    pub fn list(&self, limit: usize) -> Result<Vec<Job>, String> {
+    fn list(&self, limit: usize) -> Result<Vec<Job>, String> {
         let conn = self.lock();
         let mut st = conn
             .prepare(&format!(
@@ -305,33 +379,7 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(err)
     }
 
-    /// Jobs not finished, oldest first: what a starting server resumes.
-    pub fn unfinished(&self) -> Result<Vec<Job>, String> {
-        let conn = self.lock();
-        let mut st = conn
-            .prepare(&format!(
-                "SELECT {} FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_ms, id",
-                Self::COLUMNS
-            ))
-            .map_err(err)?;
-        let rows = st.query_map([], Self::row_to_job).map_err(err)?;
-        rows.collect::<Result<_, _>>().map_err(err)
-    }
-
-    /// The indices of a job's chunks not committed yet, in order.
-    pub fn pending(&self, id: &str) -> Result<Vec<u64>, String> {
-        let conn = self.lock();
-        let mut st = conn
-            .prepare("SELECT idx FROM chunks WHERE job = ?1 AND state = 'pending' ORDER BY idx")
-            .map_err(err)?;
-        let rows = st
-            .query_map(params![id], |r| r.get::<_, i64>(0).map(|i| i as u64))
-            .map_err(err)?;
-        rows.collect::<Result<_, _>>().map_err(err)
-    }
-
-    /// One chunk's input, if it is still pending.
-    pub fn chunk(&self, id: &str, idx: u64) -> Result<Option<Chunk>, String> {
+    fn chunk(&self, id: &str, idx: u64) -> Result<Option<Chunk>, String> {
         let conn = self.lock();
         conn.query_row(
             "SELECT first_row, rows, format, input FROM chunks WHERE job = ?1 AND idx = ?2 AND state = 'pending'",
@@ -351,8 +399,7 @@ impl Store {
         .map_err(err)
     }
 
-    /// Marks a queued job running (its start time).
-    pub fn start(&self, id: &str, now_ms: i64) -> Result<(), String> {
+    fn start(&self, id: &str, now_ms: i64) -> Result<(), String> {
         let conn = self.lock();
         conn.execute(
             "UPDATE jobs SET state = 'running', started_ms = COALESCE(started_ms, ?2) WHERE id = ?1 AND state = 'queued'",
@@ -362,19 +409,16 @@ impl Store {
         Ok(())
     }
 
-    /// Commits one chunk's result lines, exactly once: `error` set for a chunk that failed
-    /// (its lines then say so for each row). Returns whether this call committed it (false: it
-    /// was committed before, or the job is no longer running). The job finishes with its last
-    /// chunk.
-    pub fn commit(
+    fn commit(
         &self,
         id: &str,
-        idx: u64,
+        chunk: &Chunk,
         data: &[u8],
         error: Option<&str>,
         attempts: u32,
         now_ms: i64,
     ) -> Result<bool, String> {
+        let idx = chunk.idx;
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(err)?;
         let running: Option<String> = tx
@@ -432,8 +476,7 @@ impl Store {
         Ok(true)
     }
 
-    /// Cancels a job that has not finished; returns its state after the call.
-    pub fn cancel(&self, id: &str, now_ms: i64) -> Result<Option<State>, String> {
+    fn cancel(&self, id: &str, now_ms: i64) -> Result<Option<State>, String> {
         let conn = self.lock();
         conn.execute(
             "UPDATE jobs SET state = 'cancelled', finished_ms = ?2 WHERE id = ?1 AND state IN ('queued', 'running')",
@@ -454,8 +497,7 @@ impl Store {
         .map_err(err)
     }
 
-    /// A job's failed chunks, at most `limit`.
-    pub fn errors(&self, id: &str, limit: usize) -> Result<Vec<ChunkError>, String> {
+    fn errors(&self, id: &str, limit: usize) -> Result<Vec<ChunkError>, String> {
         let conn = self.lock();
         let mut st = conn
             .prepare(
@@ -478,9 +520,7 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(err)
     }
 
-    /// Up to `limit` committed results from chunk `from` on, stopping at the first chunk not
-    /// committed (results are read in input order).
-    pub fn results(&self, id: &str, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, String> {
+    fn results(&self, id: &str, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, String> {
         let conn = self.lock();
         let mut st = conn
             .prepare_cached(
@@ -503,8 +543,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes the jobs that finished before `before_ms`; returns how many.
-    pub fn expire(&self, before_ms: i64) -> Result<usize, String> {
+    fn expire(&self, before_ms: i64) -> Result<usize, String> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(err)?;
         let ids: Vec<String> = {
@@ -570,6 +609,11 @@ mod tests {
         })
     }
 
+    /// Chunk `i` of [`chunks`] (as a commit names it).
+    fn at(i: u64) -> Chunk {
+        chunks(i + 1).last().unwrap().unwrap()
+    }
+
     #[test]
     fn a_chunk_commits_once_and_the_last_one_finishes_the_job() {
         let dir = tempfile::tempdir().unwrap();
@@ -577,17 +621,17 @@ mod tests {
         assert_eq!(s.create(&job("a"), &mut chunks(3)).unwrap(), (6, 3));
         s.start("a", 2).unwrap();
         assert_eq!(s.pending("a").unwrap(), vec![0, 1, 2]);
-        assert!(s.commit("a", 1, b"one\n", None, 1, 3).unwrap());
-        assert!(!s.commit("a", 1, b"again\n", None, 1, 3).unwrap());
+        assert!(s.commit("a", &at(1), b"one\n", None, 1, 3).unwrap());
+        assert!(!s.commit("a", &at(1), b"again\n", None, 1, 3).unwrap());
         // In order: nothing before chunk 0 is committed.
         assert!(s.results("a", 0, 10).unwrap().is_empty());
-        assert!(s.commit("a", 0, b"zero\n", None, 1, 4).unwrap());
+        assert!(s.commit("a", &at(0), b"zero\n", None, 1, 4).unwrap());
         assert_eq!(
             s.results("a", 0, 10).unwrap(),
             vec![b"zero\n".to_vec(), b"one\n".to_vec()]
         );
         assert_eq!(s.get("a").unwrap().unwrap().state, State::Running);
-        assert!(s.commit("a", 2, b"two\n", Some("bad"), 2, 5).unwrap());
+        assert!(s.commit("a", &at(2), b"two\n", Some("bad"), 2, 5).unwrap());
         let j = s.get("a").unwrap().unwrap();
         assert_eq!(j.state, State::Failed);
         assert_eq!((j.rows_done, j.rows_failed, j.chunks_done), (6, 2, 3));
@@ -604,7 +648,7 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         s.create(&job("b"), &mut chunks(2)).unwrap();
         assert_eq!(s.cancel("b", 7).unwrap(), Some(State::Cancelled));
-        assert!(!s.commit("b", 0, b"x\n", None, 1, 8).unwrap());
+        assert!(!s.commit("b", &at(0), b"x\n", None, 1, 8).unwrap());
         assert!(s.unfinished().unwrap().is_empty());
         assert_eq!(s.cancel("nope", 7).unwrap(), None);
         assert_eq!(s.expire(7).unwrap(), 0);
@@ -618,7 +662,7 @@ mod tests {
         {
             let s = Store::open(dir.path()).unwrap();
             s.create(&job("c"), &mut chunks(2)).unwrap();
-            s.commit("c", 0, b"z\n", None, 1, 2).unwrap();
+            s.commit("c", &at(0), b"z\n", None, 1, 2).unwrap();
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.unfinished().unwrap().len(), 1);
