@@ -671,6 +671,28 @@ mod tests {
     }
 
     #[test]
+    fn background_work_keeps_one_instance_of_several() {
+        assert_eq!(background_slots(0), 1);
+        assert_eq!(background_slots(1), 1);
+        assert_eq!(background_slots(2), 1);
+        assert_eq!(background_slots(3), 2);
+        assert_eq!(background_slots(8), 7);
+    }
+
+    #[test]
+    fn background_entries_fill_a_batch_up_to_exactly_its_rows() {
+        let q: VecDeque<Entry> = [3, 5, 8, 1]
+            .into_iter()
+            .map(|r| entry(vec![0.0; r], r, &[]).0)
+            .collect();
+        assert_eq!(fitting(&q, 16), 3, "3 + 5 + 8 is exactly 16");
+        assert_eq!(fitting(&q, 15), 2);
+        assert_eq!(fitting(&q, 17), 4);
+        assert_eq!(fitting(&q, 2), 1, "the first goes even when larger");
+        assert_eq!(fitting(&VecDeque::new(), 4), 0);
+    }
+
+    #[test]
     fn assemble_joins_inputs_in_order_and_counts_rows() {
         use ferroserve_core::TensorData;
         let (a, _ra) = entry(vec![1., 2.], 1, &["p"]);
