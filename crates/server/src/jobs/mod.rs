@@ -15,6 +15,7 @@
 //! the inference service like any request (at the batcher's background priority), and answered
 //! with the friendly routes' answers, one line per row.
 
+pub mod lane;
 pub mod shared;
 pub mod store;
 
@@ -104,6 +105,8 @@ pub struct Jobs {
     shared: Option<Arc<RedisStore>>,
     /// This server's name in the Redis consumer group.
     consumer: String,
+    /// The threads that read chunks and write their answers.
+    lane: Arc<lane::Lane>,
     slots: Arc<Semaphore>,
     /// Jobs running here, with their cancel flags.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
@@ -131,12 +134,17 @@ impl Jobs {
             Some(url) => Some(Arc::new(RedisStore::new(url, cfg.keep)?)),
             None => None,
         };
+        let lane = lane::Lane::new(
+            cfg.workers
+                .min(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        );
         Ok(Jobs {
             slots: Arc::new(Semaphore::new(cfg.workers.max(1))),
             cfg,
             store: OnceLock::new(),
             shared,
             consumer: consumer_name(),
+            lane,
             running: Mutex::new(HashMap::new()),
         })
     }
@@ -546,11 +554,16 @@ async fn compute(app: &Arc<AppState>, job: &Job, chunk: &Chunk) -> Result<Vec<u8
     let served = app.runtime().version(&job.model, job.version.as_deref())?;
     let table = fs.f.table(&served)?;
     let spec = spec_of(&job.model);
-    let parsed = match chunk.format {
-        Format::Json => parse::read_json(&chunk.input, &spec, &table, None)?,
-        Format::Csv => parse::read_csv(&chunk.input, &spec, &table)?,
-    };
     let answer = spec.answer;
+    let lane = jobs_of(app)?.lane.clone();
+    // Reading and answering run on the jobs' own lower-priority threads (see `lane`).
+    let (input, format, t) = (chunk.input.clone(), chunk.format, table.clone());
+    let parsed = lane
+        .run(move || match format {
+            Format::Json => parse::read_json(&input, &spec, &t, None),
+            Format::Csv => parse::read_csv(&input, &spec, &t),
+        })
+        .await??;
     let outputs = table
         .outputs_for(answer, job.options.probabilities)
         .into_iter()
@@ -573,17 +586,21 @@ async fn compute(app: &Arc<AppState>, job: &Job, chunk: &Chunk) -> Result<Vec<u8
     let deadline = Deadline::after(Duration::from_secs_f64(job.options.timeout_secs));
     let call = Call::now(Origin::Job { id: &job.id });
     let answered = app.service.infer(&served, req, deadline, call).await?;
-    let a = Answerer {
-        out: Outputs::new(&answered.response, rows, &table),
-        answer,
-        layout: ferroserve_core::config::Layout::Records,
-        key: "prediction",
-        unwrap: false,
-        probabilities: job.options.probabilities,
-    };
-    let mut out = Vec::with_capacity(rows * 40);
-    a.write_lines(chunk.first_row, &mut out);
-    Ok(out)
+    let (probabilities, first_row) = (job.options.probabilities, chunk.first_row);
+    lane.run(move || {
+        let a = Answerer {
+            out: Outputs::new(&answered.response, rows, &table),
+            answer,
+            layout: ferroserve_core::config::Layout::Records,
+            key: "prediction",
+            unwrap: false,
+            probabilities,
+        };
+        let mut out = Vec::with_capacity(rows * 40);
+        a.write_lines(first_row, &mut out);
+        out
+    })
+    .await
 }
 
 /// A job's options as a request gives them (JSON body or multipart fields).

@@ -1,0 +1,97 @@
+//! The threads batch jobs do their own work on: reading a chunk's rows and writing its answer
+//! lines. They run at a lower scheduling priority (nice 10, on Linux), so that when the
+//! machine is busy the scheduler gives the threads answering online requests the CPU first: the
+//! batcher puts job chunks after online requests (`Priority::Background`), and this keeps the
+//! rest of a job's work from competing with them on equal terms.
+
+use std::sync::Arc;
+
+use ferroserve_core::InferError;
+
+type Work = Box<dyn FnOnce() + Send>;
+
+/// A few niced threads taking work from one queue.
+pub struct Lane {
+    tx: crossbeam_channel::Sender<Work>,
+}
+
+/// How much lower than the server's the lane's threads run.
+pub const NICE: i32 = 10;
+
+/// Lowers the calling thread's priority by [`NICE`] (on Linux a thread has its own nice value);
+/// nothing where that is not possible.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: getpriority and setpriority only read and set the calling thread's nice value.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS as _, tid);
+        let _ = libc::setpriority(libc::PRIO_PROCESS as _, tid, (now + NICE).min(19));
+    }
+}
+
+impl Lane {
+    /// A lane of `threads` threads (at least one), started now.
+    pub fn new(threads: usize) -> Arc<Lane> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Work>();
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("fs-jobs-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    while let Ok(work) = rx.recv() {
+                        // A panic in one chunk's work drops its answer (the caller sees an
+                        // error), not the thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+                    }
+                })
+                .expect("spawn a batch-job thread");
+        }
+        Arc::new(Lane { tx })
+    }
+
+    /// Runs `f` on the lane and waits for its answer.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, InferError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| InferError::internal("the batch-job threads have stopped"))?;
+        rx.await
+            .map_err(|_| InferError::internal("a batch-job chunk's work failed; see the log"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_runs_on_a_lower_priority_thread_and_a_panic_is_an_error() {
+        let lane = Lane::new(1);
+        let (name, nice) = lane
+            .run(|| {
+                let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS as _, 0) };
+                (std::thread::current().name().map(String::from), nice)
+            })
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("fs-jobs-0"));
+        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS as _, 0) };
+        if cfg!(target_os = "linux") {
+            assert_eq!(nice, (ours + NICE).min(19));
+        }
+        let e = lane.run(|| -> u8 { panic!("a bug") }).await.unwrap_err();
+        assert!(e.message.contains("failed"));
+        assert_eq!(
+            lane.run(|| 7).await.unwrap(),
+            7,
+            "the thread survived the panic"
+        );
+    }
+}
