@@ -391,6 +391,15 @@ mod tests {
     use ferroserve_core::TensorData;
     use std::sync::atomic::Ordering;
 
+    /// Runs a test's body, failing it when it has not finished within 20 s instead of hanging: a
+    /// batcher that never answers is a failure, found fast. (Not for tests on tokio's paused
+    /// clock: it would jump to the timeout while a real instance thread computes.)
+    async fn within<F: std::future::Future>(body: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(20), body)
+            .await
+            .expect("the test did not finish within 20 s: something was never answered")
+    }
+
     #[test]
     fn chunks_cut_every_input_along_the_first_dimension() {
         let x: Vec<f32> = (0..10).map(|v| v as f32).collect();
@@ -519,64 +528,73 @@ mod tests {
 
     #[tokio::test]
     async fn cheap_batches_with_an_empty_queue_are_computed_inline() {
-        let mut h = measured_handle();
-        // Two rows cost 2 µs as measured: not below the bound. (Checked before anything runs:
-        // each inline compute adds its real time to the measure.)
-        assert!(h.try_inline(&batch(&[1.0, 2.0], &[])).is_none());
-        // One row: 1 µs measured, below 2 µs.
-        let out = h.try_inline(&batch(&[1.5], &[])).expect("inline").unwrap();
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].name, "a");
-        assert_eq!(out[1].data, TensorData::Fp32(vec![-1.5]));
-        assert_eq!(h.stats().execution_count.load(Ordering::Relaxed), 9);
-        // From here on, a bound no real compute reaches.
-        h.inline_below = Duration::from_secs(1);
-        // Only the outputs asked for.
-        let out = h
-            .try_inline(&batch(&[2.0], &["b"]))
-            .expect("inline")
-            .unwrap();
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].name, "b");
-        assert_eq!(out[0].data, TensorData::Fp32(vec![-2.0]));
-        // A panic is an internal error, and the model keeps serving.
-        let e = h
-            .try_inline(&batch(&[f32::NAN], &[]))
-            .expect("inline")
-            .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Internal);
-        assert!(e.message.contains("NaN in the input"), "{}", e.message);
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+        within(async {
+            let mut h = measured_handle();
+            // Two rows cost 2 µs as measured: not below the bound. (Checked before anything runs:
+            // each inline compute adds its real time to the measure.)
+            assert!(h.try_inline(&batch(&[1.0, 2.0], &[])).is_none());
+            // One row: 1 µs measured, below 2 µs.
+            let out = h.try_inline(&batch(&[1.5], &[])).expect("inline").unwrap();
+            assert_eq!(out.len(), 2);
+            assert_eq!(out[0].name, "a");
+            assert_eq!(out[1].data, TensorData::Fp32(vec![-1.5]));
+            assert_eq!(h.stats().execution_count.load(Ordering::Relaxed), 9);
+            // From here on, a bound no real compute reaches.
+            h.inline_below = Duration::from_secs(1);
+            // Only the outputs asked for.
+            let out = h
+                .try_inline(&batch(&[2.0], &["b"]))
+                .expect("inline")
+                .unwrap();
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].name, "b");
+            assert_eq!(out[0].data, TensorData::Fp32(vec![-2.0]));
+            // A panic is an internal error, and the model keeps serving.
+            let e = h
+                .try_inline(&batch(&[f32::NAN], &[]))
+                .expect("inline")
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Internal);
+            assert!(e.message.contains("NaN in the input"), "{}", e.message);
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn models_refusing_inline_instances_are_never_computed_inline() {
-        let mut h = measured_handle();
-        h.inline_below = Duration::from_secs(1);
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
-        // A Python model: its instances are worker processes.
-        h.inline_allowed = false;
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+        within(async {
+            let mut h = measured_handle();
+            h.inline_below = Duration::from_secs(1);
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+            // A Python model: its instances are worker processes.
+            h.inline_allowed = false;
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn inline_compute_needs_an_empty_queue_and_a_batch_that_fits() {
-        let mut h = measured_handle();
-        h.inline_below = Duration::from_secs(1);
-        assert!(h.try_inline(&batch(&[1.0, 2.0, 3.0, 4.0], &[])).is_some());
-        assert!(h
-            .try_inline(&batch(&[1.0, 2.0, 3.0, 4.0, 5.0], &[]))
-            .is_none());
-        h.pending.store(1, Ordering::Relaxed);
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
-        h.pending.store(0, Ordering::Relaxed);
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
-        // Not measured yet: never inline.
-        let fresh = ModelHandle {
-            stats: Arc::new(VersionStats::default()),
-            ..h.clone()
-        };
-        assert!(fresh.try_inline(&batch(&[1.0], &[])).is_none());
+        within(async {
+            let mut h = measured_handle();
+            h.inline_below = Duration::from_secs(1);
+            assert!(h.try_inline(&batch(&[1.0, 2.0, 3.0, 4.0], &[])).is_some());
+            assert!(h
+                .try_inline(&batch(&[1.0, 2.0, 3.0, 4.0, 5.0], &[]))
+                .is_none());
+            h.pending.store(1, Ordering::Relaxed);
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+            h.pending.store(0, Ordering::Relaxed);
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+            // Not measured yet: never inline.
+            let fresh = ModelHandle {
+                stats: Arc::new(VersionStats::default()),
+                ..h.clone()
+            };
+            assert!(fresh.try_inline(&batch(&[1.0], &[])).is_none());
+        })
+        .await;
     }
 
     /// A model that records how many of its computations run at once: each waits (up to
@@ -623,67 +641,73 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn inline_computations_are_bounded_by_the_instances() {
-        let stats = Arc::new(VersionStats::default());
-        for _ in 0..8 {
-            stats.batch_done(1, Duration::from_micros(1));
-        }
-        let model = Arc::new(Crowd {
-            meta: Default::default(),
-            running: AtomicUsize::new(0),
-            most: AtomicUsize::new(0),
-        });
-        let cfg = HandleConfig {
-            instances: 1,
-            max_queue_size: 16,
-            batching: BatchingConfig {
-                max_batch_size: 4,
-                // Far above any measure here: every request may go inline.
-                inline_compute_below: "10s".into(),
-                ..BatchingConfig::default()
-            },
-        };
-        let h = ModelHandle::start("crowd", model.clone(), &cfg, stats.clone());
-        // Four callers at once, on four worker threads: one instance, one computation at a
-        // time, whether inline or queued.
-        let calls: Vec<_> = (0..4)
-            .map(|i| {
-                let h = h.clone();
-                tokio::spawn(async move { h.submit(batch(&[i as f32], &[]), None).await })
-            })
-            .collect();
-        for c in calls {
-            let out = c.await.unwrap().unwrap();
-            assert_eq!(out[0].shape, vec![1]);
-        }
-        assert_eq!(model.most.load(Ordering::SeqCst), 1);
-        assert_eq!(h.queue_depth(), 0);
-        // With the permits back, the next one is computed inline again.
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
-        // While an instance is busy, no inline compute: the permit is the instance's.
-        let busy = h.instances.clone().try_acquire_owned().unwrap();
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
-        drop(busy);
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+        within(async {
+            let stats = Arc::new(VersionStats::default());
+            for _ in 0..8 {
+                stats.batch_done(1, Duration::from_micros(1));
+            }
+            let model = Arc::new(Crowd {
+                meta: Default::default(),
+                running: AtomicUsize::new(0),
+                most: AtomicUsize::new(0),
+            });
+            let cfg = HandleConfig {
+                instances: 1,
+                max_queue_size: 16,
+                batching: BatchingConfig {
+                    max_batch_size: 4,
+                    // Far above any measure here: every request may go inline.
+                    inline_compute_below: "10s".into(),
+                    ..BatchingConfig::default()
+                },
+            };
+            let h = ModelHandle::start("crowd", model.clone(), &cfg, stats.clone());
+            // Four callers at once, on four worker threads: one instance, one computation at a
+            // time, whether inline or queued.
+            let calls: Vec<_> = (0..4)
+                .map(|i| {
+                    let h = h.clone();
+                    tokio::spawn(async move { h.submit(batch(&[i as f32], &[]), None).await })
+                })
+                .collect();
+            for c in calls {
+                let out = c.await.unwrap().unwrap();
+                assert_eq!(out[0].shape, vec![1]);
+            }
+            assert_eq!(model.most.load(Ordering::SeqCst), 1);
+            assert_eq!(h.queue_depth(), 0);
+            // With the permits back, the next one is computed inline again.
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+            // While an instance is busy, no inline compute: the permit is the instance's.
+            let busy = h.instances.clone().try_acquire_owned().unwrap();
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+            drop(busy);
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn submitted_requests_are_answered_within_their_timeout() {
-        let h = measured_handle();
-        // Five rows: more than a batch, so never inline; chunks of 4 and 1 joined back.
-        let out = h
-            .submit(
-                batch(&[1.0, 2.0, 3.0, 4.0, 5.0], &["b"]),
-                Some(Duration::from_secs(60)),
-            )
-            .await
-            .unwrap();
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].shape, vec![5]);
-        assert_eq!(
-            out[0].data,
-            TensorData::Fp32(vec![-1.0, -2.0, -3.0, -4.0, -5.0])
-        );
-        assert_eq!(h.queue_depth(), 0);
+        within(async {
+            let h = measured_handle();
+            // Five rows: more than a batch, so never inline; chunks of 4 and 1 joined back.
+            let out = h
+                .submit(
+                    batch(&[1.0, 2.0, 3.0, 4.0, 5.0], &["b"]),
+                    Some(Duration::from_secs(60)),
+                )
+                .await
+                .unwrap();
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].shape, vec![5]);
+            assert_eq!(
+                out[0].data,
+                TensorData::Fp32(vec![-1.0, -2.0, -3.0, -4.0, -5.0])
+            );
+            assert_eq!(h.queue_depth(), 0);
+        })
+        .await;
     }
 
     /// A model that counts the instances it made, and fails to make any when told to.
@@ -735,46 +759,52 @@ mod tests {
 
     #[tokio::test]
     async fn every_instance_makes_its_own_state_and_inline_compute_one_more() {
-        let (h, model) = counted(2, false);
-        // Five rows: two batches, on the instance threads.
-        let out = h.submit(batch(&[1.0; 5], &["a"]), None).await.unwrap();
-        assert_eq!(out[0].shape, vec![5]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while model.made.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(
-            model.made.load(Ordering::SeqCst),
-            2,
-            "one per instance thread"
-        );
-        // The first request computed inline makes the inline state; the next ones reuse it.
-        for x in [1.0, 2.0, 3.0] {
-            let out = h.try_inline(&batch(&[x], &["b"])).expect("inline").unwrap();
-            assert_eq!(out[0].data, TensorData::Fp32(vec![-x]));
-        }
-        assert_eq!(model.made.load(Ordering::SeqCst), 3);
-        // While a request computes inline, another goes through the batcher.
-        let busy = h.inline.lock().unwrap();
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
-        drop(busy);
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
-        assert_eq!(model.made.load(Ordering::SeqCst), 3);
+        within(async {
+            let (h, model) = counted(2, false);
+            // Five rows: two batches, on the instance threads.
+            let out = h.submit(batch(&[1.0; 5], &["a"]), None).await.unwrap();
+            assert_eq!(out[0].shape, vec![5]);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while model.made.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(
+                model.made.load(Ordering::SeqCst),
+                2,
+                "one per instance thread"
+            );
+            // The first request computed inline makes the inline state; the next ones reuse it.
+            for x in [1.0, 2.0, 3.0] {
+                let out = h.try_inline(&batch(&[x], &["b"])).expect("inline").unwrap();
+                assert_eq!(out[0].data, TensorData::Fp32(vec![-x]));
+            }
+            assert_eq!(model.made.load(Ordering::SeqCst), 3);
+            // While a request computes inline, another goes through the batcher.
+            let busy = h.inline.lock().unwrap();
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+            drop(busy);
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_some());
+            assert_eq!(model.made.load(Ordering::SeqCst), 3);
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn a_model_without_instances_answers_why_and_never_inline() {
-        let (h, _) = counted(1, true);
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
-        assert!(matches!(*h.inline.lock().unwrap(), Inline::Failed));
-        assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
-        for _ in 0..2 {
-            let e = h
-                .submit(batch(&[1.0; 5], &[]), Some(Duration::from_secs(60)))
-                .await
-                .unwrap_err();
-            assert_eq!(e.kind, ErrorKind::Unavailable);
-            assert_eq!(e.message, "model instance could not start: no session");
-        }
+        within(async {
+            let (h, _) = counted(1, true);
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+            assert!(matches!(*h.inline.lock().unwrap(), Inline::Failed));
+            assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+            for _ in 0..2 {
+                let e = h
+                    .submit(batch(&[1.0; 5], &[]), Some(Duration::from_secs(60)))
+                    .await
+                    .unwrap_err();
+                assert_eq!(e.kind, ErrorKind::Unavailable);
+                assert_eq!(e.message, "model instance could not start: no session");
+            }
+        })
+        .await;
     }
 }

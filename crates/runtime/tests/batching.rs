@@ -146,6 +146,15 @@ impl Doubler {
     }
 }
 
+/// Runs a test's body, failing it when it has not finished within 20 s instead of hanging: a
+/// batcher that never answers is a failure, found fast. (Not for tests on tokio's paused
+/// clock: it would jump to the timeout while a real instance thread computes.)
+async fn within<F: std::future::Future>(body: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(20), body)
+        .await
+        .expect("the test did not finish within 20 s: something was never answered")
+}
+
 fn cfg(max_batch: usize, delay: &str, max_queue: usize) -> HandleConfig {
     HandleConfig {
         instances: 1,
@@ -258,125 +267,140 @@ async fn requests_sent_together_go_in_one_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_batch_goes_without_waiting_and_large_requests_are_split_in_order() {
-    let m = Doubler::new();
-    let h = start(&m, &cfg(4, "10s", 64));
-    let x: Vec<f32> = (0..20).map(|v| v as f32).collect();
-    let out = tokio::time::timeout(Duration::from_secs(5), h.submit(rows(&x), None))
-        .await
-        .expect("a request of several full batches must not wait out the delay")
-        .unwrap();
-    assert_eq!(out[0].shape, vec![10, 2]);
-    assert_eq!(
-        out[0].data,
-        TensorData::Fp32(x.iter().map(|v| v * 2.0).collect())
-    );
-    assert_eq!(out[1].shape, vec![10]);
-    // Chunks of 4, 4 and 2 rows, none waiting out the 10 s delay.
-    assert_eq!(m.batches(), vec![4, 4, 2]);
+    within(async {
+        let m = Doubler::new();
+        let h = start(&m, &cfg(4, "10s", 64));
+        let x: Vec<f32> = (0..20).map(|v| v as f32).collect();
+        let out = tokio::time::timeout(Duration::from_secs(5), h.submit(rows(&x), None))
+            .await
+            .expect("a request of several full batches must not wait out the delay")
+            .unwrap();
+        assert_eq!(out[0].shape, vec![10, 2]);
+        assert_eq!(
+            out[0].data,
+            TensorData::Fp32(x.iter().map(|v| v * 2.0).collect())
+        );
+        assert_eq!(out[1].shape, vec![10]);
+        // Chunks of 4, 4 and 2 rows, none waiting out the 10 s delay.
+        assert_eq!(m.batches(), vec![4, 4, 2]);
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_and_abandoned_requests_are_never_computed() {
-    let m = Doubler::new();
-    let h = start(&m, &cfg(1, "0ms", 64));
-    m.close_gate();
-    // A occupies the only instance until the gate opens.
-    let ha = h.clone();
-    let a = tokio::spawn(async move { ha.submit(rows(&[1.0, 1.0]), None).await });
-    let entered = || m.entered.load(std::sync::atomic::Ordering::SeqCst);
-    Doubler::until("A reaches the instance", || entered() == 1).await;
-    // B times out while queued.
-    let hb = h.clone();
-    let b = tokio::spawn(async move {
-        hb.submit(rows(&[2.0, 2.0]), Some(Duration::from_millis(20)))
-            .await
-    });
-    // C's client goes away while queued.
-    let hc = h.clone();
-    let c = tokio::spawn(async move { hc.submit(rows(&[3.0, 3.0]), None).await });
-    Doubler::until("A, B and C admitted", || h.queue_depth() == 3).await;
-    c.abort();
-    let err = b.await.unwrap().unwrap_err();
-    assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
-    assert!(h.queue_depth() >= 1);
-    m.open_gate();
-    a.await.unwrap().unwrap();
-    // D, after the gate opened, is computed; B and C never were.
-    h.submit(rows(&[4.0, 4.0]), None).await.unwrap();
-    assert_eq!(m.batches(), vec![1, 1], "only A and D may be computed");
+    within(async {
+        let m = Doubler::new();
+        let h = start(&m, &cfg(1, "0ms", 64));
+        m.close_gate();
+        // A occupies the only instance until the gate opens.
+        let ha = h.clone();
+        let a = tokio::spawn(async move { ha.submit(rows(&[1.0, 1.0]), None).await });
+        let entered = || m.entered.load(std::sync::atomic::Ordering::SeqCst);
+        Doubler::until("A reaches the instance", || entered() == 1).await;
+        // B times out while queued.
+        let hb = h.clone();
+        let b = tokio::spawn(async move {
+            hb.submit(rows(&[2.0, 2.0]), Some(Duration::from_millis(20)))
+                .await
+        });
+        // C's client goes away while queued.
+        let hc = h.clone();
+        let c = tokio::spawn(async move { hc.submit(rows(&[3.0, 3.0]), None).await });
+        Doubler::until("A, B and C admitted", || h.queue_depth() == 3).await;
+        c.abort();
+        let err = b.await.unwrap().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
+        assert!(h.queue_depth() >= 1);
+        m.open_gate();
+        a.await.unwrap().unwrap();
+        // D, after the gate opened, is computed; B and C never were.
+        h.submit(rows(&[4.0, 4.0]), None).await.unwrap();
+        assert_eq!(m.batches(), vec![1, 1], "only A and D may be computed");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_at_once() {
-    let m = Doubler::new();
-    let h = start(&m, &cfg(1, "0ms", 2));
-    m.close_gate();
-    let mut admitted = Vec::new();
-    for i in 0..2 {
-        let h = h.clone();
-        admitted.push(tokio::spawn(async move {
-            h.submit(rows(&[i as f32, 0.0]), None).await
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(h.queue_depth(), 2);
-    let err = tokio::time::timeout(Duration::from_secs(1), h.submit(rows(&[9.0, 9.0]), None))
-        .await
-        .expect("refusal must be immediate")
-        .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Overloaded);
-    m.open_gate();
-    for t in admitted {
-        t.await.unwrap().unwrap();
-    }
-    assert_eq!(h.queue_depth(), 0);
+    within(async {
+        let m = Doubler::new();
+        let h = start(&m, &cfg(1, "0ms", 2));
+        m.close_gate();
+        let mut admitted = Vec::new();
+        for i in 0..2 {
+            let h = h.clone();
+            admitted.push(tokio::spawn(async move {
+                h.submit(rows(&[i as f32, 0.0]), None).await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(h.queue_depth(), 2);
+        let err = tokio::time::timeout(Duration::from_secs(1), h.submit(rows(&[9.0, 9.0]), None))
+            .await
+            .expect("refusal must be immediate")
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Overloaded);
+        m.open_gate();
+        for t in admitted {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(h.queue_depth(), 0);
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_batching_computes_each_request_alone() {
-    let m = Doubler::new();
-    let mut c = cfg(16, "0ms", 64);
-    c.batching.enabled = false;
-    let h = start(&m, &c);
-    m.close_gate();
-    let mut tasks = Vec::new();
-    for i in 0..4 {
-        let h = h.clone();
-        tasks.push(tokio::spawn(async move {
-            h.submit(rows(&[i as f32, 0.0, 1.0, 1.0]), None).await
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    m.open_gate();
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
-    assert_eq!(m.batches(), vec![2, 2, 2, 2]);
+    within(async {
+        let m = Doubler::new();
+        let mut c = cfg(16, "0ms", 64);
+        c.batching.enabled = false;
+        let h = start(&m, &c);
+        m.close_gate();
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                h.submit(rows(&[i as f32, 0.0, 1.0, 1.0]), None).await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        m.open_gate();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(m.batches(), vec![2, 2, 2, 2]);
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cheap_model_with_an_empty_queue_is_computed_on_the_request_task() {
-    for (inline, expect_inline) in [("50ms", true), ("0us", false)] {
-        let m = Doubler::new();
-        let mut c = cfg(16, "0ms", 64);
-        c.batching.inline_compute_below = inline.into();
-        let h = start(&m, &c);
-        for i in 0..12 {
-            let out = h.submit(rows(&[i as f32, 1.0]), None).await.unwrap();
-            assert_eq!(out[0].data, TensorData::Fp32(vec![2.0 * i as f32, 2.0]));
+    within(async {
+        for (inline, expect_inline) in [("50ms", true), ("0us", false)] {
+            let m = Doubler::new();
+            let mut c = cfg(16, "0ms", 64);
+            c.batching.inline_compute_below = inline.into();
+            let h = start(&m, &c);
+            for i in 0..12 {
+                let out = h.submit(rows(&[i as f32, 1.0]), None).await.unwrap();
+                assert_eq!(out[0].data, TensorData::Fp32(vec![2.0 * i as f32, 2.0]));
+            }
+            let threads = m.threads.lock().unwrap().clone();
+            // The first batches run on instance threads (no cost measured yet).
+            assert!(
+                threads[..8].iter().all(|t| t.starts_with("fs-")),
+                "{threads:?}"
+            );
+            let later_inline = threads[8..].iter().all(|t| !t.starts_with("fs-"));
+            assert_eq!(
+                later_inline, expect_inline,
+                "inline_compute_below = {inline}: {threads:?}"
+            );
         }
-        let threads = m.threads.lock().unwrap().clone();
-        // The first batches run on instance threads (no cost measured yet).
-        assert!(
-            threads[..8].iter().all(|t| t.starts_with("fs-")),
-            "{threads:?}"
-        );
-        let later_inline = threads[8..].iter().all(|t| !t.starts_with("fs-"));
-        assert_eq!(
-            later_inline, expect_inline,
-            "inline_compute_below = {inline}: {threads:?}"
-        );
-    }
+    })
+    .await;
 }
 
 mod property {
@@ -454,86 +478,95 @@ fn online(h: &ModelHandle, x: f32) -> tokio::task::JoinHandle<Vec<Tensor>> {
 /// behind two of them is computed first, and the chunks then go together without waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_requests_go_before_queued_background_work() {
-    let m = Doubler::new();
-    let h = start(&m, &cfg(16, "0ms", 64));
-    m.close_gate();
-    let first = background(&h, 100.0);
-    Doubler::until("the first chunk computing", || {
-        m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
+    within(async {
+        let m = Doubler::new();
+        let h = start(&m, &cfg(16, "0ms", 64));
+        m.close_gate();
+        let first = background(&h, 100.0);
+        Doubler::until("the first chunk computing", || {
+            m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
+        })
+        .await;
+        let b = background(&h, 200.0);
+        Doubler::until("the second chunk queued", || h.queue_depth() == 2).await;
+        let c = background(&h, 300.0);
+        Doubler::until("the third chunk queued", || h.queue_depth() == 3).await;
+        let o = online(&h, 1.0);
+        Doubler::until("the online request queued", || h.queue_depth() == 4).await;
+        m.open_gate();
+        let out = o.await.unwrap();
+        assert_eq!(out[0].data, TensorData::Fp32(vec![2.0, 0.0]));
+        for (t, x) in [(first, 100.0), (b, 200.0), (c, 300.0)] {
+            assert_eq!(
+                t.await.unwrap()[0].data,
+                TensorData::Fp32(vec![2.0 * x, 0.0])
+            );
+        }
+        assert_eq!(*m.firsts.lock().unwrap(), vec![100.0, 1.0, 200.0]);
+        assert_eq!(m.batches(), vec![1, 1, 2]);
     })
     .await;
-    let b = background(&h, 200.0);
-    Doubler::until("the second chunk queued", || h.queue_depth() == 2).await;
-    let c = background(&h, 300.0);
-    Doubler::until("the third chunk queued", || h.queue_depth() == 3).await;
-    let o = online(&h, 1.0);
-    Doubler::until("the online request queued", || h.queue_depth() == 4).await;
-    m.open_gate();
-    let out = o.await.unwrap();
-    assert_eq!(out[0].data, TensorData::Fp32(vec![2.0, 0.0]));
-    for (t, x) in [(first, 100.0), (b, 200.0), (c, 300.0)] {
-        assert_eq!(
-            t.await.unwrap()[0].data,
-            TensorData::Fp32(vec![2.0 * x, 0.0])
-        );
-    }
-    assert_eq!(*m.firsts.lock().unwrap(), vec![100.0, 1.0, 200.0]);
-    assert_eq!(m.batches(), vec![1, 1, 2]);
 }
 
 /// With several instances, background work never takes the last idle one: an online request
 /// arriving while chunks queue finds an instance at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_work_leaves_one_instance_to_online_requests() {
-    let m = Doubler::new();
-    let mut c = cfg(1, "0ms", 64);
-    c.instances = 2;
-    let h = start(&m, &c);
-    m.close_gate();
-    let chunks: Vec<_> = (0..3).map(|i| background(&h, 100.0 + i as f32)).collect();
-    Doubler::until("one chunk computing", || {
-        m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
+    within(async {
+        let m = Doubler::new();
+        let mut c = cfg(1, "0ms", 64);
+        c.instances = 2;
+        let h = start(&m, &c);
+        m.close_gate();
+        let chunks: Vec<_> = (0..3).map(|i| background(&h, 100.0 + i as f32)).collect();
+        Doubler::until("one chunk computing", || {
+            m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            m.entered.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "a second chunk took the last idle instance"
+        );
+        let o = online(&h, 1.0);
+        Doubler::until("the online request computing", || {
+            m.entered.load(std::sync::atomic::Ordering::SeqCst) == 2
+        })
+        .await;
+        m.open_gate();
+        assert_eq!(o.await.unwrap()[0].data, TensorData::Fp32(vec![2.0, 0.0]));
+        for t in chunks {
+            t.await.unwrap();
+        }
+        assert_eq!(m.batches(), vec![1; 4]);
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        m.entered.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "a second chunk took the last idle instance"
-    );
-    let o = online(&h, 1.0);
-    Doubler::until("the online request computing", || {
-        m.entered.load(std::sync::atomic::Ordering::SeqCst) == 2
-    })
-    .await;
-    m.open_gate();
-    assert_eq!(o.await.unwrap()[0].data, TensorData::Fp32(vec![2.0, 0.0]));
-    for t in chunks {
-        t.await.unwrap();
-    }
-    assert_eq!(m.batches(), vec![1; 4]);
 }
 
 /// Under online load that never lets the queue empty, a chunk that waited
 /// `BACKGROUND_MAX_WAIT` goes before the online requests queued after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_that_waited_long_goes_even_under_online_load() {
-    let m = Doubler::new();
-    let h = start(&m, &cfg(16, "0ms", 64));
-    m.close_gate();
-    let o1 = online(&h, 1.0);
-    Doubler::until("the first online request computing", || {
-        m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
+    within(async {
+        let m = Doubler::new();
+        let h = start(&m, &cfg(16, "0ms", 64));
+        m.close_gate();
+        let o1 = online(&h, 1.0);
+        Doubler::until("the first online request computing", || {
+            m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
+        })
+        .await;
+        let chunk = background(&h, 100.0);
+        Doubler::until("the chunk queued", || h.queue_depth() == 2).await;
+        let o2 = online(&h, 2.0);
+        Doubler::until("the second online request queued", || h.queue_depth() == 3).await;
+        tokio::time::sleep(BACKGROUND_MAX_WAIT + Duration::from_millis(50)).await;
+        m.open_gate();
+        for t in [o1, chunk, o2] {
+            t.await.unwrap();
+        }
+        assert_eq!(*m.firsts.lock().unwrap(), vec![1.0, 100.0, 2.0]);
     })
     .await;
-    let chunk = background(&h, 100.0);
-    Doubler::until("the chunk queued", || h.queue_depth() == 2).await;
-    let o2 = online(&h, 2.0);
-    Doubler::until("the second online request queued", || h.queue_depth() == 3).await;
-    tokio::time::sleep(BACKGROUND_MAX_WAIT + Duration::from_millis(50)).await;
-    m.open_gate();
-    for t in [o1, chunk, o2] {
-        t.await.unwrap();
-    }
-    assert_eq!(*m.firsts.lock().unwrap(), vec![1.0, 100.0, 2.0]);
 }
