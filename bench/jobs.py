@@ -13,7 +13,7 @@
 3. `ferroserve batch` against the Cortex tutorial's thread-pool runner (`ThreadPoolExecutor`
    of 5 workers, `requests.post` per item, as the seed writes it): one row per request as the
    seed sends them, and 100 rows per request as its comment suggests, on the same file of
-   20,000 rows to the v2 route; `ferroserve batch` with its defaults on that file and on the
+   10,000 rows to the v2 route; `ferroserve batch` with its defaults on that file and on the
    `--rows` file.
 
 Medians of `--rounds`. Prints a markdown table; with --docs writes it into docs/benchmarks.md
@@ -206,7 +206,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="fs-bench-jobs-")
     big, small, huge = (os.path.join(tmp, n) for n in ("big.csv", "small.csv", "huge.csv"))
     write_csv(big, a.rows)
-    write_csv(small, 20_000, seed=8)
+    write_csv(small, 10_000, seed=8)
     log = os.path.join(tmp, "server.log")
     p, port = start(a.binary, ["--data-dir", os.path.join(tmp, "data")], log)
     try:
@@ -220,7 +220,7 @@ def main():
             res["online"].append(online_round(port, big))
             if r == 0:
                 # A job that outlasts the latency run by far, at chunks of 1000 rows.
-                write_csv(huge, int(job * a.duration * 3) + 100_000, seed=9)
+                write_csv(huge, int(job * a.duration * 1.5) + 100_000, seed=9)
             alone, during, job_rps, still = latency_round(port, a.duration, tmp, huge)
             res["alone"].append(alone)
             res["during"].append(during)
@@ -228,7 +228,7 @@ def main():
             stills.append(still)
             res["seed1"].append(seed_round(port, small, 1))
             res["seed100"].append(seed_round(port, small, 100))
-            res["batch_small"].append(batch_round(a.binary, port, small, 20_000, tmp))
+            res["batch_small"].append(batch_round(a.binary, port, small, 10_000, tmp))
             res["batch_big"].append(batch_round(a.binary, port, big, a.rows, tmp))
             print(f"round {r + 1}: " + ", ".join(f"{k}={v[-1]}" for k, v in res.items()),
                   file=sys.stderr)
@@ -259,7 +259,7 @@ def main():
         f"p99 {med_lat('during', 2) / 1000:.2f} ms, {med_lat('during', 0):,.0f} req/s | "
         f"p99 **{p99_ratio:.2f}x** alone (goal: at most 1.5x); the job meanwhile "
         f"{med('job_during'):,.0f} rows/s{'' if all(stills) else ' (finished early in a round)'} |",
-        f"| `ferroserve batch`, 20,000 rows | {med('batch_small'):,.0f} rows/s | "
+        f"| `ferroserve batch`, 10,000 rows | {med('batch_small'):,.0f} rows/s | "
         f"seed runner one row per request {med('seed1'):,.0f} rows/s "
         f"(**{med('batch_small') / med('seed1'):.0f}x**); 100 rows per request "
         f"{med('seed100'):,.0f} rows/s (**{med('batch_small') / med('seed100'):.1f}x**) |",

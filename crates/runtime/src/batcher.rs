@@ -133,8 +133,6 @@ pub struct Dispatched {
     pub stats: Arc<VersionStats>,
     /// Held while the instance works: the batcher waits for a free one before deciding.
     pub _instance: OwnedSemaphorePermit,
-    /// Held while a background batch works (see [`background_slots`]).
-    pub _background: Option<OwnedSemaphorePermit>,
 }
 
 /// One request's share of a batch.
@@ -280,17 +278,6 @@ pub fn clock() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// How long the oldest background entry (a batch job's chunk) may wait while online requests
-/// keep every instance busy before it goes anyway: online traffic comes first, but a job still
-/// moves under constant online load.
-pub const BACKGROUND_MAX_WAIT: Duration = Duration::from_secs(1);
-
-/// The background entries that may run at once on a version with `instances` instances: all
-/// but one (one is kept for online requests), and at least one.
-pub fn background_slots(instances: usize) -> usize {
-    instances.saturating_sub(1).max(1)
-}
-
 fn push(e: Entry, queue: &mut VecDeque<Entry>, background: &mut VecDeque<Entry>) {
     if e.background {
         background.push_back(e);
@@ -323,23 +310,25 @@ fn fitting(queue: &VecDeque<Entry>, max: usize) -> usize {
     n
 }
 
-/// Where a dispatched batch goes: the instances' channel, and what answers it on failure.
+/// Where dispatched batches go: the instances' channel, the background instance's, and what
+/// answers them on failure.
 struct Sender<'a> {
     to_instances: &'a crossbeam_channel::Sender<Dispatched>,
+    to_background: &'a crossbeam_channel::Sender<Dispatched>,
     stats: &'a Arc<VersionStats>,
     pending: &'a AtomicUsize,
 }
 
 impl Sender<'_> {
-    /// Sends the first `n` entries of `queue` as one batch, on the instance `permit` holds (and
-    /// the background slot `background` holds, for background entries).
+    /// Sends the first `n` entries of `queue` as one batch, on the instance `permit` holds (the
+    /// background instance for background entries).
     fn dispatch(
         &self,
         queue: &mut VecDeque<Entry>,
         n: usize,
         now: Instant,
         permit: OwnedSemaphorePermit,
-        background: Option<OwnedSemaphorePermit>,
+        background: bool,
     ) {
         let taken: Vec<Entry> = queue.drain(..n).collect();
         self.pending.fetch_sub(taken.len(), Ordering::Relaxed);
@@ -354,10 +343,13 @@ impl Sender<'_> {
                     parts,
                     stats: self.stats.clone(),
                     _instance: permit,
-                    _background: background,
                 };
-                if let Err(crossbeam_channel::SendError(back)) = self.to_instances.send(dispatched)
-                {
+                let to = if background {
+                    self.to_background
+                } else {
+                    self.to_instances
+                };
+                if let Err(crossbeam_channel::SendError(back)) = to.send(dispatched) {
                     for p in back.parts {
                         let _ = p
                             .reply
@@ -374,21 +366,30 @@ impl Sender<'_> {
     }
 }
 
+/// The version's instances and its background instance, as the batcher sees them.
+pub struct Instances {
+    /// One permit per instance (shared with inline computations).
+    pub online: Arc<Semaphore>,
+    pub to_online: crossbeam_channel::Sender<Dispatched>,
+    /// One permit: the background instance (batch jobs' chunks).
+    pub background: Arc<Semaphore>,
+    pub to_background: crossbeam_channel::Sender<Dispatched>,
+}
+
 /// The task owning one model version's queue. Ends when every sender is dropped and the queue
 /// is empty.
 ///
-/// Online requests and background entries (batch job chunks) queue apart. An idle instance
-/// takes online requests, batched by the policy; it takes background entries only when no
-/// online request waits (or the oldest background entry waited [`BACKGROUND_MAX_WAIT`]), and
-/// then only while fewer than `background` slots are in use ([`background_slots`]: one
-/// instance of several stays free for online requests). Background entries never wait for
-/// company: a job's chunk is a batch already.
+/// Online requests and background entries (batch jobs' chunks) queue apart and run apart:
+/// online requests on the version's instances, batched by the policy; background entries on
+/// its one background instance (a thread at a lower CPU priority, see
+/// [`crate::handle::lower_thread_priority`]), as soon as it is free, a batch of as many as fit
+/// in `max_batch_size` rows (a job's chunk is a batch already: it never waits for company). So
+/// an online request never waits for a job's chunk, and when the machine is busy the scheduler
+/// gives the online instances the CPU first.
 pub async fn run(
     policy: Policy,
     mut rx: mpsc::UnboundedReceiver<Entry>,
-    instances: Arc<Semaphore>,
-    background: Arc<Semaphore>,
-    to_instances: crossbeam_channel::Sender<Dispatched>,
+    instances: Instances,
     stats: Arc<VersionStats>,
     pending: Arc<AtomicUsize>,
 ) {
@@ -397,10 +398,12 @@ pub async fn run(
     let mut open = true;
     let mut view: Vec<Queued> = Vec::new();
     let send = Sender {
-        to_instances: &to_instances,
+        to_instances: &instances.to_online,
+        to_background: &instances.to_background,
         stats: &stats,
         pending: &pending,
     };
+    let background = &instances.background;
     loop {
         if queue.is_empty() && bg.is_empty() {
             if !open {
@@ -415,66 +418,51 @@ pub async fn run(
         let now = clock();
         prune(&mut queue, now, &pending);
         prune(&mut bg, now, &pending);
-        if queue.is_empty() && bg.is_empty() {
-            continue;
+        // Background work goes whenever its instance is free.
+        if !bg.is_empty() {
+            if let Ok(slot) = background.clone().try_acquire_owned() {
+                let n = fitting(&bg, policy.max_batch_size);
+                send.dispatch(&mut bg, n, now, slot, true);
+                continue;
+            }
         }
-        // An idle instance first; requests keep arriving meanwhile.
-        let permit = loop {
+        if queue.is_empty() {
+            // Only background work, its instance busy: wait for it or for a request.
             tokio::select! {
-                biased;
-                p = instances.clone().acquire_owned() => match p {
-                    Ok(p) => break Some(p),
-                    Err(_) => break None,
-                },
                 m = rx.recv(), if open => match m {
                     Some(e) => push(e, &mut queue, &mut bg),
                     None => open = false,
                 },
+                s = background.clone().acquire_owned(), if !bg.is_empty() => drop(s),
+                // Both emptied by pruning and no more senders: the top of the loop ends.
+                else => {}
+            }
+            continue;
+        }
+        // An idle instance for the online requests; requests keep arriving meanwhile, and the
+        // background instance may come free.
+        let permit = tokio::select! {
+            biased;
+            p = instances.online.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            m = rx.recv(), if open => {
+                match m {
+                    Some(e) => push(e, &mut queue, &mut bg),
+                    None => open = false,
+                }
+                continue;
+            }
+            s = background.clone().acquire_owned(), if !bg.is_empty() => {
+                drop(s);
+                continue;
             }
         };
-        let Some(permit) = permit else { return };
         loop {
             drain(&mut rx, &mut queue, &mut bg);
             let now = clock();
             prune(&mut queue, now, &pending);
-            prune(&mut bg, now, &pending);
-            if queue.is_empty() {
-                if bg.is_empty() {
-                    break;
-                }
-                // Only background work: it takes this instance once a background slot is
-                // free, unless an online request comes first.
-                let slot = match background.clone().try_acquire_owned() {
-                    Ok(s) => s,
-                    Err(_) => {
-                        tokio::select! {
-                            biased;
-                            m = rx.recv(), if open => match m {
-                                Some(e) => push(e, &mut queue, &mut bg),
-                                None => open = false,
-                            },
-                            s = background.clone().acquire_owned() => {
-                                // Freed: taken again (only this task takes them) when decided.
-                                drop(s);
-                            }
-                        }
-                        continue;
-                    }
-                };
-                let n = fitting(&bg, policy.max_batch_size);
-                send.dispatch(&mut bg, n, now, permit, Some(slot));
-                break;
-            }
-            if bg
-                .front()
-                .is_some_and(|e| now.saturating_duration_since(e.enqueued) >= BACKGROUND_MAX_WAIT)
-            {
-                if let Ok(slot) = background.clone().try_acquire_owned() {
-                    let n = fitting(&bg, policy.max_batch_size);
-                    send.dispatch(&mut bg, n, now, permit, Some(slot));
-                    break;
-                }
-            }
             view.clear();
             view.extend(queue.iter().map(|e| Queued {
                 rows: e.rows,
@@ -493,7 +481,7 @@ pub async fn run(
                     }
                 }
                 Decision::Dispatch { n } => {
-                    send.dispatch(&mut queue, n, now, permit, None);
+                    send.dispatch(&mut queue, n, now, permit, false);
                     break;
                 }
             }
@@ -668,15 +656,6 @@ mod tests {
             reply,
         };
         (e, rx)
-    }
-
-    #[test]
-    fn background_work_keeps_one_instance_of_several() {
-        assert_eq!(background_slots(0), 1);
-        assert_eq!(background_slots(1), 1);
-        assert_eq!(background_slots(2), 1);
-        assert_eq!(background_slots(3), 2);
-        assert_eq!(background_slots(8), 7);
     }
 
     #[test]

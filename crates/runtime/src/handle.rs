@@ -80,6 +80,49 @@ pub struct ModelHandle {
     max_batch_size: usize,
     default_timeout: Option<Duration>,
     stats: Arc<VersionStats>,
+    background: Arc<BackgroundInstance>,
+}
+
+/// How much lower than the server's the background instance (and the batch jobs' own
+/// threads) run: nice 10 is about a tenth of the CPU of a normal thread when they compete.
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority by `by` (on Linux a thread has its own nice value;
+/// raising it needs no privilege); nothing elsewhere.
+pub fn lower_thread_priority(by: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: getpriority and setpriority only read and set the calling thread's nice value.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS as _, tid);
+        let _ = libc::setpriority(libc::PRIO_PROCESS as _, tid, (now + by).min(19));
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = by;
+}
+
+/// A version's background instance: one more instance, for batch jobs' chunks, on a thread at
+/// a lower CPU priority ([`BACKGROUND_NICE`]); made on the first background request.
+struct BackgroundInstance {
+    started: std::sync::Once,
+    rx: crossbeam_channel::Receiver<Dispatched>,
+    model: Arc<dyn LoadedModel>,
+    name: String,
+}
+
+impl BackgroundInstance {
+    fn start(&self) {
+        self.started.call_once(|| {
+            let (rx, model) = (self.rx.clone(), self.model.clone());
+            std::thread::Builder::new()
+                .name(format!("fs-{}-bg", self.name))
+                .spawn(move || {
+                    lower_thread_priority(BACKGROUND_NICE);
+                    instance_loop(model, rx)
+                })
+                .expect("spawn the background instance thread");
+        });
+    }
 }
 
 impl ModelHandle {
@@ -92,6 +135,7 @@ impl ModelHandle {
         stats: Arc<VersionStats>,
     ) -> ModelHandle {
         let instances = cfg.instances.max(1);
+        let model_for_background = model.clone();
         let (batches_tx, batches_rx) = crossbeam_channel::unbounded::<Dispatched>();
         for i in 0..instances {
             let rx = batches_rx.clone();
@@ -105,12 +149,16 @@ impl ModelHandle {
         let pending = Arc::new(AtomicUsize::new(0));
         let permits = Arc::new(Semaphore::new(instances));
         let inline_allowed = model.inline_instance();
+        let (background_tx, background_rx) = crossbeam_channel::unbounded::<Dispatched>();
         tokio::spawn(batcher::run(
             Policy::from_config(&cfg.batching),
             rx,
-            permits.clone(),
-            Arc::new(Semaphore::new(batcher::background_slots(instances))),
-            batches_tx,
+            batcher::Instances {
+                online: permits.clone(),
+                to_online: batches_tx,
+                background: Arc::new(Semaphore::new(1)),
+                to_background: background_tx,
+            },
             stats.clone(),
             pending.clone(),
         ));
@@ -127,6 +175,12 @@ impl ModelHandle {
             max_batch_size: cfg.batching.max_batch_size.max(1),
             default_timeout: cfg.batching.default_timeout(),
             stats,
+            background: Arc::new(BackgroundInstance {
+                started: std::sync::Once::new(),
+                rx: background_rx,
+                model: model_for_background,
+                name: name.to_string(),
+            }),
         }
     }
 
@@ -149,8 +203,9 @@ impl ModelHandle {
         self.submit_as(batch, timeout, Priority::Online).await
     }
 
-    /// Runs `batch` at `priority`: background work (batch jobs) runs after online requests and
-    /// never computes inline (see [`batcher::run`]).
+    /// Runs `batch` at `priority`: background work (batch jobs) runs on the version's
+    /// background instance, apart from online requests, and never computes inline (see
+    /// [`batcher::run`]).
     pub async fn submit_as(
         &self,
         batch: Batch,
@@ -158,6 +213,9 @@ impl ModelHandle {
         priority: Priority,
     ) -> Result<Vec<Tensor>, InferError> {
         let background = priority == Priority::Background;
+        if background {
+            self.background.start();
+        }
         let _permit = self.admission.clone().try_acquire_owned().map_err(|_| {
             InferError::new(
                 ErrorKind::Overloaded,
@@ -355,7 +413,6 @@ fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Di
             parts,
             stats,
             _instance: permit,
-            _background: background,
         } = work;
         let started = Instant::now();
         let result =
@@ -365,7 +422,6 @@ fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Di
         // The instance is idle from here: its permit goes back before the answers do, so that
         // a caller's next request finds it free (and may compute inline).
         drop(permit);
-        drop(background);
         let result = match result {
             Ok(r) => r.map_err(InferError::from),
             Err(panic) => Err(panic_error(panic)),

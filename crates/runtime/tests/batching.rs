@@ -12,7 +12,6 @@ use ferroserve_core::{
     Backend, BackendError, DataType, ErrorKind, Instance, LoadedModel, ModelConfig, ModelMetadata,
     Tensor, TensorData, TensorMeta,
 };
-use ferroserve_runtime::batcher::BACKGROUND_MAX_WAIT;
 use ferroserve_runtime::batcher::TIMER_SLACK;
 use ferroserve_runtime::handle::{HandleConfig, ModelHandle, Priority};
 use ferroserve_runtime::VersionStats;
@@ -22,8 +21,8 @@ use ferroserve_runtime::VersionStats;
 struct Doubler {
     meta: ModelMetadata,
     batches: Mutex<Vec<usize>>,
-    /// The first input value of each batch, in the order they were computed.
-    firsts: Mutex<Vec<f32>>,
+    /// The first input value of each batch and the thread that computed it, in order.
+    firsts: Mutex<Vec<(f32, String)>>,
     threads: Mutex<Vec<String>>,
     gate: (Mutex<bool>, Condvar),
     /// Batches that reached the model (counted before the gate).
@@ -130,10 +129,10 @@ impl Doubler {
         let TensorData::Fp32(x) = &batch.inputs[0].data else {
             return Err(BackendError::Input("FP32 expected".into()));
         };
-        self.firsts
-            .lock()
-            .unwrap()
-            .push(x.first().copied().unwrap_or(f32::NAN));
+        self.firsts.lock().unwrap().push((
+            x.first().copied().unwrap_or(f32::NAN),
+            std::thread::current().name().unwrap_or("").to_string(),
+        ));
         let r = batch.rows as i64;
         Ok(vec![
             Tensor::new(
@@ -474,44 +473,59 @@ fn online(h: &ModelHandle, x: f32) -> tokio::task::JoinHandle<Vec<Tensor>> {
     tokio::spawn(async move { h.submit(rows(&[x, 0.0]), None).await.unwrap() })
 }
 
-/// A batch job's chunks wait while online requests are queued: an online request that arrives
-/// behind two of them is computed first, and the chunks then go together without waiting.
+fn entered(m: &Doubler) -> usize {
+    m.entered.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Where each batch ran: the thread of the batch whose first value is `x`.
+fn thread_of(m: &Doubler, x: f32) -> String {
+    let f = m.firsts.lock().unwrap();
+    f.iter()
+        .find(|(v, _)| *v == x)
+        .map(|(_, t)| t.clone())
+        .unwrap_or_else(|| panic!("no batch began with {x}: {f:?}"))
+}
+
+/// An online request never waits for a batch job's chunks: with the background instance busy
+/// and two chunks queued, it computes at once on the version's instance; the queued chunks then
+/// go together, on the background instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_requests_go_before_queued_background_work() {
+async fn online_requests_never_wait_for_background_work() {
     within(async {
         let m = Doubler::new();
         let h = start(&m, &cfg(16, "0ms", 64));
         m.close_gate();
         let first = background(&h, 100.0);
-        Doubler::until("the first chunk computing", || {
-            m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
-        })
-        .await;
+        Doubler::until("the first chunk computing", || entered(&m) == 1).await;
         let b = background(&h, 200.0);
         Doubler::until("the second chunk queued", || h.queue_depth() == 2).await;
         let c = background(&h, 300.0);
         Doubler::until("the third chunk queued", || h.queue_depth() == 3).await;
         let o = online(&h, 1.0);
-        Doubler::until("the online request queued", || h.queue_depth() == 4).await;
+        Doubler::until("the online request computing beside the chunk", || {
+            entered(&m) == 2
+        })
+        .await;
         m.open_gate();
-        let out = o.await.unwrap();
-        assert_eq!(out[0].data, TensorData::Fp32(vec![2.0, 0.0]));
+        assert_eq!(o.await.unwrap()[0].data, TensorData::Fp32(vec![2.0, 0.0]));
         for (t, x) in [(first, 100.0), (b, 200.0), (c, 300.0)] {
-            assert_eq!(
-                t.await.unwrap()[0].data,
-                TensorData::Fp32(vec![2.0 * x, 0.0])
-            );
+            let out = t.await.unwrap();
+            assert_eq!(out[0].data, TensorData::Fp32(vec![2.0 * x, 0.0]));
         }
-        assert_eq!(*m.firsts.lock().unwrap(), vec![100.0, 1.0, 200.0]);
-        assert_eq!(m.batches(), vec![1, 1, 2]);
+        let mut sizes = m.batches();
+        sizes.sort_unstable();
+        assert_eq!(sizes, vec![1, 1, 2], "the two queued chunks in one batch");
+        assert_eq!(thread_of(&m, 1.0), "fs-t-0");
+        assert_eq!(thread_of(&m, 100.0), "fs-t-bg");
+        assert_eq!(thread_of(&m, 200.0), "fs-t-bg");
     })
     .await;
 }
 
-/// With several instances, background work never takes the last idle one: an online request
-/// arriving while chunks queue finds an instance at once.
+/// Background work has one instance of its own, whatever the version's instances: three chunks
+/// run one at a time, and two online requests meanwhile find both instances free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn background_work_leaves_one_instance_to_online_requests() {
+async fn background_work_has_one_instance_and_leaves_the_others_to_online_requests() {
     within(async {
         let m = Doubler::new();
         let mut c = cfg(1, "0ms", 64);
@@ -519,54 +533,58 @@ async fn background_work_leaves_one_instance_to_online_requests() {
         let h = start(&m, &c);
         m.close_gate();
         let chunks: Vec<_> = (0..3).map(|i| background(&h, 100.0 + i as f32)).collect();
-        Doubler::until("one chunk computing", || {
-            m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
-        })
-        .await;
+        Doubler::until("one chunk computing", || entered(&m) == 1).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(
-            m.entered.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "a second chunk took the last idle instance"
-        );
-        let o = online(&h, 1.0);
-        Doubler::until("the online request computing", || {
-            m.entered.load(std::sync::atomic::Ordering::SeqCst) == 2
-        })
-        .await;
+        assert_eq!(entered(&m), 1, "a second chunk computed at once");
+        let o1 = online(&h, 1.0);
+        let o2 = online(&h, 2.0);
+        Doubler::until("both online requests computing", || entered(&m) == 3).await;
         m.open_gate();
-        assert_eq!(o.await.unwrap()[0].data, TensorData::Fp32(vec![2.0, 0.0]));
+        for o in [o1, o2] {
+            o.await.unwrap();
+        }
         for t in chunks {
             t.await.unwrap();
         }
-        assert_eq!(m.batches(), vec![1; 4]);
+        assert_eq!(m.batches(), vec![1; 5]);
+        for x in [100.0, 101.0, 102.0] {
+            assert_eq!(thread_of(&m, x), "fs-t-bg");
+        }
+        for x in [1.0, 2.0] {
+            assert!(thread_of(&m, x).starts_with("fs-t-") && thread_of(&m, x) != "fs-t-bg");
+        }
     })
     .await;
 }
 
-/// Under online load that never lets the queue empty, a chunk that waited
-/// `BACKGROUND_MAX_WAIT` goes before the online requests queued after it.
+/// The background instance runs at a lower CPU priority than the version's instances.
+#[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chunk_that_waited_long_goes_even_under_online_load() {
+async fn the_background_instance_runs_niced() {
     within(async {
         let m = Doubler::new();
         let h = start(&m, &cfg(16, "0ms", 64));
-        m.close_gate();
-        let o1 = online(&h, 1.0);
-        Doubler::until("the first online request computing", || {
-            m.entered.load(std::sync::atomic::Ordering::SeqCst) == 1
-        })
-        .await;
-        let chunk = background(&h, 100.0);
-        Doubler::until("the chunk queued", || h.queue_depth() == 2).await;
-        let o2 = online(&h, 2.0);
-        Doubler::until("the second online request queued", || h.queue_depth() == 3).await;
-        tokio::time::sleep(BACKGROUND_MAX_WAIT + Duration::from_millis(50)).await;
-        m.open_gate();
-        for t in [o1, chunk, o2] {
-            t.await.unwrap();
-        }
-        assert_eq!(*m.firsts.lock().unwrap(), vec![1.0, 100.0, 2.0]);
+        background(&h, 5.0).await.unwrap();
+        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS as _, 0) };
+        // The thread's nice value, from /proc (field 19 of its stat line).
+        let nice_of = |name: &str| -> Option<i32> {
+            for t in std::fs::read_dir("/proc/self/task").ok()? {
+                let dir = t.ok()?.path();
+                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                if comm.trim() == name {
+                    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                    let after = stat.rsplit(')').next()?;
+                    return after.split_whitespace().nth(16)?.parse().ok();
+                }
+            }
+            None
+        };
+        assert_eq!(
+            nice_of("fs-t-bg"),
+            Some((ours + ferroserve_runtime::handle::BACKGROUND_NICE).min(19))
+        );
+        h.submit(rows(&[1.0, 0.0]), None).await.unwrap();
+        assert_eq!(nice_of("fs-t-0"), Some(ours));
     })
     .await;
 }

@@ -1,8 +1,8 @@
 //! The threads batch jobs do their own work on: reading a chunk's rows and writing its answer
-//! lines. They run at a lower scheduling priority (nice 10, on Linux), so that when the
+//! lines. They run at a lower scheduling priority (nice 10 more, on Linux), as the models' background instances do, so that when the
 //! machine is busy the scheduler gives the threads answering online requests the CPU first: the
-//! batcher puts job chunks after online requests (`Priority::Background`), and this keeps the
-//! rest of a job's work from competing with them on equal terms.
+//! models compute job chunks on their background instance (`Priority::Background`), and this
+//! keeps the rest of a job's work from competing with online requests on equal terms.
 
 use std::sync::Arc;
 
@@ -15,20 +15,7 @@ pub struct Lane {
     tx: crossbeam_channel::Sender<Work>,
 }
 
-/// How much lower than the server's the lane's threads run.
-pub const NICE: i32 = 10;
-
-/// Lowers the calling thread's priority by [`NICE`] (on Linux a thread has its own nice value);
-/// nothing where that is not possible.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: getpriority and setpriority only read and set the calling thread's nice value.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS as _, tid);
-        let _ = libc::setpriority(libc::PRIO_PROCESS as _, tid, (now + NICE).min(19));
-    }
-}
+use ferroserve_runtime::handle::{lower_thread_priority, BACKGROUND_NICE};
 
 impl Lane {
     /// A lane of `threads` threads (at least one), started now.
@@ -39,7 +26,7 @@ impl Lane {
             std::thread::Builder::new()
                 .name(format!("fs-jobs-{i}"))
                 .spawn(move || {
-                    lower_priority();
+                    lower_thread_priority(BACKGROUND_NICE);
                     while let Ok(work) = rx.recv() {
                         // A panic in one chunk's work drops its answer (the caller sees an
                         // error), not the thread.
@@ -84,7 +71,7 @@ mod tests {
         assert_eq!(name.as_deref(), Some("fs-jobs-0"));
         let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS as _, 0) };
         if cfg!(target_os = "linux") {
-            assert_eq!(nice, (ours + NICE).min(19));
+            assert_eq!(nice, (ours + BACKGROUND_NICE).min(19));
         }
         let e = lane.run(|| -> u8 { panic!("a bug") }).await.unwrap_err();
         assert!(e.message.contains("failed"));
