@@ -84,25 +84,34 @@ pub struct ModelHandle {
 }
 
 /// How much lower than the server's the background instance (and the batch jobs' own
-/// threads) run: nice 10 is about a tenth of the CPU of a normal thread when they compete.
+/// threads) run where the idle scheduling class is not available: nice 10 is about a tenth of
+/// the CPU of a normal thread when they compete.
 pub const BACKGROUND_NICE: i32 = 10;
 
-/// Lowers the calling thread's CPU priority by `by` (on Linux a thread has its own nice value;
-/// raising it needs no privilege); nothing elsewhere.
-pub fn lower_thread_priority(by: i32) {
+/// Moves the calling thread to the background: on Linux the idle scheduling class
+/// (`SCHED_IDLE`: it runs only on a CPU no normal thread wants, and a waking normal thread
+/// takes the CPU from it at once), else (or when that is refused) [`BACKGROUND_NICE`] lower
+/// priority. Neither needs a privilege; a thread cannot come back from either.
+pub fn run_in_background() {
     #[cfg(target_os = "linux")]
-    // SAFETY: getpriority and setpriority only read and set the calling thread's nice value.
+    // SAFETY: these calls only read and set the calling thread's scheduling (pid 0 / its tid).
     unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 {
+            return;
+        }
         let tid = libc::gettid() as libc::id_t;
         let now = libc::getpriority(libc::PRIO_PROCESS as _, tid);
-        let _ = libc::setpriority(libc::PRIO_PROCESS as _, tid, (now + by).min(19));
+        let _ = libc::setpriority(
+            libc::PRIO_PROCESS as _,
+            tid,
+            (now + BACKGROUND_NICE).min(19),
+        );
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = by;
 }
 
 /// A version's background instance: one more instance, for batch jobs' chunks, on a thread at
-/// a lower CPU priority ([`BACKGROUND_NICE`]); made on the first background request.
+/// the background CPU priority ([`run_in_background`]); made on the first background request.
 struct BackgroundInstance {
     started: std::sync::Once,
     rx: crossbeam_channel::Receiver<Dispatched>,
@@ -117,7 +126,7 @@ impl BackgroundInstance {
             std::thread::Builder::new()
                 .name(format!("fs-{}-bg", self.name))
                 .spawn(move || {
-                    lower_thread_priority(BACKGROUND_NICE);
+                    run_in_background();
                     instance_loop(model, rx)
                 })
                 .expect("spawn the background instance thread");

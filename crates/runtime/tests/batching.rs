@@ -557,34 +557,30 @@ async fn background_work_has_one_instance_and_leaves_the_others_to_online_reques
     .await;
 }
 
-/// The background instance runs at a lower CPU priority than the version's instances.
+/// The background instance runs in the idle scheduling class; the version's instances do not.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_background_instance_runs_niced() {
+async fn the_background_instance_runs_in_the_idle_class() {
     within(async {
         let m = Doubler::new();
         let h = start(&m, &cfg(16, "0ms", 64));
         background(&h, 5.0).await.unwrap();
-        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS as _, 0) };
-        // The thread's nice value, from /proc (field 19 of its stat line).
-        let nice_of = |name: &str| -> Option<i32> {
+        // A thread's scheduling policy, from /proc (field 41 of its stat line).
+        let policy_of = |name: &str| -> Option<i32> {
             for t in std::fs::read_dir("/proc/self/task").ok()? {
                 let dir = t.ok()?.path();
                 let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
                 if comm.trim() == name {
                     let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
                     let after = stat.rsplit(')').next()?;
-                    return after.split_whitespace().nth(16)?.parse().ok();
+                    return after.split_whitespace().nth(38)?.parse().ok();
                 }
             }
             None
         };
-        assert_eq!(
-            nice_of("fs-t-bg"),
-            Some((ours + ferroserve_runtime::handle::BACKGROUND_NICE).min(19))
-        );
+        assert_eq!(policy_of("fs-t-bg"), Some(libc::SCHED_IDLE));
+        assert_eq!(policy_of("fs-t-0"), Some(libc::SCHED_OTHER));
         h.submit(rows(&[1.0, 0.0]), None).await.unwrap();
-        assert_eq!(nice_of("fs-t-0"), Some(ours));
     })
     .await;
 }

@@ -1,5 +1,6 @@
 //! The threads batch jobs do their own work on: reading a chunk's rows and writing its answer
-//! lines. They run at a lower scheduling priority (nice 10 more, on Linux), as the models' background instances do, so that when the
+//! lines. They run in the background scheduling class (`SCHED_IDLE` on Linux, see
+//! [`run_in_background`]), as the models' background instances do, so that when the
 //! machine is busy the scheduler gives the threads answering online requests the CPU first: the
 //! models compute job chunks on their background instance (`Priority::Background`), and this
 //! keeps the rest of a job's work from competing with online requests on equal terms.
@@ -10,12 +11,12 @@ use ferroserve_core::InferError;
 
 type Work = Box<dyn FnOnce() + Send>;
 
-/// A few niced threads taking work from one queue.
+/// A few background threads taking work from one queue.
 pub struct Lane {
     tx: crossbeam_channel::Sender<Work>,
 }
 
-use ferroserve_runtime::handle::{lower_thread_priority, BACKGROUND_NICE};
+use ferroserve_runtime::handle::run_in_background;
 
 impl Lane {
     /// A lane of `threads` threads (at least one), started now.
@@ -26,7 +27,7 @@ impl Lane {
             std::thread::Builder::new()
                 .name(format!("fs-jobs-{i}"))
                 .spawn(move || {
-                    lower_thread_priority(BACKGROUND_NICE);
+                    run_in_background();
                     while let Ok(work) = rx.recv() {
                         // A panic in one chunk's work drops its answer (the caller sees an
                         // error), not the thread.
@@ -59,19 +60,19 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn work_runs_on_a_lower_priority_thread_and_a_panic_is_an_error() {
+    async fn work_runs_on_a_background_thread_and_a_panic_is_an_error() {
         let lane = Lane::new(1);
-        let (name, nice) = lane
+        let (name, policy) = lane
             .run(|| {
-                let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS as _, 0) };
-                (std::thread::current().name().map(String::from), nice)
+                // SAFETY: reads the calling thread's scheduling policy.
+                let policy = unsafe { libc::sched_getscheduler(0) };
+                (std::thread::current().name().map(String::from), policy)
             })
             .await
             .unwrap();
         assert_eq!(name.as_deref(), Some("fs-jobs-0"));
-        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS as _, 0) };
         if cfg!(target_os = "linux") {
-            assert_eq!(nice, (ours + BACKGROUND_NICE).min(19));
+            assert_eq!(policy, libc::SCHED_IDLE);
         }
         let e = lane.run(|| -> u8 { panic!("a bug") }).await.unwrap_err();
         assert!(e.message.contains("failed"));

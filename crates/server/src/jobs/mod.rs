@@ -12,7 +12,7 @@
 //!
 //! Jobs live in SQLite under `--data-dir` ([`store`]); a job interrupted by a crash resumes
 //! when the server starts again. Chunks are read with the friendly routes' parsers, run through
-//! the inference service like any request (at the batcher's background priority), and answered
+//! the inference service like any request (on the model's background instance, see `ferroserve_runtime::batcher::run`), and answered
 //! with the friendly routes' answers, one line per row.
 
 pub mod lane;
