@@ -102,12 +102,14 @@ pub fn run_in_background() {
         }
         let tid = libc::gettid() as libc::id_t;
         let now = libc::getpriority(libc::PRIO_PROCESS as _, tid);
-        let _ = libc::setpriority(
-            libc::PRIO_PROCESS as _,
-            tid,
-            (now + BACKGROUND_NICE).min(19),
-        );
+        let _ = libc::setpriority(libc::PRIO_PROCESS as _, tid, background_nice(now));
     }
+}
+
+/// The nice value a thread at `now` moves to when the idle class is refused: [`BACKGROUND_NICE`]
+/// more, at most 19 (the lowest).
+pub fn background_nice(now: i32) -> i32 {
+    (now + BACKGROUND_NICE).min(19)
 }
 
 /// A version's background instance: one more instance, for batch jobs' chunks, on a thread at
@@ -455,6 +457,14 @@ mod tests {
     use super::*;
     use ferroserve_core::TensorData;
     use std::sync::atomic::Ordering;
+
+    #[test]
+    fn the_background_nice_value_is_ten_lower_and_at_most_19() {
+        assert_eq!(background_nice(0), 10);
+        assert_eq!(background_nice(-5), 5);
+        assert_eq!(background_nice(5), 15);
+        assert_eq!(background_nice(12), 19);
+    }
 
     /// Runs a test's body, failing it when it has not finished within 20 s instead of hanging: a
     /// batcher that never answers is a failure, found fast. (Not for tests on tokio's paused

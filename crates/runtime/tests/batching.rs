@@ -565,21 +565,24 @@ async fn the_background_instance_runs_in_the_idle_class() {
         let m = Doubler::new();
         let h = start(&m, &cfg(16, "0ms", 64));
         background(&h, 5.0).await.unwrap();
-        // A thread's scheduling policy, from /proc (field 41 of its stat line).
-        let policy_of = |name: &str| -> Option<i32> {
+        // A thread's nice value and scheduling policy, from /proc (fields 19 and 41 of its
+        // stat line).
+        let sched_of = |name: &str| -> Option<(i32, i32)> {
             for t in std::fs::read_dir("/proc/self/task").ok()? {
                 let dir = t.ok()?.path();
                 let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
                 if comm.trim() == name {
                     let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-                    let after = stat.rsplit(')').next()?;
-                    return after.split_whitespace().nth(38)?.parse().ok();
+                    let f: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+                    return Some((f.get(16)?.parse().ok()?, f.get(38)?.parse().ok()?));
                 }
             }
             None
         };
-        assert_eq!(policy_of("fs-t-bg"), Some(libc::SCHED_IDLE));
-        assert_eq!(policy_of("fs-t-0"), Some(libc::SCHED_OTHER));
+        let (nice, policy) = sched_of("fs-t-0").unwrap();
+        assert_eq!(policy, libc::SCHED_OTHER);
+        // The idle class, and nothing more: its nice value is the process's.
+        assert_eq!(sched_of("fs-t-bg"), Some((nice, libc::SCHED_IDLE)));
         h.submit(rows(&[1.0, 0.0]), None).await.unwrap();
     })
     .await;
