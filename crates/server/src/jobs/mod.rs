@@ -105,8 +105,8 @@ pub struct Jobs {
     shared: Option<Arc<RedisStore>>,
     /// This server's name in the Redis consumer group.
     consumer: String,
-    /// The threads that read chunks and write their answers.
-    lane: Arc<lane::Lane>,
+    /// The threads that read chunks and write their answers, started by the first chunk.
+    lane: OnceLock<Arc<lane::Lane>>,
     slots: Arc<Semaphore>,
     /// Jobs running here, with their cancel flags.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
@@ -134,19 +134,28 @@ impl Jobs {
             Some(url) => Some(Arc::new(RedisStore::new(url, cfg.keep)?)),
             None => None,
         };
-        let lane = lane::Lane::new(
-            cfg.workers
-                .min(std::thread::available_parallelism().map_or(2, |n| n.get())),
-        );
         Ok(Jobs {
             slots: Arc::new(Semaphore::new(cfg.workers.max(1))),
             cfg,
             store: OnceLock::new(),
             shared,
             consumer: consumer_name(),
-            lane,
+            lane: OnceLock::new(),
             running: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The jobs' threads: as many as `--jobs-workers`, at most one per core.
+    fn lane(&self) -> Arc<lane::Lane> {
+        self.lane
+            .get_or_init(|| {
+                lane::Lane::new(
+                    self.cfg
+                        .workers
+                        .min(std::thread::available_parallelism().map_or(2, |n| n.get())),
+                )
+            })
+            .clone()
     }
 
     /// Where jobs live: Redis with `--jobs-redis`, else SQLite (opened on first use).
@@ -555,7 +564,7 @@ async fn compute(app: &Arc<AppState>, job: &Job, chunk: &Chunk) -> Result<Vec<u8
     let table = fs.f.table(&served)?;
     let spec = spec_of(&job.model);
     let answer = spec.answer;
-    let lane = jobs_of(app)?.lane.clone();
+    let lane = jobs_of(app)?.lane();
     // Reading and answering run on the jobs' own lower-priority threads (see `lane`).
     let (input, format, t) = (chunk.input.clone(), chunk.format, table.clone());
     let parsed = lane
