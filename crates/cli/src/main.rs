@@ -210,8 +210,11 @@ struct ServeArgs {
     /// the environment, which wins over the file.
     #[arg(long, env = "FERROSERVE_CONFIG")]
     config: Option<PathBuf>,
-    /// Model repository: <dir>/<model>/model.toml plus numeric version folders.
-    #[arg(long, env = "FERROSERVE_REPOSITORY", conflicts_with = "model")]
+    /// Model repository: <dir>/<model>/model.toml plus numeric version folders. With --model
+    /// too: both on the command line is an error; else the command line's wins, and a model
+    /// from the environment or a config file wins over a repository from either (the container
+    /// image sets FERROSERVE_REPOSITORY=/models; `-e MODEL_FILE=...` serves one file).
+    #[arg(long, env = "FERROSERVE_REPOSITORY")]
     repository: Option<PathBuf>,
     /// Serve a single model file (XGBoost .json/.ubj, LightGBM .txt, ONNX .onnx) instead, or a
     /// scikit-learn / XGBoost / LightGBM pickle (.pkl, .pickle, .joblib, .sav), converted and
@@ -312,6 +315,15 @@ struct ServeArgs {
     /// HTTP port (0 picks a free port, printed at start).
     #[arg(long, env = "FERROSERVE_HTTP_PORT", default_value_t = 8000)]
     http_port: u16,
+    /// More HTTP ports serving the same routes (repeatable; the environment takes a
+    /// comma-separated list): e.g. 5000 in the tutorial image, so that `-p 5000:5000` works as
+    /// a Flask app's image did. Each port has its own --max-connections.
+    #[arg(
+        long = "extra-http-port",
+        env = "FERROSERVE_EXTRA_HTTP_PORT",
+        value_delimiter = ','
+    )]
+    extra_http_ports: Vec<u16>,
     /// gRPC port (0 picks a free port, printed at start).
     #[arg(long, env = "FERROSERVE_GRPC_PORT", default_value_t = 8001)]
     grpc_port: u16,
@@ -441,6 +453,36 @@ fn init_logging(filter: &str, format: LogFormat) {
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
+    }
+}
+
+/// `--model` and `--repository` on the command line together are refused; otherwise the one on
+/// the command line wins, and a model from the environment or the config file wins over a
+/// repository from either (the image sets `FERROSERVE_REPOSITORY`, `docker run -e MODEL_FILE`).
+fn one_of_model_and_repository(
+    args: &mut ServeArgs,
+    m: &clap::ArgMatches,
+    cmd: &mut clap::Command,
+) {
+    use clap::parser::ValueSource::CommandLine;
+    if args.model.is_none() || args.repository.is_none() {
+        return;
+    }
+    if m.value_source("repository") == Some(CommandLine)
+        && m.value_source("model") == Some(CommandLine)
+    {
+        cmd.error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--model and --repository cannot be used together: give one",
+        )
+        .exit();
+    }
+    // The command line wins over the environment and the file; between two settings that are
+    // not on it, the model does.
+    if m.value_source("repository") == Some(CommandLine) {
+        args.model = None;
+    } else {
+        args.repository = None;
     }
 }
 
@@ -632,6 +674,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let grpc_listener = tokio::net::TcpListener::bind((args.host.as_str(), args.grpc_port))
         .await
         .with_context(|| format!("cannot listen on {}:{} (gRPC)", args.host, args.grpc_port))?;
+    let mut extra_listeners = Vec::with_capacity(args.extra_http_ports.len());
+    for &port in &args.extra_http_ports {
+        let l = tokio::net::TcpListener::bind((args.host.as_str(), port))
+            .await
+            .with_context(|| {
+                format!("cannot listen on {}:{port} (--extra-http-port)", args.host)
+            })?;
+        extra_listeners.push(l);
+    }
     let addr = listener.local_addr()?;
     let grpc_addr = grpc_listener.local_addr()?;
     tracing::info!(%addr, ready = state.is_ready(), startup_ms = started.elapsed().as_secs_f64() * 1e3, "HTTP listening");
@@ -639,6 +690,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The HTTP line first: scripts that read only the first line find the HTTP address.
     println!("ferroserve: HTTP listening on {addr}");
     println!("ferroserve: gRPC listening on {grpc_addr}");
+    for l in &extra_listeners {
+        let extra = l.local_addr()?;
+        tracing::info!(addr = %extra, "HTTP also listening");
+        println!("ferroserve: HTTP also listening on {extra}");
+    }
     ignore_sighup();
     // One signal stops both fronts.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -649,9 +705,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let mut extra = tokio::task::JoinSet::new();
+    for l in extra_listeners {
+        extra.spawn(ferroserve_server::serve(
+            l,
+            state.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
+    let extra = async move {
+        while let Some(served) = extra.join_next().await {
+            served.map_err(std::io::Error::other)??;
+        }
+        Ok(())
+    };
     let served = tokio::try_join!(
         ferroserve_server::serve(listener, state.clone(), stopped(stop_rx.clone())),
         ferroserve_server::grpc::serve(grpc_listener, state, stopped(stop_rx)),
+        extra,
     );
     // Every answered request's record is queued by now: write them all.
     if let Some(log) = prediction_log {
@@ -782,9 +853,13 @@ fn main() -> anyhow::Result<()> {
             }
         };
     }
-    let cli = Cli::from_arg_matches(&cmd.get_matches_from(argv)).unwrap_or_else(|e| e.exit());
+    let matches = cmd.clone().get_matches_from(argv);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Command::Serve(args) => {
+        Command::Serve(mut args) => {
+            if let Some(("serve", m)) = matches.subcommand() {
+                one_of_model_and_repository(&mut args, m, &mut cmd);
+            }
             init_logging(&args.log, args.log_format);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

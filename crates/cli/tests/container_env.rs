@@ -1,0 +1,225 @@
+//! What the container image relies on: `FERROSERVE_REPOSITORY` set in the image with
+//! `-e MODEL_FILE=...` given at `docker run` serves the one file; `--model` and `--repository`
+//! both on the command line are refused; `--extra-http-port` (`FERROSERVE_EXTRA_HTTP_PORT`)
+//! serves the same routes on more ports, as the tutorial image's port 5000.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{examples, ferroserve, repo_root};
+use serde_json::{json, Value};
+
+/// `ferroserve serve` on loopback with free ports; the addresses of every "listening" line.
+struct Started {
+    child: std::process::Child,
+    lines: Vec<String>,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str], envs: &[(&str, &str)], listening_lines: usize) -> Started {
+    let mut cmd = ferroserve();
+    cmd.args([
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+    ])
+    .args(args)
+    .envs(envs.iter().copied())
+    .current_dir(repo_root())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("start ferroserve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut s = Started {
+        child,
+        lines: Vec::new(),
+    };
+    while s.lines.len() < listening_lines {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no listening line after {:?}", s.lines));
+        if line.contains(" listening on ") {
+            s.lines.push(line);
+        }
+    }
+    s
+}
+
+fn addr(line: &str) -> String {
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+fn get(base: &str, path: &str) -> (u16, String) {
+    let r = reqwest::blocking::Client::new()
+        .get(format!("http://{base}{path}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// The repository index once nothing in it is loading (at most 30 s).
+fn index(base: &str) -> Vec<Value> {
+    let t = Instant::now();
+    loop {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("http://{base}/v2/repository/index"))
+            .json(&json!({}))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .unwrap();
+        let text = r.text().unwrap();
+        if !text.contains("\"LOADING\"") || t.elapsed() > Duration::from_secs(30) {
+            return serde_json::from_str(&text).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn model_file_in_the_environment_wins_over_the_images_repository() {
+    let repo = examples();
+    let file = repo.join("iris/1/model.onnx");
+    let s = start(
+        &[],
+        &[
+            ("FERROSERVE_REPOSITORY", repo.to_str().unwrap()),
+            ("MODEL_FILE", file.to_str().unwrap()),
+        ],
+        2,
+    );
+    let base = addr(&s.lines[0]);
+    let idx = index(&base);
+    let names: Vec<&str> = idx.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["model"], "{idx:?}");
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://{base}/v2/models/model/infer"))
+        .json(&json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(s);
+
+    // A repository on the command line wins over MODEL_FILE in the environment.
+    let s = start(
+        &["--repository", repo.to_str().unwrap()],
+        &[("MODEL_FILE", file.to_str().unwrap())],
+        2,
+    );
+    let idx = index(&addr(&s.lines[0]));
+    assert!(idx.iter().any(|m| m["name"] == "iris"), "{idx:?}");
+    assert!(!idx.iter().any(|m| m["name"] == "model"), "{idx:?}");
+    drop(s);
+
+    // The repository alone, from the environment, serves every model of it.
+    let s = start(&[], &[("FERROSERVE_REPOSITORY", repo.to_str().unwrap())], 2);
+    let idx = index(&addr(&s.lines[0]));
+    assert!(idx.len() > 1, "{idx:?}");
+    assert!(idx.iter().any(|m| m["name"] == "iris"), "{idx:?}");
+}
+
+#[test]
+fn model_and_repository_both_on_the_command_line_are_refused() {
+    let repo = examples();
+    let file = repo.join("iris/1/model.onnx");
+    let out = ferroserve()
+        .args(["serve", "--http-port", "0", "--grpc-port", "0"])
+        .args(["--model", file.to_str().unwrap()])
+        .args(["--repository", repo.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--model and --repository cannot be used together"),
+        "{err}"
+    );
+}
+
+#[test]
+fn extra_http_ports_serve_the_same_routes() {
+    let s = start(
+        &["--extra-http-port", "0"],
+        &[("FERROSERVE_EXTRA_HTTP_PORT", "0")],
+        3,
+    );
+    // The command line wins over the environment: one extra port, printed after gRPC's.
+    assert!(
+        s.lines[0].starts_with("ferroserve: HTTP listening on "),
+        "{:?}",
+        s.lines
+    );
+    assert!(
+        s.lines[1].starts_with("ferroserve: gRPC listening on "),
+        "{:?}",
+        s.lines
+    );
+    assert!(
+        s.lines[2].starts_with("ferroserve: HTTP also listening on "),
+        "{:?}",
+        s.lines
+    );
+    let (main, extra) = (addr(&s.lines[0]), addr(&s.lines[2]));
+    assert_ne!(main, extra);
+    index(&main);
+    for base in [&main, &extra] {
+        assert_eq!(get(base, "/v2/health/ready").0, 200, "{base}");
+        let (status, body) = get(base, "/v2/models/iris");
+        assert_eq!(status, 200, "{base}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["name"],
+            "iris"
+        );
+    }
+    drop(s);
+
+    // The environment's comma-separated list, alone: two more ports.
+    let s = start(&[], &[("FERROSERVE_EXTRA_HTTP_PORT", "0,0")], 4);
+    for line in &s.lines[2..] {
+        assert_eq!(get(&addr(line), "/v2/health/live").0, 200, "{line}");
+    }
+}
+
+#[test]
+fn an_extra_port_in_use_is_refused_at_start_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = ferroserve()
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+        ])
+        .args(["--extra-http-port", &port])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--extra-http-port"), "{err}");
+    assert!(err.contains(&port), "{err}");
+}
