@@ -318,12 +318,14 @@ struct ServeArgs {
     /// More HTTP ports serving the same routes (repeatable; the environment takes a
     /// comma-separated list): e.g. 5000 in the tutorial image, so that `-p 5000:5000` works as
     /// a Flask app's image did. Each port has its own --max-connections.
+    /// An empty value adds none (`FERROSERVE_EXTRA_HTTP_PORT=` turns the image's off).
     #[arg(
         long = "extra-http-port",
         env = "FERROSERVE_EXTRA_HTTP_PORT",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_extra_port
     )]
-    extra_http_ports: Vec<u16>,
+    extra_http_ports: Vec<Option<u16>>,
     /// gRPC port (0 picks a free port, printed at start).
     #[arg(long, env = "FERROSERVE_GRPC_PORT", default_value_t = 8001)]
     grpc_port: u16,
@@ -675,12 +677,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{} (gRPC)", args.host, args.grpc_port))?;
     let mut extra_listeners = Vec::with_capacity(args.extra_http_ports.len());
-    for &port in &args.extra_http_ports {
-        let l = tokio::net::TcpListener::bind((args.host.as_str(), port))
-            .await
-            .with_context(|| {
-                format!("cannot listen on {}:{port} (--extra-http-port)", args.host)
-            })?;
+    for &port in args.extra_http_ports.iter().flatten() {
+        let l = match tokio::net::TcpListener::bind((args.host.as_str(), port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied && port < 1024 {
+                    " (a port below 1024 needs root, or net.ipv4.ip_unprivileged_port_start=0 as Docker sets in containers: podman run --sysctl net.ipv4.ip_unprivileged_port_start=0; or leave this port out)"
+                } else {
+                    ""
+                };
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot listen on {}:{port} (--extra-http-port / FERROSERVE_EXTRA_HTTP_PORT){hint}",
+                    args.host
+                )));
+            }
+        };
         extra_listeners.push(l);
     }
     let addr = listener.local_addr()?;
@@ -831,6 +842,16 @@ fn parse_sink(s: &str) -> Result<String, String> {
         _ => Err(format!(
             "{s:?}: expected sqlite, redis://HOST:PORT, http(s)://URL (CloudEvents) or file:PATH (JSON Lines)"
         )),
+    }
+}
+
+fn parse_extra_port(s: &str) -> Result<Option<u16>, String> {
+    match s.trim() {
+        "" => Ok(None),
+        p => p
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{p:?}: expected a port number from 0 to 65535")),
     }
 }
 

@@ -194,6 +194,11 @@ fn extra_http_ports_serve_the_same_routes() {
     }
     drop(s);
 
+    // An empty setting adds none (how a deployment turns the Python image's ports off).
+    let s = start(&[], &[("FERROSERVE_EXTRA_HTTP_PORT", "")], 2);
+    assert_eq!(get(&addr(&s.lines[0]), "/v2/health/live").0, 200);
+    drop(s);
+
     // The environment's comma-separated list, alone: two more ports.
     let s = start(&[], &[("FERROSERVE_EXTRA_HTTP_PORT", "0,0")], 4);
     for line in &s.lines[2..] {
