@@ -216,7 +216,8 @@ struct ServeArgs {
     /// image sets FERROSERVE_REPOSITORY=/models; `-e MODEL_FILE=...` serves one file).
     #[arg(long, env = "FERROSERVE_REPOSITORY")]
     repository: Option<PathBuf>,
-    /// Serve a single model file (XGBoost .json/.ubj, LightGBM .txt, ONNX .onnx) instead, or a
+    /// Serve a single model file (XGBoost .json/.ubj, LightGBM .txt, ONNX .onnx), or a folder
+    /// holding one (KServe's /mnt/models), instead, or a
     /// scikit-learn / XGBoost / LightGBM pickle (.pkl, .pickle, .joblib, .sav), converted and
     /// verified on start as `ferroserve import` does and cached under --data-dir. Unpickling
     /// runs code stored in the file: serve only pickles you trust (--no-pickle refuses them).
@@ -533,8 +534,62 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: no new connections, finishing requests in flight");
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Model files `--model DIR` looks for: what the native engine, ONNX Runtime and the pickle
+/// converter read (`.bst`: KServe's examples' name for XGBoost and LightGBM models).
+const MODEL_FILE_EXTENSIONS: [&str; 9] = [
+    "json", "ubj", "ubjson", "bst", "txt", "lgb", "lgbm", "onnx", "model",
+];
+
+/// `--model DIR`: the one model file in a folder, as KServe's storage initializer leaves a
+/// model in `/mnt/models` (a file, or a folder's contents). None or several: refused, naming
+/// what was found.
+fn model_in_folder(dir: &Path) -> anyhow::Result<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("--model {}", dir.display()))? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let known = MODEL_FILE_EXTENSIONS.contains(&ext.as_str())
+            || ferroserve_runtime::repository::PICKLE_EXTENSIONS.contains(&ext.as_str());
+        if !name.starts_with('.') && name != "model.toml" && known && path.is_file() {
+            found.push(path);
+        }
+    }
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => bail!(
+            "--model {}: no model file in the folder (expected one of .{}, or a pickle: .{})",
+            dir.display(),
+            MODEL_FILE_EXTENSIONS.join(", ."),
+            ferroserve_runtime::repository::PICKLE_EXTENSIONS.join(", .")
+        ),
+        _ => bail!(
+            "--model {}: {} model files in the folder ({}); give the file, or use --repository",
+            dir.display(),
+            found.len(),
+            found
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    if let Some(dir) = args.model.as_ref().filter(|m| m.is_dir()) {
+        let file = model_in_folder(dir)?;
+        tracing::info!(file = %file.display(), "--model names a folder: serving its model file");
+        args.model = Some(file);
+    }
     let scan = ferroserve_runtime::ScanOptions {
         follow_symlinks: args.follow_symlinks,
     };

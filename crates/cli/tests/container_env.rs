@@ -228,3 +228,76 @@ fn an_extra_port_in_use_is_refused_at_start_naming_it() {
     assert!(err.contains("--extra-http-port"), "{err}");
     assert!(err.contains(&port), "{err}");
 }
+
+#[test]
+fn a_folder_holding_one_model_file_is_served_as_kserve_leaves_it() {
+    // KServe's storage initializer: the model's files in /mnt/models; its examples name XGBoost
+    // and LightGBM models model.bst. The content tells the format.
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt/models");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::copy(
+        examples().join("diabetes/1/model.txt"),
+        mnt.join("model.bst"),
+    )
+    .unwrap();
+    std::fs::write(mnt.join(".hidden.json"), b"{}").unwrap();
+    std::fs::write(mnt.join("README.md"), b"not a model").unwrap();
+    let s = start(
+        &[
+            "--model",
+            mnt.to_str().unwrap(),
+            "--model-name",
+            "lightgbm-diabetes",
+        ],
+        &[],
+        2,
+    );
+    let base = addr(&s.lines[0]);
+    let idx = index(&base);
+    assert_eq!(idx.len(), 1, "{idx:?}");
+    assert_eq!(idx[0]["name"], "lightgbm-diabetes");
+    assert_eq!(idx[0]["state"], "READY", "{idx:?}");
+    let body = std::fs::read(repo_root().join("examples/requests/diabetes_v2.json")).unwrap();
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://{base}/v2/models/lightgbm-diabetes/infer"))
+        .header("content-type", "application/json")
+        .body(body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().unwrap();
+    let want = &common::expected()["diabetes"]["requests"]["diabetes_v2.json"];
+    common::assert_outputs_match("diabetes in a folder", &answer, want, 1e-4);
+    drop(s);
+
+    // No model file, or two: refused at start, naming what was found.
+    let refused = |what: &str| {
+        let out = ferroserve()
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "0",
+            ])
+            .args(["--model", mnt.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{what}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    std::fs::copy(examples().join("iris/1/model.onnx"), mnt.join("model.onnx")).unwrap();
+    let err = refused("two files");
+    assert!(
+        err.contains("2 model files in the folder (model.bst, model.onnx)"),
+        "{err}"
+    );
+    std::fs::remove_file(mnt.join("model.bst")).unwrap();
+    std::fs::remove_file(mnt.join("model.onnx")).unwrap();
+    let err = refused("none");
+    assert!(err.contains("no model file in the folder"), "{err}");
+}
