@@ -301,3 +301,84 @@ fn a_folder_holding_one_model_file_is_served_as_kserve_leaves_it() {
     let err = refused("none");
     assert!(err.contains("no model file in the folder"), "{err}");
 }
+
+/// Writes a ConfigMap volume as the kubelet does: the files in a timestamped hidden folder,
+/// `..data` linked to it, each top-level name linked through `..data`; an update writes a new
+/// folder, swaps `..data` atomically (a rename) and removes the old folder.
+fn configmap_volume(root: &std::path::Path, generation: u32, models: &[&str]) {
+    use std::os::unix::fs::symlink;
+    let stamp = format!("..2026_12_03_00_00_0{generation}.000000001");
+    for m in models {
+        let from = examples().join(m);
+        let to = root.join(&stamp).join(m);
+        std::fs::create_dir_all(to.join("1")).unwrap();
+        std::fs::copy(from.join("model.toml"), to.join("model.toml")).unwrap();
+        for f in std::fs::read_dir(from.join("1")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, to.join("1").join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let old = std::fs::read_link(root.join("..data")).ok();
+    symlink(&stamp, root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    for m in models {
+        let link = root.join(m);
+        if link.symlink_metadata().is_err() {
+            symlink(format!("..data/{m}"), &link).unwrap();
+        }
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(root.join(old)).unwrap();
+    }
+}
+
+#[test]
+fn a_kubernetes_configmap_volume_is_a_repository_and_its_updates_are_followed() {
+    // deploy/k8s mounts the models' ConfigMap at /models with `model-control-mode = "poll"`.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("models");
+    std::fs::create_dir_all(&root).unwrap();
+    configmap_volume(&root, 1, &["iris"]);
+    let s = start(
+        &[
+            "--repository",
+            root.to_str().unwrap(),
+            "--model-control-mode",
+            "poll",
+            "--repository-poll-secs",
+            "0.2",
+        ],
+        &[],
+        2,
+    );
+    let base = addr(&s.lines[0]);
+    let idx = index(&base);
+    let names: Vec<&str> = idx.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["iris"],
+        "the kubelet's hidden entries are no models: {idx:?}"
+    );
+    assert_eq!(idx[0]["state"], "READY", "{idx:?}");
+
+    // `kubectl apply` of a ConfigMap with a second model: served once the kubelet swapped it.
+    configmap_volume(&root, 2, &["iris", "breast_cancer"]);
+    let t = Instant::now();
+    loop {
+        let idx = index(&base);
+        let ready = |n: &str| idx.iter().any(|m| m["name"] == n && m["state"] == "READY");
+        if ready("iris") && ready("breast_cancer") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{idx:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The old generation's files are gone: iris answers from the new one.
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://{base}/v2/models/iris/infer"))
+        .json(&json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
