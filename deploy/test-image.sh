@@ -218,6 +218,49 @@ status=$(podman inspect --format '{{.State.ExitCode}}' "$prefix-python")
 [ "$status" = 0 ] || { logs python; echo "exit status $status after SIGTERM" >&2; exit 1; }
 echo "SIGTERM: exited 0 in $stop_secs s, the request in flight answered" | tee -a "$report"
 
+step "KServe: the ClusterServingRuntime's container on a storage initializer's /mnt/models"
+# Its image's args and env exactly as deploy/kserve/clusterservingruntime.yaml gives them, with
+# {{.Name}} an InferenceService's name; /mnt/models holding a scikit-learn model.joblib.
+mkdir -p "$tmp/mnt-models"
+podman run --rm --user 0 -v "$tmp/mnt-models:/mnt/models" --entrypoint python3 localhost/ferroserve:python 2> >(grep -v 'systemd connection' >&2) -c '
+import joblib, json
+from sklearn.datasets import load_iris
+from sklearn.ensemble import GradientBoostingClassifier
+X, y = load_iris(return_X_y=True)
+clf = GradientBoostingClassifier(n_estimators=30, random_state=0).fit(X, y)
+joblib.dump(clf, "/mnt/models/model.joblib")
+rows = X[::15].tolist()
+json.dump({"rows": rows, "label": clf.predict(rows).tolist(), "probabilities": clf.predict_proba(rows).tolist()}, open("/mnt/models/.want.json", "w"))
+'
+"$out/py-compose/bin/python" - deploy/kserve/clusterservingruntime.yaml sklearn-iris >"$tmp/kserve-run" <<'PY'
+import shlex, sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))["spec"]["containers"][0]
+args = [a.replace("{{.Name}}", sys.argv[2]) for a in c["args"]]
+env = " ".join(f"-e {shlex.quote(e['name'] + '=' + e['value'])}" for e in c.get("env", []))
+print(f"env_args=({env})\nargs=({' '.join(shlex.quote(a) for a in args)})")
+PY
+. "$tmp/kserve-run"
+port=$(free_port)
+run kserve --user 10001 "${env_args[@]}" -v "$tmp/mnt-models:/mnt/models:ro" -p "127.0.0.1:$port:8080" localhost/ferroserve:python "${args[@]}"
+started_ready kserve "http://127.0.0.1:$port/v2/health/ready"
+python3 - "$tmp/mnt-models/.want.json" >"$tmp/kserve-req.json" <<'PY'
+import json, sys
+w = json.load(open(sys.argv[1]))
+print(json.dumps({"inputs": [{"name": "input", "datatype": "FP64", "shape": [len(w["rows"]), 4], "data": sum(w["rows"], [])}]}))
+PY
+expect_200 "$(post "http://127.0.0.1:$port/v2/models/sklearn-iris/infer" "@$tmp/kserve-req.json" "$tmp/a.json")" "$tmp/a.json"
+python3 - "$tmp/mnt-models/.want.json" "$tmp/a.json" <<'PY'
+import json, sys
+want, got = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+out = {o["name"]: o["data"] for o in got["outputs"]}
+assert [int(x) for x in out["label"]] == want["label"], (out["label"], want["label"])
+probs = sum(want["probabilities"], [])
+worst = max(abs(a - b) for a, b in zip(out["probabilities"], probs))
+assert len(out["probabilities"]) == len(probs) and worst < 1e-5, worst
+print(f"kserve: sklearn-iris answers scikit-learn's labels and probabilities (worst {worst:.1e}) on port 8080")
+PY
+podman rm -f -t 0 "$prefix-kserve" >/dev/null 2>&1
+
 step "compose: ferroserve + Redis (podman-compose)"
 http_port=$(free_port); grpc_port=$(free_port)
 export FERROSERVE_HOST_HTTP_PORT=$http_port FERROSERVE_HOST_GRPC_PORT=$grpc_port
