@@ -51,9 +51,15 @@ step "build: slim, default, python"
 build slim localhost/ferroserve:slim
 build default localhost/ferroserve:latest
 build python localhost/ferroserve:python
-for tag in slim latest python; do
-  size=$(podman image inspect --format '{{.Size}}' "localhost/ferroserve:$tag")
-  echo "size ferroserve:$tag $(( size / 1000000 )) MB" | tee -a "$report"
+# The baseline: the Flask tutorial's kind of image (bench/containers/flask.Containerfile).
+t0=$(date +%s)
+buildah bud --isolation chroot --pull=never --layers --format docker -q \
+  -f bench/containers/flask.Containerfile -t localhost/flask-tutorial:baseline . >"$out/build-flask.log" 2>&1 \
+  || { tail -n 40 "$out/build-flask.log"; echo "building the Flask baseline failed" >&2; exit 1; }
+echo "built localhost/flask-tutorial:baseline in $(( $(date +%s) - t0 )) s"
+for image in ferroserve:slim ferroserve:latest ferroserve:python flask-tutorial:baseline; do
+  size=$(podman image inspect --format '{{.Size}}' "localhost/$image")
+  echo "size $image $(( size / 1000000 )) MB" | tee -a "$report"
 done
 
 # --- helpers -------------------------------------------------------------------------------
@@ -62,6 +68,7 @@ tmp=$(mktemp -d)
 cleanup() {
   set +e
   for c in $(podman ps -a --format '{{.Names}}' | grep "^$prefix-"); do podman rm -f -t 0 "$c" >/dev/null 2>&1; done
+  podman volume rm -f "$prefix-data" >/dev/null 2>&1
   if [ -n "${compose_up:-}" ]; then
     compose -f deploy/compose.yaml -p "$prefix" down -v -t 5 >/dev/null 2>&1
   fi
@@ -182,6 +189,21 @@ assert [int(x) for x in flat] == want, (got, want)
 print(f"pickle: /prediction answers {got} as scikit-learn's predict {want}")
 PY
 podman rm -f -t 0 "$prefix-pickle" >/dev/null 2>&1
+# The same pickle and line in the Flask tutorial's own kind of image: its start-to-ready (the
+# first answer of /prediction: the app has no health route) is the baseline.
+port=$(free_port)
+run flask -v "$tmp/data:/data" -e MODEL_FILE=/data/model.pkl -p "127.0.0.1:$port:5000" localhost/flask-tutorial:baseline
+started_ready flask-baseline "http://127.0.0.1:$port/prediction?slength=1.5&swidth=0.7&plength=1.3&pwidth=0.3"
+podman rm -f -t 0 "$prefix-flask" >/dev/null 2>&1
+# ferroserve again, now that the conversion is cached in the data volume: a restart's time.
+port=$(free_port)
+podman volume create "$prefix-data" >/dev/null
+for i in 1 2; do
+  run "pickle-$i" -v "$tmp/data:/data" -v "$prefix-data:/var/lib/ferroserve" -e MODEL_FILE=/data/model.pkl -p "127.0.0.1:$port:5000" localhost/ferroserve:python
+  started_ready "pickle-$([ $i = 1 ] && echo first || echo cached)" "http://127.0.0.1:$port/v2/health/ready"
+  podman rm -f -t 10 "$prefix-pickle-$i" >/dev/null 2>&1
+done
+podman volume rm "$prefix-data" >/dev/null
 
 step "python: the FastAPI tutorial's -p 81:80 and a Python predictor, answered across SIGTERM"
 # A slow copy of the Ray Serve tutorial's AdderPredictor: a request is in flight at `podman stop`.
