@@ -111,6 +111,11 @@ started_ready() {
 post() { curl -sS --max-time 10 -H 'Content-Type: application/json' -o "$3" -w '%{http_code}' -X POST "$1" --data-binary "$2"; }
 expect_200() { [ "$1" = 200 ] || { echo "HTTP $1: $(cat "$2")" >&2; exit 1; }; }
 
+step "podman's own start: a container that runs \`true\` (what start-to-ready includes)"
+t0=$(date +%s.%N)
+podman run --rm --init --entrypoint true localhost/ferroserve:slim 2> >(grep -v 'systemd connection' >&2)
+echo "start-to-ready podman-run-true $(python3 -c "import time; print(f'{time.time() - $t0:.2f}')") s" | tee -a "$report"
+
 step "slim: the bundled models, tree models only"
 port=$(free_port)
 run slim -p "127.0.0.1:$port:8000" localhost/ferroserve:slim
