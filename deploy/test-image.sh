@@ -267,8 +267,8 @@ env = " ".join(f"-e {shlex.quote(e['name'] + '=' + e['value'])}" for e in c.get(
 print(f"env_args=({env})\nargs=({' '.join(shlex.quote(a) for a in args)})")
 PY
 . "$tmp/kserve-run"
-port=$(free_port)
-run kserve --user 10001 "${env_args[@]}" -v "$tmp/mnt-models:/mnt/models:ro" -p "127.0.0.1:$port:8080" localhost/ferroserve:python "${args[@]}"
+port=$(free_port); gport=$(free_port)
+run kserve --user 10001 "${env_args[@]}" -v "$tmp/mnt-models:/mnt/models:ro" -p "127.0.0.1:$port:8080" -p "127.0.0.1:$gport:9000" localhost/ferroserve:python "${args[@]}"
 started_ready kserve "http://127.0.0.1:$port/v2/health/ready"
 python3 - "$tmp/mnt-models/.want.json" >"$tmp/kserve-req.json" <<'PY'
 import json, sys
@@ -286,6 +286,27 @@ worst = max(abs(a - b) for a, b in zip(out["probabilities"], probs))
 assert len(out["probabilities"]) == len(probs) and worst < 1e-5, worst
 print(f"kserve: sklearn-iris answers scikit-learn's labels and probabilities (worst {worst:.1e}) on port 8080")
 PY
+# grpc-v2 on port 9000, with Triton's client (in CI; elsewhere when it is installed).
+if python3 -c 'import tritonclient.grpc' 2>/dev/null; then
+  python3 - "127.0.0.1:$gport" "$tmp/mnt-models/.want.json" <<'PY'
+import json, sys
+import numpy as np
+import tritonclient.grpc as g
+c = g.InferenceServerClient(sys.argv[1])
+assert c.is_model_ready("sklearn-iris")
+want = json.load(open(sys.argv[2]))
+x = g.InferInput("input", [len(want["rows"]), 4], "FP64")
+x.set_data_from_numpy(np.array(want["rows"], dtype=np.float64))
+r = c.infer("sklearn-iris", [x])
+assert r.as_numpy("label").astype(int).tolist() == want["label"], r.as_numpy("label")
+print("kserve: sklearn-iris answers the same over gRPC on port 9000 (tritonclient)")
+PY
+elif [ "${CI:-}" = true ]; then
+  echo "tritonclient is not installed: CI needs the gRPC check (pip install -r requirements-dev.txt)" >&2
+  exit 1
+else
+  echo "kserve: gRPC not checked (no tritonclient here: pip install -r requirements-dev.txt)"
+fi
 podman rm -f -t 0 "$prefix-kserve" >/dev/null 2>&1
 
 step "compose: ferroserve + Redis (podman-compose)"
