@@ -27,6 +27,12 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// A bug or an unexpected backend failure (500, INTERNAL).
     Internal,
+    /// No API key or token, or one that is not valid (401, UNAUTHENTICATED).
+    Unauthenticated,
+    /// A valid key or token without the scope or the model asked for (403, PERMISSION_DENIED).
+    Forbidden,
+    /// A key's or a model's rate limit is reached (429 with Retry-After, RESOURCE_EXHAUSTED).
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -44,6 +50,9 @@ impl ErrorKind {
             ErrorKind::RequestTimeout => 408,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::Internal => 500,
+            ErrorKind::Unauthenticated => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::RateLimited => 429,
         }
     }
 }
@@ -205,6 +214,8 @@ pub struct InferError {
     pub message: String,
     /// One entry per problem found (empty for errors that are not about the request's data).
     pub details: Vec<ErrorDetail>,
+    /// Seconds after which a retry may succeed (`Retry-After`), when the error says.
+    pub retry_after: Option<u64>,
 }
 
 impl InferError {
@@ -213,6 +224,7 @@ impl InferError {
             kind,
             message: message.into(),
             details: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -237,6 +249,7 @@ impl InferError {
             kind: ErrorKind::Unprocessable,
             message,
             details,
+            retry_after: None,
         }
     }
 
@@ -254,6 +267,21 @@ impl InferError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthenticated, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, message)
+    }
+
+    /// A rate limit reached: a retry may succeed after `retry_after` seconds.
+    pub fn rate_limited(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(ErrorKind::RateLimited, message);
+        e.retry_after = Some(retry_after);
+        e
     }
 }
 

@@ -134,9 +134,11 @@ impl Outcome {
         match kind {
             ErrorKind::InvalidInput
             | ErrorKind::Unprocessable
-            | ErrorKind::UnsupportedMediaType => Outcome::InvalidInput,
+            | ErrorKind::UnsupportedMediaType
+            | ErrorKind::Unauthenticated
+            | ErrorKind::Forbidden => Outcome::InvalidInput,
             ErrorKind::TooLarge => Outcome::TooLarge,
-            ErrorKind::Overloaded => Outcome::Overloaded,
+            ErrorKind::Overloaded | ErrorKind::RateLimited => Outcome::Overloaded,
             ErrorKind::DeadlineExceeded | ErrorKind::RequestTimeout => Outcome::Timeout,
             ErrorKind::Unavailable => Outcome::Unavailable,
             ErrorKind::NotFound | ErrorKind::Internal => Outcome::Error,

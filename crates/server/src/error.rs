@@ -45,6 +45,9 @@ pub fn code_of(kind: ErrorKind) -> tonic::Code {
         ErrorKind::DeadlineExceeded | ErrorKind::RequestTimeout => tonic::Code::DeadlineExceeded,
         ErrorKind::UnsupportedMediaType => tonic::Code::InvalidArgument,
         ErrorKind::Internal => tonic::Code::Internal,
+        ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
+        ErrorKind::Forbidden => tonic::Code::PermissionDenied,
+        ErrorKind::RateLimited => tonic::Code::ResourceExhausted,
     }
 }
 
@@ -119,9 +122,18 @@ impl IntoResponse for ApiError {
             error_body(&self.0.message, &self.0.details),
         )
             .into_response();
-        if matches!(self.0.kind, ErrorKind::Overloaded | ErrorKind::Unavailable) {
+        if let Some(secs) = self.0.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        } else if matches!(self.0.kind, ErrorKind::Overloaded | ErrorKind::Unavailable) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.0.kind == ErrorKind::Unauthenticated {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ferroserve\""),
+            );
         }
         resp
     }
@@ -144,6 +156,9 @@ mod tests {
             ErrorKind::RequestTimeout,
             ErrorKind::UnsupportedMediaType,
             ErrorKind::Internal,
+            ErrorKind::Unauthenticated,
+            ErrorKind::Forbidden,
+            ErrorKind::RateLimited,
         ];
         let table: Vec<(u16, tonic::Code)> = kinds
             .iter()
@@ -162,6 +177,9 @@ mod tests {
                 (408, tonic::Code::DeadlineExceeded),
                 (415, tonic::Code::InvalidArgument),
                 (500, tonic::Code::Internal),
+                (401, tonic::Code::Unauthenticated),
+                (403, tonic::Code::PermissionDenied),
+                (429, tonic::Code::ResourceExhausted),
             ]
         );
         let s = grpc_status(InferError::not_found("unknown model 'x'"));

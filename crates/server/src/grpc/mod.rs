@@ -372,7 +372,10 @@ impl GrpcInferenceService for InferenceService {
                 | ErrorKind::DeadlineExceeded
                 | ErrorKind::RequestTimeout
                 | ErrorKind::UnsupportedMediaType
-                | ErrorKind::Internal => Err(e),
+                | ErrorKind::Internal
+                | ErrorKind::Unauthenticated
+                | ErrorKind::Forbidden
+                | ErrorKind::RateLimited => Err(e),
             },
         };
         self.answer(

@@ -40,6 +40,9 @@ fn meaning(kind: ErrorKind) -> &'static str {
         }
         ErrorKind::DeadlineExceeded => "The request's deadline passed before it was answered",
         ErrorKind::RequestTimeout => "The request body did not arrive in time (--body-read-timeout)",
+        ErrorKind::Unauthenticated => "No API key or token, or not a valid one (--api-keys)",
+        ErrorKind::Forbidden => "The key or token may not call this route or use this model",
+        ErrorKind::RateLimited => "A rate limit of the key or the model is reached; retry after Retry-After seconds",
     }
 }
 
