@@ -361,6 +361,51 @@ struct ServeArgs {
     /// PATH=MODEL, repeatable (environment: comma-separated).
     #[arg(long = "route-owner", env = "FERROSERVE_ROUTE_OWNER", value_delimiter = ',', value_parser = parse_owner)]
     route_owner: Vec<(String, String)>,
+    /// API keys: a TOML file of [[keys]] (name, sha256 = the key's hex SHA-256, scopes of
+    /// infer / read / manage / admin, optional models and rate such as "5/s"), read again when
+    /// it changes. With keys, every route but health needs one (Authorization: Bearer KEY or
+    /// X-API-Key: KEY); see docs/security.md.
+    #[arg(long = "api-keys", env = "FERROSERVE_API_KEYS_FILE")]
+    api_keys: Option<PathBuf>,
+    /// More API keys, from the environment only: NAME:SCOPE+SCOPE:SHA256HEX, comma-separated.
+    #[arg(
+        long = "api-key-hashes",
+        env = "FERROSERVE_API_KEYS",
+        hide = true,
+        hide_env_values = true
+    )]
+    api_key_hashes: Option<String>,
+    /// Route classes that need no key even when keys are set up (health always): metrics,
+    /// docs, metadata, infer. Repeatable (environment: comma-separated).
+    #[arg(long = "auth-open", env = "FERROSERVE_AUTH_OPEN", value_delimiter = ',', value_parser = parse_open)]
+    auth_open: Vec<ferroserve_server::auth::Class>,
+    /// A model's rate limit, whoever calls: MODEL=RATE ("iris=100/s", "wine=3000/m"); past it,
+    /// 429 with Retry-After. Repeatable (environment: comma-separated).
+    #[arg(long = "model-rate-limit", env = "FERROSERVE_MODEL_RATE_LIMIT", value_delimiter = ',', value_parser = parse_model_rate)]
+    model_rate_limit: Vec<(String, ferroserve_server::auth::Rate)>,
+    /// Origins a browser page may call the API from (CORS): https://app.example.com, or * for
+    /// any. Repeatable (environment: comma-separated). None: no CORS headers.
+    #[arg(
+        long = "cors-origin",
+        env = "FERROSERVE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
+    /// With --cors-origin: the methods allowed (default GET, POST).
+    #[arg(
+        long = "cors-method",
+        env = "FERROSERVE_CORS_METHODS",
+        value_delimiter = ','
+    )]
+    cors_methods: Vec<String>,
+    /// With --cors-origin: the request headers allowed (default content-type, authorization,
+    /// x-api-key).
+    #[arg(
+        long = "cors-header",
+        env = "FERROSERVE_CORS_HEADERS",
+        value_delimiter = ','
+    )]
+    cors_headers: Vec<String>,
     /// How the model set may change while serving: none, poll (follow the repository) or
     /// explicit (POST /v2/repository/models/NAME/load and /unload).
     #[arg(
@@ -438,6 +483,59 @@ fn parse_owner(s: &str) -> Result<(String, String), String> {
             "expected PATH=MODEL (e.g. /predict=wine), got {s:?}"
         )),
     }
+}
+
+fn parse_open(s: &str) -> Result<ferroserve_server::auth::Class, String> {
+    ferroserve_server::auth::Class::OPENABLE
+        .iter()
+        .find(|(n, _)| *n == s.trim())
+        .map(|(_, c)| *c)
+        .ok_or_else(|| {
+            format!("{s:?}: expected metrics, docs, metadata or infer (health is always open)")
+        })
+}
+
+fn parse_model_rate(s: &str) -> Result<(String, ferroserve_server::auth::Rate), String> {
+    let (model, rate) = s
+        .split_once('=')
+        .filter(|(m, _)| !m.trim().is_empty())
+        .ok_or_else(|| format!("expected MODEL=RATE (e.g. iris=100/s), got {s:?}"))?;
+    Ok((
+        model.trim().to_string(),
+        ferroserve_server::auth::Rate::parse(rate)?,
+    ))
+}
+
+/// API keys and rate limits, when any is set up (None: every caller may do everything).
+fn auth_of(args: &ServeArgs) -> anyhow::Result<Option<Arc<ferroserve_server::auth::Auth>>> {
+    let keys = args.api_keys.is_some() || args.api_key_hashes.is_some();
+    if !keys {
+        if !ferroserve_server::auth::is_loopback(&args.host) {
+            tracing::warn!(host = %args.host, "listening beyond this machine with no API keys: anyone who can reach the ports may call every route (load and unload, jobs included); set --api-keys (docs/security.md) or --host 127.0.0.1");
+        }
+        if args.model_rate_limit.is_empty() {
+            return Ok(None);
+        }
+    }
+    let auth = ferroserve_server::auth::Auth::new(ferroserve_server::auth::AuthConfig {
+        keys_file: args.api_keys.clone(),
+        keys_env: args.api_key_hashes.clone(),
+        open: args.auth_open.clone(),
+        model_rates: args.model_rate_limit.clone(),
+    })
+    .map_err(anyhow::Error::msg)?;
+    if keys {
+        let names = auth.key_names();
+        tracing::info!(keys = names.len(), open = ?args.auth_open, "API keys required");
+        if names.is_empty() {
+            tracing::warn!(
+                "API keys are required but none is configured: every route but health is refused"
+            );
+        }
+    }
+    let auth = Arc::new(auth);
+    auth.watch(Duration::from_secs(1));
+    Ok(Some(auth))
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
@@ -723,6 +821,13 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         answers: Default::default(),
         views: Default::default(),
         jobs,
+        auth: auth_of(&args)?,
+        cors: ferroserve_server::auth::cors(
+            &args.cors_origins,
+            &args.cors_methods,
+            &args.cors_headers,
+        )
+        .map_err(anyhow::Error::msg)?,
     });
     ferroserve_server::jobs::start(&state);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))

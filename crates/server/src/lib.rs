@@ -10,6 +10,7 @@
 //! (`tests/routes.rs`). Inference requests of both fronts are run by the runtime's inference
 //! service ([`ferroserve_runtime::service`]); the fronts decode and encode.
 
+pub mod auth;
 pub mod body;
 pub mod conn;
 pub mod docs;
@@ -95,7 +96,15 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             observe::panic_answer,
         ))
-        // Around it, so that the 500 of a panic is counted and logged too.
+        // Who may call what (API keys, scopes, rate limits): before any handler runs.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::http_layer,
+        ))
+        // A preflight is answered, and every answer (a refusal too) gets its CORS headers,
+        // before the key check.
+        .layer(tower::util::option_layer(state.cors.clone()))
+        // Around it, so that the 500 of a panic and a refused key are counted and logged too.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
@@ -107,8 +116,12 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// RESOURCE_EXHAUSTED (`grpc::oversized_headers`), and a panic in a handler answers INTERNAL
 /// (as over HTTP it answers 500) while the server keeps serving (`grpc::panic_status`).
 pub fn grpc_app(state: Arc<AppState>, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
-    grpc::routes(state, stopping)
+    grpc::routes(state.clone(), stopping)
         .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::grpc_layer,
+        ))
         .layer(tower::util::MapResponseLayer::new(
             grpc::oversized_headers::<axum::body::Body>,
         ))
@@ -124,9 +137,11 @@ async fn fallback(
     method: Method,
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
+    caller: Option<axum::Extension<auth::Caller>>,
     body: axum::body::Body,
 ) -> Response {
-    if let Some(answer) = friendly::dispatch(&st, &method, &uri, &headers, body).await {
+    let caller = caller.map_or_else(auth::Caller::anyone, |c| c.0);
+    if let Some(answer) = friendly::dispatch(&st, &method, &uri, &headers, body, &caller).await {
         return answer;
     }
     let loading = st.runtime().models().filter(|m| m.loading).count();

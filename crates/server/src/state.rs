@@ -109,6 +109,11 @@ pub struct AppState {
     pub predictions: Option<Arc<ferroserve_predlog::sqlite::Reader>>,
     /// Batch jobs (`POST /jobs`), when enabled.
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
+    /// API keys, scopes and rate limits ([`crate::auth`]), when any is set up.
+    pub auth: Option<Arc<crate::auth::Auth>>,
+    /// `--cors-origin`: the CORS layer of the HTTP front, outside the key check (a preflight
+    /// carries no key).
+    pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
 impl AppState {
@@ -132,6 +137,8 @@ impl AppState {
             prediction_log: None,
             predictions: None,
             jobs: None,
+            auth: None,
+            cors: None,
         }
     }
 

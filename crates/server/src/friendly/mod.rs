@@ -403,9 +403,18 @@ pub async fn serve_spec(
     query: Option<&str>,
     headers: &HeaderMap,
     body: Body,
+    caller: Option<&crate::auth::Caller>,
 ) -> Result<Response, ApiError> {
     if spec.job {
-        return crate::jobs::from_alias(fs, spec, headers, body).await;
+        // The job's model is checked where every job's is (`jobs::target`).
+        let anyone = crate::auth::Caller::anyone();
+        let caller = caller.unwrap_or(&anyone);
+        return crate::jobs::from_alias(fs, spec, headers, body, caller).await;
+    }
+    // A route alias names its model only here; a built-in route's path named it, and the
+    // middleware checked it (`None`).
+    if let (Some(auth), Some(caller)) = (&fs.app.auth, caller) {
+        auth.admit_model(caller, &spec.model)?;
     }
     let served = fs.app.runtime().version(&spec.model, None)?;
     let service = &fs.app.service;
@@ -619,7 +628,7 @@ async fn predict_get(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let spec = fs.f.builtin(&model, |b| &b.get);
-    serve_spec(&fs, &spec, uri.query(), &headers, Body::empty()).await
+    serve_spec(&fs, &spec, uri.query(), &headers, Body::empty(), None).await
 }
 
 async fn predict_post(
@@ -630,7 +639,7 @@ async fn predict_post(
     body: Body,
 ) -> Result<Response, ApiError> {
     let spec = fs.f.builtin(&model, |b| &b.post);
-    serve_spec(&fs, &spec, uri.query(), &headers, body).await
+    serve_spec(&fs, &spec, uri.query(), &headers, body, None).await
 }
 
 async fn v1_predict(
@@ -651,7 +660,7 @@ async fn v1_predict(
         )));
     }
     let spec = fs.f.builtin(model, |b| &b.v1);
-    serve_spec(&fs, &spec, uri.query(), &headers, body).await
+    serve_spec(&fs, &spec, uri.query(), &headers, body, None).await
 }
 
 async fn v1_status(fs: FState, Path(name): Path<String>) -> Result<Response, ApiError> {
@@ -808,6 +817,7 @@ pub async fn dispatch(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
+    caller: &crate::auth::Caller,
 ) -> Option<Response> {
     let fs = FState::of(st);
     let path = uri.path();
@@ -818,9 +828,11 @@ pub async fn dispatch(
     };
     let targets = fs.f.lookup.get(path);
     let answer = match targets.and_then(|t| t.get(slot)).cloned().flatten() {
-        Some(Target::Alias(spec)) => serve_spec(&fs, &spec, uri.query(), headers, body)
-            .await
-            .unwrap_or_else(|e| e.into_response()),
+        Some(Target::Alias(spec)) => {
+            serve_spec(&fs, &spec, uri.query(), headers, body, Some(caller))
+                .await
+                .unwrap_or_else(|e| e.into_response())
+        }
         Some(Target::Conflict(c)) => conflict_error(&c).into_response(),
         None if slot == 0 && path == "/" => welcome(fs).await,
         None if targets.is_some() || path == "/" => {

@@ -20,6 +20,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Caller;
 use crate::error::{grpc_status, panicked};
 use crate::labels::label_enum;
 use crate::state::{request_line, AppState};
@@ -129,6 +130,22 @@ pub fn parse_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// The caller the auth middleware left in the call's extensions ([`crate::auth`]).
+fn caller_of<T>(req: &Request<T>) -> Caller {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_else(Caller::anyone)
+}
+
+/// Whether `caller` may use `model` (and the model's rate limit), when auth is set up.
+fn admit(state: &AppState, caller: &Caller, model: &str) -> Result<(), InferError> {
+    match &state.auth {
+        Some(auth) => auth.admit_model(caller, model),
+        None => Ok(()),
+    }
+}
+
 fn deadline_of<T>(req: &Request<T>) -> Option<Duration> {
     req.metadata()
         .get("grpc-timeout")
@@ -145,7 +162,9 @@ async fn infer_one(
     m: ModelInferRequest,
     deadline: Option<Duration>,
     origin: Origin<'_>,
+    caller: &Caller,
 ) -> Result<ModelInferResponse, InferError> {
+    admit(state, caller, &m.model_name)?;
     let served = state
         .runtime()
         .version(&m.model_name, Some(&m.model_version))?;
@@ -163,12 +182,16 @@ async fn infer_one(
 }
 
 /// One answer on a stream: a response, or the error message with the request's identity.
-async fn stream_answer(state: Arc<AppState>, m: ModelInferRequest) -> ModelStreamInferResponse {
+async fn stream_answer(
+    state: Arc<AppState>,
+    m: ModelInferRequest,
+    caller: Arc<Caller>,
+) -> ModelStreamInferResponse {
     let (model_name, model_version, id) =
         (m.model_name.clone(), m.model_version.clone(), m.id.clone());
     // A panic answers this message as INTERNAL, and the stream goes on: the stream's answers
     // are computed while its body is sent, where the router's panic layer cannot reach.
-    let r = match AssertUnwindSafe(infer_one(&state, m, None, Origin::GrpcStream))
+    let r = match AssertUnwindSafe(infer_one(&state, m, None, Origin::GrpcStream, &caller))
         .catch_unwind()
         .await
     {
@@ -405,23 +428,26 @@ impl GrpcInferenceService for InferenceService {
         req: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let started = Instant::now();
+        let caller = caller_of(&req);
         let r = req.into_inner();
         let st = &self.state;
-        let answer = st.runtime().version(&r.name, Some(&r.version)).map(|v| {
-            let m = v.model.metadata();
-            let versions = st
-                .runtime()
-                .model(&v.name)
-                .map(|e| e.versions.keys().map(|k| k.to_string()).collect())
-                .unwrap_or_default();
-            ModelMetadataResponse {
-                name: v.name.clone(),
-                versions,
-                platform: m.platform.clone(),
-                inputs: m.inputs.iter().map(tensor_metadata).collect(),
-                outputs: m.outputs.iter().map(tensor_metadata).collect(),
-            }
-        });
+        let answer = admit(st, &caller, &r.name)
+            .and_then(|()| st.runtime().version(&r.name, Some(&r.version)))
+            .map(|v| {
+                let m = v.model.metadata();
+                let versions = st
+                    .runtime()
+                    .model(&v.name)
+                    .map(|e| e.versions.keys().map(|k| k.to_string()).collect())
+                    .unwrap_or_default();
+                ModelMetadataResponse {
+                    name: v.name.clone(),
+                    versions,
+                    platform: m.platform.clone(),
+                    inputs: m.inputs.iter().map(tensor_metadata).collect(),
+                    outputs: m.outputs.iter().map(tensor_metadata).collect(),
+                }
+            });
         self.answer(Method::ModelMetadata, started, answer)
     }
 
@@ -431,7 +457,15 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(&req);
-        let r = infer_one(&self.state, req.into_inner(), deadline, Origin::Grpc).await;
+        let caller = caller_of(&req);
+        let r = infer_one(
+            &self.state,
+            req.into_inner(),
+            deadline,
+            Origin::Grpc,
+            &caller,
+        )
+        .await;
         self.answer(Method::ModelInfer, started, r)
     }
 
@@ -443,6 +477,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<AnswerStream>, Status> {
         let started = Instant::now();
         let state = self.state.clone();
+        let caller = Arc::new(caller_of(&req));
         let mut stopping = self.stopping.clone();
         // When the server stops, stop reading new requests; those running are answered and
         // the stream then ends, so a client holding a stream open cannot hold up shutdown.
@@ -454,9 +489,10 @@ impl GrpcInferenceService for InferenceService {
             .take_until(stop)
             .map(move |msg| {
                 let state = state.clone();
+                let caller = caller.clone();
                 async move {
                     match msg {
-                        Ok(m) => Ok(stream_answer(state, m).await),
+                        Ok(m) => Ok(stream_answer(state, m, caller).await),
                         Err(status) => Err(oversized_is_resource_exhausted(status)),
                     }
                 }
@@ -471,12 +507,15 @@ impl GrpcInferenceService for InferenceService {
         req: Request<ModelStatisticsRequest>,
     ) -> Result<Response<ModelStatisticsResponse>, Status> {
         let started = Instant::now();
+        let caller = caller_of(&req);
         let r = req.into_inner();
         // As `GET /v2/models[/{m}[/versions/{v}]]/stats`: every model, one model's ready
         // versions, or one version.
         let model = Some(r.name.as_str()).filter(|n| !n.is_empty());
         let version = Some(r.version.as_str()).filter(|v| !v.is_empty());
-        let stats = stats::select(&self.state.runtime(), model, version)
+        let stats = model
+            .map_or(Ok(()), |m| admit(&self.state, &caller, m))
+            .and_then(|()| stats::select(&self.state.runtime(), model, version))
             .map(|s| s.into_iter().map(model_statistics).collect());
         self.answer(
             Method::ModelStatistics,
@@ -490,11 +529,10 @@ impl GrpcInferenceService for InferenceService {
         req: Request<proto::ModelConfigRequest>,
     ) -> Result<Response<proto::ModelConfigResponse>, Status> {
         let started = Instant::now();
+        let caller = caller_of(&req);
         let r = req.into_inner();
-        let answer = self
-            .state
-            .runtime()
-            .version(&r.name, Some(&r.version))
+        let answer = admit(&self.state, &caller, &r.name)
+            .and_then(|()| self.state.runtime().version(&r.name, Some(&r.version)))
             .map(|v| proto::ModelConfigResponse {
                 config: Some(model_config_proto(v2::model_config::TritonConfig::of(&v))),
             });
@@ -531,8 +569,10 @@ impl GrpcInferenceService for InferenceService {
         req: Request<RepositoryModelLoadRequest>,
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
         let started = Instant::now();
+        let caller = caller_of(&req);
         let r = req.into_inner();
-        let answer = match crate::v2::control::allowed(&self.state, "load", &r.model_name)
+        let answer = match admit(&self.state, &caller, &r.model_name)
+            .and_then(|()| crate::v2::control::allowed(&self.state, "load", &r.model_name))
             .and_then(|()| load_params(&r.model_name, r.parameters))
         {
             Ok(params) => crate::v2::control::load(&self.state, &r.model_name, params).await,
@@ -547,8 +587,10 @@ impl GrpcInferenceService for InferenceService {
         req: Request<RepositoryModelUnloadRequest>,
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
         let started = Instant::now();
+        let caller = caller_of(&req);
         let r = req.into_inner();
-        let answer = crate::v2::control::unload(&self.state, &r.model_name)
+        let answer = admit(&self.state, &caller, &r.model_name)
+            .and_then(|()| crate::v2::control::unload(&self.state, &r.model_name))
             .map(|()| RepositoryModelUnloadResponse {});
         self.answer(Method::RepositoryModelUnload, started, answer)
     }

@@ -731,12 +731,16 @@ struct Target {
     job: Job,
 }
 
-fn target(fs: &FState, asked: &Asked) -> Result<Target, InferError> {
+fn target(fs: &FState, asked: &Asked, caller: &crate::auth::Caller) -> Result<Target, InferError> {
     let Some(model) = asked.model.clone() else {
         return Err(InferError::invalid(
             "field 'model': expected the name of the model to run the job on",
         ));
     };
+    // The model comes with the body: the caller's key may be limited to others.
+    if let Some(auth) = &fs.app.auth {
+        auth.admit_model(caller, &model)?;
+    }
     let served = fs.app.runtime().version(&model, asked.version.as_deref())?;
     let table = fs.f.table(&served)?;
     let options = asked.options(&table)?;
@@ -866,9 +870,11 @@ async fn submit(
 /// `POST /jobs`.
 async fn create(
     AxState(app): AxState<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let caller = caller.map_or_else(crate::auth::Caller::anyone, |c| c.0);
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -887,7 +893,7 @@ async fn create(
                 "multipart/form-data without a usable boundary: {e}"
             ))
         })?;
-        return Ok(upload(&app, &fs, body, boundary).await?);
+        return Ok(upload(&app, &fs, body, boundary, &caller).await?);
     }
     if !(essence == "application/json" || essence.ends_with("+json")) {
         return Err(InferError::new(
@@ -908,7 +914,7 @@ async fn create(
             .into())
         }
     };
-    let t = target(&fs, &parsed.asked)?;
+    let t = target(&fs, &parsed.asked, &caller)?;
     let chunks = json_chunks(items, t.job.options.chunk_rows);
     Ok(submit(&app, t, chunks.into_iter()).await?)
 }
@@ -920,6 +926,7 @@ pub async fn from_alias(
     spec: &Spec,
     headers: &HeaderMap,
     body: Body,
+    caller: &crate::auth::Caller,
 ) -> Result<Response, ApiError> {
     let app = &fs.app;
     let bytes = read_body(body, headers, Limit::flag(app.limits.max_body_bytes)).await?;
@@ -950,7 +957,7 @@ pub async fn from_alias(
         model: Some(spec.model.clone()),
         ..Asked::default()
     };
-    let t = target(fs, &asked)?;
+    let t = target(fs, &asked, caller)?;
     let chunks = json_chunks(&items, t.job.options.chunk_rows);
     let mut answer = submit(app, t, chunks.into_iter()).await?;
     // The clients of such endpoints check for 200 (the Cortex tutorial's test.py does).
@@ -964,6 +971,7 @@ async fn upload(
     fs: &FState,
     body: Body,
     boundary: String,
+    caller: &crate::auth::Caller,
 ) -> Result<Response, InferError> {
     let jobs = jobs_of(app)?;
     let uploads = jobs.cfg.data_dir.join("jobs-uploads");
@@ -1032,7 +1040,7 @@ async fn upload(
             "a multipart job needs a 'file' field holding CSV or JSON Lines (and a 'model' field)",
         ));
     };
-    let t = target(fs, &asked)?;
+    let t = target(fs, &asked, caller)?;
     let chunk_rows = t.job.options.chunk_rows;
     let reader = FileChunks::open(&path, format, chunk_rows).map_err(|e| {
         match e.strip_prefix("INPUT:") {
