@@ -29,7 +29,9 @@ def _binary():
 class Server:
     """A running ferroserve: `http` and `grpc` are host:port strings for tritonclient."""
 
-    def __init__(self, args=()):
+    def __init__(self, args=(), headers=None):
+        # `headers`: what the server wants on every request but health (an API key).
+        self.headers = dict(headers or {})
         # Nothing from the developer's shell that changes the answers (every flag has a
         # FERROSERVE_* variable); FERROSERVE_PYTHON only names the interpreter.
         env = {k: v for k, v in os.environ.items()
@@ -66,7 +68,7 @@ class Server:
         while True:
             try:
                 req = urllib.request.Request(f"http://{self.http}/v2/repository/index",
-                                             data=b"{}", method="POST")
+                                             data=b"{}", method="POST", headers=self.headers)
                 with urllib.request.urlopen(req, timeout=5) as r:
                     if all(m.get("state") != "LOADING" for m in json.load(r)):
                         return
