@@ -211,6 +211,23 @@ fn every_route_class_needs_a_key_of_its_scope_and_model() {
             "{path}"
         );
     }
+    // The OpenAPI document says how to send a key (Swagger UI's Authorize), and that health
+    // needs none.
+    let (_, _, doc) = call(&s, "GET", "/openapi.json", Some("key-reader-1"), None);
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["apiKey"]["name"],
+        "X-API-Key"
+    );
+    assert_eq!(
+        doc["paths"]["/v2/health/ready"]["get"]["security"],
+        json!([])
+    );
+    assert!(doc["paths"]["/v2/models/{model}/infer"]["post"]["responses"]["401"].is_object());
     // A key limited to iris may not read another model's metadata either.
     refused(
         "wine metadata",

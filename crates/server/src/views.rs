@@ -21,6 +21,8 @@ pub struct Views {
     /// The snapshot they were built from: a request that uses the views uses this one.
     pub runtime: Arc<Runtime>,
     pub friendly: Arc<Friendly>,
+    /// API keys are required: the document says how to send one.
+    secured: bool,
     docs: OnceLock<Arc<Docs>>,
 }
 
@@ -30,6 +32,7 @@ impl Views {
         Views {
             runtime,
             friendly,
+            secured: st.auth.as_ref().is_some_and(|a| a.is_on()),
             docs: OnceLock::new(),
         }
     }
@@ -41,6 +44,7 @@ impl Views {
                 Arc::new(Docs::new(&crate::openapi::document(
                     &self.runtime,
                     &self.friendly,
+                    self.secured,
                 )))
             })
             .clone()

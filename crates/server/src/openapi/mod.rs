@@ -66,7 +66,7 @@ fn errors(kinds: &[ErrorKind]) -> Map<String, Value> {
 }
 
 /// The OpenAPI document of this server, as it is configured now.
-pub fn document(rt: &Runtime, f: &Friendly) -> Value {
+pub fn document(rt: &Runtime, f: &Friendly, secured: bool) -> Value {
     let models: Vec<String> = rt.models().map(|m| m.name.clone()).collect();
     let mut components = Map::new();
     components::common(&mut components, &models);
@@ -86,7 +86,7 @@ pub fn document(rt: &Runtime, f: &Friendly) -> Value {
     tags.push(json!({ "name": "jobs", "description": "Batch jobs: many rows, run in the background, results in input order" }));
     tags.push(json!({ "name": "server", "description": "The server and its models" }));
     tags.push(json!({ "name": "v2", "description": "Open Inference Protocol (KServe v2 / Triton) REST API" }));
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "ferroserve",
@@ -96,7 +96,47 @@ pub fn document(rt: &Runtime, f: &Friendly) -> Value {
         "tags": tags,
         "paths": paths,
         "components": { "schemas": components },
-    })
+    });
+    if secured {
+        secure(&mut doc);
+    }
+    doc
+}
+
+/// With API keys: the two ways to send one (Swagger UI's "Authorize"), required everywhere but
+/// on the health routes, and the refusals every operation may answer.
+fn secure(doc: &mut Value) {
+    doc["components"]["securitySchemes"] = json!({
+        "bearer": { "type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY (docs/security.md)" },
+        "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" }
+    });
+    doc["security"] = json!([{ "bearer": [] }, { "apiKey": [] }]);
+    let refusals = errors(&[
+        ErrorKind::Unauthenticated,
+        ErrorKind::Forbidden,
+        ErrorKind::RateLimited,
+    ]);
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let health = path.starts_with("/v2/health/") || path.ends_with("/ready");
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for op in ops.values_mut() {
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            if health {
+                op.insert("security".into(), json!([]));
+            } else if let Some(resp) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                for (code, r) in &refusals {
+                    resp.entry(code.clone()).or_insert_with(|| r.clone());
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
