@@ -175,6 +175,29 @@ pub struct Key {
     /// The models it may use; `None`: every model.
     models: Option<Arc<[String]>>,
     rate: Option<Rate>,
+    /// Its counters and rate bucket, kept across reloads by name ([`Auth::reload`]).
+    state: Arc<KeyState>,
+}
+
+/// Results counted per key: `allowed`, `unauthenticated`, `forbidden`, `rate_limited`.
+const RESULTS: [&str; 4] = ["allowed", "unauthenticated", "forbidden", "rate_limited"];
+const ALLOWED: usize = 0;
+const UNAUTHENTICATED_AT: usize = 1;
+const FORBIDDEN: usize = 2;
+const RATE_LIMITED: usize = 3;
+
+/// One key's counters and token bucket (the bucket with the rate it was made for: a new rate
+/// starts a full one).
+#[derive(Debug, Default)]
+pub struct KeyState {
+    counts: [std::sync::atomic::AtomicU64; 4],
+    bucket: Mutex<Option<(Rate, Bucket)>>,
+}
+
+impl KeyState {
+    fn count(&self, result: usize) {
+        self.counts[result].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The keys file: `[[keys]]` tables.
@@ -249,6 +272,7 @@ fn key_of(
         scopes: bits,
         models: models.map(Into::into),
         rate,
+        state: Arc::default(),
     })
 }
 
@@ -296,6 +320,8 @@ pub struct Caller {
     pub key: Option<Arc<str>>,
     scopes: u8,
     models: Option<Arc<[String]>>,
+    rate: Option<Rate>,
+    state: Option<Arc<KeyState>>,
 }
 
 impl Caller {
@@ -305,6 +331,8 @@ impl Caller {
             key: None,
             scopes: Scope::Admin.bit(),
             models: None,
+            rate: None,
+            state: None,
         }
     }
 
@@ -331,12 +359,6 @@ struct Source {
     seen: Mutex<Option<Stamp>>,
 }
 
-/// Counters: `ferroserve_auth_requests_total{key, result}`, bounded by the keys configured.
-#[derive(Default)]
-struct Counts {
-    by: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
-}
-
 /// The authorization settings of a server, shared by both fronts.
 pub struct Auth {
     keys: RwLock<Arc<[Key]>>,
@@ -344,10 +366,13 @@ pub struct Auth {
     on: bool,
     source: Source,
     open: Vec<Class>,
-    key_buckets: Mutex<HashMap<Arc<str>, Bucket>>,
+    /// Every key name configured since start, with its state (`ferroserve_auth_requests_total`
+    /// labels: bounded by the names the keys files held).
+    states: Mutex<HashMap<Arc<str>, Arc<KeyState>>>,
+    /// Requests with no key, or one that is not valid (the empty key name).
+    anonymous: KeyState,
     model_rates: Vec<(String, Rate)>,
     model_buckets: Mutex<HashMap<String, Bucket>>,
-    counts: Counts,
 }
 
 /// How [`Auth`] is set up (`ferroserve serve`'s flags).
@@ -380,10 +405,10 @@ impl Auth {
                 seen: Mutex::new(None),
             },
             open: cfg.open,
-            key_buckets: Mutex::new(HashMap::new()),
+            states: Mutex::new(HashMap::new()),
+            anonymous: KeyState::default(),
             model_rates: cfg.model_rates,
             model_buckets: Mutex::new(HashMap::new()),
-            counts: Counts::default(),
         };
         auth.reload()?;
         Ok(auth)
@@ -438,13 +463,14 @@ impl Auth {
                 return Err(format!("two keys are named {:?}", k.name));
             }
         }
+        // A name keeps its counters and bucket across reloads.
+        {
+            let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+            for k in &mut keys {
+                k.state = states.entry(k.name.clone()).or_default().clone();
+            }
+        }
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::from(keys);
-        // A key removed or changed starts afresh; the others keep their buckets.
-        let live: std::collections::HashSet<Arc<str>> = self.key_names().into_iter().collect();
-        self.key_buckets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|name, _| live.contains(name));
         Ok(true)
     }
 
@@ -473,15 +499,12 @@ impl Auth {
             .ok();
     }
 
-    fn count(&self, key: Option<&Arc<str>>, result: &'static str) {
-        let key = key.cloned().unwrap_or_else(|| Arc::from(""));
-        *self
-            .counts
-            .by
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((key, result))
-            .or_default() += 1;
+    fn count(&self, caller: &Caller, result: usize) {
+        caller
+            .state
+            .as_deref()
+            .unwrap_or(&self.anonymous)
+            .count(result);
     }
 
     /// The key presented in `headers`: `Authorization: Bearer KEY` or `X-API-Key: KEY`.
@@ -498,9 +521,9 @@ impl Auth {
     }
 
     /// The key whose hash is the presented key's, compared with every key in constant time.
-    fn find(&self, presented: &str) -> Option<Key> {
+    fn find(&self, presented: &str) -> Option<Caller> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let keys = self.keys_now();
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         let mut found = None;
         for k in keys.iter() {
             let diff = k
@@ -510,10 +533,16 @@ impl Auth {
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b));
             // No early exit: every key is compared whatever matched before.
             if std::hint::black_box(diff) == 0 {
-                found = Some(k.clone());
+                found = Some(k);
             }
         }
-        found
+        found.map(|k| Caller {
+            key: Some(k.name.clone()),
+            scopes: k.scopes,
+            models: k.models.clone(),
+            rate: k.rate,
+            state: Some(k.state.clone()),
+        })
     }
 
     /// Authenticates a request needing `need`, and applies its key's rate limit.
@@ -529,41 +558,29 @@ impl Auth {
             match presented {
                 None if open => Caller::anyone(),
                 None => {
-                    self.count(None, "unauthenticated");
+                    self.anonymous.count(UNAUTHENTICATED_AT);
                     return Err(InferError::unauthenticated(UNAUTHENTICATED));
                 }
                 Some(p) => match self.find(p) {
                     // A wrong key on an open route is refused too: the client means a key.
                     None => {
-                        self.count(None, "unauthenticated");
+                        self.anonymous.count(UNAUTHENTICATED_AT);
                         return Err(InferError::unauthenticated(INVALID));
                     }
-                    Some(k) => {
-                        let caller = Caller {
-                            key: Some(k.name.clone()),
-                            scopes: k.scopes,
-                            models: k.models.clone(),
-                        };
+                    Some(caller) => {
                         if !open && !caller.has(need.class.scope()) {
-                            self.count(caller.key.as_ref(), "forbidden");
+                            self.count(&caller, FORBIDDEN);
                             return Err(InferError::forbidden(format!(
                                 "this key may not call this route: it needs the `{}` scope",
                                 need.class.scope().as_str()
                             )));
                         }
-                        if let Some(rate) = &k.rate {
-                            let mut b = self.key_buckets.lock().unwrap_or_else(|e| e.into_inner());
-                            let bucket = b
-                                .entry(k.name.clone())
-                                .or_insert_with(|| Bucket::full(rate));
-                            if let Err(secs) = bucket.take(rate, Instant::now()) {
-                                drop(b);
-                                self.count(caller.key.as_ref(), "rate_limited");
-                                return Err(InferError::rate_limited(
-                                    format!("this key's rate limit is reached; retry in {secs} s"),
-                                    secs,
-                                ));
-                            }
+                        if let Err(secs) = self.take_key_token(&caller) {
+                            self.count(&caller, RATE_LIMITED);
+                            return Err(InferError::rate_limited(
+                                format!("this key's rate limit is reached; retry in {secs} s"),
+                                secs,
+                            ));
                         }
                         caller
                     }
@@ -573,15 +590,30 @@ impl Auth {
         if let Some(model) = &need.model {
             self.admit_model(&caller, model)?;
         }
-        self.count(caller.key.as_ref(), "allowed");
+        self.count(&caller, ALLOWED);
         Ok(caller)
+    }
+
+    /// A token of the caller's key's bucket, when the key has a rate.
+    fn take_key_token(&self, caller: &Caller) -> Result<(), u64> {
+        let (Some(state), Some(rate)) = (&caller.state, caller.rate) else {
+            return Ok(());
+        };
+        let mut b = state.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(&*b, Some((r, _)) if *r == rate) {
+            *b = Some((rate, Bucket::full(&rate)));
+        }
+        match &mut *b {
+            Some((r, bucket)) => bucket.take(r, Instant::now()),
+            None => Ok(()),
+        }
     }
 
     /// Whether `caller` may use `model`, and the model's rate limit: what the handlers that
     /// learn the model from the body call (route aliases, `POST /jobs`, gRPC).
     pub fn admit_model(&self, caller: &Caller, model: &str) -> Result<(), InferError> {
         if !caller.may_use(model) {
-            self.count(caller.key.as_ref(), "forbidden");
+            self.count(caller, FORBIDDEN);
             return Err(InferError::forbidden("this key may not use this model"));
         }
         if let Some((_, rate)) = self.model_rates.iter().find(|(m, _)| m == model) {
@@ -591,7 +623,7 @@ impl Auth {
                 .or_insert_with(|| Bucket::full(rate));
             if let Err(secs) = bucket.take(rate, Instant::now()) {
                 drop(b);
-                self.count(caller.key.as_ref(), "rate_limited");
+                self.count(caller, RATE_LIMITED);
                 return Err(InferError::rate_limited(
                     format!("model {model:?}'s rate limit is reached; retry in {secs} s"),
                     secs,
@@ -604,15 +636,19 @@ impl Auth {
     /// `ferroserve_auth_requests_total`, in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
-        let counts = self.counts.by.lock().unwrap_or_else(|e| e.into_inner());
         out.push_str("# HELP ferroserve_auth_requests_total Requests checked by API key (key: its name; empty: none or not valid) and result: allowed, unauthenticated, forbidden, rate_limited.\n# TYPE ferroserve_auth_requests_total counter\n");
-        let mut rows: Vec<_> = counts.iter().collect();
-        rows.sort();
-        for ((key, result), n) in rows {
-            let _ = writeln!(
-                out,
-                "ferroserve_auth_requests_total{{key=\"{key}\",result=\"{result}\"}} {n}"
-            );
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<(&str, &KeyState)> = states.iter().map(|(k, s)| (&**k, &**s)).collect();
+        rows.push(("", &self.anonymous));
+        rows.sort_by_key(|(k, _)| *k);
+        for (key, state) in rows {
+            for (i, result) in RESULTS.iter().enumerate() {
+                let n = state.counts[i].load(std::sync::atomic::Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "ferroserve_auth_requests_total{{key=\"{key}\",result=\"{result}\"}} {n}"
+                );
+            }
         }
     }
 }
@@ -621,8 +657,12 @@ impl Auth {
 /// route alias or an unknown path, which needs `infer`; the alias's model is checked when it
 /// is found), and the model its path names.
 pub fn http_need(method: &Method, template: Option<&str>, path: &str) -> Need {
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let seg = |i: usize| segs.get(i).map(|s| percent_decode(s));
+    let seg = |i: usize| {
+        path.trim_start_matches('/')
+            .split('/')
+            .nth(i)
+            .map(percent_decode)
+    };
     let (class, model) = match template {
         // GET /: the friendly front's welcome (or the FastAPI tutorial's alias).
         None if path == "/" && method == Method::GET => (Class::Metadata, None),
@@ -665,6 +705,9 @@ pub fn http_need(method: &Method, template: Option<&str>, path: &str) -> Need {
 }
 
 fn percent_decode(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_string();
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -704,11 +747,8 @@ pub async fn http_layer(State(st): State<Arc<AppState>>, mut req: Request, next:
     let Some(auth) = st.auth.as_ref() else {
         return next.run(req).await;
     };
-    let template = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_string());
-    let need = http_need(req.method(), template.as_deref(), req.uri().path());
+    let template = req.extensions().get::<axum::extract::MatchedPath>();
+    let need = http_need(req.method(), template.map(|m| m.as_str()), req.uri().path());
     match auth.check(req.headers(), &need) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
