@@ -406,6 +406,61 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     cors_headers: Vec<String>,
+    /// TLS on both ports (HTTPS, gRPC over TLS; HTTP/2 by ALPN): the certificate chain, PEM,
+    /// read again when it changes (rotation: connections accepted after use the new one).
+    #[arg(long = "tls-cert", env = "FERROSERVE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// With --tls-cert: its private key, PEM (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    #[arg(long = "tls-key", env = "FERROSERVE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-cert: require a client certificate signed by one of the CAs in this PEM file
+    /// (mutual TLS); connections without one are refused at the handshake.
+    #[arg(
+        long = "tls-client-ca",
+        env = "FERROSERVE_TLS_CLIENT_CA",
+        requires = "tls_cert"
+    )]
+    tls_client_ca: Option<PathBuf>,
+    /// JSON Web Tokens accepted as Bearer tokens beside API keys: the HS256 secret, in a file
+    /// (its bytes as they are, a final newline removed).
+    #[arg(long = "jwt-secret-file", env = "FERROSERVE_JWT_SECRET_FILE")]
+    jwt_secret_file: Option<PathBuf>,
+    /// JSON Web Tokens signed with RS256 or ES256: the public keys as a JWKS file ({"keys":
+    /// [...]}, chosen by `kid`), read again when it changes.
+    #[arg(long = "jwt-jwks", env = "FERROSERVE_JWT_JWKS")]
+    jwt_jwks: Option<PathBuf>,
+    /// With JWT: the audience a token must name (`aud`); repeatable. None: `aud` not checked.
+    #[arg(
+        long = "jwt-audience",
+        env = "FERROSERVE_JWT_AUDIENCE",
+        value_delimiter = ','
+    )]
+    jwt_audience: Vec<String>,
+    /// With JWT: the issuer a token must name (`iss`); repeatable. None: `iss` not checked.
+    #[arg(
+        long = "jwt-issuer",
+        env = "FERROSERVE_JWT_ISSUER",
+        value_delimiter = ','
+    )]
+    jwt_issuer: Vec<String>,
+    /// With JWT: the claim holding the scopes (a space-separated string, or an array).
+    #[arg(
+        long = "jwt-scopes-claim",
+        env = "FERROSERVE_JWT_SCOPES_CLAIM",
+        default_value = "scope"
+    )]
+    jwt_scopes_claim: String,
+    /// With JWT: the claim holding the models a token may use (an array, or a space-separated
+    /// string). None: a token may use every model.
+    #[arg(long = "jwt-models-claim", env = "FERROSERVE_JWT_MODELS_CLAIM")]
+    jwt_models_claim: Option<String>,
+    /// With JWT: clock skew allowed on `exp` and `nbf`, in seconds.
+    #[arg(
+        long = "jwt-leeway-secs",
+        env = "FERROSERVE_JWT_LEEWAY_SECS",
+        default_value_t = 30
+    )]
+    jwt_leeway_secs: u64,
     /// How the model set may change while serving: none, poll (follow the repository) or
     /// explicit (POST /v2/repository/models/NAME/load and /unload).
     #[arg(
@@ -508,7 +563,20 @@ fn parse_model_rate(s: &str) -> Result<(String, ferroserve_server::auth::Rate), 
 
 /// API keys and rate limits, when any is set up (None: every caller may do everything).
 fn auth_of(args: &ServeArgs) -> anyhow::Result<Option<Arc<ferroserve_server::auth::Auth>>> {
-    let keys = args.api_keys.is_some() || args.api_key_hashes.is_some();
+    let jwt = if args.jwt_secret_file.is_some() || args.jwt_jwks.is_some() {
+        Some(ferroserve_server::jwt::JwtConfig {
+            secret_file: args.jwt_secret_file.clone(),
+            jwks_file: args.jwt_jwks.clone(),
+            audience: args.jwt_audience.clone(),
+            issuer: args.jwt_issuer.clone(),
+            scopes_claim: args.jwt_scopes_claim.clone(),
+            models_claim: args.jwt_models_claim.clone(),
+            leeway: args.jwt_leeway_secs,
+        })
+    } else {
+        None
+    };
+    let keys = args.api_keys.is_some() || args.api_key_hashes.is_some() || jwt.is_some();
     if !keys {
         if !ferroserve_server::auth::is_loopback(&args.host) {
             tracing::warn!(host = %args.host, "listening beyond this machine with no API keys: anyone who can reach the ports may call every route (load and unload, jobs included); set --api-keys (docs/security.md) or --host 127.0.0.1");
@@ -522,12 +590,13 @@ fn auth_of(args: &ServeArgs) -> anyhow::Result<Option<Arc<ferroserve_server::aut
         keys_env: args.api_key_hashes.clone(),
         open: args.auth_open.clone(),
         model_rates: args.model_rate_limit.clone(),
+        jwt,
     })
     .map_err(anyhow::Error::msg)?;
     if keys {
         let names = auth.key_names();
-        tracing::info!(keys = names.len(), open = ?args.auth_open, "API keys required");
-        if names.is_empty() {
+        tracing::info!(keys = names.len(), jwt = auth.takes_tokens(), open = ?args.auth_open, "API keys required");
+        if names.is_empty() && !auth.takes_tokens() {
             tracing::warn!(
                 "API keys are required but none is configured: every route but health is refused"
             );
@@ -536,6 +605,23 @@ fn auth_of(args: &ServeArgs) -> anyhow::Result<Option<Arc<ferroserve_server::aut
     let auth = Arc::new(auth);
     auth.watch(Duration::from_secs(1));
     Ok(Some(auth))
+}
+
+/// TLS on both fronts, when `--tls-cert` is given.
+fn tls_of(args: &ServeArgs) -> anyhow::Result<Option<Arc<ferroserve_server::tls::Tls>>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let tls = ferroserve_server::tls::Tls::new(ferroserve_server::tls::TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: args.tls_client_ca.clone(),
+    })
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(client_certificates = tls.mutual(), "TLS on both ports");
+    let tls = Arc::new(tls);
+    tls.watch(Duration::from_secs(1));
+    Ok(Some(tls))
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
@@ -828,6 +914,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             &args.cors_headers,
         )
         .map_err(anyhow::Error::msg)?,
+        tls: tls_of(&args)?,
     });
     ferroserve_server::jobs::start(&state);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))

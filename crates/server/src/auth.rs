@@ -340,6 +340,15 @@ impl Caller {
         self.scopes & (scope.bit() | Scope::Admin.bit()) != 0
     }
 
+    /// What authenticated the caller, as an error message names it.
+    fn credential(&self) -> &'static str {
+        if self.key.as_deref() == Some(JWT_NAME) {
+            "token"
+        } else {
+            "key"
+        }
+    }
+
     /// Whether the caller may use `model`.
     pub fn may_use(&self, model: &str) -> bool {
         self.models
@@ -373,6 +382,8 @@ pub struct Auth {
     anonymous: KeyState,
     model_rates: Vec<(String, Rate)>,
     model_buckets: Mutex<HashMap<String, Bucket>>,
+    /// JSON Web Tokens, when accepted; their callers count under the key name `jwt`.
+    jwt: Option<(crate::jwt::Jwt, Arc<KeyState>)>,
 }
 
 /// How [`Auth`] is set up (`ferroserve serve`'s flags).
@@ -382,7 +393,11 @@ pub struct AuthConfig {
     pub keys_env: Option<String>,
     pub open: Vec<Class>,
     pub model_rates: Vec<(String, Rate)>,
+    pub jwt: Option<crate::jwt::JwtConfig>,
 }
+
+/// The key name JWT callers are counted under.
+pub const JWT_NAME: &str = "jwt";
 
 const UNAUTHENTICATED: &str =
     "an API key is required: Authorization: Bearer KEY, or X-API-Key: KEY";
@@ -395,7 +410,16 @@ impl Auth {
             Some(text) => parse_keys_env(text)?,
             None => Vec::new(),
         };
-        let on = cfg.keys_file.is_some() || cfg.keys_env.is_some();
+        let on = cfg.keys_file.is_some() || cfg.keys_env.is_some() || cfg.jwt.is_some();
+        let mut states = HashMap::new();
+        let jwt = match cfg.jwt {
+            Some(c) => {
+                let state = Arc::new(KeyState::default());
+                states.insert(Arc::from(JWT_NAME), state.clone());
+                Some((crate::jwt::Jwt::new(c)?, state))
+            }
+            None => None,
+        };
         let auth = Auth {
             keys: RwLock::new(Arc::from(Vec::new())),
             on,
@@ -405,10 +429,11 @@ impl Auth {
                 seen: Mutex::new(None),
             },
             open: cfg.open,
-            states: Mutex::new(HashMap::new()),
+            states: Mutex::new(states),
             anonymous: KeyState::default(),
             model_rates: cfg.model_rates,
             model_buckets: Mutex::new(HashMap::new()),
+            jwt,
         };
         auth.reload()?;
         Ok(auth)
@@ -417,6 +442,11 @@ impl Auth {
     /// Whether keys are checked at all.
     pub fn is_on(&self) -> bool {
         self.on
+    }
+
+    /// Whether JSON Web Tokens are accepted.
+    pub fn takes_tokens(&self) -> bool {
+        self.jwt.is_some()
     }
 
     /// The keys in force, by name.
@@ -462,6 +492,11 @@ impl Auth {
             if !names.insert(k.name.clone()) {
                 return Err(format!("two keys are named {:?}", k.name));
             }
+            if self.jwt.is_some() && &*k.name == JWT_NAME {
+                return Err(format!(
+                    "a key is named {JWT_NAME:?}, the name JSON Web Tokens are counted under"
+                ));
+            }
         }
         // A name keeps its counters and bucket across reloads.
         {
@@ -477,7 +512,8 @@ impl Auth {
     /// Follows the keys file: every `every`, reads it again when it changed (a bad file is
     /// logged and the keys in force stay), until the process exits.
     pub fn watch(self: &Arc<Self>, every: Duration) {
-        if self.source.file.is_none() {
+        let jwks = self.jwt.as_ref().is_some_and(|(j, _)| j.follows_file());
+        if self.source.file.is_none() && !jwks {
             return;
         }
         let weak = Arc::downgrade(self);
@@ -486,6 +522,18 @@ impl Auth {
             .spawn(move || loop {
                 std::thread::sleep(every);
                 let Some(auth) = weak.upgrade() else { return };
+                if let Some((jwt, _)) = &auth.jwt {
+                    match jwt.reload() {
+                        Ok(true) => tracing::info!("JWKS file read again"),
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "JWKS file not read again: the keys in force stay")
+                        }
+                    }
+                }
+                if auth.source.file.is_none() {
+                    continue;
+                }
                 match auth.reload() {
                     Ok(true) => {
                         tracing::info!(keys = auth.key_names().len(), "API keys file read again")
@@ -545,6 +593,29 @@ impl Auth {
         })
     }
 
+    /// The caller a presented credential stands for: a JSON Web Token (when accepted and the
+    /// credential has a token's form), otherwise an API key. `Err`: why it is refused.
+    fn identify(&self, presented: &str) -> Result<Caller, &'static str> {
+        if let Some((jwt, state)) = &self.jwt {
+            if crate::jwt::Jwt::looks_like(presented) {
+                let grant = jwt.verify(presented)?;
+                let scopes = grant
+                    .scopes
+                    .iter()
+                    .filter_map(|s| Scope::parse(s))
+                    .fold(0u8, |acc, s| acc | s.bit());
+                return Ok(Caller {
+                    key: Some(Arc::from(JWT_NAME)),
+                    scopes,
+                    models: grant.models.map(Arc::from),
+                    rate: None,
+                    state: Some(state.clone()),
+                });
+            }
+        }
+        self.find(presented).ok_or(INVALID)
+    }
+
     /// Authenticates a request needing `need`, and applies its key's rate limit.
     pub fn check(&self, headers: &HeaderMap, need: &Need) -> Result<Caller, InferError> {
         if need.class == Class::Health {
@@ -553,25 +624,25 @@ impl Auth {
         let caller = if !self.on {
             Caller::anyone()
         } else {
-            let presented = Self::presented(headers);
             let open = self.open.contains(&need.class);
-            match presented {
+            match Self::presented(headers) {
                 None if open => Caller::anyone(),
                 None => {
                     self.anonymous.count(UNAUTHENTICATED_AT);
                     return Err(InferError::unauthenticated(UNAUTHENTICATED));
                 }
-                Some(p) => match self.find(p) {
-                    // A wrong key on an open route is refused too: the client means a key.
-                    None => {
+                // A wrong key on an open route is refused too: the client means a key.
+                Some(p) => match self.identify(p) {
+                    Err(why) => {
                         self.anonymous.count(UNAUTHENTICATED_AT);
-                        return Err(InferError::unauthenticated(INVALID));
+                        return Err(InferError::unauthenticated(why));
                     }
-                    Some(caller) => {
+                    Ok(caller) => {
                         if !open && !caller.has(need.class.scope()) {
                             self.count(&caller, FORBIDDEN);
                             return Err(InferError::forbidden(format!(
-                                "this key may not call this route: it needs the `{}` scope",
+                                "this {} may not call this route: it needs the `{}` scope",
+                                caller.credential(),
                                 need.class.scope().as_str()
                             )));
                         }
@@ -614,7 +685,10 @@ impl Auth {
     pub fn admit_model(&self, caller: &Caller, model: &str) -> Result<(), InferError> {
         if !caller.may_use(model) {
             self.count(caller, FORBIDDEN);
-            return Err(InferError::forbidden("this key may not use this model"));
+            return Err(InferError::forbidden(format!(
+                "this {} may not use this model",
+                caller.credential()
+            )));
         }
         if let Some((_, rate)) = self.model_rates.iter().find(|(m, _)| m == model) {
             let mut b = self.model_buckets.lock().unwrap_or_else(|e| e.into_inner());

@@ -504,12 +504,12 @@ impl Activity {
 }
 
 /// The socket, watched: reads and stalled writes are noted in the connection's [`Activity`].
-struct Watched {
-    io: TcpStream,
+struct Watched<S> {
+    io: S,
     act: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -528,7 +528,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl Watched {
+impl<S> Watched<S> {
     fn note_write<T>(&self, r: &Poll<io::Result<T>>) {
         match r {
             Poll::Pending => {
@@ -547,7 +547,7 @@ impl Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -752,6 +752,8 @@ pub struct FrontConfig {
     pub stats: Arc<ConnStats>,
     /// HTTP/2 streams a client may open at once on one connection.
     pub max_concurrent_streams: Option<u32>,
+    /// TLS, when on (`--tls-cert`).
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// The per-connection service: notes each request, meters its body, calls the routes.
@@ -900,7 +902,8 @@ pub async fn serve(
                             cfg.stats.fired(cfg.front, Limit::Connections);
                             // A few refusals at a time get an answer; past that the socket
                             // just closes.
-                            if cfg.front == Front::Http && refusing.len() < 64 {
+                            // (Not over TLS: a plain answer would not be understood.)
+                            if cfg.front == Front::Http && cfg.tls.is_none() && refusing.len() < 64 {
                                 refusing.spawn(refuse(tcp, max));
                             }
                             continue;
@@ -976,12 +979,29 @@ async fn refuse(mut tcp: TcpStream, cap: usize) {
     .await;
 }
 
+/// Answers a plain HTTP request sent to a TLS port with a 400 saying so.
+async fn plain_to_tls(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = "{\"error\":\"this port speaks TLS: use https://\"}";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = tcp.write_all(answer.as_bytes()).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
+}
+
 async fn connection(
     tcp: TcpStream,
     act: Arc<Activity>,
     router: Router,
     cfg: Arc<FrontConfig>,
-    mut drain: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
 ) {
     let front = cfg.front;
     let stats = cfg.stats.clone();
@@ -993,8 +1013,62 @@ async fn connection(
         }
     }
     let _open = Open(stats.clone(), front);
+    match cfg.tls.clone() {
+        None => serve_connection(tcp, act, router, cfg, drain).await,
+        Some(tls) => {
+            // The handshake has the time a request head has. A client speaking plain HTTP to
+            // a TLS port is told so, in plain HTTP (a TLS hello begins with 0x16).
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+            let shaken = tokio::time::timeout(cfg.limits.header_read_timeout, async {
+                let mut first = [0u8; 1];
+                if matches!(tcp.peek(&mut first).await, Ok(1) if first[0] != 0x16) {
+                    return Err(tcp);
+                }
+                Ok(acceptor.accept(tcp).await)
+            })
+            .await;
+            match shaken {
+                Ok(Err(tcp)) => {
+                    tls.handshake(front, false);
+                    if front == Front::Http {
+                        plain_to_tls(tcp).await;
+                    }
+                }
+                Ok(Ok(Ok(stream))) => {
+                    tls.handshake(front, true);
+                    serve_connection(stream, act, router, cfg, drain).await
+                }
+                Ok(Ok(Err(e))) => {
+                    tls.handshake(front, false);
+                    tracing::debug!(front = front.as_str(), error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    tls.handshake(front, false);
+                    stats.fired(front, Limit::Header);
+                    tracing::debug!(
+                        front = front.as_str(),
+                        "TLS handshake timed out (--header-read-timeout)"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Serves one connection (plain or TLS) until it ends, is evicted, drained or times out.
+async fn serve_connection<S>(
+    io: S,
+    act: Arc<Activity>,
+    router: Router,
+    cfg: Arc<FrontConfig>,
+    mut drain: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let front = cfg.front;
+    let stats = cfg.stats.clone();
     let io = TokioIo::new(Watched {
-        io: tcp,
+        io,
         act: act.clone(),
     });
     let svc = Service {

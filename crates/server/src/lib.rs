@@ -19,6 +19,7 @@ pub mod extract;
 pub mod friendly;
 pub mod grpc;
 pub mod jobs;
+pub mod jwt;
 mod labels;
 pub mod metrics;
 pub mod observe;
@@ -28,6 +29,7 @@ pub mod state;
 pub mod stats;
 #[cfg(test)]
 mod testing;
+pub mod tls;
 pub mod v2;
 pub mod views;
 

@@ -22,6 +22,9 @@ use crate::state::AppState;
 pub async fn route(State(st): State<Arc<AppState>>) -> Response {
     let mut text = String::new();
     crate::conn::render(&mut text, &st.connections);
+    if let Some(tls) = &st.tls {
+        tls.render(&mut text);
+    }
     if let Some(auth) = &st.auth {
         auth.render(&mut text);
     }

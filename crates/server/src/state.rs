@@ -114,6 +114,8 @@ pub struct AppState {
     /// `--cors-origin`: the CORS layer of the HTTP front, outside the key check (a preflight
     /// carries no key).
     pub cors: Option<tower_http::cors::CorsLayer>,
+    /// TLS on both fronts (`--tls-cert`), when on.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl AppState {
@@ -139,6 +141,7 @@ impl AppState {
             jobs: None,
             auth: None,
             cors: None,
+            tls: None,
         }
     }
 
@@ -163,6 +166,7 @@ impl AppState {
                 conn::Front::Http => None,
                 conn::Front::Grpc => Some(self.limits.grpc_max_concurrent_streams),
             },
+            tls: self.tls.clone(),
         }
     }
 
