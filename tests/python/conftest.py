@@ -29,9 +29,11 @@ def _binary():
 class Server:
     """A running ferroserve: `http` and `grpc` are host:port strings for tritonclient."""
 
-    def __init__(self, args=(), headers=None):
-        # `headers`: what the server wants on every request but health (an API key).
+    def __init__(self, args=(), headers=None, ssl_context=None):
+        # `headers`: what the server wants on every request but health (an API key);
+        # `ssl_context`: how to reach it when it speaks TLS (its CA, a client certificate).
         self.headers = dict(headers or {})
+        self.ssl_context = ssl_context
         # Nothing from the developer's shell that changes the answers (every flag has a
         # FERROSERVE_* variable); FERROSERVE_PYTHON only names the interpreter.
         env = {k: v for k, v in os.environ.items()
@@ -67,9 +69,10 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                req = urllib.request.Request(f"http://{self.http}/v2/repository/index",
+                scheme = "https" if self.ssl_context else "http"
+                req = urllib.request.Request(f"{scheme}://{self.http}/v2/repository/index",
                                              data=b"{}", method="POST", headers=self.headers)
-                with urllib.request.urlopen(req, timeout=5) as r:
+                with urllib.request.urlopen(req, timeout=5, context=self.ssl_context) as r:
                     if all(m.get("state") != "LOADING" for m in json.load(r)):
                         return
             except OSError:
