@@ -30,7 +30,7 @@ type KeySpec = (
     Option<&'static str>,
 );
 
-const KEYS: [KeySpec; 6] = [
+const KEYS: [KeySpec; 8] = [
     ("reader", "key-reader-1", "\"read\"", None, None),
     (
         "iris-app",
@@ -43,6 +43,14 @@ const KEYS: [KeySpec; 6] = [
     ("root", "key-root-4", "\"admin\"", None, None),
     ("slow", "key-slow-5", "\"infer\"", None, Some("2/s")),
     ("jobs", "key-jobs-6", "\"infer\"", Some("\"iris\""), None),
+    ("other-app", "key-other-7", "\"infer\"", None, None),
+    (
+        "iris-reader",
+        "key-iris-read-8",
+        "\"read\"",
+        Some("\"iris\""),
+        None,
+    ),
 ];
 
 fn keys_file(keys: &[KeySpec]) -> String {
@@ -371,7 +379,7 @@ fn every_route_class_needs_a_key_of_its_scope_and_model() {
 }
 
 #[test]
-fn batch_jobs_need_infer_for_their_model_and_manage_to_administer() {
+fn batch_jobs_need_infer_for_their_model_and_are_seen_by_their_owner_and_manage_only() {
     let Setup { s, _dir, .. } = start(&[]);
     let job = |key: &str, model: &str| {
         let body = json!({"model": model, "rows": [[5.1, 3.5, 1.4, 0.2]]});
@@ -391,26 +399,49 @@ fn batch_jobs_need_infer_for_their_model_and_manage_to_administer() {
         .as_str()
         .unwrap()
         .to_string();
+    // The owner sees its job, in the list too, and its results; the job names its owner.
+    let (status, _, body) = call(&s, "GET", &format!("/jobs/{id}"), Some("key-jobs-6"), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"owner\":\"jobs\""), "{body}");
+    let listed = |key: &str| {
+        let (status, _, body) = call(&s, "GET", "/jobs", Some(key), None);
+        assert_eq!(status, 200, "{body}");
+        body.contains(&id)
+    };
+    assert!(listed("key-jobs-6"));
+    // Another key with `infer`: the job is not there for it (404, as one that does not exist).
+    for (method, path) in [
+        ("GET", format!("/jobs/{id}")),
+        ("GET", format!("/jobs/{id}/results")),
+        ("POST", format!("/jobs/{id}/cancel")),
+    ] {
+        let (status, _, body) = call(&s, method, &path, Some("key-other-7"), None);
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert!(body.contains("no batch job"), "{body}");
+    }
+    assert!(!listed("key-other-7"));
+    // `manage` sees every job; `read` alone none of the routes.
+    assert!(listed("key-ops-3"));
     assert_eq!(
-        call(&s, "GET", &format!("/jobs/{id}"), Some("key-jobs-6"), None).0,
+        call(&s, "GET", &format!("/jobs/{id}"), Some("key-ops-3"), None).0,
         200
     );
     refused(
-        "list jobs",
-        call(&s, "GET", "/jobs", Some("key-jobs-6"), None),
+        "list jobs with read",
+        call(&s, "GET", "/jobs", Some("key-reader-1"), None),
         403,
     );
-    assert_eq!(call(&s, "GET", "/jobs", Some("key-ops-3"), None).0, 200);
-    refused(
-        "cancel",
-        call(
-            &s,
-            "POST",
-            &format!("/jobs/{id}/cancel"),
-            Some("key-jobs-6"),
-            None,
-        ),
-        403,
+    // The owner may cancel (refused only because a one-row job has finished already).
+    let (status, _, body) = call(
+        &s,
+        "POST",
+        &format!("/jobs/{id}/cancel"),
+        Some("key-jobs-6"),
+        None,
+    );
+    assert!(
+        status == 200 || (status == 400 && body.contains("has already")),
+        "{status} {body}"
     );
 }
 
@@ -671,6 +702,104 @@ async fn grpc_methods_need_keys_as_http_routes_do() {
         "{codes:?}"
     );
     tokio::task::spawn_blocking(move || drop(s)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_limited_to_some_models_sees_only_those_in_the_index_and_statistics() {
+    // The HTTP half with the blocking client, off the runtime; then gRPC.
+    let setup = tokio::task::spawn_blocking(|| {
+        let setup = start(&[]);
+        http_index_and_stats_are_filtered(&setup.s);
+        setup
+    })
+    .await
+    .unwrap();
+    let s = &setup.s;
+    let mut c = GrpcInferenceServiceClient::connect(s.grpc.clone())
+        .await
+        .unwrap();
+    let index = c
+        .repository_index(with_key(
+            RepositoryIndexRequest::default(),
+            Some("key-iris-read-8"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got: Vec<String> = index.models.iter().map(|m| m.name.clone()).collect();
+    got.dedup();
+    assert_eq!(got, ["iris"]);
+    let stats = c
+        .model_statistics(with_key(
+            ModelStatisticsRequest::default(),
+            Some("key-iris-read-8"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stats.model_stats.is_empty());
+    assert!(stats.model_stats.iter().all(|m| m.name == "iris"));
+    let all = c
+        .model_statistics(with_key(
+            ModelStatisticsRequest::default(),
+            Some("key-reader-1"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(all.model_stats.iter().any(|m| m.name != "iris"));
+    tokio::task::spawn_blocking(move || drop(setup))
+        .await
+        .unwrap();
+}
+
+fn http_index_and_stats_are_filtered(s: &Server) {
+    let names = |rows: &Value, field: &str| -> Vec<String> {
+        let mut n: Vec<String> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[field].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    let get = |method: &str, path: &str, key: &str| {
+        let (status, _, body) = call(
+            s,
+            method,
+            path,
+            Some(key),
+            (method == "POST").then(|| b"{}".to_vec()),
+        );
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    let everyone = names(&get("POST", "/v2/repository/index", "key-reader-1"), "name");
+    assert!(everyone.len() > 1 && everyone.contains(&"iris".to_string()));
+    assert_eq!(
+        names(
+            &get("POST", "/v2/repository/index", "key-iris-read-8"),
+            "name"
+        ),
+        ["iris"]
+    );
+    assert!(
+        names(
+            &get("GET", "/v2/models/stats", "key-reader-1")["model_stats"],
+            "name"
+        )
+        .len()
+            > 1
+    );
+    assert_eq!(
+        names(
+            &get("GET", "/v2/models/stats", "key-iris-read-8")["model_stats"],
+            "name"
+        ),
+        ["iris"]
+    );
 }
 
 #[test]

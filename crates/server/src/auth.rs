@@ -75,6 +75,9 @@ pub enum Class {
     /// The other reading routes (scope `read`).
     Metadata,
     Infer,
+    /// Batch jobs: one's own with `infer`, everyone's with `manage` (the handlers check the
+    /// owner); open when `infer` is.
+    Jobs,
     Manage,
 }
 
@@ -90,9 +93,19 @@ impl Class {
     fn scope(self) -> Scope {
         match self {
             Class::Health | Class::Metrics | Class::Docs | Class::Metadata => Scope::Read,
-            Class::Infer => Scope::Infer,
+            Class::Infer | Class::Jobs => Scope::Infer,
             Class::Manage => Scope::Manage,
         }
+    }
+
+    /// Whether `caller`'s scopes let it call a route of this class.
+    fn allows(self, caller: &Caller) -> bool {
+        caller.has(self.scope()) || (self == Class::Jobs && caller.has(Scope::Manage))
+    }
+
+    /// Whether `--auth-open` left this class open.
+    fn open_in(self, open: &[Class]) -> bool {
+        open.contains(&self) || (self == Class::Jobs && open.contains(&Class::Infer))
     }
 }
 
@@ -318,6 +331,8 @@ pub fn sha256_hex(key: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key: Option<Arc<str>>,
+    /// Who owns what the caller creates (batch jobs): the key's name, or `jwt:SUBJECT`.
+    owner: Option<Arc<str>>,
     scopes: u8,
     models: Option<Arc<[String]>>,
     rate: Option<Rate>,
@@ -329,6 +344,7 @@ impl Caller {
     pub fn anyone() -> Caller {
         Caller {
             key: None,
+            owner: None,
             scopes: Scope::Admin.bit(),
             models: None,
             rate: None,
@@ -338,6 +354,11 @@ impl Caller {
 
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes & (scope.bit() | Scope::Admin.bit()) != 0
+    }
+
+    /// Who owns what the caller creates: the key's name, `jwt:SUBJECT`; `None` with keys off.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     /// What authenticated the caller, as an error message names it.
@@ -586,6 +607,7 @@ impl Auth {
         }
         found.map(|k| Caller {
             key: Some(k.name.clone()),
+            owner: Some(k.name.clone()),
             scopes: k.scopes,
             models: k.models.clone(),
             rate: k.rate,
@@ -606,6 +628,10 @@ impl Auth {
                     .fold(0u8, |acc, s| acc | s.bit());
                 return Ok(Caller {
                     key: Some(Arc::from(JWT_NAME)),
+                    owner: Some(Arc::from(format!(
+                        "{JWT_NAME}:{}",
+                        grant.subject.as_deref().unwrap_or("")
+                    ))),
                     scopes,
                     models: grant.models.map(Arc::from),
                     rate: None,
@@ -624,7 +650,7 @@ impl Auth {
         let caller = if !self.on {
             Caller::anyone()
         } else {
-            let open = self.open.contains(&need.class);
+            let open = need.class.open_in(&self.open);
             match Self::presented(headers) {
                 None if open => Caller::anyone(),
                 None => {
@@ -638,12 +664,17 @@ impl Auth {
                         return Err(InferError::unauthenticated(why));
                     }
                     Ok(caller) => {
-                        if !open && !caller.has(need.class.scope()) {
+                        if !open && !need.class.allows(&caller) {
                             self.count(&caller, FORBIDDEN);
                             return Err(InferError::forbidden(format!(
-                                "this {} may not call this route: it needs the `{}` scope",
+                                "this {} may not call this route: it needs the `{}` scope{}",
                                 caller.credential(),
-                                need.class.scope().as_str()
+                                need.class.scope().as_str(),
+                                if need.class == Class::Jobs {
+                                    " (or `manage`)"
+                                } else {
+                                    ""
+                                }
                             )));
                         }
                         if let Err(secs) = self.take_key_token(&caller) {
@@ -768,9 +799,10 @@ pub fn http_need(method: &Method, template: Option<&str>, path: &str) -> Need {
                     (Class::Metadata, Some(model))
                 }
             }
-            "/jobs" if method == Method::GET => (Class::Manage, None),
-            "/jobs/{id}/cancel" => (Class::Manage, None),
-            t if t.starts_with("/jobs") => (Class::Infer, None),
+            // Batch jobs: one's own with `infer` (the handlers check the owner), every job's
+            // with `manage`.
+            "/jobs" if method == Method::POST => (Class::Infer, None),
+            t if t.starts_with("/jobs") => (Class::Jobs, None),
             // /v2, /v2/repository/index, /models, GET / and the other fixed routes.
             _ => (Class::Metadata, None),
         },
@@ -1278,17 +1310,14 @@ mod tests {
             c(post.clone(), Some("/jobs"), "/jobs"),
             (Class::Infer, None)
         );
-        assert_eq!(
-            c(get.clone(), Some("/jobs"), "/jobs"),
-            (Class::Manage, None)
-        );
+        assert_eq!(c(get.clone(), Some("/jobs"), "/jobs"), (Class::Jobs, None));
         assert_eq!(
             c(get.clone(), Some("/jobs/{id}/results"), "/jobs/j/results"),
-            (Class::Infer, None)
+            (Class::Jobs, None)
         );
         assert_eq!(
             c(post.clone(), Some("/jobs/{id}/cancel"), "/jobs/j/cancel"),
-            (Class::Manage, None)
+            (Class::Jobs, None)
         );
         assert_eq!(c(post.clone(), None, "/predict"), (Class::Infer, None));
         let g = |m: &str| grpc_need(&format!("/inference.GRPCInferenceService/{m}")).class;

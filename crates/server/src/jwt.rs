@@ -40,6 +40,8 @@ pub struct Grant {
     pub scopes: Vec<String>,
     /// The models it may use; `None`: every model.
     pub models: Option<Vec<String>>,
+    /// Its `sub` claim.
+    pub subject: Option<String>,
 }
 
 /// A file as last read: modification time, length, SHA-256 of the content.
@@ -249,7 +251,15 @@ impl Jwt {
             .models_claim
             .as_ref()
             .map(|c| claims.get(c).and_then(names).unwrap_or_default());
-        Ok(Grant { scopes, models })
+        let subject = claims
+            .get("sub")
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
+        Ok(Grant {
+            scopes,
+            models,
+            subject,
+        })
     }
 }
 

@@ -513,10 +513,16 @@ impl GrpcInferenceService for InferenceService {
         // versions, or one version.
         let model = Some(r.name.as_str()).filter(|n| !n.is_empty());
         let version = Some(r.version.as_str()).filter(|v| !v.is_empty());
+        // A key limited to some models sees only theirs.
         let stats = model
             .map_or(Ok(()), |m| admit(&self.state, &caller, m))
             .and_then(|()| stats::select(&self.state.runtime(), model, version))
-            .map(|s| s.into_iter().map(model_statistics).collect());
+            .map(|s| {
+                s.into_iter()
+                    .filter(|s| caller.may_use(&s.name))
+                    .map(model_statistics)
+                    .collect()
+            });
         self.answer(
             Method::ModelStatistics,
             started,
@@ -543,13 +549,15 @@ impl GrpcInferenceService for InferenceService {
         &self,
         req: Request<RepositoryIndexRequest>,
     ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let caller = caller_of(&req);
         let ready_only = req.into_inner().ready;
+        // A key limited to some models sees only those.
         let models = self
             .state
             .runtime()
             .index()
             .into_iter()
-            .filter(|e| !ready_only || e.ready)
+            .filter(|e| (!ready_only || e.ready) && caller.may_use(&e.name))
             .map(|e| repository_index_response::ModelIndex {
                 name: e.name,
                 version: e.version.map(|v| v.to_string()).unwrap_or_default(),

@@ -701,6 +701,7 @@ impl Asked {
             retries,
             timeout_secs,
             probabilities,
+            owner: None,
         })
     }
 }
@@ -743,7 +744,8 @@ fn target(fs: &FState, asked: &Asked, caller: &crate::auth::Caller) -> Result<Ta
     }
     let served = fs.app.runtime().version(&model, asked.version.as_deref())?;
     let table = fs.f.table(&served)?;
-    let options = asked.options(&table)?;
+    let mut options = asked.options(&table)?;
+    options.owner = caller.owner().map(str::to_string);
     Ok(Target {
         job: Job {
             id: new_id(),
@@ -1247,6 +1249,27 @@ fn no_job(id: &str) -> InferError {
     ))
 }
 
+/// Whether `caller` may see `job`: its owner, or a caller with the `manage` scope (anyone, with
+/// keys off).
+fn may_see(caller: &crate::auth::Caller, job: &Job) -> bool {
+    caller.has(crate::auth::Scope::Manage)
+        || (caller.owner().is_some() && caller.owner() == job.options.owner.as_deref())
+}
+
+/// The job `id`, when `caller` may see it: another's job is "not found", as one that does not
+/// exist.
+async fn load_for(
+    app: &Arc<AppState>,
+    id: &str,
+    caller: &crate::auth::Caller,
+) -> Result<(Arc<dyn JobStore>, Job), InferError> {
+    let (store, job) = load(app, id).await?;
+    if !may_see(caller, &job) {
+        return Err(no_job(id));
+    }
+    Ok((store, job))
+}
+
 async fn load(app: &Arc<AppState>, id: &str) -> Result<(Arc<dyn JobStore>, Job), InferError> {
     let jobs = jobs_of(app)?;
     let Some(store) = jobs.existing()? else {
@@ -1262,9 +1285,11 @@ async fn load(app: &Arc<AppState>, id: &str) -> Result<(Arc<dyn JobStore>, Job),
 /// `GET /jobs/{id}`.
 async fn status(
     AxState(app): AxState<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (store, job) = load(&app, &id).await?;
+    let caller = caller.map_or_else(crate::auth::Caller::anyone, |c| c.0);
+    let (store, job) = load_for(&app, &id, &caller).await?;
     let errors = if job.chunks_failed > 0 {
         let s = store.clone();
         Some(blocking(move || s.errors(&id, ERRORS_SHOWN)).await?)
@@ -1274,23 +1299,33 @@ async fn status(
     Ok(json_response(StatusCode::OK, &status_json(&job, errors)))
 }
 
-/// `GET /jobs`.
-async fn list(AxState(app): AxState<Arc<AppState>>) -> Result<Response, ApiError> {
+/// `GET /jobs`: the latest jobs the caller may see (its own; every job with `manage`).
+async fn list(
+    AxState(app): AxState<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+) -> Result<Response, ApiError> {
+    let caller = caller.map_or_else(crate::auth::Caller::anyone, |c| c.0);
     let jobs = jobs_of(&app)?;
     let list = match jobs.existing()? {
         Some(store) => blocking(move || store.list(LISTED)).await?,
         None => Vec::new(),
     };
-    let items: Vec<serde_json::Value> = list.iter().map(|j| status_json(j, None)).collect();
+    let items: Vec<serde_json::Value> = list
+        .iter()
+        .filter(|j| may_see(&caller, j))
+        .map(|j| status_json(j, None))
+        .collect();
     Ok(json_response(StatusCode::OK, &json!({ "jobs": items })))
 }
 
 /// `POST /jobs/{id}/cancel`.
 async fn cancel(
     AxState(app): AxState<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (store, job) = load(&app, &id).await?;
+    let caller = caller.map_or_else(crate::auth::Caller::anyone, |c| c.0);
+    let (store, job) = load_for(&app, &id, &caller).await?;
     if job.state.finished() {
         return Err(ApiError::from(InferError::new(
             ErrorKind::InvalidInput,
@@ -1327,10 +1362,12 @@ const RESULTS_STEP: usize = 16;
 /// `GET /jobs/{id}/results`: the committed prefix, in input order, as JSON Lines or CSV.
 async fn results(
     AxState(app): AxState<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (store, job) = load(&app, &id).await?;
+    let caller = caller.map_or_else(crate::auth::Caller::anyone, |c| c.0);
+    let (store, job) = load_for(&app, &id, &caller).await?;
     let csv = crate::friendly::wants_csv(&headers);
     let classes: Option<Vec<String>> = if csv && job.options.probabilities {
         let fs = FState::of(&app);

@@ -99,6 +99,11 @@ pub struct Options {
     pub retries: u32,
     pub timeout_secs: f64,
     pub probabilities: bool,
+    /// Who submitted it, when keys are checked: the key's name, or `jwt:` and the token's
+    /// subject. Only they, and callers with the `manage` scope, see it, read its results and
+    /// cancel it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A job as stored.
@@ -593,6 +598,7 @@ mod tests {
                 retries: 0,
                 timeout_secs: 1.0,
                 probabilities: false,
+                owner: None,
             },
         }
     }

@@ -173,9 +173,12 @@ const INDEX_BODY_BYTES: usize = 64 * 1024;
 
 pub async fn repository_index(
     State(st): State<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // A key limited to some models sees only those.
+    let caller = caller.map_or_else(crate::auth::Caller::anyone, |c| c.0);
     // The body may hold {"ready": true} to list ready models only.
     let limit = Limit::fixed(
         INDEX_BODY_BYTES,
@@ -194,7 +197,7 @@ pub async fn repository_index(
         .runtime()
         .index()
         .into_iter()
-        .filter(|e| !ready_only || e.ready)
+        .filter(|e| (!ready_only || e.ready) && caller.may_use(&e.name))
         .map(|e| {
             let mut o = json!({
                 "name": e.name,
@@ -301,8 +304,15 @@ fn binary_response(body: Vec<u8>, header_len: usize) -> Response {
 }
 
 /// `GET /v2/models/stats`: the statistics extension ([`crate::stats`]) of every ready version.
-pub async fn all_stats(State(st): State<Arc<AppState>>) -> Response {
-    ok_json(json!({ "model_stats": stats::all(&st.runtime()) }))
+/// A key limited to some models sees only theirs.
+pub async fn all_stats(
+    State(st): State<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+) -> Response {
+    let caller = caller.map_or_else(crate::auth::Caller::anyone, |c| c.0);
+    let mut rows = stats::all(&st.runtime());
+    rows.retain(|s| caller.may_use(&s.name));
+    ok_json(json!({ "model_stats": rows }))
 }
 
 /// `GET /v2/models/{m}/stats`: of a model's ready versions.
