@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""What API keys cost on the request path, in one run:
+"""What API keys and TLS cost on the request path, in one run:
 
     python3 bench/auth.py [--duration 10] [--repeat 3]
 
-Two release servers on 127.0.0.1 with the bundled models: one without keys, one with
-`--api-keys` (a keys file of 20 keys; requests carry the last one, so every key is compared)
-and a per-key rate limit far above the load (the bucket is taken on every request). wrk sends
-single-row iris v2 requests to each in turn (the keyed server's with `Authorization: Bearer`),
-at concurrency 1 and 16, rounds repeated; each figure is the median round. Prints requests/s,
-p50 and p99, and keys-on ÷ keys-off. Only loopback traffic; only the servers this script
+Three release servers on 127.0.0.1 with the bundled models: one plain (no keys, no TLS), one
+with `--api-keys` (a keys file of 20 keys; requests carry the last one, so every key is
+compared) and a per-key rate limit far above the load (the bucket is taken on every request),
+and one with `--tls-cert` (an ECDSA P-256 certificate of a CA made here). wrk sends single-row
+iris v2 requests to each in turn, at concurrency 1 and 16, over kept-alive connections, and
+(TLS against plain) also with a new connection per request (`Connection: close`: a handshake
+per request); rounds repeated, each figure the median round. Prints requests/s, p50 and p99,
+and each variant ÷ the plain server. Only loopback traffic; only the servers this script
 started are stopped, by PID.
 """
 import argparse
@@ -29,7 +31,32 @@ BODY = os.path.join(ROOT, "examples", "requests", "iris_v2.json")
 KEY = "bench-key-19"
 
 
-def start(args):
+def make_cert(d):
+    """A CA and a certificate for 127.0.0.1 signed by it, in `d`: (cert, key) paths."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(name("bench CA"))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    with open(paths[0], "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths[1], "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return paths
+
+
+def start(args, tls=False):
     p = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0",
                           "--request-log", "off", "--log", "warn", "--no-jobs", *args],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -38,11 +65,13 @@ def start(args):
     if not m:
         p.kill()
         sys.exit(f"no listening line: {line!r}")
-    url = f"http://{m.group(1)}"
+    url = f"{'https' if tls else 'http'}://{m.group(1)}"
+    import ssl
+    ctx = ssl._create_unverified_context() if tls else None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if urllib.request.urlopen(url + "/v2/health/ready", timeout=2).status == 200:
+            if urllib.request.urlopen(url + "/v2/health/ready", timeout=2, context=ctx).status == 200:
                 return p, url
         except OSError:
             pass
@@ -78,27 +107,42 @@ def main():
             k = f"bench-key-{i}"
             f.write(f'[[keys]]\nname = "k{i}"\nsha256 = "{hashlib.sha256(k.encode()).hexdigest()}"\n'
                     f'scopes = ["infer"]\nrate = "1000000/s"\n\n')
-    off, off_url = start([])
-    on, on_url = start(["--api-keys", keys])
+    cert, key = make_cert(d)
+    plain, plain_url = start([])
+    keyed, keyed_url = start(["--api-keys", keys])
+    tls, tls_url = start(["--tls-cert", cert, "--tls-key", key], tls=True)
+    bearer = [f"Authorization: Bearer {KEY}"]
+    close = ["Connection: close"]
+    # (variant, concurrency, [(label, url, headers)]): the first of each is the baseline.
+    runs = [
+        ("API key", 1, [("plain", plain_url, []), ("keys", keyed_url, bearer)]),
+        ("API key", 16, [("plain", plain_url, []), ("keys", keyed_url, bearer)]),
+        ("TLS, kept-alive", 1, [("plain", plain_url, []), ("tls", tls_url, [])]),
+        ("TLS, kept-alive", 16, [("plain", plain_url, []), ("tls", tls_url, [])]),
+        ("TLS, a connection per request", 16, [("plain", plain_url, close), ("tls", tls_url, close)]),
+    ]
     results = {}
     try:
-        for conns in (1, 16):
-            for name, url, headers in (("off", off_url, []), ("on", on_url, [f"Authorization: Bearer {KEY}"])):
+        for variant, conns, pair in runs:
+            for _, url, headers in pair:
                 wrk(url, conns, 2, headers)  # warm-up
             for _ in range(a.repeat):
-                for name, url, headers in (("off", off_url, []), ("on", on_url, [f"Authorization: Bearer {KEY}"])):
-                    results.setdefault((name, conns), []).append(wrk(url, conns, a.duration, headers))
+                for label, url, headers in pair:
+                    results.setdefault((variant, conns, label), []).append(wrk(url, conns, a.duration, headers))
     finally:
-        for p in (off, on):
+        for p in (plain, keyed, tls):
             p.terminate()
             p.wait(timeout=15)
     print(f"single-row iris v2 JSON, wrk -t1, {a.duration} s x {a.repeat} rounds, medians")
-    print("| concurrency | keys off req/s | keys on req/s | on ÷ off | p50 off / on (ms) | p99 off / on (ms) |")
-    print("|---|---|---|---|---|---|")
-    for conns in (1, 16):
-        med = {n: [statistics.median(x[i] for x in results[(n, conns)]) for i in range(3)] for n in ("off", "on")}
-        print(f"| {conns} | {med['off'][0]:,.0f} | {med['on'][0]:,.0f} | {med['on'][0] / med['off'][0]:.3f} | "
-              f"{med['off'][1]:.3f} / {med['on'][1]:.3f} | {med['off'][2]:.3f} / {med['on'][2]:.3f} |")
+    print("| variant | concurrency | baseline req/s | with req/s | with ÷ baseline | p50 base / with (ms) | p99 base / with (ms) |")
+    print("|---|---|---|---|---|---|---|")
+    for variant, conns, pair in runs:
+        (b_label, _, _), (w_label, _, _) = pair
+        med = {n: [statistics.median(x[i] for x in results[(variant, conns, n)]) for i in range(3)]
+               for n in (b_label, w_label)}
+        base, with_ = med[b_label], med[w_label]
+        print(f"| {variant} | {conns} | {base[0]:,.0f} | {with_[0]:,.0f} | {with_[0] / base[0]:.3f} | "
+              f"{base[1]:.3f} / {with_[1]:.3f} | {base[2]:.3f} / {with_[2]:.3f} |")
 
 
 if __name__ == "__main__":
