@@ -297,6 +297,32 @@ fn curl_speaks_http2_by_alpn_and_grpc_runs_over_tls_with_mutual_certificates() {
     assert_eq!((code.as_str(), version.as_str()), ("200", "2"));
     assert_eq!(body, [0u8, 0, 0, 0, 2, 0x08, 0x01]);
 
+    // `ferroserve batch` over mTLS: the CA and the client certificate given to it.
+    let input = write(t.dir.path(), "rows.csv", "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n");
+    let out = t.dir.path().join("out.jsonl");
+    let batch = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferroserve"))
+            .args(["batch", "--no-progress", "--url", &base, "--model", "iris"])
+            .args([input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ran = batch(&[
+        "--ca-cert",
+        ca.to_str().unwrap(),
+        "--client-cert",
+        client_cert.to_str().unwrap(),
+        "--client-key",
+        client_key.to_str().unwrap(),
+    ]);
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("\"prediction\":\"setosa\""), "{text}");
+    let refused = batch(&["--ca-cert", ca.to_str().unwrap()]);
+    assert!(!refused.status.success(), "batch ran without a client certificate");
+
     // No client certificate, or one of another CA: refused at the handshake, on both ports.
     let none = client(&t.ca.pem(), None);
     assert!(none.get(format!("{base}/v2/health/ready")).send().is_err());

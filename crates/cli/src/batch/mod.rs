@@ -121,6 +121,17 @@ pub struct BatchArgs {
     /// TOKEN"; environment: comma-separated).
     #[arg(long = "header", env = "FERROSERVE_BATCH_HEADER", value_delimiter = ',', value_parser = parse_header)]
     headers: Vec<(String, String)>,
+    /// With an https:// URL: trust the CA certificates of this PEM file too (a server with a
+    /// certificate of a private CA).
+    #[arg(long = "ca-cert", env = "FERROSERVE_BATCH_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
+    /// With an https:// URL to a server that requires client certificates (--tls-client-ca):
+    /// this client's certificate and key, PEM (both in one file, or the key in --client-key).
+    #[arg(long = "client-cert", env = "FERROSERVE_BATCH_CLIENT_CERT")]
+    client_cert: Option<std::path::PathBuf>,
+    /// With --client-cert: the key, when it is not in the certificate's file.
+    #[arg(long = "client-key", env = "FERROSERVE_BATCH_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<std::path::PathBuf>,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -428,13 +439,40 @@ pub async fn run(args: BatchArgs) -> anyhow::Result<i32> {
         })?;
         headers.append(name, value);
     }
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
         .timeout(args.timeout_secs)
         .connect_timeout(args.timeout_secs.min(Duration::from_secs(10)))
         .default_headers(headers)
-        .pool_max_idle_per_host(args.concurrency as usize)
-        .build()
-        .context("building the HTTP client")?;
+        .pool_max_idle_per_host(args.concurrency as usize);
+    if let Some(p) = &args.ca_cert {
+        let pem = std::fs::read(p)
+            .map_err(|e| usage(format!("--ca-cert {}: {e}", p.display())))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| usage(format!("--ca-cert {}: not PEM certificates ({e})", p.display())))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let Some(p) = &args.client_cert {
+        let mut pem = std::fs::read(p)
+            .map_err(|e| usage(format!("--client-cert {}: {e}", p.display())))?;
+        if let Some(k) = &args.client_key {
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(k)
+                    .map_err(|e| usage(format!("--client-key {}: {e}", k.display())))?,
+            );
+        }
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            usage(format!(
+                "--client-cert {}: needs a PEM certificate and its key ({e})",
+                p.display()
+            ))
+        })?;
+        builder = builder.identity(id);
+    }
+    let http = builder.build().context("building the HTTP client")?;
     let retried = Arc::new(AtomicU64::new(0));
     let meta = metadata(&http, &base, &args, &retried).await?;
 
