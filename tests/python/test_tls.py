@@ -156,6 +156,15 @@ def test_grpc_over_tls_with_a_client_certificate(tls):
     with pytest.raises(InferenceServerException) as e:
         c.infer("iris", [iris_input(tg)])
     assert "UNAUTHENTICATED" in str(e.value.status())
+    # Tokens over gRPC: expired, for another audience (401 -> UNAUTHENTICATED), without the
+    # scope (PERMISSION_DENIED).
+    for claims, code in (({"aud": "ferroserve", "exp": f["now"] - 3600, "scope": "infer"}, "UNAUTHENTICATED"),
+                         ({"aud": "elsewhere", "exp": f["now"] + 600, "scope": "infer"}, "UNAUTHENTICATED"),
+                         ({"aud": "ferroserve", "exp": f["now"] + 600, "scope": "read"}, "PERMISSION_DENIED")):
+        token = rs256(f["rsa_key"], "rsa-1", claims)
+        with pytest.raises(InferenceServerException) as e:
+            c.infer("iris", [iris_input(tg)], headers={"authorization": f"Bearer {token}"})
+        assert code in str(e.value.status()), (claims, e.value)
     bare = tg.InferenceServerClient(s.grpc, ssl=True, root_certificates=f["ca"])
     with pytest.raises(InferenceServerException):
         bare.is_server_live(client_timeout=5)

@@ -107,7 +107,7 @@ pub fn document(rt: &Runtime, f: &Friendly, secured: bool) -> Value {
 /// on the health routes, and the refusals every operation may answer.
 fn secure(doc: &mut Value) {
     doc["components"]["securitySchemes"] = json!({
-        "bearer": { "type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY (docs/security.md)" },
+        "bearer": { "type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY, or a JSON Web Token when the server takes them (docs/security.md)" },
         "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" }
     });
     doc["security"] = json!([{ "bearer": [] }, { "apiKey": [] }]);
