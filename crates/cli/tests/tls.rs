@@ -298,7 +298,9 @@ fn curl_speaks_http2_by_alpn_and_grpc_runs_over_tls_with_mutual_certificates() {
     assert_eq!(body, [0u8, 0, 0, 0, 2, 0x08, 0x01]);
 
     // `ferroserve batch` over mTLS: the CA and the client certificate given to it.
-    let input = write(t.dir.path(), "rows.csv",
+    let input = write(
+        t.dir.path(),
+        "rows.csv",
         "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n",
     );
     let out = t.dir.path().join("out.jsonl");
@@ -318,12 +320,19 @@ fn curl_speaks_http2_by_alpn_and_grpc_runs_over_tls_with_mutual_certificates() {
         "--client-key",
         client_key.to_str().unwrap(),
     ]);
-    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(text.contains("\"label\":\"setosa\""), "{text}");
     let refused = batch(&["--ca-cert", ca.to_str().unwrap()]);
-    assert!(!refused.status.success(), "batch ran without a client certificate");
+    assert!(
+        !refused.status.success(),
+        "batch ran without a client certificate"
+    );
 
     // No client certificate, or one of another CA: refused at the handshake, on both ports.
     let none = client(&t.ca.pem(), None);

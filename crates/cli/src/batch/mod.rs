@@ -130,7 +130,11 @@ pub struct BatchArgs {
     #[arg(long = "client-cert", env = "FERROSERVE_BATCH_CLIENT_CERT")]
     client_cert: Option<std::path::PathBuf>,
     /// With --client-cert: the key, when it is not in the certificate's file.
-    #[arg(long = "client-key", env = "FERROSERVE_BATCH_CLIENT_KEY", requires = "client_cert")]
+    #[arg(
+        long = "client-key",
+        env = "FERROSERVE_BATCH_CLIENT_KEY",
+        requires = "client_cert"
+    )]
     client_key: Option<std::path::PathBuf>,
 }
 
@@ -446,17 +450,19 @@ pub async fn run(args: BatchArgs) -> anyhow::Result<i32> {
         .default_headers(headers)
         .pool_max_idle_per_host(args.concurrency as usize);
     if let Some(p) = &args.ca_cert {
-        let pem = std::fs::read(p)
-            .map_err(|e| usage(format!("--ca-cert {}: {e}", p.display())))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| usage(format!("--ca-cert {}: not PEM certificates ({e})", p.display())))?
-        {
+        let pem = std::fs::read(p).map_err(|e| usage(format!("--ca-cert {}: {e}", p.display())))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            usage(format!(
+                "--ca-cert {}: not PEM certificates ({e})",
+                p.display()
+            ))
+        })? {
             builder = builder.add_root_certificate(cert);
         }
     }
     if let Some(p) = &args.client_cert {
-        let mut pem = std::fs::read(p)
-            .map_err(|e| usage(format!("--client-cert {}: {e}", p.display())))?;
+        let mut pem =
+            std::fs::read(p).map_err(|e| usage(format!("--client-cert {}: {e}", p.display())))?;
         if let Some(k) = &args.client_key {
             pem.push(b'\n');
             pem.extend(
