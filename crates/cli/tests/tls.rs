@@ -307,7 +307,12 @@ fn curl_speaks_http2_by_alpn_and_grpc_runs_over_tls_with_mutual_certificates() {
     let batch = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_ferroserve"))
             .args(["batch", "--no-progress", "--url", &base, "--model", "iris"])
-            .args([input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .arg(input.to_str().unwrap())
+            .args(if extra.contains(&"-o") {
+                vec![]
+            } else {
+                vec!["-o", out.to_str().unwrap()]
+            })
             .args(extra)
             .output()
             .unwrap()
@@ -328,11 +333,21 @@ fn curl_speaks_http2_by_alpn_and_grpc_runs_over_tls_with_mutual_certificates() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(text.contains("\"label\":\"setosa\""), "{text}");
-    let refused = batch(&["--ca-cert", ca.to_str().unwrap()]);
+    // (Another output: the first run's checkpoint says that one is done.)
+    let out2 = t.dir.path().join("out2.jsonl");
+    let refused = batch(&[
+        "--ca-cert",
+        ca.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+    ]);
     assert!(
         !refused.status.success(),
-        "batch ran without a client certificate"
+        "batch ran without a client certificate: {}",
+        String::from_utf8_lossy(&refused.stderr)
     );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("CertificateRequired"), "{said}");
 
     // No client certificate, or one of another CA: refused at the handshake, on both ports.
     let none = client(&t.ca.pem(), None);
