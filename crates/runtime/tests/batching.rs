@@ -568,9 +568,12 @@ async fn the_background_instance_runs_in_the_idle_class() {
         // A thread's nice value and scheduling policy, from /proc (fields 19 and 41 of its
         // stat line).
         let sched_of = |name: &str| -> Option<(i32, i32)> {
-            for t in std::fs::read_dir("/proc/self/task").ok()? {
-                let dir = t.ok()?.path();
-                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            // Threads of other tests come and go meanwhile: one that is gone is skipped.
+            for t in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+                let dir = t.path();
+                let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+                    continue;
+                };
                 if comm.trim() == name {
                     let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
                     let f: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
