@@ -18,6 +18,7 @@ pub mod error;
 pub mod extract;
 pub mod friendly;
 pub mod grpc;
+pub mod history;
 pub mod jobs;
 pub mod jwt;
 mod labels;
