@@ -915,8 +915,10 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         )
         .map_err(anyhow::Error::msg)?,
         tls: tls_of(&args)?,
+        history: Default::default(),
     });
     ferroserve_server::jobs::start(&state);
+    ferroserve_server::history::start(&state);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.http_port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.http_port))?;

@@ -354,3 +354,87 @@ async fn unknown_models_and_paths_are_counted_by_route_class_and_code() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_route_follows_the_traffic_second_by_second() {
+    let s = Server::start(&[], &[]);
+    let c = client();
+    let get = |q: &str| {
+        let c = c.clone();
+        let url = s.url(&format!("/v2/models/iris/history{q}"));
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // No traffic yet: no version listed.
+    let (status, h) = get("").await;
+    assert_eq!(status, 200, "{h}");
+    assert_eq!(
+        (h["model"].as_str(), h["step_seconds"].as_u64()),
+        (Some("iris"), Some(1))
+    );
+    assert_eq!(h["versions"], json!([]));
+    for _ in 0..5 {
+        let r = c
+            .post(s.url("/v2/models/iris/infer"))
+            .json(&iris_body(2))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let bad = c
+        .post(s.url("/v2/models/iris/infer"))
+        .json(&json!({"inputs": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    // Within a few seconds the samples hold them all.
+    let t = std::time::Instant::now();
+    let samples = loop {
+        let (_, h) = get("?seconds=60").await;
+        let samples = h["versions"][0]["samples"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let sum = |k: &str| samples.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
+        if sum("requests") == 6 {
+            assert_eq!((sum("errors"), sum("rows")), (1, 10), "{h}");
+            assert_eq!(h["versions"][0]["version"], "1");
+            break samples;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{h}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let busy: Vec<&Value> = samples
+        .iter()
+        .filter(|s| s["requests"].as_u64() > Some(0))
+        .collect();
+    assert!(busy
+        .iter()
+        .all(|s| s["seconds"] == 1 && s["p50_ms"].as_f64().is_some_and(|p| p > 0.0)));
+    assert!(samples
+        .iter()
+        .filter(|s| s["requests"] == 0)
+        .all(|s| s["p50_ms"].is_null()));
+    // Longer spans come in 10-second steps; bad parameters and unknown models are refused.
+    assert_eq!(get("?seconds=3600").await.1["step_seconds"], 10);
+    for (q, want) in [
+        ("?seconds=0", "seconds"),
+        ("?seconds=3601", "seconds"),
+        ("?version=x", "version"),
+    ] {
+        let (status, e) = get(q).await;
+        assert_eq!(status, 400, "{q}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(want), "{e}");
+    }
+    assert_eq!(get("?version=7").await.1["versions"], json!([]));
+    let r = c
+        .get(s.url("/v2/models/nope/history"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

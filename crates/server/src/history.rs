@@ -301,6 +301,75 @@ impl History {
     }
 }
 
+/// Seconds `GET /v2/models/{model}/history` answers by default, and at most.
+pub const DEFAULT_SECONDS: u64 = 300;
+pub const MAX_SECONDS: u64 = 3600;
+
+/// `GET /v2/models/{model}/history?seconds=N&version=V`: the model's samples over the last `N`
+/// seconds (default 300, at most 3600): one per second up to 600, one per 10 seconds beyond.
+pub async fn route(
+    axum::extract::State(st): axum::extract::State<std::sync::Arc<crate::state::AppState>>,
+    axum::extract::Path(model): axum::extract::Path<String>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<axum::response::Response, crate::error::ApiError> {
+    use ferroserve_core::InferError;
+    let bad = |key: &str, v: &str, want: &str| {
+        crate::error::ApiError(InferError::invalid(format!(
+            "query parameter {key}={v:?}: expected {want}"
+        )))
+    };
+    let mut seconds = DEFAULT_SECONDS;
+    let mut version = None;
+    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        match &*k {
+            "seconds" => {
+                seconds = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_SECONDS).contains(n))
+                    .ok_or_else(|| bad("seconds", &v, "a whole number of seconds from 1 to 3600"))?
+            }
+            "version" => {
+                version = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| bad("version", &v, "a version number"))?,
+                )
+            }
+            _ => {}
+        }
+    }
+    // An unknown model is a 404, as on every route of a model.
+    st.runtime().model(&model)?;
+    let series = st.history.series(&model, version, seconds);
+    let versions: Vec<serde_json::Value> = series
+        .into_iter()
+        .map(|(v, samples)| serde_json::json!({ "version": v.to_string(), "samples": samples }))
+        .collect();
+    Ok(crate::v2::ok_json(serde_json::json!({
+        "model": model,
+        "step_seconds": if seconds <= FINE as u64 { 1 } else { COARSE_STEP },
+        "versions": versions,
+    })))
+}
+
+/// Takes a step every second while the process runs.
+pub fn start(st: &std::sync::Arc<crate::state::AppState>) {
+    let weak = std::sync::Arc::downgrade(st);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let Some(st) = weak.upgrade() else { return };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            st.history.step(&st.runtime(), now);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,6 +77,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/v2/models/{model}/infer", post(v2::infer))
         .route("/v2/models/{model}/predictions", get(predictions::route))
+        .route("/v2/models/{model}/history", get(history::route))
         .route(
             "/v2/models/{model}/versions/{version}",
             get(v2::version_metadata),

@@ -116,6 +116,9 @@ pub struct AppState {
     pub cors: Option<tower_http::cors::CorsLayer>,
     /// TLS on both fronts (`--tls-cert`), when on.
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The last hour of each model version's traffic (`GET /v2/models/{m}/history`), stepped
+    /// by [`crate::history::start`].
+    pub history: Arc<crate::history::History>,
 }
 
 impl AppState {
@@ -142,6 +145,7 @@ impl AppState {
             auth: None,
             cors: None,
             tls: None,
+            history: Default::default(),
         }
     }
 

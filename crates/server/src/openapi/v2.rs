@@ -207,6 +207,43 @@ pub(super) fn paths(paths: &mut Map<String, Value>, models: &[String], example: 
     );
     op["get"]["tags"] = json!(["prediction log"]);
     paths.insert("/v2/models/{model}/predictions".into(), op);
+    let ms = json!({ "type": ["number", "null"], "description": "milliseconds; null without a request in the step" });
+    let sample = json!({ "type": "object", "properties": {
+        "t": { "type": "integer", "description": "Unix time (s) at the end of the step" },
+        "seconds": { "type": "integer" }, "requests": { "type": "integer" },
+        "errors": { "type": "integer" }, "rows": { "type": "integer" },
+        "batches": { "type": "integer" }, "batch_rows": { "type": "number" },
+        "queue_depth": { "type": "integer" },
+        "p50_ms": ms.clone(), "p95_ms": ms.clone(), "p99_ms": ms },
+        "required": ["t", "seconds", "requests", "errors", "rows", "batches", "batch_rows", "queue_depth", "p50_ms", "p95_ms", "p99_ms"] });
+    let history = json!({ "type": "object", "properties": {
+        "model": { "type": "string" },
+        "step_seconds": { "type": "integer", "enum": [1, 10] },
+        "versions": { "type": "array", "items": { "type": "object", "properties": {
+            "version": { "type": "string" },
+            "samples": { "type": "array", "items": sample } }, "required": ["version", "samples"] } } },
+        "required": ["model", "step_seconds", "versions"] });
+    let mut op = get(
+        "v2_model_history",
+        "The model's traffic over the last hour, kept by the server: requests, errors, rows, batches, queue depth and latency quantiles per step (1 s for up to 600 s, 10 s beyond); versions without traffic are absent",
+        ok_json("samples per version, oldest first", history),
+        vec![
+            model.clone(),
+            query(
+                "seconds",
+                json!({ "type": "integer", "minimum": 1, "maximum": 3600, "default": 300 }),
+                "how far back",
+            ),
+            query(
+                "version",
+                json!({ "type": "string", "pattern": "^[0-9]+$" }),
+                "one version",
+            ),
+        ],
+        &[InvalidInput, NotFound],
+    );
+    op["get"]["tags"] = json!(["server"]);
+    paths.insert("/v2/models/{model}/history".into(), op);
     let tensor_config = json!({ "type": "object", "properties": {
         "name": { "type": "string" }, "data_type": { "type": "string" },
         "dims": { "type": "array", "items": { "type": "integer" } } },
