@@ -45,6 +45,11 @@ impl Ca {
     /// A leaf certificate and its key (PEM): for `localhost` and 127.0.0.1 (server) or a
     /// client name (client).
     fn leaf(&self, server: bool) -> (String, String) {
+        self.leaf_until(server, 2040)
+    }
+
+    /// As [`Ca::leaf`], valid until January 1st of `year`.
+    fn leaf_until(&self, server: bool, year: i32) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let names = if server {
             vec!["localhost".to_string(), "127.0.0.1".to_string()]
@@ -56,6 +61,7 @@ impl Ca {
             DnType::CommonName,
             if server { "localhost" } else { "client-1" },
         );
+        p.not_after = rcgen::date_time_ymd(year, 1, 1);
         p.extended_key_usages = vec![if server {
             ExtendedKeyUsagePurpose::ServerAuth
         } else {
@@ -428,7 +434,13 @@ fn a_rotated_certificate_is_used_by_new_connections_and_a_broken_one_is_refused(
 
     // Rotation: the key first, then the certificate (as a renewal tool writes them); the
     // server may look between the two and refuse the pair, then take it on the next look.
-    let (c2, k2) = next_ca.leaf(true);
+    let year = |y: i32| {
+        let d = (y - 1970) as f64 * 365.0 + ((y - 1969) / 4) as f64;
+        d * 86_400.0
+    };
+    let expiry = "ferroserve_tls_certificate_expiry_timestamp_seconds";
+    assert_eq!(metric(&old, &base, expiry), year(2040));
+    let (c2, k2) = next_ca.leaf_until(true, 2041);
     std::fs::write(&t.key, k2).unwrap();
     std::fs::write(&t.cert, c2).unwrap();
     let since = Instant::now();
@@ -440,6 +452,7 @@ fn a_rotated_certificate_is_used_by_new_connections_and_a_broken_one_is_refused(
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!ready(&old), "the old certificate is still served");
+    assert_eq!(metric(&next, &base, expiry), year(2041));
     assert!(
         metric(
             &next,
