@@ -26,6 +26,8 @@ const QUERY_ERRORS: &[ErrorKind] = &[
 const BODY_ERRORS: &[ErrorKind] = &[
     InvalidInput,
     NotFound,
+    // The body did not arrive in time (--body-read-timeout).
+    RequestTimeout,
     TooLarge,
     UnsupportedMediaType,
     Unprocessable,

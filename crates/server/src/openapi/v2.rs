@@ -281,14 +281,18 @@ pub(super) fn paths(paths: &mut Map<String, Value>, models: &[String], example: 
     let infer = |id: &str, params: Vec<Value>| {
         let mut responses = Map::new();
         responses.insert("200".into(), ok_json("outputs", r("V2InferResponse")));
+        // 408: the body did not arrive in time (--body-read-timeout); 504: the request's
+        // deadline (`timeout` parameter, X-Request-Timeout-Ms) passed in the queue.
         responses.extend(errors(&[
             InvalidInput,
             NotFound,
+            RequestTimeout,
             TooLarge,
             UnsupportedMediaType,
             Overloaded,
             Internal,
             Unavailable,
+            DeadlineExceeded,
         ]));
         json!({ "post": {
             "tags": ["v2"], "operationId": id,
