@@ -23,7 +23,8 @@ report="$out/report.txt"
 : >"$report"
 
 step "packages"
-need=(podman buildah runc debootstrap fuse-overlayfs catatonit netavark aardvark-dns)
+# iptables: netavark sets up the containers' network with it (not pulled in without recommends).
+need=(podman buildah runc debootstrap fuse-overlayfs catatonit netavark aardvark-dns iptables)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
