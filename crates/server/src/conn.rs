@@ -961,13 +961,19 @@ async fn accept_failed(e: io::Error) {
 
 /// Answers a connection over the cap with a 503 (after reading what the client sent, briefly,
 /// so that closing does not reset the answer away).
-async fn refuse(mut tcp: TcpStream, cap: usize) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn refuse(tcp: TcpStream, cap: usize) {
     let body = format!(
         "{{\"error\":\"the server has {cap} connections open, its limit (--max-connections); retry later\"}}"
     );
+    answer_and_close(tcp, "503 Service Unavailable", "retry-after: 1\r\n", &body).await;
+}
+
+/// Writes one plain HTTP/1.1 JSON answer and closes, after reading what the client sent,
+/// briefly, so that closing does not reset the answer away.
+async fn answer_and_close(mut tcp: TcpStream, status: &str, headers: &str, body: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{headers}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     let mut buf = [0u8; 4096];
@@ -980,20 +986,9 @@ async fn refuse(mut tcp: TcpStream, cap: usize) {
 }
 
 /// Answers a plain HTTP request sent to a TLS port with a 400 saying so.
-async fn plain_to_tls(mut tcp: TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn plain_to_tls(tcp: TcpStream) {
     let body = "{\"error\":\"this port speaks TLS: use https://\"}";
-    let answer = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut buf = [0u8; 4096];
-    let _ = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = tcp.write_all(answer.as_bytes()).await;
-        let _ = tcp.shutdown().await;
-    })
-    .await;
+    answer_and_close(tcp, "400 Bad Request", "", body).await;
 }
 
 async fn connection(
