@@ -8,52 +8,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import fs from 'node:fs';
-import os from 'node:os';
-import { chromium } from 'playwright-core';
+import { root, startServer, launch } from './server.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const bin = path.resolve(root, process.env.FERROSERVE_BIN ?? 'target/debug/ferroserve');
 const shot = path.resolve(process.env.SCREENSHOT ?? path.join(root, 'swagger-ui.png'));
 const MODELS = ['breast_cancer', 'diabetes', 'iris', 'wine'];
-
-// Flags for this machine: no sandbox (root), no GPU, and no background traffic of its own.
-const FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-function startServer() {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(bin, ['serve', '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--request-log', 'off', '--log', 'warn'], {
-      cwd: root,
-      env: Object.fromEntries(Object.entries(process.env)
-        .filter(([k]) => k !== 'MODEL_FILE' && k !== 'FERROSERVE_REPOSITORY')),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const timer = setTimeout(() => { proc.kill(); reject(new Error('ferroserve did not start in 30 s')); }, 30000);
-    let out = '';
-    let started = false;
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/ferroserve: HTTP listening on (\S+)/);
-      if (m && !started) {
-        started = true;
-        // The ports are bound first and the models load in the background: wait for ready.
-        const base = `http://${m[1]}`;
-        const poll = async () => {
-          const r = await fetch(`${base}/v2/health/ready`).catch(() => null);
-          if (r && r.status === 200) { clearTimeout(timer); resolve({ proc, base }); } else setTimeout(poll, 20);
-        };
-        poll();
-      }
-    });
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`ferroserve exited (${code})`)); });
-  });
-}
 
 async function openDocs(context, base, where, outside) {
   const page = await context.newPage();
@@ -68,24 +27,12 @@ async function openDocs(context, base, where, outside) {
 }
 
 test('Swagger UI loads from the binary alone, lists the models and runs a prediction', async () => {
-  const { proc, base } = await startServer();
-  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferroserve-chromium-'));
-  let context;
+  const { base, stop } = await startServer();
+  let browser;
   try {
-    // A fresh, empty profile (--user-data-dir) for every run.
-    context = await chromium.launchPersistentContext(userDir, {
-      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-      args: FLAGS,
-      headless: true,
-      viewport: { width: 1280, height: 1000 },
-    });
-    const outside = [];
-    await context.route('**/*', (route) => {
-      const u = new URL(route.request().url());
-      if (u.hostname === '127.0.0.1' || u.hostname === 'localhost') return route.continue();
-      outside.push(u.href);
-      return route.abort();
-    });
+    // A fresh, empty profile for every run.
+    browser = await launch();
+    const { context, outside } = browser;
 
     // Flasgger's path first, then ferroserve's own.
     const flasgger = await openDocs(context, base, '/apidocs', outside);
@@ -114,8 +61,7 @@ test('Swagger UI loads from the binary alone, lists the models and runs a predic
     assert.deepEqual(outside, [], 'no request left the machine');
     console.log(`screenshot: ${shot}`);
   } finally {
-    if (context) await context.close();
-    proc.kill('SIGTERM');
-    fs.rmSync(userDir, { recursive: true, force: true });
+    if (browser) await browser.close();
+    await stop();
   }
 });

@@ -70,6 +70,12 @@ impl Scope {
 pub enum Class {
     /// Liveness and readiness (server and model): always open, for probes.
     Health,
+    /// The dashboard's static files (`/ui/`): always open, as they hold no data; every call
+    /// the page makes is checked as any client's.
+    Assets,
+    /// `GET /v2/caller`: who the presented key or token is, with no scope needed (anyone
+    /// when no key is presented: the answer then says what is open).
+    Identity,
     Metrics,
     Docs,
     /// The other reading routes (scope `read`).
@@ -92,7 +98,12 @@ impl Class {
 
     fn scope(self) -> Scope {
         match self {
-            Class::Health | Class::Metrics | Class::Docs | Class::Metadata => Scope::Read,
+            Class::Health
+            | Class::Assets
+            | Class::Identity
+            | Class::Metrics
+            | Class::Docs
+            | Class::Metadata => Scope::Read,
             Class::Infer | Class::Jobs => Scope::Infer,
             Class::Manage => Scope::Manage,
         }
@@ -100,7 +111,9 @@ impl Class {
 
     /// Whether `caller`'s scopes let it call a route of this class.
     fn allows(self, caller: &Caller) -> bool {
-        caller.has(self.scope()) || (self == Class::Jobs && caller.has(Scope::Manage))
+        self == Class::Identity
+            || caller.has(self.scope())
+            || (self == Class::Jobs && caller.has(Scope::Manage))
     }
 
     /// Whether `--auth-open` left this class open.
@@ -350,6 +363,24 @@ impl Caller {
             rate: None,
             state: None,
         }
+    }
+
+    /// No key presented while authentication is on: no scope at all.
+    pub fn nobody() -> Caller {
+        Caller {
+            scopes: 0,
+            ..Caller::anyone()
+        }
+    }
+
+    /// The caller's scopes, `admin` holding the others.
+    pub fn scopes(&self) -> Vec<Scope> {
+        Scope::ALL.into_iter().filter(|s| self.has(*s)).collect()
+    }
+
+    /// The models the caller is limited to, `None` for every model.
+    pub fn models(&self) -> Option<&[String]> {
+        self.models.as_deref()
     }
 
     pub fn has(&self, scope: Scope) -> bool {
@@ -644,7 +675,7 @@ impl Auth {
 
     /// Authenticates a request needing `need`, and applies its key's rate limit.
     pub fn check(&self, headers: &HeaderMap, need: &Need) -> Result<Caller, InferError> {
-        if need.class == Class::Health {
+        if matches!(need.class, Class::Health | Class::Assets) {
             return Ok(Caller::anyone());
         }
         let caller = if !self.on {
@@ -653,6 +684,7 @@ impl Auth {
             let open = need.class.open_in(&self.open);
             match Self::presented(headers) {
                 None if open => Caller::anyone(),
+                None if need.class == Class::Identity => Caller::nobody(),
                 None => {
                     self.anonymous.count(UNAUTHENTICATED_AT);
                     return Err(InferError::unauthenticated(UNAUTHENTICATED));
@@ -786,6 +818,8 @@ pub fn http_need(method: &Method, template: Option<&str>, path: &str) -> Need {
             "/v2/models/stats" => (Class::Metadata, None),
             t if t.starts_with("/v2/models/{model}") => (Class::Metadata, seg(2)),
             "/metrics" => (Class::Metrics, None),
+            "/v2/caller" => (Class::Identity, None),
+            t if t == "/ui" || t.starts_with("/ui/") => (Class::Assets, None),
             "/openapi.json" => (Class::Docs, None),
             t if t.starts_with("/docs") || t.starts_with("/apidocs") => (Class::Docs, None),
             "/models/{model}/predict" => (Class::Infer, seg(1)),
@@ -878,6 +912,50 @@ pub async fn grpc_layer(State(st): State<Arc<AppState>>, mut req: Request, next:
         }
         Err(e) => crate::error::grpc_status(e).into_http(),
     }
+}
+
+/// `GET /v2/caller`: who the request's key or token is and what it may do, so that a client
+/// (the dashboard) shows only what it may use. No scope is needed; a wrong key is a 401 as
+/// anywhere. `authenticated` is false with no key presented (or keys off, `auth` false);
+/// `open` lists what `--auth-open` leaves open without one; `may_load` is whether load and
+/// unload would be accepted: the model control mode allows them and the caller has `manage`.
+pub async fn caller_route(
+    State(st): State<Arc<AppState>>,
+    caller: Option<axum::Extension<Caller>>,
+) -> Response {
+    let caller = caller.map(|c| c.0).unwrap_or_else(Caller::anyone);
+    let on = st.auth.as_ref().is_some_and(|a| a.is_on());
+    let open: Vec<&str> = match &st.auth {
+        Some(a) if on => Class::OPENABLE
+            .iter()
+            .filter(|(_, c)| a.open.contains(c))
+            .map(|(n, _)| *n)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mode = match st.registry.mode() {
+        ferroserve_runtime::ControlMode::None => "none",
+        ferroserve_runtime::ControlMode::Poll => "poll",
+        ferroserve_runtime::ControlMode::Explicit => "explicit",
+    };
+    let body = serde_json::json!({
+        "auth": on,
+        "authenticated": on && caller.key.is_some(),
+        "name": caller.owner(),
+        "scopes": caller.scopes().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "models": caller.models(),
+        "open": open,
+        "model_control": mode,
+        "may_load": st.registry.allows_control() && caller.has(Scope::Manage),
+    });
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 /// The CORS layer of `--cors-origin` (`*`: any origin), `--cors-method` (default GET, POST)

@@ -31,6 +31,7 @@ pub mod stats;
 #[cfg(test)]
 mod testing;
 pub mod tls;
+pub mod ui;
 pub mod v2;
 pub mod views;
 
@@ -62,6 +63,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(v2::control::unload_route),
         )
         .route("/metrics", get(metrics::route))
+        .route("/v2/caller", get(auth::caller_route))
         .route("/v2/models/stats", get(v2::all_stats))
         .route("/v2/models/{model}/stats", get(v2::model_stats))
         .route(
@@ -93,6 +95,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(friendly::router())
         .merge(jobs::router())
         .merge(docs::router())
+        .merge(ui::router())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         // A bug must not drop the connection: a panic in a handler answers 500, in the one

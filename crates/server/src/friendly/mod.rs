@@ -739,6 +739,7 @@ fn model_card(
         if let Some(c) = &t.classes {
             card.insert("classes".into(), json!(c));
         }
+        card.insert("sample_rows".into(), json!(t.samples));
         card.insert("description".into(), json!(t.description));
     } else if let Some(why) = f.untabular.get(&entry.name) {
         card.insert("friendly".into(), json!(why));
@@ -781,6 +782,7 @@ async fn welcome(fs: FState) -> Response {
         "status": "alive",
         "models": models,
         "docs": "/docs",
+        "dashboard": "/ui/",
         "openapi": "/openapi.json",
     }))
 }

@@ -163,6 +163,7 @@ pub(super) fn common(out: &mut Map<String, Value>, models: &[String]) {
                 "features": { "type": "array", "items": { "type": "string" } },
                 "feature_aliases": { "type": "object", "additionalProperties": { "type": "string" } },
                 "classes": { "type": "array", "items": { "type": "string" } },
+                "sample_rows": { "type": "array", "items": { "type": "array", "items": { "type": ["number", "null"] } } },
                 "description": { "type": "string" },
                 "friendly": { "type": "string" },
                 "routes": { "type": "array", "items": {

@@ -381,7 +381,7 @@ pub(super) fn welcome(paths: &mut Map<String, Value>, f: &Friendly) {
                     "name": { "type": "string" }, "version": { "type": "string" }, "message": { "type": "string" },
                     "status": { "type": "string", "enum": ["alive"], "description": "KServe v1 liveness" },
                     "models": { "type": "array", "items": { "type": "string" } },
-                    "docs": { "type": "string" }, "openapi": { "type": "string" } },
+                    "docs": { "type": "string" }, "dashboard": { "type": "string" }, "openapi": { "type": "string" } },
                     "required": ["name", "version", "status", "models"], "additionalProperties": false })) } } }),
         );
     }

@@ -244,6 +244,25 @@ pub(super) fn paths(paths: &mut Map<String, Value>, models: &[String], example: 
     );
     op["get"]["tags"] = json!(["server"]);
     paths.insert("/v2/models/{model}/history".into(), op);
+    let caller = json!({ "type": "object", "properties": {
+        "auth": { "type": "boolean", "description": "whether keys or tokens are checked" },
+        "authenticated": { "type": "boolean", "description": "whether a key or token was presented and accepted" },
+        "name": { "type": ["string", "null"], "description": "the key's name, or jwt:SUBJECT" },
+        "scopes": { "type": "array", "items": { "type": "string", "enum": ["infer", "read", "manage", "admin"] } },
+        "models": { "type": ["array", "null"], "items": { "type": "string" }, "description": "the models the caller is limited to; null for every model" },
+        "open": { "type": "array", "items": { "type": "string" }, "description": "what --auth-open leaves open without a key" },
+        "model_control": { "type": "string", "enum": ["none", "poll", "explicit"] },
+        "may_load": { "type": "boolean", "description": "whether load and unload would be accepted for this caller" } },
+        "required": ["auth", "authenticated", "name", "scopes", "models", "open", "model_control", "may_load"] });
+    let mut op = get(
+        "v2_caller",
+        "Who the presented key or token is and what it may do (no scope needed; without a key: what is open)",
+        ok_json("the caller", caller),
+        vec![],
+        &[],
+    );
+    op["get"]["tags"] = json!(["server"]);
+    paths.insert("/v2/caller".into(), op);
     let tensor_config = json!({ "type": "object", "properties": {
         "name": { "type": "string" }, "data_type": { "type": "string" },
         "dims": { "type": "array", "items": { "type": "integer" } } },
