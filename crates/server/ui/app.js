@@ -214,6 +214,22 @@ function chooseModel(name) {
   state.model = name;
 }
 
+// `fn` made to run one call at a time: a call while one runs waits for it and runs once after.
+function serial(fn) {
+  let running = null;
+  let again = false;
+  const run = async () => {
+    if (running) { again = true; return running; }
+    running = (async () => {
+      try {
+        do { again = false; await fn(); } while (again);
+      } finally { running = null; }
+    })();
+    return running;
+  };
+  return run;
+}
+
 // Polls `fn` every `ms` while the panel is shown (not while the tab is hidden), one call at a
 // time; errors go to the banner.
 function poll(fn, ms) {
@@ -289,7 +305,7 @@ function confirmButton(text, confirmText, act) {
   return b;
 }
 
-async function renderModels() {
+const renderModels = serial(async () => {
   try {
     await loadModels({ details: true });
     banner(null);
@@ -342,7 +358,7 @@ async function renderModels() {
         h('span', {}, ...versions.map((v) => h('span', { class: `state ${v.state}`, 'data-state': v.state, text: `${v.version ? `v${v.version} ` : ''}${v.state}` })))),
       card.description ? h('p', { class: 'muted', text: card.description }) : null,
       reasons.length ? h('p', { class: 'reason', role: 'note', text: reasons.join(' · ') }) : null,
-      h('dl', {},
+      !(md || cfg || card.task) ? null : h('dl', {},
         h('dt', { text: 'Backend' }), h('dd', { text: cfg ? `${cfg.backend}${cfg.platform && cfg.platform !== cfg.backend ? ` (${cfg.platform})` : ''}` : (md ? md.platform : '–') }),
         h('dt', { text: 'Task' }), h('dd', { text: card.task ? `${card.task}${card.classes ? ` of ${card.classes.length} classes: ${card.classes.join(', ')}` : ''}` : (card.friendly ? 'custom tensors' : '–') }),
         h('dt', { text: 'Inputs' }), h('dd', { text: md ? tensors(md.inputs) : '–' }),
@@ -353,7 +369,7 @@ async function renderModels() {
   }
   if (!cards.length) cards.push(h('p', { class: 'muted', text: 'No model in the repository.' }));
   list.replaceChildren(...cards);
-}
+});
 
 // ---------------------------------------------------------------------------------------------
 // Live: the overview from the statistics, the charts from the history route.
@@ -429,7 +445,9 @@ function lineChart({ id, title, unit, series, t, window, step }) {
   return h('figure', { class: 'chart', id, 'data-now': now === null ? '' : String(now) },
     h('div', { class: 'chart-head' },
       h('h3', { text: title }),
-      h('span', { class: 'chart-now', 'aria-hidden': 'true', text: now === null ? '–' : `${fmt(now)}${unit}` })),
+      h('span', { class: 'chart-now', 'aria-hidden': 'true', text: series.length > 1
+        ? series.map((s, i) => `${s.name} ${fmt(last[i])}`).join(' · ') + unit
+        : (now === null ? '–' : `${fmt(now)}${unit}`) })),
     svg,
     series.length > 1 ? h('ul', { class: 'legend', 'aria-hidden': 'true' }, ...series.map((s, i) => h('li', {}, h('span', { class: `swatch s${i % 8}` }), s.name))) : null);
 }
@@ -441,7 +459,7 @@ function niceMax(v) {
   return 10 * p;
 }
 
-async function liveCharts() {
+const liveCharts = serial(async () => {
   const model = $('#live-model').value;
   if (!model) { $('#live-note').textContent = 'No model is ready.'; $('#live-charts').replaceChildren(); return; }
   const win = Number($('#live-window').value);
@@ -476,7 +494,7 @@ async function liveCharts() {
     lineChart({ ...common, id: 'chart-rows', title: 'Rows/s', unit: '', series: [{ name: 'rows', values: per((x) => x.rows) }] }),
     lineChart({ ...common, id: 'chart-batch', title: 'Batch size', unit: ' rows', series: [{ name: 'rows a batch', values: s.map((x) => (x.batches ? x.batch_rows : null)) }] }),
     lineChart({ ...common, id: 'chart-queue', title: 'Queue depth', unit: '', series: [{ name: 'queued', values: s.map((x) => x.queue_depth) }] }));
-}
+});
 
 // ---------------------------------------------------------------------------------------------
 // Try it.
@@ -725,7 +743,7 @@ async function fetchRecords(q, since) {
   return { records: out, truncated: true };
 }
 
-async function predictionsTick() {
+const predictionsTick = serial(async () => {
   const q = predQuery();
   if (!q.model) return;
   const fresh = q.key !== predState.key;
@@ -758,7 +776,7 @@ async function predictionsTick() {
   predState.records = predState.records.filter((r) => Date.parse(r.time) >= from);
   if (predState.records.length) predState.since = Date.parse(predState.records[predState.records.length - 1].time);
   renderPredictions(q);
-}
+});
 
 // The predicted values of a record: its first output's data, one per row.
 function predicted(r) {
@@ -788,7 +806,7 @@ function renderPredictions(q) {
       h('td', { text: r.id }),
       h('td', { text: r.version }),
       h('td', { text: r.protocol, title: r.route }),
-      h('td', {}, h('span', { class: `state ${r.status === 200 ? 'READY' : 'UNAVAILABLE'}`, text: r.status }), r.error ? h('div', { class: 'error-text', text: r.error }) : null),
+      h('td', {}, h('span', { class: `state ${r.status === 200 ? 'READY' : 'UNAVAILABLE'}`, text: r.status }), r.error ? h('div', { class: 'error-text', title: r.error, text: r.error.length > 90 ? `${r.error.slice(0, 90)}…` : r.error }) : null),
       h('td', { class: 'num', text: r.rows }),
       h('td', { class: 'num', text: `${fmt(r.latency_us / 1000)} ms` }),
       h('td', { class: 'prediction', text: r.outputs === null && r.status === 200 ? '(not recorded)' : p.slice(0, 3).map((v) => (typeof v === 'number' ? fmt(v, 5) : v)).join(', ') + (p.length > 3 ? ` … (${p.length})` : '') }));
@@ -903,9 +921,11 @@ function jobRow(job) {
   cells.rate.textContent = job.rows_per_second ? fmt(job.rows_per_second) : '–';
   cells.eta.textContent = job.state === 'running' || job.state === 'queued' ? fmtSeconds(job.eta_seconds) : '–';
   const errs = job.errors || [];
-  cells.failed.replaceChildren(String(job.rows_failed || 0),
-    errs.length ? h('details', {}, h('summary', { text: `${errs.length} chunk${errs.length > 1 ? 's' : ''}` }),
-      h('ul', { class: 'errors-list' }, ...errs.slice(0, 20).map((e) => h('li', { text: `rows ${e.rows[0]}–${e.rows[1]}: ${e.error}` })))) : null);
+  cells.failed.replaceChildren(String(job.rows_failed || 0));
+  if (errs.length) {
+    cells.failed.append(h('details', {}, h('summary', { text: `${errs.length} chunk${errs.length > 1 ? 's' : ''}` }),
+      h('ul', { class: 'errors-list' }, ...errs.slice(0, 20).map((e) => h('li', { text: `rows ${e.rows[0]}–${e.rows[1]}: ${e.error}` })))));
+  }
   cells.created.textContent = localDateTime(job.created);
   cells.created.title = job.owner ? `submitted by ${job.owner}` : '';
   cancel.hidden = !(job.state === 'queued' || job.state === 'running');
@@ -913,7 +933,7 @@ function jobRow(job) {
   return row.tr;
 }
 
-async function jobsTick() {
+const jobsTick = serial(async () => {
   const ans = await api('jobs');
   banner(null);
   const tbody = $('#jobs-table tbody');
@@ -926,7 +946,7 @@ async function jobsTick() {
   const want = new Set(rows);
   for (const tr of [...tbody.children]) if (!want.has(tr)) tr.remove();
   rows.forEach((tr, i) => { if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null); });
-}
+});
 
 async function submitJob(ev) {
   ev.preventDefault();
