@@ -209,7 +209,11 @@ test('the dashboard shows the models, live traffic, predictions and jobs, and ac
     });
     await page.selectOption('#pred-outcome', '');
     await until('answered requests again', async () => (await page.locator('#pred-table tbody .state', { hasText: '200' }).count()) > 0);
-    await page.screenshot({ path: path.join(shots, 'predictions.png'), fullPage: true });
+    await page.screenshot({ path: path.join(shots, 'predictions.png') });
+    // Newest first, 50 at a time.
+    assert.equal(await page.locator('#pred-table tbody tr').count(), 50);
+    await page.locator('#pred-more').click();
+    assert.ok(await page.locator('#pred-table tbody tr').count() > 50, 'more on request');
 
     // Jobs: a file of 40,000 rows in chunks of 20; the bar moves, then the results download.
     const rows = fs.readFileSync(csvPath, 'utf8').trim().split('\n');
@@ -339,8 +343,9 @@ test('with keys: the page asks for one, and shows a read-only key no control it 
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.fill('#key', 'wrong-key');
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await until('the key refused', async () => /not signed in/.test(await page.locator('#who').innerText()));
+    await until('the key refused and forgotten', async () => /the key is forgotten/.test(await page.locator('#toast').innerText()));
     assert.equal(await page.evaluate(() => sessionStorage.getItem('ferroserve.key')), null);
+    assert.match(await page.locator('#who').innerText(), /not signed in/);
     assert.deepEqual(errors.filter((e) => !/401|403/.test(e)), [], 'no script errors');
     assert.deepEqual(outside, [], 'no request left the machine');
   } finally {

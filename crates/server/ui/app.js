@@ -137,8 +137,12 @@ async function loadCaller() {
     state.caller = await api('v2/caller');
   } catch (e) {
     state.caller = null;
-    if (e.status === 401) sessionStorage.removeItem(KEY);
-    toast(explain(e), true);
+    toast(e.status === 401 ? `${e.message}: the key is forgotten` : explain(e), true);
+    if (e.status === 401 && sessionStorage.getItem(KEY)) {
+      // A wrong or expired key: forget it, and show what is open without one.
+      sessionStorage.removeItem(KEY);
+      state.caller = await api('v2/caller').catch(() => null);
+    }
   }
   const c = state.caller;
   const who = $('#who');
@@ -408,8 +412,17 @@ async function liveOverview() {
 
 // A line chart of `series` ([{name, values}]) over the times `t` (seconds), the last `window`
 // seconds; a gap where a value is null.
+// The plot area (an SVG drawn in `W` x `H` units and stretched to its box) with its axis labels
+// as text beside it, which stretching would distort.
+function framed(svg, max, window) {
+  return [h('div', { class: 'plot' },
+    h('div', { class: 'yaxis', 'aria-hidden': 'true' }, h('span', { text: fmt(max) }), h('span', { text: '0' })),
+    svg),
+  h('div', { class: 'xaxis', 'aria-hidden': 'true' }, h('span', { text: `−${fmtSeconds(window)}` }), h('span', { text: 'now' }))];
+}
+
 function lineChart({ id, title, unit, series, t, window, step }) {
-  const W = 400, H = 140, L = 36, R = 6, T = 8, B = 18;
+  const W = 400, H = 140, L = 0, R = 0, T = 3, B = 1;
   const end = t.length ? t[t.length - 1] + step : Math.floor(Date.now() / 1000);
   const start = end - window;
   const all = series.flatMap((s) => s.values).filter((v) => v !== null && Number.isFinite(v));
@@ -425,7 +438,7 @@ function lineChart({ id, title, unit, series, t, window, step }) {
       d += `${pen ? 'L' : 'M'}${x(t[i] + step / 2).toFixed(1)},${y(v).toFixed(1)}`;
       pen = true;
     });
-    return h('path', { d: d || 'M0,0', fill: 'none', stroke: `var(--c${si % 8})`, 'stroke-width': 1.8, 'stroke-linejoin': 'round' });
+    return h('path', { d: d || 'M0,0', fill: 'none', stroke: `var(--c${si % 8})`, 'stroke-width': 1.8, 'stroke-linejoin': 'round', 'vector-effect': 'non-scaling-stroke' });
   });
   const last = series.map((s) => {
     for (let i = s.values.length - 1; i >= 0; i--) if (s.values[i] !== null) return s.values[i];
@@ -435,12 +448,8 @@ function lineChart({ id, title, unit, series, t, window, step }) {
   const summary = `${title}: now ${series.map((s, i) => `${s.name} ${fmt(last[i])}${unit}`).join(', ')}; highest ${fmt(Math.max(0, ...all))}${unit} over the last ${fmtSeconds(window)}`;
   const svg = h('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': summary, preserveAspectRatio: 'none' },
     h('title', { text: summary }),
-    h('line', { class: 'axis', x1: L, y1: y(0), x2: W - R, y2: y(0) }),
-    h('line', { class: 'axis', x1: L, y1: T, x2: W - R, y2: T, 'stroke-dasharray': '3 4' }),
-    h('text', { x: L - 4, y: T + 8, 'text-anchor': 'end', text: fmt(max) }),
-    h('text', { x: L - 4, y: y(0), 'text-anchor': 'end', text: '0' }),
-    h('text', { x: L, y: H - 4, text: `−${fmtSeconds(window)}` }),
-    h('text', { x: W - R, y: H - 4, 'text-anchor': 'end', text: 'now' }),
+    h('line', { class: 'axis', x1: L, y1: y(0), x2: W - R, y2: y(0), 'vector-effect': 'non-scaling-stroke' }),
+    h('line', { class: 'axis', x1: L, y1: T, x2: W - R, y2: T, 'stroke-dasharray': '3 4', 'vector-effect': 'non-scaling-stroke' }),
     ...paths);
   return h('figure', { class: 'chart', id, 'data-now': now === null ? '' : String(now) },
     h('div', { class: 'chart-head' },
@@ -448,7 +457,7 @@ function lineChart({ id, title, unit, series, t, window, step }) {
       h('span', { class: 'chart-now', 'aria-hidden': 'true', text: series.length > 1
         ? series.map((s, i) => `${s.name} ${fmt(last[i])}`).join(' · ') + unit
         : (now === null ? '–' : `${fmt(now)}${unit}`) })),
-    svg,
+    ...framed(svg, max, window),
     series.length > 1 ? h('ul', { class: 'legend', 'aria-hidden': 'true' }, ...series.map((s, i) => h('li', {}, h('span', { class: `swatch s${i % 8}` }), s.name))) : null);
 }
 
@@ -713,7 +722,8 @@ function saveBlob(blob, name) {
 
 const predState = { key: '', records: [], seen: new Set(), since: 0, truncated: false };
 const PRED_PAGES = 20;
-const PRED_SHOW = 200;
+const PRED_SHOW = 50;
+let predShown = PRED_SHOW;
 
 function predQuery() {
   const model = $('#pred-model').value;
@@ -748,6 +758,7 @@ const predictionsTick = serial(async () => {
   if (!q.model) return;
   const fresh = q.key !== predState.key;
   if (fresh) {
+    predShown = PRED_SHOW;
     Object.assign(predState, { key: q.key, records: [], seen: new Set(), since: Date.now() - q.window * 1000, truncated: false });
   }
   let got;
@@ -798,7 +809,7 @@ function renderPredictions(q) {
   const ok = recs.filter((r) => r.status === 200).length;
   $('#pred-note').textContent = `${recs.length} records in the last ${fmtSeconds(q.window)} (${ok} answered, ${recs.length - ok} refused or failed)${predState.truncated ? `; only the first ${PRED_PAGES * 1000} were read: narrow the window` : ''}.`;
   $('#pred-histogram').replaceChildren(...histogram(recs, q.window, card));
-  const newest = recs.slice(-PRED_SHOW).reverse();
+  const newest = recs.slice(-predShown).reverse();
   $('#pred-table tbody').replaceChildren(...newest.map((r) => {
     const p = predicted(r);
     return h('tr', { 'data-id': r.id },
@@ -811,6 +822,9 @@ function renderPredictions(q) {
       h('td', { class: 'num', text: `${fmt(r.latency_us / 1000)} ms` }),
       h('td', { class: 'prediction', text: r.outputs === null && r.status === 200 ? '(not recorded)' : p.slice(0, 3).map((v) => (typeof v === 'number' ? fmt(v, 5) : v)).join(', ') + (p.length > 3 ? ` … (${p.length})` : '') }));
   }));
+  const more = $('#pred-more');
+  more.hidden = recs.length <= predShown;
+  more.textContent = `Show ${Math.min(PRED_SHOW * 4, recs.length - predShown)} more of ${recs.length}`;
 }
 
 // Predicted classes (or value ranges) over time: stacked bars in 30 slices of the window.
@@ -846,7 +860,7 @@ function histogram(recs, window, card) {
     totals[c]++;
   }
   const max = niceMax(Math.max(...bins.map((b) => b.reduce((a, x) => a + x, 0))));
-  const W = 600, H = 150, L = 36, R = 4, T = 8, B = 18;
+  const W = 600, H = 150, L = 0, R = 0, T = 3, B = 1;
   const bw = (W - L - R) / BINS;
   const rects = [];
   bins.forEach((b, i) => {
@@ -863,15 +877,11 @@ function histogram(recs, window, card) {
   const summary = `Predictions over the last ${fmtSeconds(window)}: ${cats.map((c, i) => `${c} ${totals[i]}`).join(', ')}`;
   const svg = h('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': summary, preserveAspectRatio: 'none', class: 'histogram' },
     h('title', { text: summary }),
-    h('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }),
-    h('text', { x: L - 4, y: T + 8, 'text-anchor': 'end', text: fmt(max) }),
-    h('text', { x: L - 4, y: H - B, 'text-anchor': 'end', text: '0' }),
-    h('text', { x: L, y: H - 4, text: `−${fmtSeconds(window)}` }),
-    h('text', { x: W - R, y: H - 4, 'text-anchor': 'end', text: 'now' }),
+    h('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B, 'vector-effect': 'non-scaling-stroke' }),
     ...rects);
   const total = totals.reduce((a, x) => a + x, 0);
   return [h('h2', { text: numeric ? 'Predicted values over time' : 'Predicted classes over time' }),
-    h('div', { class: 'chart', id: 'pred-chart' }, svg),
+    h('div', { class: 'chart', id: 'pred-chart' }, ...framed(svg, max, window)),
     h('ul', { class: 'legend', id: 'pred-legend' }, ...cats.map((c, i) => h('li', { 'data-category': c, 'data-count': totals[i] },
       h('span', { class: `swatch s${i % 8}`, 'aria-hidden': 'true' }), `${c}: ${totals[i]} (${total ? Math.round((100 * totals[i]) / total) : 0}%)`)))];
 }
@@ -1092,6 +1102,7 @@ async function start() {
     $(sel).addEventListener('change', () => predictionsTick().catch((e) => banner(explain(e))));
   }
   $('#pred-search').addEventListener('input', () => renderPredictions(predQuery()));
+  $('#pred-more').addEventListener('click', () => { predShown += PRED_SHOW * 4; renderPredictions(predQuery()); });
   onModelChange('#job-model', () => {});
   $('#job-form').addEventListener('submit', submitJob);
   window.addEventListener('hashchange', show);
