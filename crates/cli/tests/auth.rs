@@ -835,3 +835,98 @@ fn no_keys_beyond_loopback_warns_once_and_loopback_does_not() {
     let local = run("127.0.0.1");
     assert!(!local.contains("no API keys"), "{local}");
 }
+
+#[test]
+fn the_caller_route_says_who_the_key_is_and_what_it_may_do() {
+    let setup = start(&[
+        "--auth-open",
+        "metrics",
+        "--model-control-mode",
+        "explicit",
+        "--load-model",
+        "iris",
+    ]);
+    let s = &setup.s;
+    let who = |key: Option<&str>| {
+        let (status, _, body) = call(s, "GET", "/v2/caller", key, None);
+        assert_eq!(status, 200, "{key:?}: {body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    // No key: not signed in, no scope, and what is open without one.
+    assert_eq!(
+        who(None),
+        json!({"auth": true, "authenticated": false, "name": null, "scopes": [], "models": null,
+               "open": ["metrics"], "model_control": "explicit", "may_load": false})
+    );
+    refused(
+        "a wrong key",
+        call(s, "GET", "/v2/caller", Some("key-nope"), None),
+        401,
+    );
+    let reader = who(Some("key-reader-1"));
+    assert_eq!(reader["authenticated"], true);
+    assert_eq!(reader["name"], "reader");
+    assert_eq!(reader["scopes"], json!(["read"]));
+    assert_eq!(reader["may_load"], false, "read may not load");
+    let ops = who(Some("key-ops-3"));
+    assert_eq!(ops["scopes"], json!(["read", "manage"]));
+    assert_eq!(ops["may_load"], true, "manage may load in explicit mode");
+    // What may_load promises holds: the load is accepted for ops, refused for the reader.
+    let load = |key| {
+        call(
+            s,
+            "POST",
+            "/v2/repository/models/wine/load",
+            Some(key),
+            None,
+        )
+        .0
+    };
+    assert_eq!(load("key-reader-1"), 403);
+    assert_eq!(load("key-ops-3"), 200);
+    let root = who(Some("key-root-4"));
+    assert_eq!(root["scopes"], json!(["infer", "read", "manage", "admin"]));
+    let iris = who(Some("key-iris-2"));
+    assert_eq!(
+        iris["scopes"],
+        json!(["infer"]),
+        "no scope is needed to ask"
+    );
+    assert_eq!(iris["models"], json!(["iris"]));
+    assert_eq!(iris["may_load"], false);
+
+    // Keys off: everyone may do everything, but load and unload only in explicit mode.
+    let open = Server::start(&["--request-log", "off", "--no-jobs"], &[]);
+    let (status, _, body) = call(&open, "GET", "/v2/caller", None, None);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["auth"], false);
+    assert_eq!(v["scopes"], json!(["infer", "read", "manage", "admin"]));
+    assert_eq!(v["model_control"], "none");
+    assert_eq!(v["may_load"], false, "model control none");
+}
+
+#[test]
+fn the_dashboard_files_are_open_and_its_calls_are_checked() {
+    let setup = start(&[]);
+    let s = &setup.s;
+    for path in ["/ui/", "/ui/app.js", "/ui/app.css", "/ui/icon.svg"] {
+        let (status, headers, _) = call(s, "GET", path, None, None);
+        assert_eq!(status, 200, "{path} without a key");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("connect-src 'self'"),
+            "{path}"
+        );
+    }
+    let (status, _, body) = call(s, "GET", "/ui/nope.js", None, None);
+    assert_eq!(status, 404, "{body}");
+    // What the page calls is checked as any client's call.
+    refused(
+        "the index without a key",
+        call(s, "POST", "/v2/repository/index", None, None),
+        401,
+    );
+}
