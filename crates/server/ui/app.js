@@ -104,7 +104,7 @@ const state = {
   caller: null,
   index: [],          // POST /v2/repository/index
   cards: new Map(),   // name -> GET /models card
-  details: new Map(), // name -> { metadata, config } of the ready version
+  details: new Map(), // "name@version" -> { metadata, config } of a ready version
   model: null,        // the model chosen in any panel
   panel: null,
   stops: [],          // what stops the current panel's polling
@@ -166,15 +166,21 @@ async function loadModels({ details = false } = {}) {
   state.index = index;
   state.cards = new Map(cards.map((c) => [c.name, c]));
   if (details) {
-    const names = [...new Set(index.filter((m) => m.state === 'READY').map((m) => m.name))];
-    const fetched = await mapLimit(names, 6, async (n) => {
+    // Each ready version's metadata and configuration, fetched once (a version's files do not
+    // change under it: a reload makes it load again, and the index says LOADING meanwhile).
+    const ready = index.filter((m) => m.state === 'READY');
+    const want = new Set(ready.map((m) => `${m.name}@${m.version}`));
+    for (const k of [...state.details.keys()]) if (!want.has(k)) state.details.delete(k);
+    const missing = ready.filter((m) => !state.details.has(`${m.name}@${m.version}`));
+    const fetched = await mapLimit(missing, 6, async (m) => {
+      const v = `versions/${enc(m.version)}`;
       const [metadata, config] = await Promise.all([
-        api(`v2/models/${enc(n)}`).catch(() => null),
-        api(`v2/models/${enc(n)}/config`).catch(() => null),
+        api(`v2/models/${enc(m.name)}/${v}`).catch(() => null),
+        api(`v2/models/${enc(m.name)}/${v}/config`).catch(() => null),
       ]);
-      return [n, { metadata, config }];
+      return [`${m.name}@${m.version}`, { metadata, config }];
     });
-    state.details = new Map(fetched);
+    for (const [k, d] of fetched) if (d.metadata) state.details.set(k, d);
   }
   fillModelSelects();
 }
@@ -277,6 +283,7 @@ async function control(name, action, button) {
   button.textContent = `${action === 'unload' ? 'Unloading' : 'Loading'}…`;
   try {
     await api(`v2/repository/models/${enc(name)}/${action}`, { method: 'POST', body: {} });
+    for (const k of [...state.details.keys()]) if (k.startsWith(`${name}@`)) state.details.delete(k);
     toast(`${name}: ${action === 'unload' ? 'unloaded' : 'loaded'}`);
   } catch (e) {
     toast(`${name}: ${explain(e)}`, true);
@@ -334,7 +341,8 @@ const renderModels = serial(async () => {
   const cards = [];
   for (const [name, versions] of byName) {
     const card = state.cards.get(name) || {};
-    const det = state.details.get(name) || {};
+    const readyVersions = versions.filter((v) => v.state === 'READY').map((v) => v.version).sort((a, b) => Number(b) - Number(a));
+    const det = (readyVersions.length && state.details.get(`${name}@${readyVersions[0]}`)) || {};
     const md = det.metadata;
     const cfg = det.config;
     const ready = versions.some((v) => v.state === 'READY');
@@ -379,6 +387,8 @@ const renderModels = serial(async () => {
 // Live: the overview from the statistics, the charts from the history route.
 
 let lastStats = null;
+let liveAll = false;
+const OVERVIEW_ROWS = 15;
 
 async function liveOverview() {
   const now = performance.now();
@@ -400,8 +410,13 @@ async function liveOverview() {
     rows.push({ key, name: m.name, version: m.version, req, ok: s.success.count, fail: s.fail.count, ns: s.success.ns, rps, eps, mean });
   }
   lastStats = { at: now, map: new Map(rows.map((r) => [r.key, r])) };
+  // The busiest first; the first 15 unless every model is asked for.
+  rows.sort((a, b) => (b.rps || 0) - (a.rps || 0) || b.req - a.req || a.name.localeCompare(b.name));
+  const all = $('#live-all');
+  all.hidden = rows.length <= OVERVIEW_ROWS;
+  all.textContent = liveAll ? `Show the busiest ${OVERVIEW_ROWS}` : `Show all ${rows.length} versions`;
   const tbody = $('#live-overview tbody');
-  tbody.replaceChildren(...rows.map((r) => h('tr', { class: r.name === state.model ? 'selected' : null, 'data-model': r.name },
+  tbody.replaceChildren(...rows.slice(0, liveAll ? rows.length : OVERVIEW_ROWS).map((r) => h('tr', { class: r.name === state.model ? 'selected' : null, 'data-model': r.name },
     h('th', { scope: 'row' }, h('a', { href: `#/live/${enc(r.name)}`, text: r.name })),
     h('td', { text: r.version }),
     h('td', { class: 'num', text: fmt(r.rps) }),
@@ -516,6 +531,7 @@ function renderTryForm() {
   const card = currentCard('#try-model');
   const fields = $('#try-fields');
   const samples = $('#try-samples');
+  $('#try-types').textContent = '';
   $('#try-answer').replaceChildren(h('p', { class: 'muted', text: 'Fill in the features and press Predict.' }));
   $('#try-csv-result').replaceChildren();
   if (!card) {
@@ -526,6 +542,12 @@ function renderTryForm() {
   }
   chooseModel(card.name);
   $('#try-description').textContent = card.description || '';
+  api(`v2/models/${enc(card.name)}`).then((md) => {
+    const i = md.inputs && md.inputs[0];
+    if (i && $('#try-model').value === card.name) {
+      $('#try-types').textContent = `${card.features.length} features, read as ${i.datatype} (input '${i.name}'); an empty field is a missing value (NaN).`;
+    }
+  }).catch(() => {});
   fields.replaceChildren(...card.features.map((f, i) => h('label', {},
     f, h('input', { name: f, 'data-feature': i, inputmode: 'decimal', autocomplete: 'off', placeholder: 'missing' }))));
   const rows = card.sample_rows || [];
@@ -1090,6 +1112,7 @@ async function start() {
   });
   $('#models-refresh').addEventListener('click', renderModels);
   onModelChange('#live-model', () => liveCharts().catch((e) => banner(explain(e))));
+  $('#live-all').addEventListener('click', () => { liveAll = !liveAll; liveOverview().catch((e) => banner(explain(e))); });
   $('#live-window').addEventListener('change', () => liveCharts().catch((e) => banner(explain(e))));
   $('#live-version').addEventListener('change', () => liveCharts().catch((e) => banner(explain(e))));
   onModelChange('#try-model', renderTryForm);
