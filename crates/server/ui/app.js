@@ -216,7 +216,8 @@ function fillModelSelects() {
   };
   fill('#live-model', readyModels());
   fill('#try-model', tabularModels());
-  fill('#pred-model', readyModels());
+  // Records outlive a model's unloading: every model of the repository.
+  fill('#pred-model', [...new Set(state.index.map((m) => m.name))]);
   fill('#job-model', tabularModels());
 }
 
