@@ -531,8 +531,9 @@ pub struct BatchingConfig {
     /// Group queued requests into batches. With `false` every request is computed alone (large
     /// requests are still split at `max_batch_size`). Default `true`.
     pub enabled: bool,
-    /// Most rows in one batch; larger client requests are split across batches and instances
-    /// and reassembled in order. Default 1024.
+    /// Most rows one batch gathers from queued requests. A larger client request is cut into
+    /// pieces, reassembled in order: of this many rows, or, for models that keep large requests
+    /// together (the tree engine, ONNX Runtime), one piece per instance. Default 1024.
     pub max_batch_size: usize,
     /// How long the oldest queued request may wait for others before its batch goes, e.g.
     /// `"2ms"`, `"500us"`. Default `"0ms"`: a batch goes as soon as an instance is free, with

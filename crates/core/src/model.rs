@@ -105,6 +105,16 @@ pub trait LoadedModel: Send + Sync {
         true
     }
 
+    /// Whether a request larger than `max_batch_size` may run in fewer, larger pieces than
+    /// `max_batch_size` rows each: one per instance, each at least `max_batch_size` rows. For
+    /// engines whose cost per row only falls as batches grow (the tree engine, ONNX Runtime),
+    /// cutting a large request into small batches adds their overhead and gains nothing but the
+    /// parallelism of the instances. `false` (the default) splits at `max_batch_size`, for
+    /// models that may rely on it (a Python predictor's batches).
+    fn keeps_large_requests(&self) -> bool {
+        false
+    }
+
     /// The HTTP adapter that turns a friendly request into the model's inputs, when the model
     /// has one (a Python `adapter`).
     fn adapter(&self) -> Option<&dyn Adapter> {

@@ -799,6 +799,12 @@ impl LoadedModel for OnnxModel {
     fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, BackendError> {
         Ok(Box::new(self.new_instance()?))
     }
+
+    /// ONNX Runtime runs a batch's rows together (one matrix product for all): a large request
+    /// is cut only to use the instances.
+    fn keeps_large_requests(&self) -> bool {
+        true
+    }
 }
 
 impl Instance for OnnxInstance {

@@ -3,7 +3,9 @@
 //! Callers clone a [`ModelHandle`] and `submit` a batch. Admission takes one permit from one
 //! semaphore per version — the only place backpressure is decided: no permit means the queue is
 //! full and the caller is answered at once (429). The request goes to the version's batcher
-//! task ([`crate::batcher`]), split into chunks of at most `max_batch_size` rows when larger;
+//! task ([`crate::batcher`]), split into chunks when larger than `max_batch_size` rows (of
+//! `max_batch_size` rows, or one per instance for models that keep large requests together:
+//! [`LoadedModel::keeps_large_requests`]);
 //! the batcher groups queued requests into batches for the instance threads, which compute
 //! (never on the async runtime), split the outputs back and answer each request on its oneshot.
 //! Each instance thread makes its own state for the model when it starts
@@ -78,6 +80,9 @@ pub struct ModelHandle {
     admission: Arc<Semaphore>,
     max_queue_size: usize,
     max_batch_size: usize,
+    /// Rows a piece of a request larger than `max_batch_size` has: at most `max_batch_size`,
+    /// or, when the model keeps large requests together, one piece per instance.
+    split: Split,
     default_timeout: Option<Duration>,
     stats: Arc<VersionStats>,
     background: Arc<BackgroundInstance>,
@@ -160,6 +165,7 @@ impl ModelHandle {
         let pending = Arc::new(AtomicUsize::new(0));
         let permits = Arc::new(Semaphore::new(instances));
         let inline_allowed = model.inline_instance();
+        let keeps_large = model.keeps_large_requests();
         let (background_tx, background_rx) = crossbeam_channel::unbounded::<Dispatched>();
         tokio::spawn(batcher::run(
             Policy::from_config(&cfg.batching),
@@ -184,6 +190,10 @@ impl ModelHandle {
             admission: Arc::new(Semaphore::new(cfg.max_queue_size.max(1))),
             max_queue_size: cfg.max_queue_size.max(1),
             max_batch_size: cfg.batching.max_batch_size.max(1),
+            split: Split {
+                max_batch_size: cfg.batching.max_batch_size.max(1),
+                instances: if keeps_large { Some(instances) } else { None },
+            },
             default_timeout: cfg.batching.default_timeout(),
             stats,
             background: Arc::new(BackgroundInstance {
@@ -246,7 +256,7 @@ impl ModelHandle {
         let outputs: Arc<[String]> = Arc::from(batch.outputs);
         let mut replies = Vec::new();
         let eager = batch.rows > self.max_batch_size;
-        for (inputs, rows) in chunks(batch.inputs, batch.rows, self.max_batch_size) {
+        for (inputs, rows) in chunks(batch.inputs, batch.rows, self.split.piece(batch.rows)) {
             let (reply, rx) = oneshot::channel();
             self.pending.fetch_add(1, Ordering::Relaxed);
             self.tx
@@ -365,6 +375,26 @@ fn panic_error(panic: Box<dyn std::any::Any + Send>) -> InferError {
         .unwrap_or_else(|| "unknown panic".into());
     tracing::error!(%msg, "model panicked");
     InferError::internal(format!("model failed: {msg}"))
+}
+
+/// How a request larger than one batch is cut.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    max_batch_size: usize,
+    /// `Some(instances)`: the model keeps large requests together
+    /// ([`LoadedModel::keeps_large_requests`]), cut only to use its instances.
+    instances: Option<usize>,
+}
+
+impl Split {
+    /// The most rows one piece of a request of `rows` rows has (a request of at most
+    /// `max_batch_size` rows is one piece either way).
+    fn piece(&self, rows: usize) -> usize {
+        match self.instances {
+            Some(n) => rows.div_ceil(n.max(1)).max(self.max_batch_size),
+            None => self.max_batch_size,
+        }
+    }
 }
 
 /// Splits inputs with `rows` rows into chunks of at most `max` rows.
@@ -781,6 +811,93 @@ mod tests {
                 TensorData::Fp32(vec![-1.0, -2.0, -3.0, -4.0, -5.0])
             );
             assert_eq!(h.queue_depth(), 0);
+        })
+        .await;
+    }
+
+    #[test]
+    fn a_large_request_is_cut_at_max_batch_size_or_per_instance() {
+        let cut = |instances, rows| {
+            Split {
+                max_batch_size: 64,
+                instances,
+            }
+            .piece(rows)
+        };
+        assert_eq!(cut(None, 1000), 64, "split at max_batch_size");
+        assert_eq!(cut(Some(1), 1000), 1000, "one instance: kept whole");
+        assert_eq!(cut(Some(2), 1000), 500, "one piece per instance");
+        assert_eq!(cut(Some(3), 1000), 334);
+        assert_eq!(cut(Some(32), 1000), 64, "never below max_batch_size");
+        assert_eq!(cut(Some(2), 64), 64, "a request that fits is not cut");
+        assert_eq!(cut(Some(2), 65), 64);
+        assert_eq!(cut(Some(0), 1000), 1000);
+    }
+
+    /// A model recording the rows of every batch it computes (answering `a = x`), keeping large
+    /// requests together or not.
+    struct Sizes {
+        meta: ferroserve_core::ModelMetadata,
+        keeps: bool,
+        seen: Mutex<Vec<usize>>,
+    }
+
+    impl LoadedModel for Sizes {
+        fn metadata(&self) -> &ferroserve_core::ModelMetadata {
+            &self.meta
+        }
+        fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, ferroserve_core::BackendError> {
+            Ok(Box::new(SizesInstance(self)))
+        }
+        fn keeps_large_requests(&self) -> bool {
+            self.keeps
+        }
+    }
+
+    struct SizesInstance(Arc<Sizes>);
+
+    impl Instance for SizesInstance {
+        fn run(&mut self, batch: &Batch) -> Result<Vec<Tensor>, ferroserve_core::BackendError> {
+            self.0.seen.lock().unwrap().push(batch.rows);
+            Ok(vec![Tensor::new(
+                "a",
+                vec![batch.rows as i64],
+                batch.inputs[0].data.clone(),
+            )])
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_requests_run_whole_or_per_instance_when_the_model_keeps_them_together() {
+        within(async {
+            for (keeps, instances, want) in [
+                (false, 1, vec![2, 4, 4]),
+                (true, 1, vec![10]),
+                (true, 2, vec![5, 5]),
+                (true, 4, vec![2, 4, 4]),
+            ] {
+                let model = Arc::new(Sizes {
+                    meta: Default::default(),
+                    keeps,
+                    seen: Mutex::new(Vec::new()),
+                });
+                let cfg = HandleConfig {
+                    instances,
+                    max_queue_size: 8,
+                    batching: BatchingConfig {
+                        max_batch_size: 4,
+                        ..BatchingConfig::default()
+                    },
+                };
+                let h = ModelHandle::start("sizes", model.clone(), &cfg, Default::default());
+                let x: Vec<f32> = (0..10).map(|i| i as f32).collect();
+                let out = h.submit(batch(&x, &["a"]), None).await.unwrap();
+                assert_eq!(out[0].shape, vec![10]);
+                assert_eq!(out[0].data, TensorData::Fp32(x), "rows back in order");
+                let mut seen = model.seen.lock().unwrap().clone();
+                seen.sort_unstable();
+                assert_eq!(seen, want, "keeps {keeps}, {instances} instances");
+            }
         })
         .await;
     }

@@ -191,6 +191,12 @@ impl LoadedModel for TreesModel {
     fn instance(self: Arc<Self>) -> Result<Box<dyn Instance>, BackendError> {
         Ok(Box::new(TreesInstance { model: self }))
     }
+
+    /// The forest walk's cost per row is flat from a few hundred rows on: a large request is
+    /// cut only to use the instances.
+    fn keeps_large_requests(&self) -> bool {
+        true
+    }
 }
 
 /// An instance of a tree model: the compiled forest is shared, and the predictor needs nothing
