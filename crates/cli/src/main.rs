@@ -277,6 +277,11 @@ struct ServeArgs {
     /// Hours a finished batch job (POST /jobs) and its results are kept.
     #[arg(long, env = "FERROSERVE_JOBS_KEEP_HOURS", default_value_t = 24.0)]
     jobs_keep_hours: f64,
+    /// Threads computing the batches of every tree and ONNX Runtime model (shared by all
+    /// models, so threads do not grow with their number); 0: one per core. A model's
+    /// `instances` is how many of them its batches may use at once.
+    #[arg(long, env = "FERROSERVE_COMPUTE_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1024))]
+    compute_threads: u64,
     /// Batch-job chunks this server runs at once, over all jobs.
     #[arg(long, env = "FERROSERVE_JOBS_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
     jobs_workers: u64,
@@ -768,6 +773,8 @@ fn model_in_folder(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
+    // Before any model starts: the pool is made with the first one.
+    ferroserve_runtime::pool::set_threads(args.compute_threads as usize);
     let started = Instant::now();
     if let Some(dir) = args.model.as_ref().filter(|m| m.is_dir()) {
         let file = model_in_folder(dir)?;

@@ -115,6 +115,15 @@ pub trait LoadedModel: Send + Sync {
         false
     }
 
+    /// Whether the model's batches run on the process's shared compute pool (one thread per
+    /// core for every model) rather than on threads of its own, one per instance. For engines
+    /// that compute without waiting on anything (the tree engine, ONNX Runtime); `false` (the
+    /// default) for models that wait while computing (a Python predictor's worker process),
+    /// which would hold a pool thread idle.
+    fn shares_compute_pool(&self) -> bool {
+        false
+    }
+
     /// The HTTP adapter that turns a friendly request into the model's inputs, when the model
     /// has one (a Python `adapter`).
     fn adapter(&self) -> Option<&dyn Adapter> {

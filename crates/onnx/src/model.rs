@@ -805,6 +805,11 @@ impl LoadedModel for OnnxModel {
     fn keeps_large_requests(&self) -> bool {
         true
     }
+
+    /// Computes without waiting on anything: on the shared compute pool.
+    fn shares_compute_pool(&self) -> bool {
+        true
+    }
 }
 
 impl Instance for OnnxInstance {

@@ -310,11 +310,24 @@ fn fitting(queue: &VecDeque<Entry>, max: usize) -> usize {
     n
 }
 
-/// Where dispatched batches go: the instances' channel, the background instance's, and what
+/// Where a version's dispatched batches go: its instance threads' channel, or the shared
+/// compute pool ([`crate::pool`]). A batch that cannot go (the model is shutting down) comes
+/// back.
+pub type Route = Arc<dyn Fn(Dispatched) -> Result<(), Dispatched> + Send + Sync>;
+
+/// A route to a channel that instance threads read.
+pub fn channel_route(tx: crossbeam_channel::Sender<Dispatched>) -> Route {
+    Arc::new(move |d| {
+        tx.send(d)
+            .map_err(|crossbeam_channel::SendError(back)| back)
+    })
+}
+
+/// Where dispatched batches go: the instances' route, the background instance's, and what
 /// answers them on failure.
 struct Sender<'a> {
-    to_instances: &'a crossbeam_channel::Sender<Dispatched>,
-    to_background: &'a crossbeam_channel::Sender<Dispatched>,
+    to_instances: &'a Route,
+    to_background: &'a Route,
     stats: &'a Arc<VersionStats>,
     pending: &'a AtomicUsize,
 }
@@ -349,7 +362,7 @@ impl Sender<'_> {
                 } else {
                     self.to_instances
                 };
-                if let Err(crossbeam_channel::SendError(back)) = to.send(dispatched) {
+                if let Err(back) = to(dispatched) {
                     for p in back.parts {
                         let _ = p
                             .reply
@@ -370,10 +383,10 @@ impl Sender<'_> {
 pub struct Instances {
     /// One permit per instance (shared with inline computations).
     pub online: Arc<Semaphore>,
-    pub to_online: crossbeam_channel::Sender<Dispatched>,
+    pub to_online: Route,
     /// One permit: the background instance (batch jobs' chunks).
     pub background: Arc<Semaphore>,
-    pub to_background: crossbeam_channel::Sender<Dispatched>,
+    pub to_background: Route,
 }
 
 /// The task owning one model version's queue. Ends when every sender is dropped and the queue

@@ -152,15 +152,21 @@ impl ModelHandle {
     ) -> ModelHandle {
         let instances = cfg.instances.max(1);
         let model_for_background = model.clone();
-        let (batches_tx, batches_rx) = crossbeam_channel::unbounded::<Dispatched>();
-        for i in 0..instances {
-            let rx = batches_rx.clone();
-            let model = model.clone();
-            std::thread::Builder::new()
-                .name(format!("fs-{name}-{i}"))
-                .spawn(move || instance_loop(model, rx))
-                .expect("spawn instance thread");
-        }
+        // The instances: states on the shared compute pool, or threads of the model's own.
+        let to_online = if model.shares_compute_pool() {
+            crate::pool::States::make(instances, || model.clone().instance()).route()
+        } else {
+            let (batches_tx, batches_rx) = crossbeam_channel::unbounded::<Dispatched>();
+            for i in 0..instances {
+                let rx = batches_rx.clone();
+                let model = model.clone();
+                std::thread::Builder::new()
+                    .name(format!("fs-{name}-{i}"))
+                    .spawn(move || instance_loop(model, rx))
+                    .expect("spawn instance thread");
+            }
+            batcher::channel_route(batches_tx)
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let permits = Arc::new(Semaphore::new(instances));
@@ -172,9 +178,9 @@ impl ModelHandle {
             rx,
             batcher::Instances {
                 online: permits.clone(),
-                to_online: batches_tx,
+                to_online,
                 background: Arc::new(Semaphore::new(1)),
-                to_background: background_tx,
+                to_background: batcher::channel_route(background_tx),
             },
             stats.clone(),
             pending.clone(),
@@ -428,6 +434,67 @@ fn chunks(inputs: Vec<Tensor>, rows: usize, max: usize) -> Vec<(Vec<Tensor>, usi
     out
 }
 
+/// Answers every part of a batch with `e`.
+pub(crate) fn answer_all(work: Dispatched, e: &InferError) {
+    for part in work.parts {
+        let _ = part.reply.send(Err(e.clone()));
+    }
+}
+
+/// A computed batch: its instance's permit and each part's answer.
+pub(crate) struct Done {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    answers: Vec<(tokio::sync::oneshot::Sender<batcher::Reply>, batcher::Reply)>,
+}
+
+impl Done {
+    /// The instance is idle from here: its permit goes back before the answers do, so that a
+    /// caller's next request finds it free (and may compute inline).
+    pub(crate) fn answer(self) {
+        drop(self.permit);
+        for (reply, answer) in self.answers {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Computes one dispatched batch on `instance` (a panic in the model is caught and answered),
+/// counting it in the version's statistics; nothing is computed when every caller has gone.
+pub(crate) fn compute(instance: &mut dyn Instance, work: Dispatched) -> Done {
+    let Dispatched {
+        batch,
+        parts,
+        stats,
+        _instance: permit,
+    } = work;
+    if parts.iter().all(|p| p.reply.is_closed()) {
+        tracing::debug!("batch dropped before compute: every client went away");
+        return Done {
+            permit,
+            answers: Vec::new(),
+        };
+    }
+    let started = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance.run(&batch)));
+    stats.batch_done(batch.rows, started.elapsed());
+    let result = match result {
+        Ok(r) => r.map_err(InferError::from),
+        Err(panic) => Err(panic_error(panic)),
+    };
+    let answers = match result.and_then(|outs| batcher::split(outs, &parts)) {
+        Ok(split) => parts
+            .into_iter()
+            .zip(split)
+            .map(|(part, outs)| (part.reply, Ok(outs)))
+            .collect(),
+        Err(e) => parts
+            .into_iter()
+            .map(|part| (part.reply, Err(e.clone())))
+            .collect(),
+    };
+    Done { permit, answers }
+}
+
 fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Dispatched>) {
     // This instance's own state for the model, made on its own thread.
     let mut instance = match model.instance() {
@@ -437,48 +504,13 @@ fn instance_loop(model: Arc<dyn LoadedModel>, rx: crossbeam_channel::Receiver<Di
             tracing::error!(error = %e, "a model instance could not start; it answers every batch with why");
             let e = InferError::new(e.kind, format!("model instance could not start: {e}"));
             for work in rx {
-                for part in work.parts {
-                    let _ = part.reply.send(Err(e.clone()));
-                }
+                answer_all(work, &e);
             }
             return;
         }
     };
     while let Ok(work) = rx.recv() {
-        if work.parts.iter().all(|p| p.reply.is_closed()) {
-            tracing::debug!("batch dropped before compute: every client went away");
-            continue;
-        }
-        let Dispatched {
-            batch,
-            parts,
-            stats,
-            _instance: permit,
-        } = work;
-        let started = Instant::now();
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance.run(&batch)));
-        let took = started.elapsed();
-        stats.batch_done(batch.rows, took);
-        // The instance is idle from here: its permit goes back before the answers do, so that
-        // a caller's next request finds it free (and may compute inline).
-        drop(permit);
-        let result = match result {
-            Ok(r) => r.map_err(InferError::from),
-            Err(panic) => Err(panic_error(panic)),
-        };
-        match result.and_then(|outs| batcher::split(outs, &parts)) {
-            Ok(split) => {
-                for (part, outs) in parts.into_iter().zip(split) {
-                    let _ = part.reply.send(Ok(outs));
-                }
-            }
-            Err(e) => {
-                for part in parts {
-                    let _ = part.reply.send(Err(e.clone()));
-                }
-            }
-        }
+        compute(&mut *instance, work).answer();
     }
 }
 
@@ -839,6 +871,7 @@ mod tests {
     struct Sizes {
         meta: ferroserve_core::ModelMetadata,
         keeps: bool,
+        pooled: bool,
         seen: Mutex<Vec<usize>>,
     }
 
@@ -851,6 +884,9 @@ mod tests {
         }
         fn keeps_large_requests(&self) -> bool {
             self.keeps
+        }
+        fn shares_compute_pool(&self) -> bool {
+            self.pooled
         }
     }
 
@@ -870,15 +906,18 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn large_requests_run_whole_or_per_instance_when_the_model_keeps_them_together() {
         within(async {
-            for (keeps, instances, want) in [
-                (false, 1, vec![2, 4, 4]),
-                (true, 1, vec![10]),
-                (true, 2, vec![5, 5]),
-                (true, 4, vec![2, 4, 4]),
+            for (keeps, instances, want, pooled) in [
+                (false, 1, vec![2, 4, 4], false),
+                (true, 1, vec![10], false),
+                (true, 2, vec![5, 5], false),
+                (true, 4, vec![2, 4, 4], false),
+                (true, 2, vec![5, 5], true),
+                (false, 3, vec![2, 4, 4], true),
             ] {
                 let model = Arc::new(Sizes {
                     meta: Default::default(),
                     keeps,
+                    pooled,
                     seen: Mutex::new(Vec::new()),
                 });
                 let cfg = HandleConfig {
@@ -896,7 +935,10 @@ mod tests {
                 assert_eq!(out[0].data, TensorData::Fp32(x), "rows back in order");
                 let mut seen = model.seen.lock().unwrap().clone();
                 seen.sort_unstable();
-                assert_eq!(seen, want, "keeps {keeps}, {instances} instances");
+                assert_eq!(
+                    seen, want,
+                    "keeps {keeps}, {instances} instances, pooled {pooled}"
+                );
             }
         })
         .await;
@@ -907,6 +949,7 @@ mod tests {
         meta: ferroserve_core::ModelMetadata,
         made: AtomicUsize,
         fail: bool,
+        pooled: bool,
     }
 
     impl LoadedModel for Counted {
@@ -920,15 +963,19 @@ mod tests {
             self.made.fetch_add(1, Ordering::SeqCst);
             Ok(Box::new(EchoInstance))
         }
+        fn shares_compute_pool(&self) -> bool {
+            self.pooled
+        }
     }
 
     /// A started handle of `instances` instances (at most 4 rows a batch, inline below 1 s)
     /// whose model has been measured, so that one-row requests may run inline.
-    fn counted(instances: usize, fail: bool) -> (ModelHandle, Arc<Counted>) {
+    fn counted(instances: usize, fail: bool, pooled: bool) -> (ModelHandle, Arc<Counted>) {
         let model = Arc::new(Counted {
             meta: Default::default(),
             made: AtomicUsize::new(0),
             fail,
+            pooled,
         });
         let stats = Arc::new(VersionStats::default());
         for _ in 0..8 {
@@ -952,7 +999,7 @@ mod tests {
     #[tokio::test]
     async fn every_instance_makes_its_own_state_and_inline_compute_one_more() {
         within(async {
-            let (h, model) = counted(2, false);
+            let (h, model) = counted(2, false, false);
             // Five rows: two batches, on the instance threads.
             let out = h.submit(batch(&[1.0; 5], &["a"]), None).await.unwrap();
             assert_eq!(out[0].shape, vec![5]);
@@ -982,19 +1029,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pooled_model_makes_its_states_at_start_and_computes_on_the_pool() {
+        within(async {
+            let (h, model) = counted(3, false, true);
+            assert_eq!(
+                model.made.load(Ordering::SeqCst),
+                3,
+                "one state per instance, at start"
+            );
+            // Nine rows in batches of at most 4, on the pool's threads, joined back in order.
+            let x: Vec<f32> = (1..=9).map(|i| i as f32).collect();
+            let out = h.submit(batch(&x, &["b"]), None).await.unwrap();
+            assert_eq!(
+                out[0].data,
+                TensorData::Fp32(x.iter().map(|v| -v).collect())
+            );
+            // A panic in the model is answered, and the pool goes on serving.
+            let e = h
+                .submit(batch(&[f32::NAN; 5], &[]), None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Internal);
+            assert!(e.message.contains("NaN in the input"), "{}", e.message);
+            for _ in 0..4 {
+                let out = h.submit(batch(&[2.0; 5], &["a"]), None).await.unwrap();
+                assert_eq!(out[0].shape, vec![5]);
+            }
+            assert_eq!(
+                model.made.load(Ordering::SeqCst),
+                3,
+                "no state made after start"
+            );
+            assert_eq!(h.queue_depth(), 0);
+            assert!(crate::pool::threads() >= 1);
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn a_model_without_instances_answers_why_and_never_inline() {
         within(async {
-            let (h, _) = counted(1, true);
-            assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
-            assert!(matches!(*h.inline.lock().unwrap(), Inline::Failed));
-            assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
-            for _ in 0..2 {
-                let e = h
-                    .submit(batch(&[1.0; 5], &[]), Some(Duration::from_secs(60)))
-                    .await
-                    .unwrap_err();
-                assert_eq!(e.kind, ErrorKind::Unavailable);
-                assert_eq!(e.message, "model instance could not start: no session");
+            for pooled in [false, true] {
+                let (h, _) = counted(1, true, pooled);
+                assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+                assert!(matches!(*h.inline.lock().unwrap(), Inline::Failed));
+                assert!(h.try_inline(&batch(&[1.0], &[])).is_none());
+                for _ in 0..2 {
+                    let e = h
+                        .submit(batch(&[1.0; 5], &[]), Some(Duration::from_secs(60)))
+                        .await
+                        .unwrap_err();
+                    assert_eq!(e.kind, ErrorKind::Unavailable);
+                    assert_eq!(e.message, "model instance could not start: no session");
+                }
             }
         })
         .await;

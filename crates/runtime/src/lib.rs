@@ -13,6 +13,7 @@ pub mod batcher;
 pub mod error;
 pub mod files;
 pub mod handle;
+pub mod pool;
 pub mod registry;
 pub mod repository;
 pub mod service;
@@ -133,7 +134,9 @@ pub struct IndexEntry {
 /// replaced or unloaded; a request keeps the versions it took until it is answered.
 #[derive(Clone)]
 pub struct Runtime {
-    models: BTreeMap<String, ModelEntry>,
+    /// Shared between snapshots: a new snapshot copies pointers, not entries (a repository of
+    /// a thousand models makes a thousand snapshots while it loads).
+    models: BTreeMap<String, Arc<ModelEntry>>,
     load_failures: Arc<AtomicU64>,
     /// Counts the snapshots: every change makes a higher one.
     generation: u64,
@@ -218,7 +221,7 @@ impl Runtime {
         for f in found {
             let (entry, failed) = start_model(f, defaults);
             rt.load_failures.fetch_add(failed, Ordering::Relaxed);
-            models.insert(entry.name.clone(), entry);
+            models.insert(entry.name.clone(), Arc::new(entry));
         }
         Runtime { models, ..rt }
     }
@@ -236,7 +239,7 @@ impl Runtime {
     pub fn with_model(&self, entry: ModelEntry) -> Runtime {
         let mut next = self.clone();
         next.generation += 1;
-        next.models.insert(entry.name.clone(), entry);
+        next.models.insert(entry.name.clone(), Arc::new(entry));
         next
     }
 
@@ -264,13 +267,13 @@ impl Runtime {
     }
 
     pub fn models(&self) -> impl Iterator<Item = &ModelEntry> {
-        self.models.values()
+        self.models.values().map(|e| &**e)
     }
 
     /// The model named `name`, or a not-found error listing the models there are. The message
     /// starts as Triton's does ("Request for unknown model"), which Triton's clients check.
     pub fn model(&self, name: &str) -> Result<&ModelEntry, InferError> {
-        self.models.get(name).ok_or_else(|| {
+        self.models.get(name).map(|e| &**e).ok_or_else(|| {
             let known: Vec<&str> = self.models.keys().map(String::as_str).collect();
             InferError::not_found(format!(
                 "Request for unknown model '{name}'; this server has: {}",

@@ -184,9 +184,19 @@ impl Registry {
         });
         let at_start: Vec<String> = names.into_iter().filter(|n| wanted(n)).collect();
         reg.starting.store(at_start.len(), Ordering::SeqCst);
-        for n in at_start {
-            let reg = reg.clone();
-            tokio::task::spawn_blocking(move || {
+        // As many loaders as cores, each taking the next model: the loads run in parallel
+        // without a thread (and an allocator arena) per model, and each model serves as soon
+        // as it is ready.
+        let loaders = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(at_start.len());
+        let next = Arc::new(Mutex::new(at_start.into_iter()));
+        for _ in 0..loaders {
+            let (reg, next) = (reg.clone(), next.clone());
+            tokio::task::spawn_blocking(move || loop {
+                let Some(n) = next.lock().unwrap_or_else(|e| e.into_inner()).next() else {
+                    return;
+                };
                 // Counted down however the load ends (a panic included).
                 struct Done<'a>(&'a Registry);
                 impl Drop for Done<'_> {
@@ -198,8 +208,15 @@ impl Registry {
                     }
                 }
                 let _done = Done(&reg);
-                if let Err(e) = reg.load_blocking(&n) {
-                    tracing::warn!(model = %n, error = %e, "model not loaded at start");
+                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    reg.load_blocking(&n)
+                }));
+                match loaded {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(model = %n, error = %e, "model not loaded at start")
+                    }
+                    Err(_) => tracing::error!(model = %n, "loading the model panicked"),
                 }
             });
         }

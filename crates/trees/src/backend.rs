@@ -197,6 +197,11 @@ impl LoadedModel for TreesModel {
     fn keeps_large_requests(&self) -> bool {
         true
     }
+
+    /// Computes without waiting on anything: on the shared compute pool.
+    fn shares_compute_pool(&self) -> bool {
+        true
+    }
 }
 
 /// An instance of a tree model: the compiled forest is shared, and the predictor needs nothing
