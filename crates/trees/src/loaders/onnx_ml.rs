@@ -747,7 +747,63 @@ struct SourceTree {
     /// Weights per local node index.
     leaf_weights: Vec<Vec<(usize, f64)>>,
     /// Local index of each node id.
-    by_id: HashMap<i64, usize>,
+    by_id: NodeIds,
+}
+
+/// The local index of each node id of a tree: a table indexed by the id (exporters number a
+/// tree's nodes from 0, so this is a dense array), and a map for ids the table would not hold
+/// cheaply (negative, or far past the ids seen so far).
+#[derive(Default)]
+struct NodeIds {
+    dense: Vec<u32>,
+    sparse: HashMap<i64, usize>,
+}
+
+impl NodeIds {
+    const NONE: u32 = u32::MAX;
+
+    fn slot(&self, id: i64) -> Option<usize> {
+        let i = usize::try_from(id).ok()?;
+        (i < self.dense.len().max(1024) * 2).then_some(i)
+    }
+
+    /// Records `id` at `local`; false when `id` was already there.
+    fn insert(&mut self, id: i64, local: usize) -> bool {
+        match (self.slot(id), u32::try_from(local)) {
+            (Some(i), Ok(l)) if l != Self::NONE => {
+                if i >= self.dense.len() {
+                    self.dense.resize(i + 1, Self::NONE);
+                }
+                if self.dense[i] != Self::NONE || self.sparse.contains_key(&id) {
+                    return false;
+                }
+                self.dense[i] = l;
+                true
+            }
+            _ => {
+                let in_dense = self
+                    .slot(id)
+                    .and_then(|i| self.dense.get(i))
+                    .is_some_and(|&l| l != Self::NONE);
+                !in_dense && self.sparse.insert(id, local).is_none()
+            }
+        }
+    }
+
+    fn get(&self, id: i64) -> Option<usize> {
+        if let Some(&l) = usize::try_from(id).ok().and_then(|i| self.dense.get(i)) {
+            if l != Self::NONE {
+                return Some(l as usize);
+            }
+        }
+        self.sparse.get(&id).copied()
+    }
+
+    /// The local index of an id known to be there.
+    fn of(&self, id: i64) -> usize {
+        self.get(id)
+            .expect("node id checked when the tree was grouped")
+    }
 }
 
 /// Groups nodes and weights per tree, checking ids; `n_cols` bounds the weight column ids
@@ -764,10 +820,10 @@ fn group_trees(
             id: t,
             nodes: Vec::new(),
             leaf_weights: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: NodeIds::default(),
         });
         let local = tree.nodes.len();
-        if tree.by_id.insert(nodes.node_ids[i], local).is_some() {
+        if !tree.by_id.insert(nodes.node_ids[i], local) {
             return Err(parse_err(format!(
                 "tree {t}: node id {} appears twice",
                 nodes.node_ids[i]
@@ -785,7 +841,7 @@ fn group_trees(
         );
         let local = by_tree
             .get(&t)
-            .and_then(|tree| tree.by_id.get(&n).copied())
+            .and_then(|tree| tree.by_id.get(n))
             .ok_or_else(|| {
                 parse_err(format!(
                     "{column} weight {k} is for node {n} of tree {t}, which does not exist"
@@ -864,7 +920,7 @@ fn build_trees(
         for &i in &st.nodes {
             if let Mode::Split(_) = nodes.modes[i] {
                 for (which, child) in [("true", nodes.true_ids[i]), ("false", nodes.false_ids[i])] {
-                    let local = st.by_id.get(&child).copied().ok_or_else(|| {
+                    let local = st.by_id.get(child).ok_or_else(|| {
                         parse_err(format!(
                             "tree {t}: node {} has {which} child {child}, which does not exist",
                             nodes.node_ids[i]
@@ -933,8 +989,8 @@ fn build_trees(
             order.push(l);
             let i = st.nodes[l];
             if let Mode::Split(_) = nodes.modes[i] {
-                stack.push(st.by_id[&nodes.false_ids[i]]);
-                stack.push(st.by_id[&nodes.true_ids[i]]);
+                stack.push(st.by_id.of(nodes.false_ids[i]));
+                stack.push(st.by_id.of(nodes.true_ids[i]));
             }
         }
         if order.len() != m {
@@ -963,8 +1019,8 @@ fn build_trees(
                     // NaN: the true branch if the node tracks missing values, otherwise the
                     // comparison's own result (false, except for `!=`).
                     let nan_true = nodes.tracks_true[i] || cmp == Cmp::Ne;
-                    let yes = new_id[st.by_id[&nodes.true_ids[i]]].expect("numbered");
-                    let no = new_id[st.by_id[&nodes.false_ids[i]]].expect("numbered");
+                    let yes = new_id[st.by_id.of(nodes.true_ids[i])].expect("numbered");
+                    let no = new_id[st.by_id.of(nodes.false_ids[i])].expect("numbered");
                     tree.push_split(
                         f,
                         cmp,
@@ -1300,6 +1356,44 @@ fn regressor(attrs: &Attrs<'_>, declared: Option<usize>) -> Result<Forest, TreeE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ids_dense_sparse_and_twice() {
+        let mut ids = NodeIds::default();
+        // Exporters' 0..n, out of order; a negative id and one far past the rest.
+        for (id, local) in [(2, 0), (0, 1), (1, 2), (-5, 3), (1 << 40, 4), (3000, 5)] {
+            assert!(ids.insert(id, local), "{id}");
+        }
+        for (id, local) in [(2, 0), (0, 1), (1, 2), (-5, 3), (1 << 40, 4), (3000, 5)] {
+            assert_eq!(ids.get(id), Some(local), "{id}");
+            assert_eq!(ids.of(id), local);
+        }
+        assert!(
+            ids.dense.len() <= 3001,
+            "the table grows to the ids seen, not past them"
+        );
+        assert!(ids.sparse.contains_key(&(1 << 40)) && ids.sparse.contains_key(&-5));
+        assert_eq!(ids.get(7), None);
+        assert_eq!(ids.get(-1), None);
+        assert_eq!(ids.get(1 << 41), None);
+        // An id given twice is refused wherever it was kept.
+        for id in [0, 2, 3000, -5, 1 << 40] {
+            assert!(!ids.insert(id, 9), "{id} twice");
+        }
+        // An id kept in the map before the table reached it is still found, and still once.
+        let mut ids = NodeIds::default();
+        assert!(ids.insert(5000, 0));
+        assert!(ids.sparse.contains_key(&5000));
+        for i in 0..3000 {
+            assert!(ids.insert(i, (i + 1) as usize));
+        }
+        assert!(
+            !ids.insert(5000, 7),
+            "kept in the map, refused from the table"
+        );
+        assert_eq!(ids.get(5000), Some(0));
+        assert_eq!(ids.get(2999), Some(3000));
+    }
     use crate::predict_reference;
     use ferroserve_onnx_proto::{
         Dimension, OperatorSetIdProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
