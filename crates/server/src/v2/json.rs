@@ -11,6 +11,9 @@ use ferroserve_core::{
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::numbers::{self, Scan};
 
 /// Tensor `data` as it came: flattened, in the narrowest type that holds it so far.
 #[derive(Debug, Default, PartialEq)]
@@ -93,8 +96,8 @@ impl Flat {
 }
 
 thread_local! {
-    /// The most values one input's `data` may hold while this thread parses a request (set by
-    /// [`parse_request_limited`] for the length of one parse, which runs on one thread): a
+    /// The most values one input's `data` may hold while this thread reads it the general way
+    /// (set by [`read_data`] for the length of one parse, which runs on one thread): a
     /// request over a model's row limit is refused as soon as its data passes it, before the
     /// rest is read into memory.
     static VALUE_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
@@ -210,15 +213,18 @@ impl<'de> Deserialize<'de> for JsonParams {
 // Unknown fields, top-level and per tensor, are skipped without being buffered (serde's
 // `IgnoredAny`): clients add their own (the KServe SDK sends `model_name` and `model_version`
 // in the body), and the protocol's JSON objects are open.
+// `data` is taken as raw text, checked as JSON but with its numbers not yet computed: once
+// the datatype is known (JSON objects have no order) it is read straight into that type's
+// buffer ([`super::numbers`]).
 #[derive(Deserialize)]
-struct JsonInput {
+struct JsonInput<'a> {
     name: String,
     shape: Vec<i64>,
     datatype: String,
     #[serde(default)]
     parameters: JsonParams,
-    #[serde(default)]
-    data: Option<Flat>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -229,12 +235,13 @@ struct JsonOutput {
 }
 
 #[derive(Deserialize)]
-struct JsonRequest {
+struct JsonRequest<'a> {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
     parameters: JsonParams,
-    inputs: Vec<JsonInput>,
+    #[serde(borrow)]
+    inputs: Vec<JsonInput<'a>>,
     #[serde(default)]
     outputs: Option<Vec<JsonOutput>>,
 }
@@ -353,6 +360,79 @@ fn json_error(e: serde_json::Error) -> InferError {
     InferError::invalid(format!("{what}: {e}"))
 }
 
+/// The error for data over the value limit, naming the byte of the body where reading stopped.
+fn over_limit(max_values: usize, at: usize) -> InferError {
+    InferError::new(
+        ferroserve_core::ErrorKind::TooLarge,
+        format!(
+            "an input's data holds more than {max_values} values, more than this model accepts in one request (max_request_rows); stopped at byte {at} of the body"
+        ),
+    )
+}
+
+/// Byte offset in `text` of serde_json's 1-based `line` and `column`.
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    start + column.saturating_sub(1)
+}
+
+/// Reads one input's raw `data` as `dt`: float types straight into their buffer, the rest (and
+/// float data holding something else, for the message) through [`Flat`]. At most `max_values`
+/// values are kept; past them the request is refused where reading stopped.
+fn read_data(
+    name: &str,
+    dt: DataType,
+    raw: &RawValue,
+    n: usize,
+    max_values: usize,
+    body: &[u8],
+) -> Result<TensorData, InferError> {
+    let text = raw.get();
+    // Where the data starts in the body (serde_json borrowed it from there).
+    let base = (text.as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+    macro_rules! fast {
+        ($t:ty, $var:ident) => {
+            match numbers::scan::<$t>(text, n, max_values) {
+                Scan::Values(v) => return Ok(TensorData::$var(v)),
+                Scan::OverLimit(at) => return Err(over_limit(max_values, base + at)),
+                Scan::OutOfRange(word) => return Err(range_err(name, dt, word)),
+                Scan::NotNumbers => {}
+            }
+        };
+    }
+    match dt {
+        DataType::Fp32 => fast!(f32, Fp32),
+        DataType::Fp64 => fast!(f64, Fp64),
+        _ => {}
+    }
+    VALUE_LIMIT.set(max_values);
+    OVER_LIMIT.set(false);
+    let parsed = serde_json::from_str::<Flat>(text);
+    VALUE_LIMIT.set(usize::MAX);
+    match parsed {
+        Ok(flat) => flat_to_tensor_data(name, dt, flat),
+        Err(e) if OVER_LIMIT.replace(false) => Err(over_limit(
+            max_values,
+            base + offset_of(text, e.line(), e.column()),
+        )),
+        Err(e) => {
+            // serde_json places the error in the data's text; name the input and the body's byte.
+            let text_of = e.to_string();
+            let what = text_of
+                .rsplit_once(" at line ")
+                .map_or(&*text_of, |(w, _)| w);
+            Err(InferError::invalid(format!(
+                "input '{name}': {what} (at byte {} of the body)",
+                base + offset_of(text, e.line(), e.column())
+            )))
+        }
+    }
+}
+
 /// Parses a v2 JSON inference request. Tensors with `binary_data_size` in their parameters
 /// are left without data for the binary extension to fill.
 pub fn parse_request(body: &[u8]) -> Result<(InferRequest, Vec<bool>), InferError> {
@@ -370,22 +450,7 @@ pub fn parse_request_limited(
             "empty request body: expected a JSON inference request with \"inputs\"",
         ));
     }
-    VALUE_LIMIT.set(max_values);
-    OVER_LIMIT.set(false);
-    let parsed = serde_json::from_slice::<JsonRequest>(body);
-    VALUE_LIMIT.set(usize::MAX);
-    let req = match parsed {
-        Ok(r) => r,
-        Err(e) if OVER_LIMIT.replace(false) => {
-            return Err(InferError::new(
-                ferroserve_core::ErrorKind::TooLarge,
-                format!(
-                    "an input's data holds more than {max_values} values, more than this model accepts in one request (max_request_rows): {e}"
-                ),
-            ))
-        }
-        Err(e) => return Err(json_error(e)),
-    };
+    let req = serde_json::from_slice::<JsonRequest>(body).map_err(json_error)?;
     let mut inputs = Vec::with_capacity(req.inputs.len());
     let mut has_data = Vec::with_capacity(req.inputs.len());
     for inp in req.inputs {
@@ -412,16 +477,17 @@ pub fn parse_request_limited(
                     inp.name
                 )))
             }
-            (Some(flat), false) => {
-                if flat.len() != n {
+            (Some(raw), false) => {
+                let data = read_data(&inp.name, dt, raw, n, max_values, body)?;
+                if data.len() != n {
                     return Err(InferError::invalid(format!(
                         "input '{}': shape {:?} needs {n} values but data has {}",
                         inp.name,
                         inp.shape,
-                        flat.len()
+                        data.len()
                     )));
                 }
-                flat_to_tensor_data(&inp.name, dt, flat)?
+                data
             }
         };
         has_data.push(!binary);
@@ -707,8 +773,17 @@ mod tests {
             vec!["1"; 1000].join(",")
         );
         let e = parse_request_limited(long.as_bytes(), 5).unwrap_err();
-        let column: usize = e.message.rsplit("column ").next().unwrap().parse().unwrap();
-        assert!(column < 80 && long.len() > 2000, "{}", e.message);
+        let at = |m: &str| -> usize {
+            let tail = m.rsplit("stopped at byte ").next().unwrap();
+            tail.split(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(at(&e.message) < 80 && long.len() > 2000, "{}", e.message);
+        assert_eq!(&long[at(&e.message)..at(&e.message) + 2], "1,");
+        // The same for data read the general way (integers), to the same byte.
+        let ints = long.replace("FP32", "INT32");
+        let e2 = parse_request_limited(ints.as_bytes(), 5).unwrap_err();
+        assert_eq!(e2.kind, ferroserve_core::ErrorKind::TooLarge);
+        assert!(at(&e2.message) < 80, "{}", e2.message);
         // The limit is this parse's only.
         assert!(parse_request(body).is_ok());
     }

@@ -7,6 +7,7 @@ pub mod binary;
 pub mod config_override;
 pub mod json;
 pub mod model_config;
+pub mod numbers;
 
 use std::sync::Arc;
 
