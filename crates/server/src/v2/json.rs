@@ -11,7 +11,6 @@ use ferroserve_core::{
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::numbers::{self, Scan};
 
@@ -97,7 +96,7 @@ impl Flat {
 
 thread_local! {
     /// The most values one input's `data` may hold while this thread reads it the general way
-    /// (set by [`read_data`] for the length of one parse, which runs on one thread): a
+    /// (set by [`Walk::data`] for the length of one parse, which runs on one thread): a
     /// request over a model's row limit is refused as soon as its data passes it, before the
     /// rest is read into memory.
     static VALUE_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
@@ -213,39 +212,6 @@ impl<'de> Deserialize<'de> for JsonParams {
 // Unknown fields, top-level and per tensor, are skipped without being buffered (serde's
 // `IgnoredAny`): clients add their own (the KServe SDK sends `model_name` and `model_version`
 // in the body), and the protocol's JSON objects are open.
-// `data` is taken as raw text, checked as JSON but with its numbers not yet computed: once
-// the datatype is known (JSON objects have no order) it is read straight into that type's
-// buffer ([`super::numbers`]).
-#[derive(Deserialize)]
-struct JsonInput<'a> {
-    name: String,
-    shape: Vec<i64>,
-    datatype: String,
-    #[serde(default)]
-    parameters: JsonParams,
-    #[serde(default, borrow)]
-    data: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct JsonOutput {
-    name: String,
-    #[serde(default)]
-    parameters: JsonParams,
-}
-
-#[derive(Deserialize)]
-struct JsonRequest<'a> {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    parameters: JsonParams,
-    #[serde(borrow)]
-    inputs: Vec<JsonInput<'a>>,
-    #[serde(default)]
-    outputs: Option<Vec<JsonOutput>>,
-}
-
 fn range_err(name: &str, dt: DataType, x: impl fmt::Display) -> InferError {
     ferroserve_core::tensor::out_of_range(name, dt, &x.to_string())
 }
@@ -349,15 +315,26 @@ pub fn flat_to_tensor_data(name: &str, dt: DataType, flat: Flat) -> Result<Tenso
     })
 }
 
-/// Turns the JSON error into a message naming where it happened.
-fn json_error(e: serde_json::Error) -> InferError {
-    let what = match e.classify() {
-        serde_json::error::Category::Eof => "the JSON body ends early",
-        serde_json::error::Category::Syntax => "malformed JSON",
-        serde_json::error::Category::Data => "invalid inference request",
-        serde_json::error::Category::Io => "could not read the body",
-    };
-    InferError::invalid(format!("{what}: {e}"))
+/// Where byte `at` of `body` is, as serde_json says it: 1-based line and column.
+fn line_column(body: &[u8], at: usize) -> (usize, usize) {
+    let before = &body[..at.min(body.len())];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let column = at
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+    (line, column + 1)
+}
+
+/// Byte offset in `text` of serde_json's 1-based `line` and `column`.
+fn offset_of(text: &[u8], line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive(|&b| b == b'\n')
+        .take(line.saturating_sub(1))
+        .map(<[u8]>::len)
+        .sum();
+    start + column.saturating_sub(1)
 }
 
 /// The error for data over the value limit, naming the byte of the body where reading stopped.
@@ -370,67 +347,245 @@ fn over_limit(max_values: usize, at: usize) -> InferError {
     )
 }
 
-/// Byte offset in `text` of serde_json's 1-based `line` and `column`.
-fn offset_of(text: &str, line: usize, column: usize) -> usize {
-    let start: usize = text
-        .split_inclusive('\n')
-        .take(line.saturating_sub(1))
-        .map(str::len)
-        .sum();
-    start + column.saturating_sub(1)
+fn invalid_request(what: impl fmt::Display) -> InferError {
+    InferError::invalid(format!("invalid inference request: {what}"))
 }
 
-/// Reads one input's raw `data` as `dt`: float types straight into their buffer, the rest (and
-/// float data holding something else, for the message) through [`Flat`]. At most `max_values`
-/// values are kept; past them the request is refused where reading stopped.
-fn read_data(
-    name: &str,
-    dt: DataType,
-    raw: &RawValue,
-    n: usize,
-    max_values: usize,
-    body: &[u8],
-) -> Result<TensorData, InferError> {
-    let text = raw.get();
-    // Where the data starts in the body (serde_json borrowed it from there).
-    let base = (text.as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
-    macro_rules! fast {
-        ($t:ty, $var:ident) => {
-            match numbers::scan::<$t>(text, n, max_values) {
-                Scan::Values(v) => return Ok(TensorData::$var(v)),
-                Scan::OverLimit(at) => return Err(over_limit(max_values, base + at)),
-                Scan::OutOfRange(word) => return Err(range_err(name, dt, word)),
-                Scan::NotNumbers => {}
-            }
+/// A walk through the request body: its objects and arrays are walked here, their values read
+/// by serde_json where they start (ignoring unknown fields without buffering them, as the
+/// protocol's objects are open: clients add their own, the KServe SDK sends `model_name` and
+/// `model_version` in the body), and float tensor data by [`numbers::scan`], straight into
+/// the declared type's buffer.
+struct Walk<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Walk<'a> {
+    fn peek(&mut self) -> Option<u8> {
+        while self
+            .body
+            .get(self.at)
+            .is_some_and(|&b| numbers::is_space(b))
+        {
+            self.at += 1;
+        }
+        self.body.get(self.at).copied()
+    }
+
+    /// A syntax error at byte `at`, as serde_json words them.
+    fn malformed(&self, at: usize, what: &str) -> InferError {
+        let (line, column) = line_column(self.body, at);
+        if at >= self.body.len() {
+            return InferError::invalid(format!(
+                "the JSON body ends early: {what} at line {line} column {column}"
+            ));
+        }
+        InferError::invalid(format!(
+            "malformed JSON: {what} at line {line} column {column}"
+        ))
+    }
+
+    /// serde_json's error for a value read from byte `from`, placed in the whole body.
+    fn serde_error(&self, from: usize, e: serde_json::Error) -> InferError {
+        let at = from + offset_of(&self.body[from..], e.line(), e.column());
+        let (line, column) = line_column(self.body, at);
+        let what = match e.classify() {
+            serde_json::error::Category::Eof => "the JSON body ends early",
+            serde_json::error::Category::Syntax => "malformed JSON",
+            serde_json::error::Category::Data => "invalid inference request",
+            serde_json::error::Category::Io => "could not read the body",
         };
+        let text = e.to_string();
+        let message = text.rsplit_once(" at line ").map_or(&*text, |(m, _)| m);
+        InferError::invalid(format!("{what}: {message} at line {line} column {column}"))
     }
-    match dt {
-        DataType::Fp32 => fast!(f32, Fp32),
-        DataType::Fp64 => fast!(f64, Fp64),
-        _ => {}
-    }
-    VALUE_LIMIT.set(max_values);
-    OVER_LIMIT.set(false);
-    let parsed = serde_json::from_str::<Flat>(text);
-    VALUE_LIMIT.set(usize::MAX);
-    match parsed {
-        Ok(flat) => flat_to_tensor_data(name, dt, flat),
-        Err(e) if OVER_LIMIT.replace(false) => Err(over_limit(
-            max_values,
-            base + offset_of(text, e.line(), e.column()),
-        )),
-        Err(e) => {
-            // serde_json places the error in the data's text; name the input and the body's byte.
-            let text_of = e.to_string();
-            let what = text_of
-                .rsplit_once(" at line ")
-                .map_or(&*text_of, |(w, _)| w);
-            Err(InferError::invalid(format!(
-                "input '{name}': {what} (at byte {} of the body)",
-                base + offset_of(text, e.line(), e.column())
-            )))
+
+    /// One value read by serde_json from here.
+    fn value<T: Deserialize<'a>>(&mut self) -> Result<T, InferError> {
+        self.peek();
+        let from = self.at;
+        let mut values = serde_json::Deserializer::from_slice(&self.body[from..]).into_iter::<T>();
+        match values.next() {
+            Some(Ok(v)) => {
+                self.at = from + values.byte_offset();
+                Ok(v)
+            }
+            Some(Err(e)) => Err(self.serde_error(from, e)),
+            None => Err(self.malformed(from, "EOF while parsing a value")),
         }
     }
+
+    /// An object key: borrowed from the body when it has no escapes.
+    fn key(&mut self) -> Result<std::borrow::Cow<'a, str>, InferError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.malformed(self.at, "key must be a string"));
+        }
+        let rest = &self.body[self.at + 1..];
+        if let Some(end) = rest.iter().position(|&b| b == b'"' || b == b'\\') {
+            if rest[end] == b'"' {
+                if let Ok(k) = std::str::from_utf8(&rest[..end]) {
+                    if k.bytes().all(|b| b >= 0x20) {
+                        self.at += end + 2;
+                        return Ok(k.into());
+                    }
+                }
+            }
+        }
+        Ok(self.value::<String>()?.into())
+    }
+
+    /// Walks an object, calling `field` with each key, the walk standing on its value (which
+    /// `field` must read). `what` names the object in errors.
+    fn object(
+        &mut self,
+        what: &str,
+        mut field: impl FnMut(&mut Self, &str) -> Result<(), InferError>,
+    ) -> Result<(), InferError> {
+        match self.peek() {
+            Some(b'{') => self.at += 1,
+            None => return Err(self.malformed(self.at, "EOF while parsing a value")),
+            Some(_) => return Err(invalid_request(format!("{what} must be an object"))),
+        }
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            let key = self.key()?;
+            if self.peek() != Some(b':') {
+                return Err(self.malformed(self.at, "expected `:`"));
+            }
+            self.at += 1;
+            field(self, &key)?;
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                None => return Err(self.malformed(self.at, "EOF while parsing an object")),
+                Some(_) => return Err(self.malformed(self.at, "expected `,` or `}`")),
+            }
+        }
+    }
+
+    /// Walks an array, calling `item` with each element's index, the walk standing on it.
+    fn array(
+        &mut self,
+        what: &str,
+        mut item: impl FnMut(&mut Self, usize) -> Result<(), InferError>,
+    ) -> Result<(), InferError> {
+        match self.peek() {
+            Some(b'[') => self.at += 1,
+            None => return Err(self.malformed(self.at, "EOF while parsing a value")),
+            Some(_) => return Err(invalid_request(format!("{what} must be an array"))),
+        }
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Ok(());
+        }
+        for i in 0.. {
+            item(self, i)?;
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    break;
+                }
+                None => return Err(self.malformed(self.at, "EOF while parsing a list")),
+                Some(_) => return Err(self.malformed(self.at, "expected `,` or `]`")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an input's `data` from here as `dt`: float types straight into their buffer, the
+    /// rest (and float data holding something else, for the message) through [`Flat`]. At most
+    /// `max_values` values are kept; past them the request is refused where reading stopped.
+    fn data(
+        &mut self,
+        name: &str,
+        dt: DataType,
+        n: usize,
+        max_values: usize,
+    ) -> Result<TensorData, InferError> {
+        self.peek();
+        let from = self.at;
+        macro_rules! fast {
+            ($t:ty, $var:ident) => {
+                match numbers::scan::<$t>(self.body, from, n, max_values) {
+                    Scan::Values(v, end) => {
+                        self.at = end;
+                        return Ok(TensorData::$var(v));
+                    }
+                    Scan::OverLimit(at) => return Err(over_limit(max_values, at)),
+                    Scan::OutOfRange(word) => return Err(range_err(name, dt, word)),
+                    Scan::Malformed(at, what) => return Err(self.malformed(at, what)),
+                    Scan::NotNumbers => {}
+                }
+            };
+        }
+        match dt {
+            DataType::Fp32 => fast!(f32, Fp32),
+            DataType::Fp64 => fast!(f64, Fp64),
+            _ => {}
+        }
+        VALUE_LIMIT.set(max_values);
+        OVER_LIMIT.set(false);
+        let mut values =
+            serde_json::Deserializer::from_slice(&self.body[from..]).into_iter::<Flat>();
+        let parsed = values.next();
+        VALUE_LIMIT.set(usize::MAX);
+        match parsed {
+            Some(Ok(flat)) => {
+                self.at = from + values.byte_offset();
+                flat_to_tensor_data(name, dt, flat)
+            }
+            Some(Err(e)) if OVER_LIMIT.replace(false) => Err(over_limit(
+                max_values,
+                from + offset_of(&self.body[from..], e.line(), e.column()),
+            )),
+            Some(Err(e)) => {
+                let e = self.serde_error(from, e);
+                let m = &e.message;
+                Err(InferError::invalid(format!(
+                    "input '{name}': {}",
+                    m.strip_prefix("invalid inference request: ").unwrap_or(m)
+                )))
+            }
+            None => Err(self.malformed(from, "EOF while parsing a value")),
+        }
+    }
+}
+
+/// One input as read: its fields, and its data (read at once when its name, shape and
+/// datatype came before it, as clients send them; else its place, read once the object ends).
+#[derive(Default)]
+struct InputFields {
+    name: Option<String>,
+    shape: Option<Vec<i64>>,
+    datatype: Option<String>,
+    parameters: Option<Parameters>,
+    data: Option<DataField>,
+}
+
+enum DataField {
+    /// `"data": null`, as if absent.
+    Null,
+    Read(TensorData),
+    At(usize),
+}
+
+fn duplicate(field: &str) -> InferError {
+    invalid_request(format!("duplicate field `{field}`"))
+}
+
+fn set<T>(slot: &mut Option<T>, field: &str, v: T) -> Result<(), InferError> {
+    if slot.replace(v).is_some() {
+        return Err(duplicate(field));
+    }
+    Ok(())
 }
 
 /// Parses a v2 JSON inference request. Tensors with `binary_data_size` in their parameters
@@ -450,71 +605,147 @@ pub fn parse_request_limited(
             "empty request body: expected a JSON inference request with \"inputs\"",
         ));
     }
-    let req = serde_json::from_slice::<JsonRequest>(body).map_err(json_error)?;
-    let mut inputs = Vec::with_capacity(req.inputs.len());
-    let mut has_data = Vec::with_capacity(req.inputs.len());
-    for inp in req.inputs {
-        let dt = DataType::parse(&inp.datatype).ok_or_else(|| {
-            InferError::invalid(format!(
-                "input '{}': unknown datatype '{}' (expected one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES)",
-                inp.name, inp.datatype
-            ))
-        })?;
-        let n = Tensor::element_count(&inp.shape)
-            .map_err(|e| InferError::invalid(format!("input '{}': {}", inp.name, e.message)))?;
-        let binary = inp.parameters.0.get("binary_data_size").is_some();
-        let data = match (inp.data, binary) {
-            (Some(_), true) => {
-                return Err(InferError::invalid(format!(
-                    "input '{}' has both \"data\" and binary_data_size",
-                    inp.name
-                )))
-            }
-            (None, true) => TensorData::empty(dt),
-            (None, false) => {
-                return Err(InferError::invalid(format!(
-                    "input '{}' has no \"data\"",
-                    inp.name
-                )))
-            }
-            (Some(raw), false) => {
-                let data = read_data(&inp.name, dt, raw, n, max_values, body)?;
-                if data.len() != n {
-                    return Err(InferError::invalid(format!(
-                        "input '{}': shape {:?} needs {n} values but data has {}",
-                        inp.name,
-                        inp.shape,
-                        data.len()
-                    )));
-                }
-                data
-            }
-        };
-        has_data.push(!binary);
-        inputs.push(Tensor {
-            name: inp.name,
-            shape: inp.shape,
-            data,
-            parameters: inp.parameters.0,
-        });
+    let mut w = Walk { body, at: 0 };
+    let mut id: Option<Option<String>> = None;
+    let mut parameters: Option<JsonParams> = None;
+    let mut inputs: Option<Vec<(Tensor, bool)>> = None;
+    let mut outputs: Option<Option<Vec<RequestedOutput>>> = None;
+    w.object("the request", |w, key| match key {
+        "id" => set(&mut id, "id", w.value()?),
+        "parameters" => set(&mut parameters, "parameters", w.value()?),
+        "outputs" => {
+            let list = if w.peek() == Some(b'n') {
+                w.value::<()>()?;
+                None
+            } else {
+                let mut list = Vec::new();
+                w.array("\"outputs\"", |w, i| {
+                    let (mut name, mut params) = (None, None);
+                    w.object(&format!("output {i}"), |w, key| match key {
+                        "name" => set(&mut name, "name", w.value::<String>()?),
+                        "parameters" => set(&mut params, "parameters", w.value::<JsonParams>()?),
+                        _ => w.value::<de::IgnoredAny>().map(drop),
+                    })?;
+                    list.push(RequestedOutput {
+                        name: name.ok_or_else(|| {
+                            invalid_request(format!("output {i}: missing field `name`"))
+                        })?,
+                        parameters: params.unwrap_or_default().0,
+                    });
+                    Ok(())
+                })?;
+                Some(list)
+            };
+            set(&mut outputs, "outputs", list)
+        }
+        "inputs" => {
+            let mut list = Vec::new();
+            w.array("\"inputs\"", |w, i| {
+                list.push(read_input(w, i, max_values)?);
+                Ok(())
+            })?;
+            set(&mut inputs, "inputs", list)
+        }
+        _ => w.value::<de::IgnoredAny>().map(drop),
+    })?;
+    if w.peek().is_some() {
+        return Err(w.malformed(w.at, "trailing characters"));
     }
-    let outputs = req
-        .outputs
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| RequestedOutput {
-            name: o.name,
-            parameters: o.parameters.0,
-        })
-        .collect();
+    let Some(inputs) = inputs else {
+        return Err(invalid_request("missing field `inputs`"));
+    };
+    let (inputs, has_data) = inputs.into_iter().unzip();
     Ok((
         InferRequest {
-            id: req.id,
+            id: id.flatten(),
             inputs,
-            outputs,
-            parameters: req.parameters.0,
+            outputs: outputs.flatten().unwrap_or_default(),
+            parameters: parameters.unwrap_or_default().0,
         },
         has_data,
+    ))
+}
+
+/// Reads the `i`th input object where the walk stands: the tensor, and whether its data was
+/// in the JSON (else the binary extension fills it).
+fn read_input(w: &mut Walk, i: usize, max_values: usize) -> Result<(Tensor, bool), InferError> {
+    let mut f = InputFields::default();
+    w.object(&format!("input {i}"), |w, key| match key {
+        "name" => set(&mut f.name, "name", w.value()?),
+        "shape" => set(&mut f.shape, "shape", w.value()?),
+        "datatype" => set(&mut f.datatype, "datatype", w.value()?),
+        "parameters" => set(&mut f.parameters, "parameters", w.value::<JsonParams>()?.0),
+        "data" => {
+            if f.data.is_some() {
+                return Err(duplicate("data"));
+            }
+            if w.peek() == Some(b'n') {
+                w.value::<()>()?;
+                f.data = Some(DataField::Null);
+                return Ok(());
+            }
+            let ready = (|| {
+                let dt = DataType::parse(f.datatype.as_deref()?)?;
+                let n = Tensor::element_count(f.shape.as_deref()?).ok()?;
+                Some((f.name.as_deref()?, dt, n))
+            })();
+            f.data = Some(match ready {
+                Some((name, dt, n)) => DataField::Read(w.data(name, dt, n, max_values)?),
+                None => {
+                    let at = w.at;
+                    w.value::<de::IgnoredAny>()?;
+                    DataField::At(at)
+                }
+            });
+            Ok(())
+        }
+        _ => w.value::<de::IgnoredAny>().map(drop),
+    })?;
+    let missing = |field: &str| invalid_request(format!("input {i}: missing field `{field}`"));
+    let name = f.name.ok_or_else(|| missing("name"))?;
+    let shape = f.shape.ok_or_else(|| missing("shape"))?;
+    let datatype = f.datatype.ok_or_else(|| missing("datatype"))?;
+    let parameters = f.parameters.unwrap_or_default();
+    let dt = DataType::parse(&datatype).ok_or_else(|| {
+        InferError::invalid(format!(
+            "input '{name}': unknown datatype '{datatype}' (expected one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES)"
+        ))
+    })?;
+    let n = Tensor::element_count(&shape)
+        .map_err(|e| InferError::invalid(format!("input '{name}': {}", e.message)))?;
+    let binary = parameters.get("binary_data_size").is_some();
+    let data = match (f.data, binary) {
+        (Some(DataField::Read(_) | DataField::At(_)), true) => {
+            return Err(InferError::invalid(format!(
+                "input '{name}' has both \"data\" and binary_data_size"
+            )))
+        }
+        (None | Some(DataField::Null), true) => TensorData::empty(dt),
+        (None | Some(DataField::Null), false) => {
+            return Err(InferError::invalid(format!(
+                "input '{name}' has no \"data\""
+            )))
+        }
+        (Some(DataField::Read(data)), false) => data,
+        (Some(DataField::At(at)), false) => {
+            let mut again = Walk { body: w.body, at };
+            again.data(&name, dt, n, max_values)?
+        }
+    };
+    if !binary && data.len() != n {
+        return Err(InferError::invalid(format!(
+            "input '{name}': shape {shape:?} needs {n} values but data has {}",
+            data.len()
+        )));
+    }
+    Ok((
+        Tensor {
+            name,
+            shape,
+            data,
+            parameters,
+        },
+        !binary,
     ))
 }
 
@@ -734,6 +965,148 @@ mod tests {
                 String::from_utf8_lossy(body),
                 e.message
             );
+        }
+    }
+
+    #[test]
+    fn fields_in_any_order_escaped_keys_and_null_data_read_as_usual() {
+        let usual =
+            br#"{"id":"a","inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,2.5]}]}"#;
+        let (want, _) = parse_request(usual).unwrap();
+        for body in [
+            &br#"{"inputs":[{"data":[1,2.5],"shape":[2],"datatype":"FP32","name":"x"}],"id":"a"}"#[..],
+            br#" { "inputs" : [ { "data" : [ 1 , 2.5 ] , "name" : "x" , "shape" : [ 2 ] , "datatype" : "FP32" } ] , "id" : "a" } "#,
+            br#"{"i\u0064":"a","inputs":[{"na\u006de":"x","shape":[2],"datatype":"FP32","data":[1,2.5]}]}"#,
+            b"{\"id\":\"a\",\n\"inputs\":[{\"name\":\"x\",\n\"shape\":[2],\"datatype\":\"FP32\",\"data\":\n[1,\n2.5]}]}",
+        ] {
+            let (got, _) = parse_request(body).unwrap_or_else(|e| panic!("{}", e.message));
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(body));
+        }
+        // Deferred data is read as its datatype says, integers included.
+        let (r, _) = parse_request(
+            br#"{"inputs":[{"data":[1,-2],"name":"k","shape":[2],"datatype":"INT32"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.inputs[0].data, TensorData::Int32(vec![1, -2]));
+        let e = parse_request(
+            br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":null}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("has no \"data\""), "{}", e.message);
+        let (r, has) = parse_request(br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":null,"parameters":{"binary_data_size":4}}]}"#).unwrap();
+        assert_eq!((r.inputs[0].data.len(), has), (0, vec![false]));
+    }
+
+    #[test]
+    fn syntax_errors_are_placed_in_the_body() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\n\"datatype\":\"FP32\",\"data\":[1,,2]}]}", "malformed JSON: expected value at line 2 column 29"),
+            (b"{\"inputs\":[{\"data\":[1,,2],\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\"}]}", "malformed JSON: expected value at line 1 column 23"),
+            (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":[1,2", "the JSON body ends early"),
+            (b"{\"inputs\":[]} x", "malformed JSON: trailing characters at line 1 column 15"),
+            (b"{\"inputs\":[] \"id\":1}", "malformed JSON: expected `,` or `}` at line 1 column 14"),
+            (b"{\"inputs\":[],\"inputs\":[]}", "invalid inference request: duplicate field `inputs`"),
+            (b"{\"inputs\":[{\"name\":\"x\",\"name\":\"y\"}]}", "invalid inference request: duplicate field `name`"),
+            (b"[1]", "invalid inference request: the request must be an object"),
+            (b"{\"id\":1,\"inputs\":[]}", "invalid inference request: invalid type: integer `1`, expected a string at line 1 column 7"),
+            (b"{\"inputs\":[{\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}", "invalid inference request: input 0: missing field `name`"),
+            (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"INT8\",\"data\":[1,{}]}]}", "input 'x': tensor data must be an array of values, not an object at line 1 column"),
+        ];
+        for (body, want) in cases {
+            let e = parse_request(body).unwrap_err();
+            assert!(
+                e.message.starts_with(want),
+                "{}: {}",
+                String::from_utf8_lossy(body),
+                e.message
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Requests written by serde_json from known tensors, fields in any order, with unknown
+        /// fields of any kind between them, compact or pretty, read back to the same tensors.
+        #[test]
+        fn written_requests_read_back(
+            tensors in proptest::collection::vec((0usize..5, proptest::collection::vec(proptest::num::f32::ANY, 0..12)), 1..4),
+            order in proptest::collection::vec(0usize..120, 6),
+            extra in proptest::collection::vec(proptest::option::of(0usize..4), 6),
+            pretty in proptest::bool::ANY,
+        ) {
+            let extras = [
+                serde_json::json!(1.5e-7),
+                serde_json::json!("a \"quoted\" [string], {with} brackets"),
+                serde_json::json!({"deep": [1, {"a": null}, [true, "x"]]}),
+                serde_json::json!(-12),
+            ];
+            let mut want = Vec::new();
+            let mut inputs = Vec::new();
+            for (k, (kind, xs)) in tensors.iter().enumerate() {
+                let name = format!("in{k}");
+                let (dt, data, json): (&str, TensorData, serde_json::Value) = match kind {
+                    0 => ("FP32", TensorData::Fp32(xs.iter().map(|x| if x.is_finite() { *x } else { f32::NAN }).collect()),
+                        serde_json::Value::Array(xs.iter().map(|x| if x.is_finite() { serde_json::json!(x) } else { serde_json::Value::Null }).collect())),
+                    1 => ("FP64", TensorData::Fp64(xs.iter().map(|&x| if x.is_finite() { f64::from(x) * 1.1 } else { f64::NAN }).collect()),
+                        serde_json::Value::Array(xs.iter().map(|&x| if x.is_finite() { serde_json::json!(f64::from(x) * 1.1) } else { serde_json::Value::Null }).collect())),
+                    2 => ("INT64", TensorData::Int64(xs.iter().map(|x| x.to_bits() as i64 - (1 << 31)).collect()),
+                        serde_json::json!(xs.iter().map(|x| x.to_bits() as i64 - (1 << 31)).collect::<Vec<_>>())),
+                    3 => ("BOOL", TensorData::Bool(xs.iter().map(|x| x.is_sign_negative()).collect()),
+                        serde_json::json!(xs.iter().map(|x| x.is_sign_negative()).collect::<Vec<_>>())),
+                    _ => ("BYTES", TensorData::Bytes(xs.iter().map(|x| format!("é{x}\"").into_bytes()).collect()),
+                        serde_json::json!(xs.iter().map(|x| format!("é{x}\"")).collect::<Vec<_>>())),
+                };
+                want.push((name.clone(), data));
+                // Nested as [n, 1] half the time.
+                let (shape, json) = if k % 2 == 0 {
+                    (serde_json::json!([xs.len()]), json)
+                } else {
+                    let rows = json.as_array().unwrap().iter().map(|v| serde_json::json!([v])).collect::<Vec<_>>();
+                    (serde_json::json!([xs.len(), 1]), serde_json::Value::Array(rows))
+                };
+                let mut fields = vec![
+                    ("name", serde_json::json!(name)),
+                    ("shape", shape),
+                    ("datatype", serde_json::json!(dt)),
+                    ("data", json),
+                ];
+                for (i, e) in extra.iter().enumerate().take(3) {
+                    if let Some(e) = e {
+                        fields.push((["x_a", "x_b", "x_c"][i], extras[*e].clone()));
+                    }
+                }
+                // A permutation of the fields from `order`.
+                for i in (1..fields.len()).rev() {
+                    fields.swap(i, order[(i + k) % order.len()] % (i + 1));
+                }
+                let mut text = String::from("{");
+                for (i, (key, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        text += if pretty { ",\n  " } else { "," };
+                    }
+                    let v = if pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) }.unwrap();
+                    text += &format!("{:?}{}{v}", key, if pretty { " : " } else { ":" });
+                }
+                text += "}";
+                inputs.push(text);
+            }
+            let mut body = format!("{{\"inputs\":[{}]", inputs.join(if pretty { ",\n" } else { "," }));
+            if let Some(e) = extra[5] {
+                body += &format!(",\"model_name\":{}", extras[e]);
+            }
+            body += "}";
+            let (r, has) = parse_request(body.as_bytes()).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{}: {body}", e.message)))?;
+            proptest::prop_assert_eq!(has, vec![true; want.len()]);
+            for (t, (name, data)) in r.inputs.iter().zip(&want) {
+                proptest::prop_assert_eq!(&t.name, name);
+                // Compared as bits where NaN is involved.
+                let same = match (&t.data, data) {
+                    (TensorData::Fp32(a), TensorData::Fp32(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())),
+                    (TensorData::Fp64(a), TensorData::Fp64(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())),
+                    (a, b) => a == b,
+                };
+                proptest::prop_assert!(same, "{}: {:?} against {:?}", body, t.data, data);
+            }
         }
     }
 
