@@ -114,7 +114,8 @@ struct Group {
     roots: [u32; LANES],
     /// The deepest of their leaves.
     depth: u32,
-    /// The shallowest of their leaves.
+    /// The level from which [`Walk::EarlyExit`] asks whether all eight walks sit on leaves
+    /// (at most `depth`).
     from: u32,
 }
 
@@ -209,7 +210,7 @@ impl CompiledForest {
         let mut leaf_values = Vec::new();
         let mut leaf_at = Vec::new();
         let mut tree_depth = Vec::with_capacity(forest.trees.len());
-        let mut tree_min_depth = Vec::with_capacity(forest.trees.len());
+        let mut tree_path_depth = Vec::with_capacity(forest.trees.len());
         let (mut max_depth_sum, mut path_depth_sum) = (0.0f64, 0.0f64);
         let mut complex = Vec::new();
         for (ti, tree) in forest.trees.iter().enumerate() {
@@ -232,13 +233,12 @@ impl CompiledForest {
             // Depth of each slot of this tree, by slot - root.
             let mut depth_of = vec![0u32];
             let (mut depth, mut has_complex) = (0u32, false);
-            let (mut min_depth, mut path_depth) = (u32::MAX, 0.0f64);
+            let mut path_depth = 0.0f64;
             let mut queue = std::collections::VecDeque::from([(0usize, root)]);
             while let Some((i, slot)) = queue.pop_front() {
                 let d = depth_of[slot - root];
                 depth = depth.max(d);
                 if tree.is_leaf[i] {
-                    min_depth = min_depth.min(d);
                     path_depth += d as f64 * 0.5f64.powi(d as i32);
                     let at = leaf_values.len() as u32;
                     leaf_values.extend_from_slice(&tree.values[i * width..(i + 1) * width]);
@@ -328,7 +328,7 @@ impl CompiledForest {
                 queue.push_back((right, base as usize + 1));
             }
             tree_depth.push(if has_complex { COMPLEX_TREE } else { depth });
-            tree_min_depth.push(min_depth);
+            tree_path_depth.push(path_depth);
             max_depth_sum += depth as f64;
             path_depth_sum += path_depth;
         }
@@ -349,10 +349,13 @@ impl CompiledForest {
                     .map(|&t| tree_depth[t as usize])
                     .max()
                     .unwrap_or(0),
+                // Asking earlier than the deepest of the trees' even-odds path depths would
+                // mostly be answered no. (A path depth is a mean of leaf depths, so this lies
+                // between the shallowest leaf and `depth`.)
                 from: trees
                     .iter()
-                    .map(|&t| tree_min_depth[t as usize])
-                    .min()
+                    .map(|&t| tree_path_depth[t as usize] as u32)
+                    .max()
                     .unwrap_or(0),
             }
         };
@@ -632,9 +635,9 @@ impl CompiledForest {
     }
 
     /// Walks one row through `K` trees without complex splits, `depth` levels (the deepest of
-    /// the trees) in lockstep, without a branch. With `EXIT`, from level `from` (the shallowest
-    /// leaf) on, stops as soon as a level moves none of the walks: a leaf steps to itself, so
-    /// that means all of them sit on leaves. Returns the leaf node reached in each tree.
+    /// the trees) in lockstep, without a branch. With `EXIT`, from level `from` on, stops as
+    /// soon as a level moves none of the walks: a leaf steps to itself, so that means all of
+    /// them sit on leaves. Returns the leaf node reached in each tree.
     #[inline(always)]
     fn walk_trees<const K: usize, const EXIT: bool>(
         &self,
@@ -647,7 +650,6 @@ impl CompiledForest {
         // A whole row, checked once here (`step` relies on it).
         let row = &row[..self.forest.n_features];
         let mut at = *roots;
-        // No walk can rest on a leaf before the shallowest one (`from <= depth`).
         let sure = if EXIT { from } else { depth };
         for _ in 0..sure {
             for i in at.iter_mut() {
