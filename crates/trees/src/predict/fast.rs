@@ -36,6 +36,10 @@ const LANES: usize = 8;
 /// `tree_depth` of a tree holding a complex split.
 const COMPLEX_TREE: u32 = u32::MAX;
 
+/// Trees per window of the early-exit single-row walk: it sorts the trees of a window by depth
+/// and keeps their leaves in a stack array of this size until it adds them in tree order.
+const WINDOW: usize = 256;
+
 /// Below this many rows a batch is never split across threads: a thread costs more than it
 /// saves.
 pub const PARALLEL_MIN_ROWS: usize = 2048;
@@ -141,12 +145,16 @@ pub struct CompiledForest {
     /// [`COMPLEX_TREE`] when one of them holds a complex split); the trees after the last
     /// whole group are walked one at a time.
     groups_in_order: Vec<Group>,
-    /// [`Walk::EarlyExit`]: the trees without complex splits, `LANES` at a time in order of
-    /// depth, so that the trees of a group are alike.
+    /// [`Walk::EarlyExit`], window by window of [`WINDOW`] consecutive trees: the window's
+    /// trees without complex splits, `LANES` at a time in order of depth, so that the trees of
+    /// a group are alike.
     groups_by_depth: Vec<Group>,
-    /// [`Walk::EarlyExit`]: the trees walked one at a time (those holding a complex split, and
-    /// the fewer than `LANES` left over after the groups), in tree order.
+    /// [`Walk::EarlyExit`], window by window: the trees walked one at a time (those holding a
+    /// complex split, and the fewer than `LANES` left over after the window's groups).
     singles: Vec<u32>,
+    /// [`Walk::EarlyExit`]: where each window's groups and singles end in `groups_by_depth`
+    /// and `singles`.
+    windows: Vec<(u32, u32)>,
     /// How the trees are walked, chosen at load time from the forest's shape.
     walk: Walk,
     shape: Shape,
@@ -334,11 +342,6 @@ impl CompiledForest {
         }
         let leaf_values_f32 = leaf_values.iter().map(|&v| v as f32).collect();
         let trees_per_output = forest.trees_per_output();
-        // Trees without complex splits by depth (ties in tree order), `LANES` at a time.
-        let mut by_depth: Vec<u32> = (0..forest.trees.len() as u32)
-            .filter(|&t| tree_depth[t as usize] != COMPLEX_TREE)
-            .collect();
-        by_depth.sort_by_key(|&t| tree_depth[t as usize]);
         let group = |g: &[u32]| {
             let trees: [u32; LANES] = g.try_into().expect("whole group");
             Group {
@@ -359,14 +362,27 @@ impl CompiledForest {
                     .unwrap_or(0),
             }
         };
-        let groups_by_depth = by_depth.chunks_exact(LANES).map(group).collect();
         let in_order: Vec<u32> = (0..forest.trees.len() as u32).collect();
         let groups_in_order = in_order.chunks_exact(LANES).map(group).collect();
-        let mut singles: Vec<u32> = (0..forest.trees.len() as u32)
-            .filter(|&t| tree_depth[t as usize] == COMPLEX_TREE)
-            .chain(by_depth.chunks_exact(LANES).remainder().iter().copied())
-            .collect();
-        singles.sort_unstable();
+        let (mut groups_by_depth, mut singles, mut windows) = (Vec::new(), Vec::new(), Vec::new());
+        for window in in_order.chunks(WINDOW) {
+            // The window's trees without complex splits by depth (ties in tree order).
+            let mut by_depth: Vec<u32> = window
+                .iter()
+                .copied()
+                .filter(|&t| tree_depth[t as usize] != COMPLEX_TREE)
+                .collect();
+            by_depth.sort_by_key(|&t| tree_depth[t as usize]);
+            groups_by_depth.extend(by_depth.chunks_exact(LANES).map(group));
+            let rest = by_depth.chunks_exact(LANES).remainder();
+            singles.extend(
+                window
+                    .iter()
+                    .copied()
+                    .filter(|&t| tree_depth[t as usize] == COMPLEX_TREE || rest.contains(&t)),
+            );
+            windows.push((groups_by_depth.len() as u32, singles.len() as u32));
+        }
         let n_trees = forest.trees.len().max(1) as f64;
         let shape = Shape {
             trees: forest.trees.len(),
@@ -379,6 +395,7 @@ impl CompiledForest {
             groups_in_order,
             groups_by_depth,
             singles,
+            windows,
             trees_per_output,
             forest,
             nodes,
@@ -542,19 +559,9 @@ impl CompiledForest {
                 }
             }
             Walk::EarlyExit => {
-                let n_trees = self.roots.len();
-                let (mut small, mut big);
-                let leaf_of: &mut [u32] = if n_trees <= 256 {
-                    small = [0u32; 256];
-                    &mut small[..n_trees]
-                } else {
-                    big = vec![0u32; n_trees];
-                    &mut big
-                };
                 for r in full..n {
                     let row = &rows[r * nf..(r + 1) * nf];
-                    let a = &mut acc[r * n_out..(r + 1) * n_out];
-                    self.row_by_depth::<A, OP>(row, a, leaf_of);
+                    self.row_by_depth::<A, OP>(row, &mut acc[r * n_out..(r + 1) * n_out]);
                 }
             }
         }
@@ -595,24 +602,31 @@ impl CompiledForest {
         }
     }
 
-    /// [`Walk::EarlyExit`] for one row: the groups of trees of about the same depth, each
-    /// stopped when all its walks sit on leaves; each tree's leaf is noted in `leaf_of` (one
-    /// entry per tree) and the leaves are added in tree order after, so that sums are the
-    /// reference's, bit for bit.
+    /// [`Walk::EarlyExit`] for one row: window by window of [`WINDOW`] trees, the window's
+    /// groups of trees of about the same depth, each stopped when all its walks sit on leaves;
+    /// each tree's leaf is noted first and the window's leaves are added in tree order after, so
+    /// that sums are the reference's, bit for bit.
     #[inline(always)]
-    fn row_by_depth<A: Acc, const OP: u8>(&self, row: &[f32], a: &mut [A], leaf_of: &mut [u32]) {
-        for g in &self.groups_by_depth {
-            let ends = self.walk_trees::<LANES, true>(&g.roots, g.from, g.depth, row);
-            for (&t, &end) in g.trees.iter().zip(&ends) {
-                leaf_of[t as usize] = self.leaf_at[end as usize];
-            }
-        }
-        for &t in &self.singles {
-            leaf_of[t as usize] = self.walk_one(self.roots[t as usize], row) as u32;
-        }
+    fn row_by_depth<A: Acc, const OP: u8>(&self, row: &[f32], a: &mut [A]) {
         let leaves = A::leaves(self);
-        for (t, &leaf) in leaf_of.iter().enumerate() {
-            add_leaf::<A, OP>(a, self.tree_output[t], leaves, leaf as usize);
+        let mut leaf_of = [0u32; WINDOW];
+        let (mut groups, mut singles) = (0, 0);
+        for (w, &(groups_end, singles_end)) in self.windows.iter().enumerate() {
+            let start = w * WINDOW;
+            for g in &self.groups_by_depth[groups..groups_end as usize] {
+                let ends = self.walk_trees::<LANES, true>(&g.roots, g.from, g.depth, row);
+                for (&t, &end) in g.trees.iter().zip(&ends) {
+                    leaf_of[t as usize - start] = self.leaf_at[end as usize];
+                }
+            }
+            for &t in &self.singles[singles..singles_end as usize] {
+                leaf_of[t as usize - start] = self.walk_one(self.roots[t as usize], row) as u32;
+            }
+            let outputs = self.tree_output[start..].iter().take(WINDOW);
+            for (&leaf, &output) in leaf_of.iter().zip(outputs) {
+                add_leaf::<A, OP>(a, output, leaves, leaf as usize);
+            }
+            (groups, singles) = (groups_end as usize, singles_end as usize);
         }
     }
 
@@ -658,13 +672,13 @@ impl CompiledForest {
         }
         if EXIT {
             for _ in sure..depth {
-                let mut moved = 0;
+                let mut moved = false;
                 for i in at.iter_mut() {
                     let next = step(nodes, row, *i);
-                    moved |= next ^ *i;
+                    moved |= next != *i;
                     *i = next;
                 }
-                if moved == 0 {
+                if !moved {
                     break;
                 }
             }
