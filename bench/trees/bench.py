@@ -385,6 +385,7 @@ def compiled_cases(cases, tools, native, out):
             extra.append(
                 {
                     **c,
+                    "desc": c["desc"].split(" (vs ")[0],
                     "lib": "lleaves predict (n_jobs=1)",
                     "lib_key": "lleaves",
                     "predict": pred,
@@ -418,6 +419,7 @@ def compiled_cases(cases, tools, native, out):
             extra.append(
                 {
                     **c,
+                    "desc": c["desc"].split(" (vs ")[0],
                     "lib": "tl2cgen Predictor (nthread=1)",
                     "lib_key": "tl2cgen",
                     "predict": batch,
