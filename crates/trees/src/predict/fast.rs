@@ -13,8 +13,11 @@
 //! Rows are walked in blocks: for each tree, the block's rows eight at a time in lockstep (one
 //! level for all eight, then the next), so the processor overlaps eight independent chains of
 //! loads and no branch depends on the data. The last rows of a batch (a single row, say) go the
-//! other way: one row through eight trees in lockstep. Tree order per row is kept, so sums are
-//! bit-for-bit the reference's. Large batches are split across threads (`std::thread::scope`),
+//! other way: one row through eight trees in lockstep, in one of two ways chosen per forest at
+//! load time ([`Walk::choose`] on the forest's [`Shape`]): eight consecutive trees each run to
+//! the deepest leaf of the group for full trees, or, for lopsided forests, eight trees of about
+//! the same depth stopped once all eight sit on leaves. Leaves are added in tree order per row,
+//! so sums are bit-for-bit the reference's. Large batches are split across threads (`std::thread::scope`),
 //! each writing its own rows of the output. Nothing is allocated per row.
 
 use super::{aggregate_end, aggregate_end_f32, aggregate_start, aggregate_start_f32, finish};
@@ -84,9 +87,9 @@ impl Walk {
 
     /// Below this ratio of [`Shape::mean_path_depth`] to [`Shape::mean_max_depth`], a forest
     /// is lopsided and gets [`Walk::EarlyExit`]. Measured on the benchmark and example models
-    /// (docs/benchmarks.md): full XGBoost trees sit at 0.87-0.99 and lose 1-15% with the early
-    /// exit; LightGBM (0.32), the iris and diabetes forests (0.38-0.44) gain 6-23%; the wine
-    /// forest (0.57) is even.
+    /// (docs/benchmarks.md, single row): full XGBoost trees sit at 0.87-0.99 and would lose
+    /// 1-13% with the early exit; the LightGBM boosters (0.31-0.32) and the iris forest (0.44)
+    /// gain 12-22%; the small diabetes (0.38) and wine (0.57) forests are even either way.
     pub const LOPSIDED: f64 = 0.75;
 
     /// The walk for a forest of this shape.
