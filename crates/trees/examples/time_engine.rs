@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! time_engine MODEL INPUT.f32 [--reps N] [--single-reps N] [--out SCORES.f64] [--threads N]
+//!             [--walk lockstep|early-exit]
 //! ```
 //!
 //! `INPUT.f32` is raw little-endian `f32`, row-major, `n_features` values per row. Prints one JSON
@@ -10,11 +11,13 @@
 //! included, as the libraries' `predict` answers them) and of one single-row `predict`, each over
 //! `N` repetitions. `--out` writes the batch's transformed scores (little-endian `f64`,
 //! `n_rows * n_scores`) so that the harness can check the answers before trusting the times.
+//! `--walk` overrides the walk the engine chose for the forest (the JSON names the one used and
+//! the forest's shape).
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use ferroserve_trees::{load_path, CompiledForest};
+use ferroserve_trees::{load_path, CompiledForest, Walk};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -31,6 +34,7 @@ fn main() {
     let mut positional = Vec::new();
     let (mut reps, mut single_reps, mut threads) = (7usize, 7usize, 1usize);
     let mut out = None;
+    let mut walk = None;
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> usize {
             args.next()
@@ -42,18 +46,28 @@ fn main() {
             "--single-reps" => single_reps = num("--single-reps"),
             "--threads" => threads = num("--threads").max(1),
             "--out" => out = Some(args.next().expect("--out needs a path")),
+            "--walk" => {
+                walk = Some(match args.next().as_deref() {
+                    Some("lockstep") => Walk::Lockstep,
+                    Some("early-exit") => Walk::EarlyExit,
+                    w => panic!("--walk lockstep|early-exit, not {w:?}"),
+                })
+            }
             _ => positional.push(a),
         }
     }
     let [model, input] = positional.as_slice() else {
-        eprintln!("usage: time_engine MODEL INPUT.f32 [--reps N] [--single-reps N] [--out SCORES.f64] [--threads N]");
+        eprintln!("usage: time_engine MODEL INPUT.f32 [--reps N] [--single-reps N] [--out SCORES.f64] [--threads N] [--walk lockstep|early-exit]");
         std::process::exit(2);
     };
 
     let t = Instant::now();
     let forest = load_path(model.as_ref()).unwrap_or_else(|e| panic!("{model}: {e}"));
     let n_trees = forest.trees.len();
-    let engine = CompiledForest::new(forest).with_threads(threads);
+    let mut engine = CompiledForest::new(forest).with_threads(threads);
+    if let Some(w) = walk {
+        engine = engine.with_walk(w);
+    }
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
 
     let bytes = std::fs::read(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -84,6 +98,7 @@ fn main() {
         black_box(engine.predict(black_box(&rows)));
         batch.push(t.elapsed().as_nanos() as f64);
     }
+    let batch_min_ns = batch.iter().copied().fold(f64::INFINITY, f64::min);
     let batch_ns = median(batch);
 
     // Single rows: one `predict` call per row, cycling through every row of the input so the
@@ -97,16 +112,30 @@ fn main() {
         }
         single.push(t.elapsed().as_nanos() as f64 / pass as f64);
     }
+    // JSON has no NaN or infinity: no single-row passes print null.
+    let json_ns = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.3}")
+        } else {
+            "null".to_string()
+        }
+    };
     let single_ns = if single.is_empty() {
         f64::NAN
     } else {
-        median(single)
+        median(single.clone())
     };
+    let single_min_ns = single.iter().copied().fold(f64::INFINITY, f64::min);
 
+    let shape = engine.shape();
     println!(
-        "{{\"model\":{:?},\"trees\":{n_trees},\"rows\":{n_rows},\"features\":{nf},\"threads\":{threads},\"reps\":{reps},\"load_ms\":{load_ms:.3},\"batch_ns\":{batch_ns:.0},\"per_row_ns\":{:.3},\"single_row_ns\":{}}}",
+        "{{\"model\":{:?},\"walk\":\"{:?}\",\"mean_max_depth\":{:.3},\"mean_path_depth\":{:.3},\"trees\":{n_trees},\"rows\":{n_rows},\"features\":{nf},\"threads\":{threads},\"reps\":{reps},\"load_ms\":{load_ms:.3},\"batch_ns\":{batch_ns:.0},\"batch_min_ns\":{batch_min_ns:.0},\"single_min_ns\":{},\"per_row_ns\":{:.3},\"single_row_ns\":{}}}",
         model,
+        engine.walk(),
+        shape.mean_max_depth,
+        shape.mean_path_depth,
+        json_ns(single_min_ns),
         batch_ns / n_rows as f64,
-        if single_ns.is_nan() { "null".to_string() } else { format!("{single_ns:.3}") }
+        json_ns(single_ns),
     );
 }

@@ -12,7 +12,7 @@ pub mod predict;
 
 pub use ir::Forest;
 pub use loaders::{load_bytes, load_path, ModelFormat};
-pub use predict::fast::CompiledForest;
+pub use predict::fast::{CompiledForest, Shape, Walk};
 pub use predict::reference::predict_reference;
 pub use predict::Predictions;
 

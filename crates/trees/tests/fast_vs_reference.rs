@@ -7,7 +7,7 @@ use ferroserve_trees::ir::{
     Accumulate, Aggregate, BinaryScores, Cmp, Forest, LeafKind, Missing, PostTransform,
     SourceFormat, Task, Tree,
 };
-use ferroserve_trees::{predict_reference, CompiledForest};
+use ferroserve_trees::{predict_reference, CompiledForest, Walk};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
@@ -275,13 +275,16 @@ proptest! {
         let pool = value_pool();
         let rows: Vec<f32> = picks.iter().map(|&i| pool[i % pool.len()]).collect();
         let want = predict_reference(&forest, &rows);
-        let fast = CompiledForest::new(forest);
-        let got = fast.predict(&rows);
-        prop_assert_eq!(got.n_rows, want.n_rows);
-        for (i, (g, w)) in got.raw.iter().zip(&want.raw).enumerate() {
-            prop_assert!(same(*g, *w), "raw[{}]: fast {} reference {}", i, g, w);
+        // Every walk, whichever this forest would get.
+        for walk in Walk::ALL {
+            let fast = CompiledForest::new(forest.clone()).with_walk(walk);
+            let got = fast.predict(&rows);
+            prop_assert_eq!(got.n_rows, want.n_rows);
+            for (i, (g, w)) in got.raw.iter().zip(&want.raw).enumerate() {
+                prop_assert!(same(*g, *w), "{:?} raw[{}]: fast {} reference {}", walk, i, g, w);
+            }
+            prop_assert_eq!(&got.labels, &want.labels);
         }
-        prop_assert_eq!(got.labels, want.labels);
     }
 }
 
@@ -297,8 +300,52 @@ fn threads_do_not_change_answers() {
             .map(|i| pool[((i * 2654435761usize) >> 7) % pool.len()])
             .collect();
         let one = CompiledForest::new(forest.clone()).predict(&rows);
-        let four = CompiledForest::new(forest).with_threads(4).predict(&rows);
-        assert_eq!(one.raw.len(), four.raw.len());
-        assert!(one.raw.iter().zip(&four.raw).all(|(a, b)| same(*a, *b)));
+        for walk in Walk::ALL {
+            let four = CompiledForest::new(forest.clone())
+                .with_walk(walk)
+                .with_threads(4)
+                .predict(&rows);
+            assert_eq!(one.raw.len(), four.raw.len());
+            assert!(one.raw.iter().zip(&four.raw).all(|(a, b)| same(*a, *b)));
+        }
+    }
+}
+
+/// Forests past the single-row walk's stack buffer of leaves (256 trees), their trees of every
+/// depth in no order: each walk answers the reference's bits, row by row and in blocks.
+#[test]
+fn many_trees_of_mixed_depth_answer_alike_on_every_walk() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let pool = value_pool();
+    for case in 0..4 {
+        let mut forest = forest_strategy().new_tree(&mut runner).unwrap().current();
+        let base = forest.trees.clone();
+        while forest.trees.len() < 300 + case {
+            let t = forest.trees.len();
+            forest.trees.push(base[(t * 7 + case) % base.len()].clone());
+        }
+        forest.validate().unwrap();
+        let n_rows = 13 + case;
+        let rows: Vec<f32> = (0..n_rows * N_FEATURES)
+            .map(|i| pool[((i * 2654435761usize) >> 5) % pool.len()])
+            .collect();
+        let want = predict_reference(&forest, &rows);
+        for walk in Walk::ALL {
+            let fast = CompiledForest::new(forest.clone()).with_walk(walk);
+            let got = fast.predict(&rows);
+            assert!(
+                got.raw.iter().zip(&want.raw).all(|(g, w)| same(*g, *w)),
+                "{walk:?}, {} trees",
+                forest.trees.len()
+            );
+            for r in 0..n_rows {
+                let one = fast.predict(&rows[r * N_FEATURES..(r + 1) * N_FEATURES]);
+                assert!(one
+                    .raw
+                    .iter()
+                    .zip(want.raw_row(r))
+                    .all(|(g, w)| same(*g, *w)));
+            }
+        }
     }
 }

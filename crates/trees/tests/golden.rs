@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use ferroserve_testkit::{worst, Tol};
-use ferroserve_trees::{load_path, CompiledForest, Predictions};
+use ferroserve_trees::{load_path, CompiledForest, Predictions, Walk};
 use serde_json::Value;
 
 fn golden_dir() -> PathBuf {
@@ -165,8 +165,24 @@ fn every_fixture_matches_its_library() {
         }
         let reference = ferroserve_trees::predict_reference(&forest, &rows);
         problems.extend(check(&name, "reference", &reference, exp, tol));
-        let fast = CompiledForest::new(forest).predict(&rows);
+        let chosen = CompiledForest::new(forest.clone());
+        let fast = chosen.predict(&rows);
         problems.extend(check(&name, "fast", &fast, exp, tol));
+        // Every walk, whichever the forest would get, answers the reference's bits.
+        for walk in Walk::ALL {
+            let got = CompiledForest::new(forest.clone())
+                .with_walk(walk)
+                .predict(&rows);
+            let same = got.raw.len() == reference.raw.len()
+                && got
+                    .raw
+                    .iter()
+                    .zip(&reference.raw)
+                    .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()));
+            if !same || got.labels != reference.labels {
+                problems.push(format!("{name}: walk {walk:?} differs from the reference"));
+            }
+        }
     }
     assert!(
         problems.is_empty(),

@@ -13,8 +13,11 @@
 //! Rows are walked in blocks: for each tree, the block's rows eight at a time in lockstep (one
 //! level for all eight, then the next), so the processor overlaps eight independent chains of
 //! loads and no branch depends on the data. The last rows of a batch (a single row, say) go the
-//! other way: one row through eight trees in lockstep. Tree order per row is kept, so sums are
-//! bit-for-bit the reference's. Large batches are split across threads (`std::thread::scope`),
+//! other way: one row through eight trees in lockstep, in one of two ways chosen per forest at
+//! load time ([`Walk::choose`] on the forest's [`Shape`]): eight consecutive trees each run to
+//! the deepest leaf of the group for full trees, or, for lopsided forests, eight trees of about
+//! the same depth stopped once all eight sit on leaves. Leaves are added in tree order per row,
+//! so sums are bit-for-bit the reference's. Large batches are split across threads (`std::thread::scope`),
 //! each writing its own rows of the output. Nothing is allocated per row.
 
 use super::{aggregate_end, aggregate_end_f32, aggregate_start, aggregate_start_f32, finish};
@@ -35,6 +38,10 @@ const LANES: usize = 8;
 
 /// `tree_depth` of a tree holding a complex split.
 const COMPLEX_TREE: u32 = u32::MAX;
+
+/// Trees per window of the early-exit single-row walk: it sorts the trees of a window by depth
+/// and keeps their leaves in a stack array of this size until it adds them in tree order.
+const WINDOW: usize = 256;
 
 /// Below this many rows a batch is never split across threads: a thread costs more than it
 /// saves.
@@ -57,6 +64,68 @@ struct Node {
     child: u32,
 }
 
+/// How one row goes through the trees (a single-row request, and the last `n % 8` rows of a
+/// batch; the rows of a batch go eight at a time through each tree in lockstep whatever the
+/// walk). Both walks give the same answers, bit for bit; they differ in what they spend on
+/// levels a row does not need. [`Walk::choose`] picks one per forest at load time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// Eight consecutive trees in lockstep, each group run to its deepest leaf without a branch:
+    /// a walk that arrives early steps on the spot. Best when every tree is full, its leaves
+    /// all at about the same depth (XGBoost's depth-wise trees).
+    Lockstep,
+    /// Eight trees of about the same depth in lockstep (the trees sorted by depth once, at load
+    /// time; the leaves are still added in tree order), stopped as soon as a level moves none
+    /// of the eight. Best when rows reach leaves far above the deepest (LightGBM's leaf-wise
+    /// trees, random forests).
+    EarlyExit,
+}
+
+impl Walk {
+    /// Every walk, for tests and benchmarks.
+    pub const ALL: [Walk; 2] = [Walk::Lockstep, Walk::EarlyExit];
+
+    /// Below this ratio of [`Shape::mean_path_depth`] to [`Shape::mean_max_depth`], a forest
+    /// is lopsided and gets [`Walk::EarlyExit`]. Measured on the benchmark and example models
+    /// (docs/benchmarks.md, single row): full XGBoost trees sit at 0.87-0.99 and would lose
+    /// 1-13% with the early exit; the LightGBM boosters (0.31-0.32) and the iris forest (0.44)
+    /// gain 12-22%; the small diabetes (0.38) and wine (0.57) forests are even either way.
+    pub const LOPSIDED: f64 = 0.75;
+
+    /// The walk for a forest of this shape.
+    pub fn choose(shape: &Shape) -> Walk {
+        if shape.mean_path_depth < Self::LOPSIDED * shape.mean_max_depth {
+            Walk::EarlyExit
+        } else {
+            Walk::Lockstep
+        }
+    }
+}
+
+/// What [`Walk::choose`] decides from, measured when a forest is compiled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shape {
+    pub trees: usize,
+    /// Mean over the trees of the depth of the deepest leaf: the levels a lockstep walk runs.
+    pub mean_max_depth: f64,
+    /// Mean over the trees of the depth a row reaches when every split sends it either way
+    /// with equal odds (the sum over leaves of depth * 2^-depth): about what a walk that stops
+    /// at the leaf runs. Far below `mean_max_depth` for lopsided trees.
+    pub mean_path_depth: f64,
+}
+
+/// `LANES` trees that the single-row walk takes in lockstep.
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    trees: [u32; LANES],
+    roots: [u32; LANES],
+    /// The deepest of their leaves.
+    depth: u32,
+    /// The level from which [`Walk::EarlyExit`] asks whether all eight walks sit on leaves
+    /// (at most `depth`).
+    from: u32,
+}
+
 /// A split decided by the reference code: (tree, node in the IR tree).
 #[derive(Clone, Copy, Debug)]
 struct Complex {
@@ -75,9 +144,23 @@ pub struct CompiledForest {
     /// Depth of each tree (its deepest leaf), or [`COMPLEX_TREE`] for trees holding a complex
     /// split, which are walked row by row.
     tree_depth: Vec<u32>,
-    /// For each whole group of `LANES` consecutive trees, the deepest of their depths, or
-    /// [`COMPLEX_TREE`] when one of them holds a complex split.
-    group_depth: Vec<u32>,
+    /// [`Walk::Lockstep`]: each whole group of `LANES` consecutive trees (`depth` is
+    /// [`COMPLEX_TREE`] when one of them holds a complex split); the trees after the last
+    /// whole group are walked one at a time.
+    groups_in_order: Vec<Group>,
+    /// [`Walk::EarlyExit`], window by window of [`WINDOW`] consecutive trees: the window's
+    /// trees without complex splits, `LANES` at a time in order of depth, so that the trees of
+    /// a group are alike.
+    groups_by_depth: Vec<Group>,
+    /// [`Walk::EarlyExit`], window by window: the trees walked one at a time (those holding a
+    /// complex split, and the fewer than `LANES` left over after the window's groups).
+    singles: Vec<u32>,
+    /// [`Walk::EarlyExit`]: where each window's groups and singles end in `groups_by_depth`
+    /// and `singles`.
+    windows: Vec<(u32, u32)>,
+    /// How the trees are walked, chosen at load time from the forest's shape.
+    walk: Walk,
+    shape: Shape,
     /// For each leaf in `nodes`, the index of its first value in `leaf_values` (0 for splits).
     leaf_at: Vec<u32>,
     leaf_values: Vec<f64>,
@@ -138,6 +221,8 @@ impl CompiledForest {
         let mut leaf_values = Vec::new();
         let mut leaf_at = Vec::new();
         let mut tree_depth = Vec::with_capacity(forest.trees.len());
+        let mut tree_path_depth = Vec::with_capacity(forest.trees.len());
+        let (mut max_depth_sum, mut path_depth_sum) = (0.0f64, 0.0f64);
         let mut complex = Vec::new();
         for (ti, tree) in forest.trees.iter().enumerate() {
             let width = forest.leaf_width(tree);
@@ -159,11 +244,13 @@ impl CompiledForest {
             // Depth of each slot of this tree, by slot - root.
             let mut depth_of = vec![0u32];
             let (mut depth, mut has_complex) = (0u32, false);
+            let mut path_depth = 0.0f64;
             let mut queue = std::collections::VecDeque::from([(0usize, root)]);
             while let Some((i, slot)) = queue.pop_front() {
                 let d = depth_of[slot - root];
                 depth = depth.max(d);
                 if tree.is_leaf[i] {
+                    path_depth += d as f64 * 0.5f64.powi(d as i32);
                     let at = leaf_values.len() as u32;
                     leaf_values.extend_from_slice(&tree.values[i * width..(i + 1) * width]);
                     leaf_at[slot] = at;
@@ -252,15 +339,66 @@ impl CompiledForest {
                 queue.push_back((right, base as usize + 1));
             }
             tree_depth.push(if has_complex { COMPLEX_TREE } else { depth });
+            tree_path_depth.push(path_depth);
+            max_depth_sum += depth as f64;
+            path_depth_sum += path_depth;
         }
         let leaf_values_f32 = leaf_values.iter().map(|&v| v as f32).collect();
         let trees_per_output = forest.trees_per_output();
-        let group_depth = tree_depth
-            .chunks_exact(LANES)
-            .map(|g| g.iter().copied().max().unwrap_or(0))
-            .collect();
+        let group = |g: &[u32]| {
+            let trees: [u32; LANES] = g.try_into().expect("whole group");
+            Group {
+                trees,
+                roots: trees.map(|t| roots[t as usize]),
+                depth: trees
+                    .iter()
+                    .map(|&t| tree_depth[t as usize])
+                    .max()
+                    .unwrap_or(0),
+                // Asking earlier than the deepest of the trees' even-odds path depths would
+                // mostly be answered no. (A path depth is a mean of leaf depths, so this lies
+                // between the shallowest leaf and `depth`.)
+                from: trees
+                    .iter()
+                    .map(|&t| tree_path_depth[t as usize] as u32)
+                    .max()
+                    .unwrap_or(0),
+            }
+        };
+        let in_order: Vec<u32> = (0..forest.trees.len() as u32).collect();
+        let groups_in_order = in_order.chunks_exact(LANES).map(group).collect();
+        let (mut groups_by_depth, mut singles, mut windows) = (Vec::new(), Vec::new(), Vec::new());
+        for window in in_order.chunks(WINDOW) {
+            // The window's trees without complex splits by depth (ties in tree order).
+            let mut by_depth: Vec<u32> = window
+                .iter()
+                .copied()
+                .filter(|&t| tree_depth[t as usize] != COMPLEX_TREE)
+                .collect();
+            by_depth.sort_by_key(|&t| tree_depth[t as usize]);
+            groups_by_depth.extend(by_depth.chunks_exact(LANES).map(group));
+            let rest = by_depth.chunks_exact(LANES).remainder();
+            singles.extend(
+                window
+                    .iter()
+                    .copied()
+                    .filter(|&t| tree_depth[t as usize] == COMPLEX_TREE || rest.contains(&t)),
+            );
+            windows.push((groups_by_depth.len() as u32, singles.len() as u32));
+        }
+        let n_trees = forest.trees.len().max(1) as f64;
+        let shape = Shape {
+            trees: forest.trees.len(),
+            mean_max_depth: max_depth_sum / n_trees,
+            mean_path_depth: path_depth_sum / n_trees,
+        };
         CompiledForest {
-            group_depth,
+            walk: Walk::choose(&shape),
+            shape,
+            groups_in_order,
+            groups_by_depth,
+            singles,
+            windows,
             trees_per_output,
             forest,
             nodes,
@@ -273,6 +411,23 @@ impl CompiledForest {
             complex,
             threads: 1,
         }
+    }
+
+    /// Walks the trees this way rather than the way [`Walk::choose`] picked (every walk gives the
+    /// same answers; tests and benchmarks compare them).
+    pub fn with_walk(mut self, walk: Walk) -> Self {
+        self.walk = walk;
+        self
+    }
+
+    /// The walk in use.
+    pub fn walk(&self) -> Walk {
+        self.walk
+    }
+
+    /// The forest's shape, measured at load time.
+    pub fn shape(&self) -> Shape {
+        self.shape
     }
 
     /// Sets how many threads a large batch may use (at least 1; default 1).
@@ -384,7 +539,7 @@ impl CompiledForest {
             let depth = self.tree_depth[t];
             if depth == COMPLEX_TREE {
                 for r in 0..full {
-                    let leaf = self.walk(root, &rows[r * nf..(r + 1) * nf]);
+                    let leaf = self.walk_one(root, &rows[r * nf..(r + 1) * nf]);
                     add_leaf::<A, OP>(&mut acc[r * n_out..(r + 1) * n_out], output, leaves, leaf);
                 }
                 continue;
@@ -399,28 +554,18 @@ impl CompiledForest {
         }
         // The last few rows (all of them for a single row): row by row, `LANES` trees at a time
         // in lockstep, so that one row still gets independent chains of loads.
-        for r in full..n {
-            let row = &rows[r * nf..(r + 1) * nf];
-            let a = &mut acc[r * n_out..(r + 1) * n_out];
-            let mut t = 0;
-            for &depth in &self.group_depth {
-                let roots: &[u32; LANES] = self.roots[t..t + LANES].try_into().expect("group");
-                if depth == COMPLEX_TREE {
-                    for (k, &root) in roots.iter().enumerate() {
-                        let leaf = self.walk(root, row);
-                        add_leaf::<A, OP>(a, self.tree_output[t + k], leaves, leaf);
-                    }
-                } else {
-                    let ends = self.walk_trees(roots, depth, row);
-                    for (k, &end) in ends.iter().enumerate() {
-                        let leaf = self.leaf_at[end as usize] as usize;
-                        add_leaf::<A, OP>(a, self.tree_output[t + k], leaves, leaf);
-                    }
+        match self.walk {
+            Walk::Lockstep => {
+                for r in full..n {
+                    let row = &rows[r * nf..(r + 1) * nf];
+                    self.row_in_order::<A, OP>(row, &mut acc[r * n_out..(r + 1) * n_out]);
                 }
-                t += LANES;
             }
-            for (t, &root) in self.roots.iter().enumerate().skip(t) {
-                add_leaf::<A, OP>(a, self.tree_output[t], leaves, self.walk(root, row));
+            Walk::EarlyExit => {
+                for r in full..n {
+                    let row = &rows[r * nf..(r + 1) * nf];
+                    self.row_by_depth::<A, OP>(row, &mut acc[r * n_out..(r + 1) * n_out]);
+                }
             }
         }
         for r in 0..n {
@@ -432,6 +577,59 @@ impl CompiledForest {
                     f.base_score[o],
                 );
             }
+        }
+    }
+
+    /// [`Walk::Lockstep`] for one row: `LANES` consecutive trees at a time, each group to its
+    /// deepest leaf, adding each leaf to the row's aggregates `a` as it is reached.
+    #[inline(always)]
+    fn row_in_order<A: Acc, const OP: u8>(&self, row: &[f32], a: &mut [A]) {
+        let leaves = A::leaves(self);
+        for (g, t) in self.groups_in_order.iter().zip((0..).step_by(LANES)) {
+            if g.depth == COMPLEX_TREE {
+                for (k, &root) in g.roots.iter().enumerate() {
+                    let leaf = self.walk_one(root, row);
+                    add_leaf::<A, OP>(a, self.tree_output[t + k], leaves, leaf);
+                }
+            } else {
+                let ends = self.walk_trees::<LANES, false>(&g.roots, 0, g.depth, row);
+                for (k, &end) in ends.iter().enumerate() {
+                    let leaf = self.leaf_at[end as usize] as usize;
+                    add_leaf::<A, OP>(a, self.tree_output[t + k], leaves, leaf);
+                }
+            }
+        }
+        let rest = self.groups_in_order.len() * LANES;
+        for (t, &root) in self.roots.iter().enumerate().skip(rest) {
+            add_leaf::<A, OP>(a, self.tree_output[t], leaves, self.walk_one(root, row));
+        }
+    }
+
+    /// [`Walk::EarlyExit`] for one row: window by window of [`WINDOW`] trees, the window's
+    /// groups of trees of about the same depth, each stopped when all its walks sit on leaves;
+    /// each tree's leaf is noted first and the window's leaves are added in tree order after, so
+    /// that sums are the reference's, bit for bit.
+    #[inline(always)]
+    fn row_by_depth<A: Acc, const OP: u8>(&self, row: &[f32], a: &mut [A]) {
+        let leaves = A::leaves(self);
+        let mut leaf_of = [0u32; WINDOW];
+        let (mut groups, mut singles) = (0, 0);
+        for (w, &(groups_end, singles_end)) in self.windows.iter().enumerate() {
+            let start = w * WINDOW;
+            for g in &self.groups_by_depth[groups..groups_end as usize] {
+                let ends = self.walk_trees::<LANES, true>(&g.roots, g.from, g.depth, row);
+                for (&t, &end) in g.trees.iter().zip(&ends) {
+                    leaf_of[t as usize - start] = self.leaf_at[end as usize];
+                }
+            }
+            for &t in &self.singles[singles..singles_end as usize] {
+                leaf_of[t as usize - start] = self.walk_one(self.roots[t as usize], row) as u32;
+            }
+            let outputs = self.tree_output[start..].iter().take(WINDOW);
+            for (&leaf, &output) in leaf_of.iter().zip(outputs) {
+                add_leaf::<A, OP>(a, output, leaves, leaf as usize);
+            }
+            (groups, singles) = (groups_end as usize, singles_end as usize);
         }
     }
 
@@ -454,16 +652,38 @@ impl CompiledForest {
     }
 
     /// Walks one row through `K` trees without complex splits, `depth` levels (the deepest of
-    /// the trees) in lockstep, without a branch. Returns the leaf node reached in each tree.
+    /// the trees) in lockstep, without a branch. With `EXIT`, from level `from` on, stops as
+    /// soon as a level moves none of the walks: a leaf steps to itself, so that means all of
+    /// them sit on leaves. Returns the leaf node reached in each tree.
     #[inline(always)]
-    fn walk_trees<const K: usize>(&self, roots: &[u32; K], depth: u32, row: &[f32]) -> [u32; K] {
+    fn walk_trees<const K: usize, const EXIT: bool>(
+        &self,
+        roots: &[u32; K],
+        from: u32,
+        depth: u32,
+        row: &[f32],
+    ) -> [u32; K] {
         let nodes = &self.nodes[..];
         // A whole row, checked once here (`step` relies on it).
         let row = &row[..self.forest.n_features];
         let mut at = *roots;
-        for _ in 0..depth {
+        let sure = if EXIT { from } else { depth };
+        for _ in 0..sure {
             for i in at.iter_mut() {
                 *i = step(nodes, row, *i);
+            }
+        }
+        if EXIT {
+            for _ in sure..depth {
+                let mut moved = false;
+                for i in at.iter_mut() {
+                    let next = step(nodes, row, *i);
+                    moved |= next != *i;
+                    *i = next;
+                }
+                if !moved {
+                    break;
+                }
             }
         }
         at
@@ -471,7 +691,7 @@ impl CompiledForest {
 
     /// Walks one tree from `root` for one row, deciding complex splits with the reference code;
     /// returns the leaf's first value index.
-    fn walk(&self, root: u32, row: &[f32]) -> usize {
+    fn walk_one(&self, root: u32, row: &[f32]) -> usize {
         let nodes = &self.nodes[..];
         let mut i = root as usize;
         loop {
@@ -799,6 +1019,80 @@ mod tests {
         assert_eq!(rows_per_thread(8, 3000), Some(1536));
         assert_eq!(rows_per_thread(4, 5000), Some(1280));
         assert_eq!(rows_per_thread(3, 100_000), Some(33344));
+    }
+
+    #[test]
+    fn lopsided_forests_get_the_early_exit() {
+        let shape = |max, path| Shape {
+            trees: 100,
+            mean_max_depth: max,
+            mean_path_depth: path,
+        };
+        // The benchmark's XGBoost (full trees) and LightGBM (leaf-wise) boosters, iris.
+        assert_eq!(Walk::choose(&shape(6.0, 5.24)), Walk::Lockstep);
+        assert_eq!(Walk::choose(&shape(2.0, 1.93)), Walk::Lockstep);
+        assert_eq!(Walk::choose(&shape(13.09, 4.14)), Walk::EarlyExit);
+        assert_eq!(Walk::choose(&shape(5.40, 2.39)), Walk::EarlyExit);
+        // The edge: exactly at the ratio stays in lockstep.
+        assert_eq!(Walk::choose(&shape(8.0, 6.0)), Walk::Lockstep);
+        assert_eq!(Walk::choose(&shape(8.0, 5.999)), Walk::EarlyExit);
+        // Stumps and single leaves.
+        assert_eq!(Walk::choose(&shape(1.0, 1.0)), Walk::Lockstep);
+        assert_eq!(Walk::choose(&shape(0.0, 0.0)), Walk::Lockstep);
+    }
+
+    /// A chain: at each of `depth` levels a leaf on the left, the rest on the right.
+    fn chain(depth: usize) -> Tree {
+        let mut tree = Tree::default();
+        let mut parent = None;
+        for d in 0..depth {
+            let id = tree.push_split(0, Cmp::Lt, d as f64, Missing::Default, false, 0, 0, 1);
+            if let Some(p) = parent {
+                let l = tree.left[p as usize];
+                tree.set_children(p, l, id);
+            }
+            let leaf = tree.push_leaf(&[d as f64]);
+            tree.set_children(id, leaf, 0);
+            parent = Some(id);
+        }
+        let last = tree.push_leaf(&[-1.0]);
+        if let Some(p) = parent {
+            let l = tree.left[p as usize];
+            tree.set_children(p, l, last);
+        }
+        tree
+    }
+
+    #[test]
+    fn shape_is_measured_at_load() {
+        let mut forest = five_classes();
+        // Eleven stumps: every leaf at depth 1.
+        let stumps = CompiledForest::new(forest.clone());
+        assert_eq!(
+            stumps.shape(),
+            Shape {
+                trees: 11,
+                mean_max_depth: 1.0,
+                mean_path_depth: 1.0,
+            }
+        );
+        assert_eq!(stumps.walk(), Walk::Lockstep);
+        // Plus a chain of depth 3 and a single leaf: leaves of the chain at depths 1, 2, 3, 3,
+        // reached with odds 1/2, 1/4, 1/8, 1/8.
+        forest.trees.push(chain(3));
+        forest.trees.push(chain(0));
+        forest.validate().unwrap();
+        let f = CompiledForest::new(forest);
+        let s = f.shape();
+        assert_eq!(s.trees, 13);
+        assert_eq!(s.mean_max_depth, (11.0 + 3.0) / 13.0);
+        assert_eq!(s.mean_path_depth, (11.0 + 0.5 + 0.5 + 0.75) / 13.0);
+        assert_eq!(f.walk(), Walk::Lockstep);
+        // Forced, and chosen for a forest that is mostly chains.
+        assert_eq!(f.with_walk(Walk::EarlyExit).walk(), Walk::EarlyExit);
+        let mut chains = five_classes();
+        chains.trees = (0..9).map(|d| chain(d % 5 + 2)).collect();
+        assert_eq!(CompiledForest::new(chains).walk(), Walk::EarlyExit);
     }
 
     #[test]
