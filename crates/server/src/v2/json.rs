@@ -1008,6 +1008,8 @@ mod tests {
             (b"{\"inputs\":[],\"inputs\":[]}", "invalid inference request: duplicate field `inputs`"),
             (b"{\"inputs\":[{\"name\":\"x\",\"name\":\"y\"}]}", "invalid inference request: duplicate field `name`"),
             (b"[1]", "invalid inference request: the request must be an object"),
+            // An error inside a value read by serde_json, on the value's second line.
+            (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[1,\n \"x\"],\"datatype\":\"FP32\",\"data\":[1]}]}", "invalid inference request: invalid type: string \"x\", expected i64 at line 2 column 4"),
             (b"{\"id\":1,\"inputs\":[]}", "invalid inference request: invalid type: integer `1`, expected a string at line 1 column 7"),
             (b"{\"inputs\":[{\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}", "invalid inference request: input 0: missing field `name`"),
             (b"{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"INT8\",\"data\":[1,{}]}]}", "input 'x': tensor data must be an array of values, not an object at line 1 column"),
