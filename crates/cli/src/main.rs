@@ -8,6 +8,9 @@
 /// mimalloc, not the system allocator: requests allocate on the async runtime's threads and
 /// free on others (the batcher, the instance threads, the prediction log's writers), which
 /// glibc's malloc serves with locked arenas; mimalloc frees across threads without a lock.
+/// Built without transparent huge pages (feature `no_thp`): with them, each arena's first
+/// touch zeroes 2 MiB at once, which made a thousand small models' start-up spend a fifth of
+/// its time in the kernel's page clearing and held 30 MB more (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
