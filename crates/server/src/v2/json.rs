@@ -520,7 +520,16 @@ impl<'a> Walk<'a> {
                         return Ok(TensorData::$var(v));
                     }
                     Scan::OverLimit(at) => return Err(over_limit(max_values, at)),
-                    Scan::OutOfRange(word) => return Err(range_err(name, dt, word)),
+                    Scan::OutOfRange(word) => {
+                        // Shown as every adapter shows numbers (1e39, not 1e+39 or 1E39);
+                        // beyond f64, as written.
+                        let shown = word
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|x| x.is_finite())
+                            .map_or(word, number_text);
+                        return Err(range_err(name, dt, shown));
+                    }
                     Scan::Malformed(at, what) => return Err(self.malformed(at, what)),
                     Scan::NotNumbers => {}
                 }
@@ -911,6 +920,8 @@ mod tests {
         };
         for (dt, data, value) in [
             ("FP32", "[1,1e39]", "1e39"),
+            ("FP32", "[1,1e+39]", "1e39"),
+            ("FP32", "[1,10E38]", "1e39"),
             ("FP32", "[-1e39,1]", "-1e39"),
             ("FP32", "[1,3.4028236e38]", "3.4028236e38"),
             ("FP16", "[1,70000]", "70000"),
