@@ -531,9 +531,71 @@ mod tests {
 
     #[test]
     fn the_buffer_is_sized_by_the_body_not_by_the_shape_alone() {
+        // Half the body's bytes past the start, plus one: what the values could at most be.
         let v = values(scan::<f32>(b"[1,2]", 0, usize::MAX, usize::MAX));
-        assert!(v.capacity() <= 8, "{}", v.capacity());
+        assert_eq!(v.capacity(), 3);
+        let v = values(scan::<f32>(
+            b"[1,2,3,4,5,6,7,8,9]",
+            0,
+            usize::MAX,
+            usize::MAX,
+        ));
+        assert_eq!(v.capacity(), 10);
+        let v = values(scan::<f32>(
+            b"xxxx[1,2,3,4,5,6,7,8,9]",
+            4,
+            usize::MAX,
+            usize::MAX,
+        ));
+        assert_eq!(v.capacity(), 10);
         let v = values(scan::<f32>(b"[1,2,3,4]", 0, 4, usize::MAX));
         assert_eq!(v.capacity(), 4);
+        let v = values(scan::<f32>(b"[1,2,3,4]", 0, 9, 4));
+        assert_eq!(v.capacity(), 4);
+    }
+
+    #[test]
+    fn a_number_gives_its_digits_and_power_of_ten_when_they_are_short() {
+        let quick = |w: &str| number(w.as_bytes(), 0).unwrap().quick;
+        assert_eq!(quick("17.99"), Some((false, 1799, -2)));
+        assert_eq!(quick("-0.0012"), Some((true, 12, -4)));
+        assert_eq!(quick("5e3"), Some((false, 5, 3)));
+        assert_eq!(quick("2.5E-3"), Some((false, 25, -4)));
+        assert_eq!(quick("1e+0012"), Some((false, 1, 12)));
+        // Nineteen digits, leading zeros counted, are short; twenty are not.
+        assert_eq!(
+            quick("1234567890.123456789"),
+            Some((false, 1_234_567_890_123_456_789, -9))
+        );
+        assert_eq!(quick("1234567890.1234567891"), None);
+        assert_eq!(quick("0.000000000000000001"), Some((false, 1, -18)));
+        assert_eq!(quick("0.0000000000000000001"), None);
+        // Four exponent digits are short; five are not.
+        assert_eq!(quick("1e1234"), Some((false, 1, 1234)));
+        assert_eq!(quick("1e01234"), None);
+        assert_eq!(number(b"12.5e-3,", 0).unwrap().end, 7);
+    }
+
+    #[test]
+    fn the_quick_path_takes_what_is_exact_in_the_type() {
+        // f64: digits up to 2^53 and powers of ten up to 22, either way.
+        assert_eq!(
+            f64::exact(false, 1 << 53, -22),
+            Some((1u64 << 53) as f64 / 1e22)
+        );
+        assert_eq!(
+            f64::exact(true, 1 << 53, 22),
+            Some(-((1u64 << 53) as f64) * 1e22)
+        );
+        assert_eq!(f64::exact(false, (1 << 53) + 1, 0), None);
+        assert_eq!(f64::exact(false, 7, 23), None);
+        assert_eq!(f64::exact(false, 7, -23), None);
+        assert_eq!(f64::exact(false, 1799, -2), Some(17.99));
+        // f32: digits up to 2^24, negative powers to 10 (through f64), positive to 10.
+        assert_eq!(f32::exact(false, 1 << 24, 10), Some(16_777_216e10));
+        assert_eq!(f32::exact(false, (1 << 24) + 1, 0), None);
+        assert_eq!(f32::exact(false, 7, 11), None);
+        assert_eq!(f32::exact(false, 7, -11), None);
+        assert_eq!(f32::exact(true, 1799, -2), Some(-17.99));
     }
 }
