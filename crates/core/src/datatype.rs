@@ -59,6 +59,26 @@ impl DataType {
         }
     }
 
+    /// What an input named `name` declares: its datatype (an unknown one refused, listing the
+    /// known) and how many elements its shape holds (a negative or overflowing shape refused).
+    /// Every wire format reads its inputs through this.
+    pub fn of_input(
+        name: &str,
+        datatype: &str,
+        shape: &[i64],
+    ) -> Result<(DataType, usize), crate::InferError> {
+        let dt = DataType::parse(datatype).ok_or_else(|| {
+            let known: Vec<&str> = DataType::ALL.iter().map(|d| d.as_str()).collect();
+            crate::InferError::invalid(format!(
+                "input '{name}': unknown datatype '{datatype}' (expected one of {})",
+                known.join(", ")
+            ))
+        })?;
+        let n = crate::Tensor::element_count(shape)
+            .map_err(|e| crate::InferError::invalid(format!("input '{name}': {}", e.message)))?;
+        Ok((dt, n))
+    }
+
     /// Parses a protocol name (exact, upper case).
     pub fn parse(s: &str) -> Option<DataType> {
         Some(match s {

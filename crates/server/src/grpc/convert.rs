@@ -173,13 +173,7 @@ pub fn request_from_proto(m: ModelInferRequest) -> Result<InferRequest, InferErr
             parameters,
             contents,
         } = inp;
-        let dt = DataType::parse(&datatype).ok_or_else(|| {
-            InferError::invalid(format!(
-                "input '{name}': unknown datatype '{datatype}' (expected one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES)"
-            ))
-        })?;
-        let n = Tensor::element_count(&shape)
-            .map_err(|e| InferError::invalid(format!("input '{name}': {}", e.message)))?;
+        let (dt, n) = DataType::of_input(&name, &datatype, &shape)?;
         let data = match (raws.next(), contents) {
             (Some(bytes), None) => raw::decode(&name, dt, &bytes, n)?,
             // Typed contents beside raw data were refused above.

@@ -401,18 +401,27 @@ impl<'a> Walk<'a> {
         InferError::invalid(format!("{what}: {message} at line {line} column {column}"))
     }
 
-    /// One value read by serde_json from here.
-    fn value<T: Deserialize<'a>>(&mut self) -> Result<T, InferError> {
+    /// One value read by serde_json from here (the walk moved past it), or serde_json's error
+    /// with where the value started; `None` at the end of the body.
+    fn serde_value<T: Deserialize<'a>>(&mut self) -> Option<Result<T, (usize, serde_json::Error)>> {
         self.peek();
         let from = self.at;
         let mut values = serde_json::Deserializer::from_slice(&self.body[from..]).into_iter::<T>();
-        match values.next() {
-            Some(Ok(v)) => {
+        Some(match values.next()? {
+            Ok(v) => {
                 self.at = from + values.byte_offset();
                 Ok(v)
             }
-            Some(Err(e)) => Err(self.serde_error(from, e)),
-            None => Err(self.malformed(from, "EOF while parsing a value")),
+            Err(e) => Err((from, e)),
+        })
+    }
+
+    /// One value read by serde_json from here.
+    fn value<T: Deserialize<'a>>(&mut self) -> Result<T, InferError> {
+        match self.serde_value() {
+            Some(Ok(v)) => Ok(v),
+            Some(Err((from, e))) => Err(self.serde_error(from, e)),
+            None => Err(self.malformed(self.at, "EOF while parsing a value")),
         }
     }
 
@@ -542,20 +551,15 @@ impl<'a> Walk<'a> {
         }
         VALUE_LIMIT.set(max_values);
         OVER_LIMIT.set(false);
-        let mut values =
-            serde_json::Deserializer::from_slice(&self.body[from..]).into_iter::<Flat>();
-        let parsed = values.next();
+        let parsed = self.serde_value::<Flat>();
         VALUE_LIMIT.set(usize::MAX);
         match parsed {
-            Some(Ok(flat)) => {
-                self.at = from + values.byte_offset();
-                flat_to_tensor_data(name, dt, flat)
-            }
-            Some(Err(e)) if OVER_LIMIT.replace(false) => Err(over_limit(
+            Some(Ok(flat)) => flat_to_tensor_data(name, dt, flat),
+            Some(Err((from, e))) if OVER_LIMIT.replace(false) => Err(over_limit(
                 max_values,
                 from + offset_of(&self.body[from..], e.line(), e.column()),
             )),
-            Some(Err(e)) => {
+            Some(Err((from, e))) => {
                 let e = self.serde_error(from, e);
                 let m = &e.message;
                 Err(InferError::invalid(format!(
@@ -694,9 +698,10 @@ fn read_input(w: &mut Walk, i: usize, max_values: usize) -> Result<(Tensor, bool
                 return Ok(());
             }
             let ready = (|| {
-                let dt = DataType::parse(f.datatype.as_deref()?)?;
-                let n = Tensor::element_count(f.shape.as_deref()?).ok()?;
-                Some((f.name.as_deref()?, dt, n))
+                let name = f.name.as_deref()?;
+                let (dt, n) =
+                    DataType::of_input(name, f.datatype.as_deref()?, f.shape.as_deref()?).ok()?;
+                Some((name, dt, n))
             })();
             f.data = Some(match ready {
                 Some((name, dt, n)) => DataField::Read(w.data(name, dt, n, max_values)?),
@@ -715,13 +720,7 @@ fn read_input(w: &mut Walk, i: usize, max_values: usize) -> Result<(Tensor, bool
     let shape = f.shape.ok_or_else(|| missing("shape"))?;
     let datatype = f.datatype.ok_or_else(|| missing("datatype"))?;
     let parameters = f.parameters.unwrap_or_default();
-    let dt = DataType::parse(&datatype).ok_or_else(|| {
-        InferError::invalid(format!(
-            "input '{name}': unknown datatype '{datatype}' (expected one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES)"
-        ))
-    })?;
-    let n = Tensor::element_count(&shape)
-        .map_err(|e| InferError::invalid(format!("input '{name}': {}", e.message)))?;
+    let (dt, n) = DataType::of_input(&name, &datatype, &shape)?;
     let binary = parameters.get("binary_data_size").is_some();
     let data = match (f.data, binary) {
         (Some(DataField::Read(_) | DataField::At(_)), true) => {
